@@ -1,0 +1,256 @@
+// The tmux port: sessions, input, screen capture, terminal logs — on cco's own tmux server (-L socket).
+// The live adapter shells out to tmux; TmuxTest is an in-memory stand-in for unit tests.
+import { CommandExecutor, FileSystem } from "@effect/platform"
+import { Context, Effect, Layer, Redacted, Ref, Schema } from "effect"
+import { exec } from "./Exec.js"
+
+export class TmuxNotFound extends Schema.TaggedError<TmuxNotFound>()("TmuxNotFound", {
+  message: Schema.String
+}) {}
+
+export class SessionNotFound extends Schema.TaggedError<SessionNotFound>()("SessionNotFound", {
+  session: Schema.String
+}) {
+  override get message() {
+    return `tmux session ${this.session} does not exist`
+  }
+}
+
+export class TmuxCommandFailed extends Schema.TaggedError<TmuxCommandFailed>()("TmuxCommandFailed", {
+  operation: Schema.String,
+  exitCode: Schema.Number,
+  stderr: Schema.String
+}) {
+  override get message() {
+    return `tmux ${this.operation} failed (exit ${this.exitCode}): ${this.stderr.trim()}`
+  }
+}
+
+export type TmuxError = TmuxNotFound | SessionNotFound | TmuxCommandFailed
+
+export interface SessionSpec {
+  readonly name: string
+  readonly cwd: string
+  /** Program and arguments, run directly (no shell parsing of the arguments). Never put secrets here. */
+  readonly command: ReadonlyArray<string>
+  /** Environment for the program; values reach it through a private file, never through any argv. */
+  readonly env?: Readonly<Record<string, string | Redacted.Redacted<string>>>
+  /** Variables inherited from the tmux server that the program must not see. */
+  readonly unsetEnv?: ReadonlyArray<string>
+  readonly width?: number
+  readonly height?: number
+  /** Terminal output appended to this file from the first byte. */
+  readonly logFile?: string
+}
+
+export interface PaneInfo {
+  readonly title: string
+  readonly pid: number
+  readonly dead: boolean
+}
+
+export interface TmuxShape {
+  readonly socket: string
+  readonly newSession: (spec: SessionSpec) => Effect.Effect<void, TmuxError>
+  /** Pastes text as one bracketed paste; does not press Enter. */
+  readonly sendText: (session: string, text: string) => Effect.Effect<void, TmuxError>
+  /** Sends key names (e.g. "Enter", "Escape", "C-c"). */
+  readonly sendKeys: (session: string, keys: ReadonlyArray<string>) => Effect.Effect<void, TmuxError>
+  /** The visible screen, plus `history` lines of scrollback. */
+  readonly capturePane: (session: string, history?: number) => Effect.Effect<string, TmuxError>
+  readonly pipePane: (session: string, file: string) => Effect.Effect<void, TmuxError>
+  readonly paneInfo: (session: string) => Effect.Effect<PaneInfo, TmuxError>
+  readonly hasSession: (session: string) => Effect.Effect<boolean, TmuxError>
+  readonly listSessions: (prefix?: string) => Effect.Effect<ReadonlyArray<string>, TmuxError>
+  readonly killSession: (session: string) => Effect.Effect<void, TmuxError>
+  readonly killServer: Effect.Effect<void, TmuxError>
+}
+
+export class Tmux extends Context.Tag("cco/Tmux")<Tmux, TmuxShape>() {}
+
+const shellQuote = (value: string) => `'${value.replaceAll("'", `'\\''`)}'`
+
+const envValue = (value: string | Redacted.Redacted<string>) =>
+  typeof value === "string" ? value : Redacted.value(value)
+
+// Reads the private env file, removes it, then becomes the program: secrets never touch argv.
+const LAUNCH_SCRIPT = 'for v in $CCO_UNSET; do unset "$v"; done; unset CCO_UNSET; . "$1" && rm -rf "$2" && shift 2 && exec "$@"'
+
+const noServer = (stderr: string) => /no server running|error connecting to|No such file or directory/.test(stderr)
+const noSession = (stderr: string) => /can't find (session|pane|window)|session not found/.test(stderr)
+
+export const makeLive = (socket: string) =>
+  Effect.gen(function*() {
+    const executor = yield* CommandExecutor.CommandExecutor
+    const fs = yield* FileSystem.FileSystem
+
+    const run = (
+      operation: string,
+      args: ReadonlyArray<string>,
+      stdin?: string,
+      session?: string
+    ): Effect.Effect<string, TmuxError> =>
+      exec("tmux", ["-L", socket, "-f", "/dev/null", ...args], stdin === undefined ? {} : { stdin }).pipe(
+        Effect.provideService(CommandExecutor.CommandExecutor, executor),
+        Effect.mapError(() => new TmuxNotFound({ message: "tmux is not installed or not on PATH (install it: apt-get install tmux)" })),
+        Effect.flatMap((result): Effect.Effect<string, SessionNotFound | TmuxCommandFailed> => {
+          if (result.exitCode === 0) return Effect.succeed(result.stdout)
+          if (session !== undefined && (noSession(result.stderr) || noServer(result.stderr))) {
+            return Effect.fail(new SessionNotFound({ session }))
+          }
+          return Effect.fail(new TmuxCommandFailed({ operation, exitCode: result.exitCode, stderr: result.stderr }))
+        })
+      )
+
+    const pane = (session: string) => `=${session}:`
+
+    const newSession = Effect.fn("Tmux.newSession")(function*(spec: SessionSpec) {
+      const dir = yield* fs.makeTempDirectory({ prefix: "cco-env-" }).pipe(Effect.orDie)
+      const file = `${dir}/env`
+      const lines = Object.entries(spec.env ?? {}).map(([k, v]) => `export ${k}=${shellQuote(envValue(v))}`)
+      yield* fs.writeFileString(file, lines.join("\n") + "\n", { mode: 0o600 }).pipe(Effect.orDie)
+      const args = [
+        "new-session", "-d", "-s", spec.name, "-c", spec.cwd,
+        "-x", String(spec.width ?? 200), "-y", String(spec.height ?? 50),
+        "-e", `CCO_UNSET=${(spec.unsetEnv ?? []).join(" ")}`,
+        "sh", "-c", LAUNCH_SCRIPT, "cco-launch", file, dir, ...spec.command
+      ]
+      // pipe-pane in the same tmux invocation: attached before the server reads the pane's first output.
+      if (spec.logFile !== undefined) {
+        args.push(";", "pipe-pane", "-t", pane(spec.name), `cat >> ${shellQuote(spec.logFile)}`)
+      }
+      yield* run("new-session", args).pipe(
+        Effect.tapError(() => fs.remove(dir, { recursive: true }).pipe(Effect.ignore))
+      )
+    })
+
+    const sendText = Effect.fn("Tmux.sendText")(function*(session: string, text: string) {
+      const buffer = `cco-${session}`
+      yield* run("load-buffer", ["load-buffer", "-b", buffer, "-"], text, session)
+      yield* run("paste-buffer", ["paste-buffer", "-p", "-d", "-b", buffer, "-t", pane(session)], undefined, session)
+    })
+
+    const sendKeys = Effect.fn("Tmux.sendKeys")(function*(session: string, keys: ReadonlyArray<string>) {
+      yield* run("send-keys", ["send-keys", "-t", pane(session), ...keys], undefined, session)
+    })
+
+    const capturePane = Effect.fn("Tmux.capturePane")(function*(session: string, history = 0) {
+      const args = ["capture-pane", "-p", "-J", "-t", pane(session)]
+      if (history > 0) args.push("-S", String(-history))
+      return yield* run("capture-pane", args, undefined, session)
+    })
+
+    const pipePane = Effect.fn("Tmux.pipePane")(function*(session: string, file: string) {
+      yield* run("pipe-pane", ["pipe-pane", "-t", pane(session), `cat >> ${shellQuote(file)}`], undefined, session)
+    })
+
+    const paneInfo = Effect.fn("Tmux.paneInfo")(function*(session: string) {
+      const out = yield* run(
+        "display-message",
+        ["display-message", "-p", "-t", pane(session), "#{pane_pid}\t#{pane_dead}\t#{pane_title}"],
+        undefined,
+        session
+      )
+      const [pid, dead, ...title] = out.replace(/\n$/, "").split("\t")
+      return { pid: Number(pid), dead: dead === "1", title: title.join("\t") }
+    })
+
+    const listSessions = Effect.fn("Tmux.listSessions")(function*(prefix?: string) {
+      const out = yield* run("list-sessions", ["list-sessions", "-F", "#{session_name}"]).pipe(
+        Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.succeed("") : Effect.fail(e))
+      )
+      return out.split("\n").filter((s) => s !== "" && (prefix === undefined || s.startsWith(prefix)))
+    })
+
+    const hasSession = Effect.fn("Tmux.hasSession")(function*(session: string) {
+      return yield* run("has-session", ["has-session", "-t", `=${session}`], undefined, session).pipe(
+        Effect.as(true),
+        Effect.catchTag("SessionNotFound", () => Effect.succeed(false))
+      )
+    })
+
+    const killSession = Effect.fn("Tmux.killSession")(function*(session: string) {
+      yield* run("kill-session", ["kill-session", "-t", `=${session}`], undefined, session)
+    })
+
+    const killServer = run("kill-server", ["kill-server"]).pipe(
+      Effect.asVoid,
+      Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.void : Effect.fail(e))
+    )
+
+    return Tmux.of({
+      socket,
+      newSession,
+      sendText,
+      sendKeys,
+      capturePane,
+      pipePane,
+      paneInfo,
+      hasSession,
+      listSessions,
+      killSession,
+      killServer
+    })
+  })
+
+/** Live tmux on the private server `tmux -L socket`. */
+export const layer = (socket: string) => Layer.effect(Tmux, makeLive(socket))
+
+// ---------------------------------------------------------------------------
+// TmuxTest: an in-memory tmux for unit tests.
+
+export interface FakeSession {
+  readonly spec: SessionSpec
+  readonly pid: number
+  title: string
+  screen: string
+  dead: boolean
+  readonly input: Array<string>
+}
+
+export class TmuxTestControl extends Context.Tag("cco/TmuxTestControl")<TmuxTestControl, {
+  readonly sessions: Ref.Ref<ReadonlyMap<string, FakeSession>>
+  readonly session: (name: string) => Effect.Effect<FakeSession, SessionNotFound>
+}>() {}
+
+export const makeTest = Effect.gen(function*() {
+  const sessions = yield* Ref.make<ReadonlyMap<string, FakeSession>>(new Map())
+  let nextPid = 1000
+  const get = (name: string) =>
+    Effect.flatMap(Ref.get(sessions), (m) => {
+      const s = m.get(name)
+      return s === undefined ? Effect.fail(new SessionNotFound({ session: name })) : Effect.succeed(s)
+    })
+  const tmux = Tmux.of({
+    socket: "test",
+    newSession: (spec) =>
+      Ref.get(sessions).pipe(
+        Effect.flatMap((m) =>
+          m.has(spec.name)
+            ? Effect.fail(new TmuxCommandFailed({ operation: "new-session", exitCode: 1, stderr: `duplicate session: ${spec.name}` }))
+            : Ref.set(sessions, new Map(m).set(spec.name, { spec, pid: nextPid++, title: "", screen: "", dead: false, input: [] }))
+        )
+      ),
+    sendText: (name, text) => Effect.map(get(name), (s) => void s.input.push(text)),
+    sendKeys: (name, keys) => Effect.map(get(name), (s) => void s.input.push(...keys.map((k) => `<${k}>`))),
+    capturePane: (name) => Effect.map(get(name), (s) => s.screen),
+    pipePane: (name) => Effect.asVoid(get(name)),
+    paneInfo: (name) => Effect.map(get(name), (s) => ({ title: s.title, pid: s.pid, dead: s.dead })),
+    hasSession: (name) => Effect.map(Ref.get(sessions), (m) => m.has(name)),
+    listSessions: (prefix) =>
+      Effect.map(Ref.get(sessions), (m) => [...m.keys()].filter((n) => prefix === undefined || n.startsWith(prefix))),
+    killSession: (name) =>
+      get(name).pipe(Effect.zipRight(Ref.update(sessions, (m) => {
+        const next = new Map(m)
+        next.delete(name)
+        return next
+      }))),
+    killServer: Ref.set(sessions, new Map())
+  })
+  return { tmux, control: TmuxTestControl.of({ sessions, session: get }) }
+})
+
+/** In-memory tmux plus a control handle for tests to inspect and script sessions. */
+export const TmuxTest = Layer.effectContext(
+  Effect.map(makeTest, ({ control, tmux }) => Context.make(Tmux, tmux).pipe(Context.add(TmuxTestControl, control)))
+)

@@ -1,0 +1,93 @@
+import { FileSystem } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, Redacted } from "effect"
+import { Tmux, TmuxTest, TmuxTestControl } from "../src/Tmux.js"
+import { allArgv, privateTmux, tempDir, waitFor } from "./support.js"
+
+describe("Tmux (live, private server)", () => {
+  const layer = Layer.merge(privateTmux(), NodeContext.layer)
+
+  it.scoped("runs a program with a secret env that never appears in argv, logs its output from the first byte", () =>
+    Effect.gen(function*() {
+      const tmux = yield* Tmux
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* tempDir()
+      const log = `${dir}/session.log`
+      const secret = `sk-secret-${Math.random().toString(36).slice(2)}`
+      yield* tmux.newSession({
+        name: "cco-t-one",
+        cwd: dir,
+        command: ["sh", "-c", 'echo "first line $SECRET_VALUE"; echo "cwd=$(pwd)"; exec cat'],
+        env: { SECRET_VALUE: Redacted.make(secret), PLAIN: "x" },
+        logFile: log
+      })
+      expect(allArgv()).not.toContain(secret)
+      const screen = yield* waitFor("output", Effect.map(tmux.capturePane("cco-t-one"), (s) => s.includes("cwd=") ? s : undefined))
+      expect(screen).toContain(`first line ${secret}`)
+      expect(screen).toContain(`cwd=${dir}`)
+      // The env file was removed after it was read.
+      const logText = yield* waitFor("log", Effect.map(fs.readFileString(log), (s) => s.includes("cwd=") ? s : undefined))
+      expect(logText.startsWith("first line")).toBe(true)
+
+      yield* tmux.sendText("cco-t-one", "hello through paste")
+      yield* tmux.sendKeys("cco-t-one", ["Enter"])
+      yield* waitFor("echo", Effect.map(tmux.capturePane("cco-t-one"), (s) => s.split("hello through paste").length >= 3 ? s : undefined))
+
+      const info = yield* tmux.paneInfo("cco-t-one")
+      expect(info.pid).toBeGreaterThan(1)
+      expect(info.dead).toBe(false)
+    }).pipe(Effect.provide(layer)))
+
+  it.scoped("lists by prefix, kills, and reports missing sessions as SessionNotFound", () =>
+    Effect.gen(function*() {
+      const tmux = yield* Tmux
+      const dir = yield* tempDir()
+      expect(yield* tmux.listSessions()).toEqual([])
+      yield* tmux.newSession({ name: "cco-run1-a", cwd: dir, command: ["sleep", "60"] })
+      yield* tmux.newSession({ name: "cco-run1-b", cwd: dir, command: ["sleep", "60"] })
+      yield* tmux.newSession({ name: "other", cwd: dir, command: ["sleep", "60"] })
+      expect([...(yield* tmux.listSessions("cco-run1-"))].sort()).toEqual(["cco-run1-a", "cco-run1-b"])
+      // Exact names: "cco-run1" must not match "cco-run1-a" by prefix.
+      expect(yield* tmux.hasSession("cco-run1")).toBe(false)
+      expect(yield* tmux.hasSession("cco-run1-a")).toBe(true)
+      yield* tmux.killSession("cco-run1-a")
+      expect(yield* tmux.hasSession("cco-run1-a")).toBe(false)
+      const err = yield* Effect.flip(tmux.sendKeys("cco-run1-a", ["Enter"]))
+      expect(err._tag).toBe("SessionNotFound")
+      const err2 = yield* Effect.flip(tmux.capturePane("nope"))
+      expect(err2._tag).toBe("SessionNotFound")
+    }).pipe(Effect.provide(layer)))
+
+  it.scoped("unsets inherited variables the program must not see", () =>
+    Effect.gen(function*() {
+      const tmux = yield* Tmux
+      const dir = yield* tempDir()
+      yield* tmux.newSession({
+        name: "cco-t-unset",
+        cwd: dir,
+        command: ["sh", "-c", 'echo "home=${HOME:-none} keep=$KEEP"; exec cat'],
+        env: { KEEP: "yes" },
+        unsetEnv: ["HOME"]
+      })
+      const screen = yield* waitFor("output", Effect.map(tmux.capturePane("cco-t-unset"), (s) => s.includes("keep=") ? s : undefined))
+      expect(screen).toContain("home=none keep=yes")
+    }).pipe(Effect.provide(layer)))
+})
+
+describe("TmuxTest (in-memory)", () => {
+  it.effect("records sessions and input", () =>
+    Effect.gen(function*() {
+      const tmux = yield* Tmux
+      const control = yield* TmuxTestControl
+      yield* tmux.newSession({ name: "a", cwd: "/tmp", command: ["x"] })
+      yield* tmux.sendText("a", "hi")
+      yield* tmux.sendKeys("a", ["Enter"])
+      const s = yield* control.session("a")
+      expect(s.input).toEqual(["hi", "<Enter>"])
+      const dup = yield* Effect.flip(tmux.newSession({ name: "a", cwd: "/tmp", command: ["x"] }))
+      expect(dup._tag).toBe("TmuxCommandFailed")
+      yield* tmux.killSession("a")
+      expect(yield* tmux.hasSession("a")).toBe(false)
+    }).pipe(Effect.provide(TmuxTest)))
+})

@@ -1,0 +1,44 @@
+// Shared test fixtures: private tmux servers and temp dirs that are removed even when a test fails.
+import { NodeContext } from "@effect/platform-node"
+import { FileSystem } from "@effect/platform"
+import { Effect, Layer } from "effect"
+import { execFileSync } from "node:child_process"
+import { randomBytes } from "node:crypto"
+import * as Tmux from "../src/Tmux.js"
+
+export const uniqueSocket = () => `cco-test-${process.pid}-${randomBytes(4).toString("hex")}`
+
+/** A live Tmux on its own server; the server is killed when the layer's scope closes. */
+export const privateTmux = (socket = uniqueSocket()) =>
+  Layer.scoped(
+    Tmux.Tmux,
+    Effect.acquireRelease(Tmux.makeLive(socket), (tmux) => tmux.killServer.pipe(Effect.ignore))
+  ).pipe(Layer.provide(NodeContext.layer))
+
+/** A temp directory removed when the scope closes. */
+export const tempDir = (prefix = "cco-test-") =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    return yield* fs.makeTempDirectoryScoped({ prefix })
+  })
+
+/** Polls `check` until it returns a value (not undefined) or the timeout passes. Real time: for integration tests only. */
+export const waitFor = <A, E, R>(
+  what: string,
+  check: Effect.Effect<A | undefined, E, R>,
+  timeoutMs = 30_000,
+  intervalMs = 100
+): Effect.Effect<A, E | Error, R> =>
+  Effect.gen(function*() {
+    const deadline = Date.now() + timeoutMs
+    while (true) {
+      const value = yield* check
+      if (value !== undefined) return value
+      if (Date.now() > deadline) return yield* Effect.fail(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`))
+      yield* Effect.promise(() => new Promise((r) => setTimeout(r, intervalMs)))
+    }
+  })
+
+/** Command lines of every process on the machine (for "no secret in argv" checks). */
+export const allArgv = (): string =>
+  execFileSync("ps", ["-eo", "args", "--no-headers"], { encoding: "utf8", maxBuffer: 16 * 1024 * 1024 })
