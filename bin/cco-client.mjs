@@ -1,0 +1,107 @@
+// The agents' side of the control socket: `cco hook <Event>` (run by Claude Code hooks) and
+// `cco team <command> ...` (run by agents from their Bash tool). Node built-ins only, so it starts fast.
+// Identity comes from the environment cco gave the instance: CCO_SOCKET, CCO_INSTANCE, CCO_TOKEN, CCO_GENERATION.
+import * as http from "node:http"
+
+const TEAM_HELP = `usage: cco team <command> [arguments]
+
+  assign <instance> <task...>   give one of your reports a task (EMs: workers; Director: EMs)
+  done <summary...>             report that your current task or goal is finished
+  merge <instance>              merge a report's branch into your branch (orchestrator does the git work)
+  message <instance> <text...>  send a short message to another instance of your team
+  status                        show the team, its tasks and branches
+
+Answers are short plain text; exit 0 means accepted, 1 means refused (the text says why).`
+
+const identity = () => {
+  const { CCO_SOCKET, CCO_INSTANCE, CCO_TOKEN, CCO_GENERATION } = process.env
+  if (!CCO_SOCKET || !CCO_INSTANCE || !CCO_TOKEN) return undefined
+  return { socket: CCO_SOCKET, instance: CCO_INSTANCE, token: CCO_TOKEN, generation: Number(CCO_GENERATION ?? "0") }
+}
+
+const post = (socket, path, body, timeoutMs) =>
+  new Promise((resolve, reject) => {
+    const data = JSON.stringify(body)
+    const req = http.request(
+      { socketPath: socket, path, method: "POST", headers: { "content-type": "application/json", "content-length": Buffer.byteLength(data) } },
+      (res) => {
+        const chunks = []
+        res.on("data", (c) => chunks.push(c))
+        res.on("end", () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") }))
+      }
+    )
+    req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer from cco within ${timeoutMs / 1000} s`)))
+    req.on("error", reject)
+    req.end(data)
+  })
+
+const readStdin = (timeoutMs) =>
+  new Promise((resolve) => {
+    if (process.stdin.isTTY) return resolve("")
+    const chunks = []
+    const timer = setTimeout(() => resolve(Buffer.concat(chunks).toString("utf8")), timeoutMs)
+    process.stdin.on("data", (c) => chunks.push(c))
+    process.stdin.on("end", () => {
+      clearTimeout(timer)
+      resolve(Buffer.concat(chunks).toString("utf8"))
+    })
+    process.stdin.on("error", () => resolve(""))
+  })
+
+// A hook must never break the Claude Code session: it always exits 0, quietly.
+const hook = async (name) => {
+  const id = identity()
+  const raw = await readStdin(2000)
+  if (!id || !name) return 0
+  let payload = {}
+  try {
+    payload = raw.trim() === "" ? {} : JSON.parse(raw)
+  } catch {
+    payload = { unparsed: raw.slice(0, 2000) }
+  }
+  try {
+    await post(id.socket, "/hook", { instance: id.instance, generation: id.generation, token: id.token, hook: name, payload }, 3000)
+  } catch {
+    // The orchestrator may be restarting; the supervisor notices missing events through the pane.
+  }
+  return 0
+}
+
+const team = async (args) => {
+  const [command, ...rest] = args
+  if (!command || command === "--help" || command === "-h" || command === "help") {
+    process.stdout.write(TEAM_HELP + "\n")
+    return command ? 0 : 1
+  }
+  const id = identity()
+  if (!id) {
+    process.stderr.write("cco team: not inside a cco instance (CCO_SOCKET, CCO_INSTANCE and CCO_TOKEN are not set)\n")
+    return 1
+  }
+  try {
+    const { status, text } = await post(
+      id.socket,
+      "/team",
+      { instance: id.instance, generation: id.generation, token: id.token, command, args: rest },
+      120_000
+    )
+    process.stdout.write(text.endsWith("\n") ? text : text + "\n")
+    return status >= 200 && status < 300 ? 0 : 1
+  } catch (e) {
+    process.stderr.write(`cco team: cannot reach the orchestrator at ${id.socket}: ${e.message}\n`)
+    return 1
+  }
+}
+
+export default async function main(argv) {
+  const [kind, ...rest] = argv
+  if (kind === "hook") return hook(rest[0])
+  if (kind === "team") return team(rest)
+  process.stderr.write("usage: cco hook <HookEvent> | cco team <command> ...\n")
+  return 2
+}
+
+// Run directly: `node bin/cco-client.mjs team status`.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main(process.argv.slice(2)).then((code) => process.exit(code))
+}

@@ -1,0 +1,86 @@
+// The run folder: combined.log (JSON lines), session-<name>.log per instance, state.json, and a `latest` link.
+import { FileSystem, Path } from "@effect/platform"
+import type { PlatformError } from "@effect/platform/Error"
+import { Context, Effect, Layer } from "effect"
+
+export interface RunLogShape {
+  readonly folder: string
+  readonly runId: string
+  /** Appends one JSON line {time, event, ...fields} to combined.log. Never fails the caller. */
+  readonly log: (event: string, fields?: Readonly<Record<string, unknown>>) => Effect.Effect<void>
+  readonly sessionLogPath: (instance: string) => string
+  /** Writes state.json atomically (temp file + rename). */
+  readonly writeState: (state: unknown) => Effect.Effect<void>
+  /** Lines logged so far in this process, newest last (tests and progress output read them). */
+  readonly listen: (listener: (line: LogLine) => void) => Effect.Effect<void>
+}
+
+export interface LogLine {
+  readonly time: string
+  readonly event: string
+  readonly [key: string]: unknown
+}
+
+export class RunLog extends Context.Tag("cco/RunLog")<RunLog, RunLogShape>() {}
+
+const pad = (n: number) => String(n).padStart(2, "0")
+
+/** `2026-11-25_21-07-14`, local time: sorts by time and reads at a glance. */
+export const runIdFor = (date: Date) =>
+  `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}_${pad(date.getHours())}-${pad(date.getMinutes())}-${pad(date.getSeconds())}`
+
+/** Creates a fresh timestamped run folder in logDirectory and points `latest` at it. */
+export const createRunFolder = (logDirectory: string, date: Date) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    yield* fs.makeDirectory(logDirectory, { recursive: true })
+    const base = runIdFor(date)
+    let runId = base
+    for (let i = 2; yield* fs.exists(path.join(logDirectory, runId)); i++) runId = `${base}-${i}`
+    const folder = path.join(logDirectory, runId)
+    yield* fs.makeDirectory(folder, { recursive: true, mode: 0o700 })
+    const latest = path.join(logDirectory, "latest")
+    yield* fs.remove(latest).pipe(Effect.ignore)
+    yield* fs.symlink(runId, latest).pipe(Effect.ignore)
+    return { folder, runId }
+  })
+
+export const make = (folder: string, runId: string): Effect.Effect<RunLogShape, PlatformError, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const combined = path.join(folder, "combined.log")
+    const statePath = path.join(folder, "state.json")
+    const listeners: Array<(line: LogLine) => void> = []
+    // One writer: lines from concurrent fibers never interleave.
+    const lock = yield* Effect.makeSemaphore(1)
+
+    const log = (event: string, fields: Readonly<Record<string, unknown>> = {}) => {
+      const line: LogLine = { time: new Date().toISOString(), event, ...fields }
+      return lock.withPermits(1)(
+        fs.writeFileString(combined, JSON.stringify(line) + "\n", { flag: "a" })
+      ).pipe(
+        Effect.tap(() => Effect.sync(() => listeners.forEach((l) => l(line)))),
+        Effect.catchAll((e) => Effect.logWarning(`combined.log write failed: ${e.message}`))
+      )
+    }
+
+    const writeState = (state: unknown) =>
+      Effect.gen(function*() {
+        const tmp = `${statePath}.${process.pid}.tmp`
+        yield* fs.writeFileString(tmp, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 })
+        yield* fs.rename(tmp, statePath)
+      }).pipe(Effect.catchAll((e) => Effect.logWarning(`state.json write failed: ${e.message}`)))
+
+    return {
+      folder,
+      runId,
+      log,
+      sessionLogPath: (instance: string) => path.join(folder, `session-${instance}.log`),
+      writeState,
+      listen: (listener) => Effect.sync(() => void listeners.push(listener))
+    }
+  })
+
+export const layer = (folder: string, runId: string) => Layer.effect(RunLog, make(folder, runId))
