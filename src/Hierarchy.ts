@@ -1,0 +1,156 @@
+// Who leads whom: the topology from workerCount and engineerManagerGroupSize, branch names,
+// the task board, and TEAM_STRUCTURE.md rendered from it. Pure data and functions.
+
+export type Role = "director" | "em" | "worker"
+
+export interface InstanceSpec {
+  readonly name: string
+  readonly role: Role
+  /** The instance this one reports to; undefined for the top (Director, or the single EM). */
+  readonly lead: string | undefined
+  readonly reports: ReadonlyArray<string>
+  readonly branch: string
+  /** The branch this instance's branch is cut from and merged into. */
+  readonly baseBranch: string | undefined
+}
+
+export interface Team {
+  readonly em: string
+  readonly workers: ReadonlyArray<string>
+}
+
+export interface Topology {
+  readonly director: boolean
+  readonly teams: ReadonlyArray<Team>
+}
+
+/**
+ * W ≤ G: one EM leads all W workers and merges into the target branch itself.
+ * W > G: a Director and ceil(W/G) EMs, workers spread evenly (W=10, G=4 → 4, 3, 3).
+ */
+export const topology = (workerCount: number, groupSize: number): Topology => {
+  if (!Number.isInteger(workerCount) || workerCount < 1) throw new RangeError(`workerCount must be a positive integer, got ${workerCount}`)
+  if (!Number.isInteger(groupSize) || groupSize < 1) throw new RangeError(`engineerManagerGroupSize must be a positive integer, got ${groupSize}`)
+  const teamCount = workerCount <= groupSize ? 1 : Math.ceil(workerCount / groupSize)
+  const base = Math.floor(workerCount / teamCount)
+  const extra = workerCount % teamCount
+  const teams: Array<Team> = []
+  let next = 1
+  for (let t = 0; t < teamCount; t++) {
+    const size = base + (t < extra ? 1 : 0)
+    const workers = Array.from({ length: size }, (_, i) => `worker-${next + i}`)
+    next += size
+    teams.push({ em: `em-${t + 1}`, workers })
+  }
+  return { director: workerCount > groupSize, teams }
+}
+
+export interface Branches {
+  readonly target: string
+  readonly prefix: string
+}
+
+/** Instances in launch order (Director, EMs, Workers) with their branches. */
+export const instances = (topo: Topology, branches: Branches): ReadonlyArray<InstanceSpec> => {
+  const out: Array<InstanceSpec> = []
+  if (topo.director) {
+    out.push({ name: "director", role: "director", lead: undefined, reports: topo.teams.map((t) => t.em), branch: branches.target, baseBranch: undefined })
+  }
+  for (const team of topo.teams) {
+    // Without a Director the single EM works on the target branch itself.
+    const branch = topo.director ? `${branches.prefix}/${team.em}` : branches.target
+    out.push({
+      name: team.em,
+      role: "em",
+      lead: topo.director ? "director" : undefined,
+      reports: team.workers,
+      branch,
+      baseBranch: topo.director ? branches.target : undefined
+    })
+  }
+  for (const team of topo.teams) {
+    const teamBranch = topo.director ? `${branches.prefix}/${team.em}` : branches.target
+    for (const w of team.workers) {
+      out.push({ name: w, role: "worker", lead: team.em, reports: [], branch: `${branches.prefix}/${w}`, baseBranch: teamBranch })
+    }
+  }
+  return out
+}
+
+// ---------------------------------------------------------------------------
+// The task board.
+
+export type TaskStatus = "assigned" | "done" | "merged"
+
+export interface Task {
+  readonly id: number
+  readonly assignee: string
+  readonly assignedBy: string
+  readonly text: string
+  readonly status: TaskStatus
+  readonly summary?: string
+  readonly assignedAt: string
+  readonly updatedAt: string
+}
+
+export interface Board {
+  readonly tasks: ReadonlyArray<Task>
+}
+
+export const emptyBoard: Board = { tasks: [] }
+
+export const currentTask = (board: Board, instance: string): Task | undefined =>
+  [...board.tasks].reverse().find((t) => t.assignee === instance)
+
+export const assign = (board: Board, assignee: string, assignedBy: string, text: string, now: string): Board => ({
+  tasks: [...board.tasks, { id: board.tasks.length + 1, assignee, assignedBy, text, status: "assigned", assignedAt: now, updatedAt: now }]
+})
+
+const updateCurrent = (board: Board, instance: string, f: (t: Task) => Task): Board => {
+  const current = currentTask(board, instance)
+  if (current === undefined) return board
+  return { tasks: board.tasks.map((t) => (t.id === current.id ? f(t) : t)) }
+}
+
+export const markDone = (board: Board, instance: string, summary: string, now: string): Board =>
+  updateCurrent(board, instance, (t) => ({ ...t, status: "done", summary, updatedAt: now }))
+
+export const markMerged = (board: Board, instance: string, now: string): Board =>
+  updateCurrent(board, instance, (t) => ({ ...t, status: "merged", updatedAt: now }))
+
+const firstLine = (text: string, max = 100) => {
+  const line = text.split("\n")[0]!.trim()
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line
+}
+
+const cell = (text: string) => text.replaceAll("|", "\\|")
+
+/** TEAM_STRUCTURE.md: kept on the target branch by cco; agents must not edit it. */
+export const renderTeamStructure = (
+  specs: ReadonlyArray<InstanceSpec>,
+  board: Board,
+  run: { readonly runId: string; readonly target: string }
+): string => {
+  const lines = [
+    "# Team structure",
+    "",
+    `Maintained by cco for run ${run.runId}; do not edit by hand (cco rewrites it). Target branch: \`${run.target}\`.`,
+    "",
+    "| instance | role | leads | reports to | branch | status | current task |",
+    "|---|---|---|---|---|---|---|"
+  ]
+  const roleName = { director: "Director", em: "Engineering Manager", worker: "Worker" } as const
+  for (const s of specs) {
+    const task = currentTask(board, s.name)
+    lines.push(
+      `| ${s.name} | ${roleName[s.role]} | ${s.reports.join(", ") || "—"} | ${s.lead ?? "—"} | \`${s.branch}\` | ${task?.status ?? "idle"} | ${task ? cell(firstLine(task.text)) : "—"} |`
+    )
+  }
+  if (board.tasks.length > 0) {
+    lines.push("", "## Tasks", "", "| # | assignee | from | status | task | summary |", "|---|---|---|---|---|---|")
+    for (const t of board.tasks) {
+      lines.push(`| ${t.id} | ${t.assignee} | ${t.assignedBy} | ${t.status} | ${cell(firstLine(t.text))} | ${cell(firstLine(t.summary ?? ""))} |`)
+    }
+  }
+  return lines.join("\n") + "\n"
+}

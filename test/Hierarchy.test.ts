@@ -1,0 +1,75 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as H from "../src/Hierarchy.js"
+
+describe("topology", () => {
+  it("has no Director when W ≤ G, one EM leading everyone", () => {
+    expect(H.topology(2, 4)).toEqual({ director: false, teams: [{ em: "em-1", workers: ["worker-1", "worker-2"] }] })
+    expect(H.topology(4, 4).director).toBe(false)
+    expect(H.topology(1, 1)).toEqual({ director: false, teams: [{ em: "em-1", workers: ["worker-1"] }] })
+  })
+
+  it("spreads workers evenly when W > G (10, 4 → 4, 3, 3)", () => {
+    const t = H.topology(10, 4)
+    expect(t.director).toBe(true)
+    expect(t.teams.map((x) => x.workers.length)).toEqual([4, 3, 3])
+    expect(t.teams[1]!.workers).toEqual(["worker-5", "worker-6", "worker-7"])
+    expect(H.topology(5, 4).teams.map((x) => x.workers.length)).toEqual([3, 2])
+    expect(H.topology(20, 4).teams.length).toBe(5)
+  })
+
+  it("holds its invariants over the whole range W 1–20 × G 1–20", () => {
+    for (let w = 1; w <= 20; w++) {
+      for (let g = 1; g <= 20; g++) {
+        const t = H.topology(w, g)
+        const sizes = t.teams.map((x) => x.workers.length)
+        const all = t.teams.flatMap((x) => x.workers)
+        expect(all).toEqual(Array.from({ length: w }, (_, i) => `worker-${i + 1}`))
+        expect(Math.max(...sizes)).toBeLessThanOrEqual(g)
+        expect(Math.max(...sizes) - Math.min(...sizes)).toBeLessThanOrEqual(1)
+        expect(t.director).toBe(w > g)
+        expect(t.teams.length).toBe(w > g ? Math.ceil(w / g) : 1)
+      }
+    }
+  })
+
+  it("rejects nonsense", () => {
+    expect(() => H.topology(0, 4)).toThrow(RangeError)
+    expect(() => H.topology(3, 0)).toThrow(RangeError)
+  })
+})
+
+describe("instances and branches", () => {
+  const branches = { target: "run/2026-11-25-10-00", prefix: "cco/r1" }
+
+  it("Director mode: Director on target, EMs on team branches, workers from their team branch", () => {
+    const specs = H.instances(H.topology(5, 4), branches)
+    expect(specs.map((s) => s.name)).toEqual(["director", "em-1", "em-2", "worker-1", "worker-2", "worker-3", "worker-4", "worker-5"])
+    const by = Object.fromEntries(specs.map((s) => [s.name, s]))
+    expect(by.director).toMatchObject({ branch: branches.target, reports: ["em-1", "em-2"], lead: undefined })
+    expect(by["em-2"]).toMatchObject({ branch: "cco/r1/em-2", baseBranch: branches.target, lead: "director", reports: ["worker-4", "worker-5"] })
+    expect(by["worker-4"]).toMatchObject({ branch: "cco/r1/worker-4", baseBranch: "cco/r1/em-2", lead: "em-2" })
+  })
+
+  it("single-EM mode: the EM works on the target branch", () => {
+    const specs = H.instances(H.topology(2, 4), branches)
+    expect(specs.map((s) => s.name)).toEqual(["em-1", "worker-1", "worker-2"])
+    expect(specs[0]).toMatchObject({ branch: branches.target, lead: undefined, baseBranch: undefined })
+    expect(specs[1]).toMatchObject({ baseBranch: branches.target, lead: "em-1" })
+  })
+})
+
+describe("board and TEAM_STRUCTURE.md", () => {
+  it("tracks the current task per instance and renders every instance", () => {
+    const specs = H.instances(H.topology(2, 4), { target: "main", prefix: "cco/r1" })
+    let b = H.assign(H.emptyBoard, "worker-1", "em-1", "Write the parser | fast", "t1")
+    b = H.assign(b, "worker-2", "em-1", "Write the printer", "t1")
+    b = H.markDone(b, "worker-1", "parser written", "t2")
+    b = H.markMerged(b, "worker-1", "t3")
+    expect(H.currentTask(b, "worker-1")).toMatchObject({ status: "merged", summary: "parser written" })
+    expect(H.currentTask(b, "worker-2")?.status).toBe("assigned")
+    const md = H.renderTeamStructure(specs, b, { runId: "r1", target: "main" })
+    for (const s of specs) expect(md).toContain(`| ${s.name} |`)
+    expect(md).toContain("Write the parser \\| fast")
+    expect(md).toContain("| worker-2 | Worker | — | em-1 | `cco/r1/worker-2` | assigned |")
+  })
+})
