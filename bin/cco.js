@@ -1,0 +1,70 @@
+#!/usr/bin/env node
+// The published `cco` executable. `cco team …` and `cco hook …` (run by agents, often) go to the small agent client;
+// everything else to the full CLI: dist/bin.js when built, else src/bin.ts through tsx (a dev checkout).
+import { spawn } from "node:child_process"
+import { existsSync } from "node:fs"
+import * as path from "node:path"
+import { fileURLToPath, pathToFileURL } from "node:url"
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const args = process.argv.slice(2)
+
+const runClient = async () => {
+  const client = path.join(here, "cco-client.mjs")
+  if (!existsSync(client)) {
+    process.stderr.write(`cco: the agent client ${client} is missing; reinstall cco\n`)
+    process.exit(1)
+  }
+  const { default: main } = await import(pathToFileURL(client).href)
+  if (typeof main !== "function") {
+    process.stderr.write(`cco: ${client} has no default export to run\n`)
+    process.exit(1)
+  }
+  const code = await main(args)
+  process.exit(typeof code === "number" ? code : 0)
+}
+
+const runFromSource = () => {
+  const source = path.join(here, "..", "src", "bin.ts")
+  if (!existsSync(source)) {
+    process.stderr.write("cco: neither dist/bin.js nor src/bin.ts found; run `npm run build`\n")
+    process.exit(1)
+  }
+  // Resolved from this file, so the checkout's tsx is found whatever the working directory.
+  let tsx = "tsx"
+  try {
+    tsx = import.meta.resolve("tsx")
+  } catch {
+    // Left to node's own resolution, which reports a missing tsx clearly.
+  }
+  const child = spawn(process.execPath, ["--import", tsx, source, ...args], { stdio: "inherit" })
+  // A terminal's Ctrl-C reaches the whole foreground process group, child included: forwarding it as well would be
+  // a second interrupt, which cuts the child's cleanup short. Without a terminal nobody else tells the child.
+  const fromTerminal = process.stdin.isTTY || process.stdout.isTTY || process.stderr.isTTY
+  const forward = (signal) => () => {
+    if (signal === "SIGINT" && fromTerminal) return
+    child.kill(signal)
+  }
+  const handlers = ["SIGINT", "SIGTERM", "SIGHUP"].map((signal) => {
+    const handler = forward(signal)
+    process.on(signal, handler)
+    return [signal, handler]
+  })
+  child.on("error", (error) => {
+    process.stderr.write(`cco: cannot start node: ${error.message}\n`)
+    process.exit(1)
+  })
+  child.on("exit", (code, signal) => {
+    for (const [name, handler] of handlers) process.off(name, handler)
+    if (signal) process.kill(process.pid, signal)
+    else process.exit(code ?? 1)
+  })
+}
+
+if (args[0] === "team" || args[0] === "hook") {
+  await runClient()
+} else {
+  const built = path.join(here, "..", "dist", "bin.js")
+  if (existsSync(built)) await import(pathToFileURL(built).href)
+  else runFromSource()
+}

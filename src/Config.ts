@@ -1,0 +1,583 @@
+// The configuration: orchestrator.json and the optional api-keys.json of a config directory, decoded by Schema.
+// Every problem becomes one ConfigError naming the file and the field; API keys are Redacted from the moment they are read.
+import { FileSystem, Path } from "@effect/platform"
+import { Context, Effect, Either, ParseResult, Redacted, Schema } from "effect"
+
+export type AuthMode = "oauth" | "api-keys-first" | "api-keys-only"
+
+export interface ApiKeyCredential {
+  readonly name: string
+  readonly env: Readonly<Record<string, Redacted.Redacted<string>>>
+}
+
+export interface ResolvedConfig {
+  /** Absolute. */
+  readonly configDir: string
+  /** Anything git can clone; a local path is made absolute against configDir. */
+  readonly repositoryUrl: string
+  readonly branch: string
+  readonly workerCount: number
+  readonly useRunBranch: boolean
+  readonly authMode: AuthMode
+  /** Absolute. */
+  readonly logDirectory: string
+  readonly model: string | undefined
+  readonly engineerManagerGroupSize: number
+  readonly maxRunDurationMinutes: number
+  /** Name (looked up in PATH) or path of the claude executable. */
+  readonly claudeCommand: string
+  /** tmux server socket name (tmux -L). */
+  readonly tmuxSocket: string
+  readonly apiKeys: ReadonlyArray<ApiKeyCredential>
+}
+
+/** Values given at the edge (environment, flags) that win over the files. */
+export interface ConfigOverrides {
+  readonly claudeCommand?: string | undefined
+}
+
+/** The loaded configuration, for services that need it. */
+export class Config extends Context.Tag("cco/Config")<Config, ResolvedConfig>() {}
+
+export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
+  file: Schema.String,
+  field: Schema.optional(Schema.String),
+  message: Schema.String
+}) {
+  /** One line for the user: `<file>: <field>: <what is wrong>`. */
+  get summary(): string {
+    return this.field === undefined ? `${this.file}: ${this.message}` : `${this.file}: ${this.field}: ${this.message}`
+  }
+
+  override toString(): string {
+    return `ConfigError: ${this.summary}`
+  }
+}
+
+export const ORCHESTRATOR_FILE = "orchestrator.json"
+export const API_KEYS_FILE = "api-keys.json"
+
+// ---------------------------------------------------------------------------------------------------------------
+// orchestrator.json
+
+const show = (actual: unknown): string => {
+  if (actual === undefined) return "nothing"
+  const json = JSON.stringify(actual)
+  if (json === undefined) return String(actual)
+  return json.length > 60 ? `${json.slice(0, 57)}...` : json
+}
+
+/** A type error that shows the offending value (never used for secrets). */
+const expected = (what: string) => (issue: ParseResult.ParseIssue) =>
+  `must be ${what}, got ${show(issue.actual)}`
+
+const NonEmptyText = (what: string) =>
+  Schema.String.annotations({ message: expected(what) }).pipe(
+    Schema.filter((s) => s.trim().length > 0 || "must not be empty")
+  )
+
+const RepositoryUrl = NonEmptyText("a git URL or a path to a repository")
+
+const BranchName = NonEmptyText("a branch name").pipe(
+  Schema.filter((s) =>
+    (/^[^\s~^:?*[\\]+$/.test(s) && !s.startsWith("-") && !s.startsWith("/") && !s.endsWith("/") &&
+      !s.endsWith(".lock") && !s.includes("..") && !s.includes("@{")) ||
+    `${show(s)} is not a valid git branch name`
+  )
+)
+
+const WholeNumber = (what: string, min: number, max?: number) =>
+  Schema.Number.annotations({ message: expected(what) }).pipe(
+    Schema.filter((n) => Number.isInteger(n) || `must be a whole number, got ${n}`),
+    Schema.filter((n) => (n >= min && (max === undefined || n <= max)) || `must be ${what}, got ${n}`)
+  )
+
+const WorkerCount = WholeNumber("a whole number from 1 to 20", 1, 20)
+const GroupSize = WholeNumber("a whole number of at least 1", 1)
+
+const Minutes = Schema.Number.annotations({ message: expected("a number of minutes greater than 0") }).pipe(
+  Schema.filter((n) => (Number.isFinite(n) && n > 0) || `must be a number of minutes greater than 0, got ${n}`)
+)
+
+const Flag = Schema.Boolean.annotations({ message: expected("true or false") })
+
+export const AUTH_MODES: ReadonlyArray<AuthMode> = ["oauth", "api-keys-first", "api-keys-only"]
+
+const isAuthMode = (s: string): s is AuthMode => (AUTH_MODES as ReadonlyArray<string>).includes(s)
+const authModeMessage = (issue: ParseResult.ParseIssue) =>
+  `must be one of ${AUTH_MODES.map((m) => `"${m}"`).join(", ")}, got ${show(issue.actual)}`
+
+const AuthModeSchema = Schema.String.annotations({ message: authModeMessage }).pipe(
+  Schema.filter(isAuthMode, { message: authModeMessage })
+)
+
+const MODEL_ALIASES = ["haiku", "sonnet", "opus"]
+// Full ids: claude-sonnet-4-5, claude-opus-4-1-20250805, claude-3-5-haiku-20241022.
+const MODEL_ID = /^claude-[a-z0-9]+(?:[-.][a-z0-9]+)*$/
+
+const Model = Schema.String.annotations({ message: expected("a model name") }).pipe(
+  Schema.filter((s) =>
+    MODEL_ALIASES.includes(s) || MODEL_ID.test(s) ||
+    `must be "haiku", "sonnet", "opus" or a full model id like "claude-sonnet-4-5", got ${show(s)}`
+  )
+)
+
+const SocketName = NonEmptyText("a tmux socket name").pipe(
+  Schema.filter((s) => /^[A-Za-z0-9._-]+$/.test(s) || `must use only letters, digits, ".", "_" and "-", got ${show(s)}`)
+)
+
+/** orchestrator.json as written; defaults live here. `logDirectory` defaults to the config directory (resolved later). */
+export const OrchestratorFile = Schema.Struct({
+  repositoryUrl: RepositoryUrl,
+  branch: Schema.optionalWith(BranchName, { default: () => "main" }),
+  workerCount: WorkerCount,
+  useRunBranch: Schema.optionalWith(Flag, { default: () => false }),
+  authMode: Schema.optionalWith(AuthModeSchema, { default: () => "oauth" as const }),
+  logDirectory: Schema.optional(NonEmptyText("a directory path")),
+  model: Schema.optional(Model),
+  engineerManagerGroupSize: Schema.optionalWith(GroupSize, { default: () => 4 }),
+  maxRunDurationMinutes: Schema.optionalWith(Minutes, { default: () => 120 }),
+  claudeCommand: Schema.optionalWith(NonEmptyText("the name or path of the claude executable"), {
+    default: () => "claude"
+  }),
+  tmuxSocket: Schema.optionalWith(SocketName, { default: () => "cco" })
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// api-keys.json — no message here may show a value: any of them can be a secret.
+
+const secretMessage = (what: string) => () => `must be ${what}`
+
+const SecretText = Schema.String.annotations({ message: secretMessage("a string") }).pipe(
+  Schema.filter((s) => s.length > 0 || "must not be empty"),
+  Schema.filter((s) => !/\s/.test(s) || "must not contain spaces or line breaks")
+)
+
+const Secret = Schema.Redacted(SecretText)
+
+const BaseUrl = Schema.Redacted(
+  SecretText.pipe(Schema.filter((s) => /^https?:\/\/[^\s/]+/.test(s) || "must be an http:// or https:// URL"))
+)
+
+const EnvFields = {
+  ANTHROPIC_API_KEY: Schema.optional(Secret),
+  ANTHROPIC_AUTH_TOKEN: Schema.optional(Secret),
+  ANTHROPIC_BASE_URL: Schema.optional(BaseUrl)
+}
+
+const KeyEnv = Schema.Struct(EnvFields).annotations({
+  message: secretMessage("an object of environment variables")
+}).pipe(
+  Schema.filter((env) => {
+    const key = env.ANTHROPIC_API_KEY !== undefined
+    const token = env.ANTHROPIC_AUTH_TOKEN !== undefined
+    if (key && token) return "has both ANTHROPIC_API_KEY and ANTHROPIC_AUTH_TOKEN; give one of them"
+    if (token && env.ANTHROPIC_BASE_URL === undefined) return "ANTHROPIC_AUTH_TOKEN needs ANTHROPIC_BASE_URL beside it"
+    if (!key && !token) {
+      return "needs ANTHROPIC_API_KEY, or ANTHROPIC_AUTH_TOKEN with ANTHROPIC_BASE_URL"
+    }
+    return true
+  })
+)
+
+const KeyName = Schema.String.annotations({ message: expected("a name") }).pipe(
+  Schema.filter((s) => s.length > 0 || "must not be empty"),
+  Schema.filter((s) =>
+    /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(s) ||
+    `must start with a letter or digit and use only letters, digits, ".", "_" and "-", got ${show(s)}`
+  )
+)
+
+const ApiKeyEntry = Schema.Struct({ name: KeyName, env: KeyEnv }).annotations({
+  message: secretMessage("an object { \"name\": ..., \"env\": { ... } }")
+})
+
+/** api-keys.json as written: a non-empty array of named credentials. */
+export const ApiKeysFile = Schema.Array(ApiKeyEntry).annotations({
+  message: secretMessage("a JSON array of { \"name\": ..., \"env\": { ... } } entries")
+}).pipe(
+  Schema.filter((entries) => entries.length > 0 || "must list at least one key"),
+  Schema.filter((entries) => {
+    const seen = new Map<string, number>()
+    for (const [i, entry] of entries.entries()) {
+      const first = seen.get(entry.name)
+      if (first !== undefined) {
+        return { path: [i, "name"], message: `duplicate key name ${show(entry.name)} (also at [${first}])` }
+      }
+      seen.set(entry.name, i)
+    }
+    return true
+  })
+)
+
+// ---------------------------------------------------------------------------------------------------------------
+// Turning parse problems into one line
+
+/** Levenshtein distance, for "did you mean". */
+const editDistance = (a: string, b: string): number => {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(
+        previous[j]! + 1,
+        current[j - 1]! + 1,
+        previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)
+      )
+    }
+    previous = current
+  }
+  return previous[b.length]!
+}
+
+/** "unknown option", with the closest known name when it is close enough to be a typo. */
+export const unknownOption = (kind: string, name: string, known: ReadonlyArray<string>): string => {
+  const ranked = known
+    .map((k) => ({ k, d: editDistance(name.toLowerCase(), k.toLowerCase()) }))
+    .sort((x, y) => x.d - y.d)
+  const best = ranked[0]
+  if (best !== undefined && best.d <= Math.max(2, Math.floor(name.length / 2))) {
+    return `unknown ${kind}; did you mean ${best.k}?`
+  }
+  return `unknown ${kind}; known: ${known.join(", ")}`
+}
+
+const fieldName = (path: ReadonlyArray<PropertyKey>): string =>
+  path.reduce<string>(
+    (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
+    ""
+  )
+
+/** The first problem of a parse error as {field, message}; `knownKeys` names the options allowed at a path. */
+const firstProblem = (
+  error: ParseResult.ParseError,
+  knownKeys: (path: ReadonlyArray<PropertyKey>) => { kind: string; keys: ReadonlyArray<string> } | undefined
+): { field: string | undefined; message: string } => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const first = issues[0]
+  if (first === undefined) return { field: undefined, message: "is not valid" }
+  const field = first.path.length === 0 ? undefined : fieldName(first.path)
+  switch (first._tag) {
+    case "Missing":
+      return { field, message: "is required" }
+    case "Unexpected": {
+      const name = String(first.path[first.path.length - 1])
+      const known = knownKeys(first.path.slice(0, -1))
+      return { field, message: known ? unknownOption(known.kind, name, known.keys) : "is not allowed here" }
+    }
+    default:
+      return { field, message: first.message }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// JSON text with positions
+
+const lineAndColumn = (text: string, offset: number) => {
+  const before = text.slice(0, offset)
+  const line = before.split("\n").length
+  const column = offset - (before.lastIndexOf("\n") + 1) + 1
+  return { line, column }
+}
+
+/**
+ * Where and why JSON text is invalid. JSON.parse does not always give a position, and its message can quote the
+ * text (which may hold a secret), so the position and reason are found here instead.
+ */
+export const locateJsonError = (text: string): { offset: number; reason: string } | undefined => {
+  let i = 0
+  const fail = (offset: number, reason: string) => ({ offset, reason })
+  type Failure = { offset: number; reason: string }
+  const ws = () => {
+    while (i < text.length && " \t\n\r".includes(text[i]!)) i++
+  }
+  const value = (): Failure | undefined => {
+    ws()
+    if (i >= text.length) return fail(i, "unexpected end of file, expected a value")
+    const c = text[i]!
+    if (c === "{") return object()
+    if (c === "[") return array()
+    if (c === "\"") return string()
+    if (c === "-" || (c >= "0" && c <= "9")) return number()
+    for (const word of ["true", "false", "null"]) {
+      if (text.startsWith(word, i)) {
+        i += word.length
+        return undefined
+      }
+    }
+    if (c === "'") return fail(i, "strings must use double quotes")
+    return fail(i, "expected a value (a string in double quotes, a number, true, false, null, an object or an array)")
+  }
+  const object = (): Failure | undefined => {
+    i++
+    ws()
+    if (text[i] === "}") {
+      i++
+      return undefined
+    }
+    while (true) {
+      ws()
+      if (i >= text.length) return fail(i, "unexpected end of file inside an object")
+      if (text[i] !== "\"") {
+        return fail(i, text[i] === "}" ? "trailing comma before '}'" : "expected a property name in double quotes")
+      }
+      const s = string()
+      if (s) return s
+      ws()
+      if (text[i] !== ":") return fail(i, "expected ':' after the property name")
+      i++
+      const v = value()
+      if (v) return v
+      ws()
+      if (text[i] === ",") {
+        i++
+        continue
+      }
+      if (text[i] === "}") {
+        i++
+        return undefined
+      }
+      return fail(i, i >= text.length ? "unexpected end of file inside an object" : "expected ',' or '}' after a property value")
+    }
+  }
+  const array = (): Failure | undefined => {
+    i++
+    ws()
+    if (text[i] === "]") {
+      i++
+      return undefined
+    }
+    while (true) {
+      ws()
+      if (text[i] === "]") return fail(i, "trailing comma before ']'")
+      const v = value()
+      if (v) return v
+      ws()
+      if (text[i] === ",") {
+        i++
+        continue
+      }
+      if (text[i] === "]") {
+        i++
+        return undefined
+      }
+      return fail(i, i >= text.length ? "unexpected end of file inside an array" : "expected ',' or ']' after a value")
+    }
+  }
+  const string = (): Failure | undefined => {
+    const start = i
+    i++
+    while (i < text.length) {
+      const c = text[i]!
+      if (c === "\"") {
+        i++
+        return undefined
+      }
+      if (c === "\\") {
+        const e = text[i + 1]
+        if (e === "u") {
+          if (!/^[0-9a-fA-F]{4}$/.test(text.slice(i + 2, i + 6))) return fail(i, "bad \\u escape in a string")
+          i += 6
+          continue
+        }
+        if (e === undefined || !"\"\\/bfnrt".includes(e)) return fail(i, "bad escape in a string")
+        i += 2
+        continue
+      }
+      if (c.charCodeAt(0) < 0x20) {
+        return fail(i, c === "\n" ? "line break inside a string (strings must end on the line they start)" : "control character inside a string")
+      }
+      i++
+    }
+    return fail(start, "string is never closed")
+  }
+  const number = (): Failure | undefined => {
+    const match = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/.exec(text.slice(i))
+    if (!match) return fail(i, "malformed number")
+    i += match[0].length
+    return undefined
+  }
+  const problem = value()
+  if (problem) return problem
+  ws()
+  if (i < text.length) return fail(i, "unexpected text after the end of the JSON value")
+  return undefined
+}
+
+/** Parses JSON text; failures say line and column but never quote the text. */
+export const parseJson = (text: string): Either.Either<unknown, string> => {
+  const body = text.startsWith("\uFEFF") ? text.slice(1) : text
+  if (body.trim() === "") return Either.left("file is empty, expected JSON")
+  try {
+    return Either.right(JSON.parse(body))
+  } catch {
+    const located = locateJsonError(body)
+    if (located === undefined) return Either.left("is not valid JSON")
+    const { column, line } = lineAndColumn(body, located.offset)
+    return Either.left(`invalid JSON at line ${line}, column ${column}: ${located.reason}`)
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Loading
+
+const isPlainObject = (u: unknown): u is Record<string, unknown> =>
+  typeof u === "object" && u !== null && !Array.isArray(u)
+
+const describeJson = (u: unknown) => Array.isArray(u) ? "an array" : u === null ? "null" : `a ${typeof u}`
+
+/** Git treats `scheme://…` and scp-like `host:path` (a colon before any slash) as remote; anything else is a path. */
+const isRemoteUrl = (url: string) => /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(url) || /^[^/]+:/.test(url)
+
+const ORCHESTRATOR_KEYS = Object.keys(OrchestratorFile.fields)
+const ENTRY_KEYS = ["name", "env"]
+const ENV_KEYS = Object.keys(EnvFields)
+
+const readJson = (fs: FileSystem.FileSystem, file: string, notFound: string) =>
+  fs.readFileString(file).pipe(
+    Effect.mapError((e) =>
+      new ConfigError({
+        file,
+        message: e._tag === "SystemError" && e.reason === "NotFound" ? notFound : `cannot be read (${e.message})`
+      })
+    ),
+    Effect.flatMap((text) =>
+      Either.match(parseJson(text), {
+        onLeft: (message) => Effect.fail(new ConfigError({ file, message })),
+        onRight: Effect.succeed
+      })
+    )
+  )
+
+const decodeOptions = { errors: "first", onExcessProperty: "error" } as const
+
+/**
+ * Loads and checks the config directory. Fails with one ConfigError for the first problem found; reads nothing
+ * else and creates nothing.
+ */
+export const loadConfig = Effect.fn("Config.load")(function*(configDir: string, overrides?: ConfigOverrides) {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const dir = path.resolve(configDir)
+
+  const info = yield* fs.stat(dir).pipe(
+    Effect.mapError((e) =>
+      new ConfigError({
+        file: dir,
+        message: e._tag === "SystemError" && e.reason === "NotFound"
+          ? "config directory does not exist"
+          : `config directory cannot be read (${e.message})`
+      })
+    )
+  )
+  if (info.type !== "Directory") {
+    return yield* new ConfigError({ file: dir, message: "is not a directory; --config takes the directory holding orchestrator.json" })
+  }
+
+  const orchestratorPath = path.join(dir, ORCHESTRATOR_FILE)
+  const raw = yield* readJson(fs, orchestratorPath, "file not found; every config directory needs one")
+  if (!isPlainObject(raw)) {
+    return yield* new ConfigError({
+      file: orchestratorPath,
+      message: `must be a JSON object like {"repositoryUrl": "...", "workerCount": 2}, got ${describeJson(raw)}`
+    })
+  }
+  const file = yield* Schema.decodeUnknown(OrchestratorFile, decodeOptions)(raw).pipe(
+    Effect.mapError((error) => {
+      const { field, message } = firstProblem(
+        error,
+        (p) => p.length === 0 ? { kind: "option", keys: ORCHESTRATOR_KEYS } : undefined
+      )
+      return new ConfigError({ file: orchestratorPath, field, message })
+    })
+  )
+
+  let repositoryUrl = file.repositoryUrl.trim()
+  if (!isRemoteUrl(repositoryUrl)) {
+    repositoryUrl = path.resolve(dir, repositoryUrl)
+    if (!(yield* fs.exists(repositoryUrl).pipe(Effect.orElseSucceed(() => false)))) {
+      return yield* new ConfigError({
+        file: orchestratorPath,
+        field: "repositoryUrl",
+        message: `no repository at ${repositoryUrl} (a relative path is taken from the config directory)`
+      })
+    }
+  }
+
+  const apiKeys = yield* loadApiKeys(fs, path.join(dir, API_KEYS_FILE), file.authMode)
+
+  const claudeCommand = overrides?.claudeCommand !== undefined && overrides.claudeCommand !== ""
+    ? overrides.claudeCommand
+    // A path (not a bare name looked up in PATH) is taken from the config directory.
+    : file.claudeCommand.includes("/")
+    ? path.resolve(dir, file.claudeCommand)
+    : file.claudeCommand
+
+  const config: ResolvedConfig = {
+    configDir: dir,
+    repositoryUrl,
+    branch: file.branch,
+    workerCount: file.workerCount,
+    useRunBranch: file.useRunBranch,
+    authMode: file.authMode,
+    logDirectory: file.logDirectory === undefined ? dir : path.resolve(dir, file.logDirectory),
+    model: file.model,
+    engineerManagerGroupSize: file.engineerManagerGroupSize,
+    maxRunDurationMinutes: file.maxRunDurationMinutes,
+    claudeCommand,
+    tmuxSocket: file.tmuxSocket,
+    apiKeys
+  }
+  return config
+})
+
+const loadApiKeys = (fs: FileSystem.FileSystem, file: string, authMode: AuthMode) =>
+  Effect.gen(function*() {
+    const present = yield* fs.exists(file).pipe(Effect.orElseSucceed(() => true))
+    if (!present) {
+      if (authMode === "oauth") return []
+      return yield* new ConfigError({
+        file,
+        message: `file not found; authMode "${authMode}" in ${ORCHESTRATOR_FILE} needs at least one API key here`
+      })
+    }
+    const raw = yield* readJson(fs, file, "file not found")
+    const entries = yield* Schema.decodeUnknown(ApiKeysFile, decodeOptions)(raw).pipe(
+      Effect.mapError((error) => {
+        const { field, message } = firstProblem(error, (p) =>
+          p.length === 1
+            ? { kind: "field", keys: ENTRY_KEYS }
+            : p.length === 2 && p[1] === "env"
+            ? { kind: "variable", keys: ENV_KEYS }
+            : undefined)
+        return new ConfigError({ file, field, message })
+      })
+    )
+    return entries.map((entry): ApiKeyCredential => {
+      const env: Record<string, Redacted.Redacted<string>> = {}
+      for (const [name, value] of Object.entries(entry.env)) {
+        if (value !== undefined) env[name] = value
+      }
+      return { name: entry.name, env }
+    })
+  })
+
+/** The configuration as plain JSON, every secret shown as "<redacted>" (what `cco validate` prints). */
+export const redactedView = (c: ResolvedConfig): object => ({
+  configDir: c.configDir,
+  repositoryUrl: c.repositoryUrl,
+  branch: c.branch,
+  workerCount: c.workerCount,
+  useRunBranch: c.useRunBranch,
+  authMode: c.authMode,
+  logDirectory: c.logDirectory,
+  model: c.model ?? null,
+  engineerManagerGroupSize: c.engineerManagerGroupSize,
+  maxRunDurationMinutes: c.maxRunDurationMinutes,
+  claudeCommand: c.claudeCommand,
+  tmuxSocket: c.tmuxSocket,
+  apiKeys: c.apiKeys.map((k) => ({
+    name: k.name,
+    env: Object.fromEntries(Object.keys(k.env).map((name) => [name, "<redacted>"]))
+  }))
+})

@@ -1,0 +1,454 @@
+// Owns every git operation cco performs: the run's clone, branches, one worktree per instance,
+// merges between branches, pushes, and the local env files copied into worktrees.
+import { CommandExecutor, FileSystem, Path } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { Data, Effect, Schema } from "effect"
+import { exec, type ExecResult } from "./Exec.js"
+
+export class GitError extends Schema.TaggedError<GitError>()("GitError", {
+  operation: Schema.String,
+  repo: Schema.String,
+  message: Schema.String
+}) {}
+
+export type MergeResult = Data.TaggedEnum<{
+  Merged: { readonly commit: string }
+  AlreadyUpToDate: {}
+  Conflict: { readonly files: ReadonlyArray<string> }
+}>
+export const MergeResult = Data.taggedEnum<MergeResult>()
+
+export interface WorktreeInfo {
+  readonly path: string
+  /** Short branch name; undefined for a detached HEAD. */
+  readonly branch: string | undefined
+  readonly head: string
+}
+
+/** The env files a user keeps beside the repository; copied into every worktree, never committed. */
+export const envFileNames: ReadonlyArray<string> = [".env", ".env.local"]
+
+/** Identity for the commits cco makes itself (merges, safety commits, TEAM_STRUCTURE.md). */
+export const ccoIdentity = { name: "cco", email: "cco@localhost" } as const
+
+const pad2 = (n: number) => String(n).padStart(2, "0")
+
+/** `run/YYYY-MM-DD-HH-MM` in local time. */
+export const runBranchName = (date: Date): string =>
+  `run/${date.getFullYear()}-${pad2(date.getMonth() + 1)}-${pad2(date.getDate())}-${pad2(date.getHours())}-${
+    pad2(date.getMinutes())
+  }`
+
+const urlCredentials = /([a-z][a-z0-9+.-]*:\/\/)[^/\s@]*@/gi
+
+/** Removes user:password@ (or token@) from any URL inside `text`. */
+export const stripCredentials = (text: string): string => text.replace(urlCredentials, "$1***@")
+
+// Git must never wait for a human: no credential prompts, no editors, no optional index locks
+// (status in a worktree an agent is using), and messages in a fixed language so they can be recognised.
+const baseEnv: Readonly<Record<string, string>> = {
+  GIT_TERMINAL_PROMPT: "0",
+  GIT_MERGE_AUTOEDIT: "no",
+  GIT_EDITOR: ":",
+  GIT_OPTIONAL_LOCKS: "0",
+  LC_ALL: "C"
+}
+
+const identityEnv: Readonly<Record<string, string>> = {
+  ...baseEnv,
+  GIT_AUTHOR_NAME: ccoIdentity.name,
+  GIT_AUTHOR_EMAIL: ccoIdentity.email,
+  GIT_COMMITTER_NAME: ccoIdentity.name,
+  GIT_COMMITTER_EMAIL: ccoIdentity.email
+}
+
+const isRemoteUrl = (url: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(url) || /^[^/]+:/.test(url)
+
+const outputOf = (result: ExecResult) => {
+  const text = result.stderr.trim() || result.stdout.trim()
+  return text === "" ? `git exited with code ${result.exitCode}` : text
+}
+
+const splitNul = (text: string) => text.split("\0").filter((s) => s !== "")
+
+const splitLines = (text: string) => text.split("\n").map((s) => s.trim()).filter((s) => s !== "")
+
+export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
+  dependencies: [NodeContext.layer],
+  effect: Effect.gen(function*() {
+    const executor = yield* CommandExecutor.CommandExecutor
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    // Writes to files every worktree shares (the common config via push -u, info/exclude) are serialised:
+    // git refuses a second writer on config.lock instead of waiting.
+    const sharedFiles = yield* Effect.makeSemaphore(1)
+    // Worktree administration is serialised too: `git worktree add` reads every registered worktree,
+    // and one registered by a concurrent add may not have its files yet ("failed to read .../commondir").
+    const worktreeAdmin = yield* Effect.makeSemaphore(1)
+    const administering = worktreeAdmin.withPermits(1)
+
+    const gitError = (operation: string, repo: string, message: string) =>
+      new GitError({
+        operation: stripCredentials(operation),
+        repo: stripCredentials(repo),
+        message: stripCredentials(message)
+      })
+
+    /** Runs git; any exit code is returned, only a failure to start git is an error. */
+    const run = (
+      cwd: string | undefined,
+      args: ReadonlyArray<string>,
+      env: Readonly<Record<string, string>> = baseEnv
+    ): Effect.Effect<ExecResult, GitError> =>
+      exec("git", args, cwd === undefined ? { env } : { cwd, env }).pipe(
+        Effect.provideService(CommandExecutor.CommandExecutor, executor),
+        Effect.mapError((e) =>
+          gitError(
+            `git ${args.join(" ")}`,
+            cwd ?? ".",
+            // The executor checks the working directory first; say which one is missing.
+            cwd !== undefined && e._tag === "SystemError" && e.reason === "NotFound" && e.message.includes(cwd)
+              ? `directory ${cwd} does not exist`
+              : `cannot run git: ${e.message}`
+          )
+        )
+      )
+
+    /** Runs git and fails with a GitError on a non-zero exit; returns stdout. */
+    const git = (
+      cwd: string | undefined,
+      args: ReadonlyArray<string>,
+      env: Readonly<Record<string, string>> = baseEnv
+    ): Effect.Effect<string, GitError> =>
+      Effect.flatMap(run(cwd, args, env), (result) =>
+        result.exitCode === 0
+          ? Effect.succeed(result.stdout)
+          : Effect.fail(gitError(`git ${args.join(" ")}`, cwd ?? ".", outputOf(result))))
+
+    const fsError = (operation: string, repo: string) => (e: { readonly message: string }) =>
+      gitError(operation, repo, e.message)
+
+    const exists = (file: string, repo: string) =>
+      fs.exists(file).pipe(Effect.mapError(fsError(`stat ${file}`, repo)))
+
+    const sameRepository = (a: string, b: string) => {
+      if (a === b) return true
+      const normalise = (url: string) => url.replace(/\/+$/, "").replace(/\.git$/, "")
+      if (isRemoteUrl(a) || isRemoteUrl(b)) return normalise(a) === normalise(b)
+      return normalise(path.resolve(a)) === normalise(path.resolve(b))
+    }
+
+    // Agents commit in their worktrees with plain `git commit`; on a machine without a global identity
+    // that fails, so the clone's local config (shared by all worktrees) gets one when none is visible.
+    const ensureIdentity = (repoDir: string) =>
+      Effect.gen(function*() {
+        const result = yield* run(repoDir, ["config", "--get-regexp", "^user\\.(name|email)$"])
+        const keys = new Set(splitLines(result.stdout).map((line) => line.split(" ")[0]))
+        if (!keys.has("user.name")) yield* git(repoDir, ["config", "--local", "user.name", ccoIdentity.name])
+        if (!keys.has("user.email")) yield* git(repoDir, ["config", "--local", "user.email", ccoIdentity.email])
+      })
+
+    const prepareClone = Effect.fn("Worktree.prepareClone")(function*(repositoryUrl: string, dir: string) {
+      const target = path.resolve(dir)
+      if (yield* exists(path.join(target, ".git"), target)) {
+        const origin = (yield* run(target, ["config", "--get", "remote.origin.url"])).stdout.trim()
+        if (!sameRepository(origin, repositoryUrl)) {
+          return yield* gitError(
+            "prepareClone",
+            target,
+            `${target} already holds a clone of ${origin === "" ? "(no origin)" : origin}, not of ${repositoryUrl}`
+          )
+        }
+        yield* git(target, ["fetch", "--quiet", "--prune", "origin"])
+      } else {
+        yield* git(undefined, ["clone", "--quiet", "--", repositoryUrl, target])
+      }
+      // Any branch may have to go to a worktree, and a branch can be checked out only once.
+      yield* git(target, ["checkout", "--quiet", "--detach"])
+      yield* ensureIdentity(target)
+      return target
+    })
+
+    type BranchPlan = { readonly _tag: "Exists" } | { readonly _tag: "CreateFrom"; readonly start: string }
+
+    // One for-each-ref answers both "does the branch exist" and "where would it start".
+    const planBranch = (repoDir: string, name: string, from: string) =>
+      Effect.gen(function*() {
+        const candidates = [`refs/heads/${from}`, `refs/remotes/origin/${from}`]
+        if (from.startsWith("origin/")) candidates.push(`refs/remotes/${from}`)
+        const own = `refs/heads/${name}`
+        const out = yield* git(repoDir, ["for-each-ref", "--format=%(refname)", own, ...candidates])
+        // for-each-ref patterns also match refs below them (refs/heads/main/x), so compare exactly.
+        const found = new Set(splitLines(out))
+        if (found.has(own)) return { _tag: "Exists" } as BranchPlan
+        const start = candidates.find((ref) => found.has(ref))
+        if (start === undefined) {
+          return yield* gitError(
+            `create branch ${name}`,
+            repoDir,
+            `cannot create branch ${name}: neither a local branch ${from} nor origin/${from} exists`
+          )
+        }
+        return { _tag: "CreateFrom", start } as BranchPlan
+      })
+
+    const ensureBranch = Effect.fn("Worktree.ensureBranch")(function*(repoDir: string, name: string, from: string) {
+      const plan = yield* planBranch(repoDir, name, from)
+      if (plan._tag === "CreateFrom") yield* git(repoDir, ["branch", "--no-track", name, plan.start])
+    })
+
+    const listWorktrees = Effect.fn("Worktree.listWorktrees")(function*(repoDir: string) {
+      const out = yield* administering(git(repoDir, ["worktree", "list", "--porcelain"]))
+      const entries: Array<WorktreeInfo> = []
+      for (const block of out.split(/\n\s*\n/)) {
+        let wtPath: string | undefined
+        let head = ""
+        let branch: string | undefined
+        let bare = false
+        for (const line of block.split("\n")) {
+          if (line.startsWith("worktree ")) wtPath = line.slice("worktree ".length)
+          else if (line.startsWith("HEAD ")) head = line.slice("HEAD ".length)
+          else if (line.startsWith("branch ")) branch = line.slice("branch ".length).replace(/^refs\/heads\//, "")
+          else if (line === "bare") bare = true
+        }
+        if (wtPath !== undefined && !bare) entries.push({ path: wtPath, branch, head })
+      }
+      return entries as ReadonlyArray<WorktreeInfo>
+    })
+
+    const pruneUnlocked = (repoDir: string) => git(repoDir, ["worktree", "prune"])
+
+    const prune = Effect.fn("Worktree.prune")(function*(repoDir: string) {
+      yield* administering(pruneUnlocked(repoDir))
+    })
+
+    const addWorktree = Effect.fn("Worktree.addWorktree")(
+      function*(repoDir: string, worktreePath: string, branch: string, base: string) {
+        const target = path.resolve(worktreePath)
+        // Only an existing directory can already be the worktree (resume); otherwise skip the listing.
+        if (yield* exists(target, repoDir)) {
+          const real = yield* fs.realPath(target).pipe(Effect.mapError(fsError(`realpath ${target}`, repoDir)))
+          const entry = (yield* listWorktrees(repoDir)).find((w) => w.path === target || w.path === real)
+          if (entry !== undefined) {
+            if (entry.branch === branch) return
+            return yield* gitError(
+              `add worktree ${target}`,
+              repoDir,
+              `${target} is already a worktree with ${
+                entry.branch === undefined ? "a detached HEAD" : `branch ${entry.branch}`
+              } checked out, not ${branch}`
+            )
+          }
+        }
+        // Registration is serialised; the checkout, the slow part, then runs alongside other worktrees'
+        // (it is what `git worktree add` itself does after registering: reset --hard in the new worktree).
+        yield* administering(Effect.gen(function*() {
+          const plan = yield* planBranch(repoDir, branch, base)
+          const args = plan._tag === "Exists"
+            ? ["worktree", "add", "--quiet", "--no-checkout", target, branch]
+            : ["worktree", "add", "--quiet", "--no-checkout", "--no-track", "-b", branch, target, plan.start]
+          const first = yield* run(repoDir, args)
+          if (first.exitCode === 0) return
+          // A worktree deleted from disk stays registered (and keeps its branch) until pruned.
+          if (/already registered|already checked out|already used by worktree/.test(outputOf(first))) {
+            yield* pruneUnlocked(repoDir)
+            yield* git(repoDir, args)
+            return
+          }
+          return yield* gitError(`git ${args.join(" ")}`, repoDir, outputOf(first))
+        }))
+        yield* git(target, ["reset", "--hard", "--quiet"])
+      },
+      Effect.asVoid
+    )
+
+    const removeWorktree = Effect.fn("Worktree.removeWorktree")(
+      function*(repoDir: string, worktreePath: string, options?: { readonly force?: boolean }) {
+        const target = path.resolve(worktreePath)
+        const args = ["worktree", "remove", ...(options?.force === true ? ["--force"] : []), target]
+        const result = yield* administering(run(repoDir, args))
+        // Already gone is what the caller wanted (cleanup and resume run this more than once).
+        if (result.exitCode !== 0 && !/is not a working tree/.test(outputOf(result))) {
+          return yield* gitError(`git ${args.join(" ")}`, repoDir, outputOf(result))
+        }
+      },
+      Effect.asVoid
+    )
+
+    const copyEnvFiles = Effect.fn("Worktree.copyEnvFiles")(function*(repoDir: string, worktreePath: string) {
+      const present: Array<string> = []
+      for (const name of envFileNames) {
+        if (yield* exists(path.join(repoDir, name), repoDir)) present.push(name)
+      }
+      if (present.length === 0) return [] as ReadonlyArray<string>
+      const [commonDirOut, trackedOut] = yield* Effect.all([
+        git(worktreePath, ["rev-parse", "--git-common-dir"]),
+        git(worktreePath, ["ls-files", "-z", "--", ...present])
+      ], { concurrency: 2 })
+      // A committed env file comes with the branch; overwriting it would show up as a change.
+      const tracked = new Set(splitNul(trackedOut))
+      const toCopy = present.filter((name) => !tracked.has(name))
+      if (toCopy.length === 0) return [] as ReadonlyArray<string>
+
+      // info/exclude lives in the common git dir, so it covers the clone and every worktree at once.
+      const infoDir = path.join(path.resolve(worktreePath, commonDirOut.trim()), "info")
+      const excludeFile = path.join(infoDir, "exclude")
+      yield* sharedFiles.withPermits(1)(Effect.gen(function*() {
+        const current = (yield* exists(excludeFile, worktreePath))
+          ? yield* fs.readFileString(excludeFile).pipe(Effect.mapError(fsError(`read ${excludeFile}`, worktreePath)))
+          : ""
+        const lines = new Set(current.split("\n").map((l) => l.trim()))
+        const missing = toCopy.map((name) => `/${name}`).filter((pattern) => !lines.has(pattern))
+        if (missing.length === 0) return
+        const prefix = current === "" || current.endsWith("\n") ? "" : "\n"
+        yield* fs.makeDirectory(infoDir, { recursive: true }).pipe(
+          Effect.mapError(fsError(`mkdir ${infoDir}`, worktreePath))
+        )
+        yield* fs.writeFileString(
+          excludeFile,
+          `${prefix}# local env files copied by cco into each worktree\n${missing.join("\n")}\n`,
+          { flag: "a" }
+        ).pipe(Effect.mapError(fsError(`append ${excludeFile}`, worktreePath)))
+      }))
+
+      for (const name of toCopy) {
+        yield* fs.copyFile(path.join(repoDir, name), path.join(worktreePath, name)).pipe(
+          Effect.mapError(fsError(`copy ${name}`, worktreePath))
+        )
+      }
+      return toCopy as ReadonlyArray<string>
+    })
+
+    const unmergedFiles = (worktreePath: string) =>
+      Effect.map(git(worktreePath, ["diff", "--name-only", "--diff-filter=U", "-z"]), splitNul)
+
+    const headCommit = Effect.fn("Worktree.headCommit")(function*(worktreePath: string) {
+      return (yield* git(worktreePath, ["rev-parse", "HEAD"])).trim()
+    })
+
+    const merge = Effect.fn("Worktree.merge")(
+      function*(worktreePath: string, branch: string, options: { readonly message: string; readonly keepConflict?: boolean }) {
+        // --no-verify: the repository's hooks (installed by agents via npm, say) are not cco's to satisfy.
+        const args = ["merge", "--no-ff", "--no-edit", "--no-verify", "-m", options.message, branch]
+        const result = yield* run(worktreePath, args, identityEnv)
+        if (result.exitCode === 0) {
+          if (/Already up[ -]to[ -]date/i.test(result.stdout)) return MergeResult.AlreadyUpToDate()
+          return MergeResult.Merged({ commit: yield* headCommit(worktreePath) })
+        }
+        const files = yield* unmergedFiles(worktreePath)
+        if (files.length === 0) return yield* gitError(`git merge ${branch}`, worktreePath, outputOf(result))
+        if (options.keepConflict !== true) yield* git(worktreePath, ["merge", "--abort"])
+        return MergeResult.Conflict({ files })
+      }
+    )
+
+    const mergeInProgress = Effect.fn("Worktree.mergeInProgress")(function*(worktreePath: string) {
+      const result = yield* run(worktreePath, ["rev-parse", "-q", "--verify", "MERGE_HEAD"])
+      if (result.exitCode === 0) return true
+      if (result.exitCode === 1) return false
+      return yield* gitError("git rev-parse MERGE_HEAD", worktreePath, outputOf(result))
+    })
+
+    const conflictMarkers = Effect.fn("Worktree.conflictMarkers")(function*(worktreePath: string) {
+      // Only files changed against HEAD: a repository may legitimately hold markers (test fixtures).
+      const changed = splitNul(yield* git(worktreePath, ["diff", "HEAD", "--name-only", "-z"]))
+      if (changed.length === 0) return [] as ReadonlyArray<string>
+      const args = ["--literal-pathspecs", "grep", "-l", "-z", "-E", "^(<<<<<<<|>>>>>>>)( |$)", "--", ...changed]
+      const result = yield* run(worktreePath, args)
+      if (result.exitCode === 1) return [] as ReadonlyArray<string>
+      if (result.exitCode !== 0) return yield* gitError("git grep conflict markers", worktreePath, outputOf(result))
+      return splitNul(result.stdout) as ReadonlyArray<string>
+    })
+
+    const push = Effect.fn("Worktree.push")(function*(worktreePath: string, branch: string) {
+      yield* sharedFiles.withPermits(1)(
+        git(worktreePath, ["push", "--quiet", "--set-upstream", "origin", `refs/heads/${branch}:refs/heads/${branch}`])
+      )
+    })
+
+    const commitsAhead = Effect.fn("Worktree.commitsAhead")(
+      function*(worktreePath: string, base: string, head: string) {
+        const out = (yield* git(worktreePath, ["rev-list", "--count", `${base}..${head}`])).trim()
+        const count = Number.parseInt(out, 10)
+        if (Number.isNaN(count)) {
+          return yield* gitError(`git rev-list --count ${base}..${head}`, worktreePath, `unexpected output: ${out}`)
+        }
+        return count
+      }
+    )
+
+    const isClean = Effect.fn("Worktree.isClean")(function*(worktreePath: string) {
+      const out = yield* git(worktreePath, ["status", "--porcelain", "-z", "--untracked-files=normal"])
+      return out === ""
+    })
+
+    const diffStat = Effect.fn("Worktree.diffStat")(function*(worktreePath: string, base: string, head: string) {
+      return (yield* git(worktreePath, ["diff", "--stat", `${base}...${head}`])).trimEnd()
+    })
+
+    const nothingToCommit = /nothing to commit|nothing added to commit|no changes added to commit/
+
+    const commitAll = Effect.fn("Worktree.commitAll")(function*(worktreePath: string, message: string) {
+      yield* git(worktreePath, ["add", "-A"])
+      // Trying the commit costs one call; asking first would cost two, and a merge with no diff still commits.
+      const result = yield* run(worktreePath, ["commit", "--quiet", "--no-verify", "-m", message], identityEnv)
+      if (result.exitCode === 0) return true
+      if (nothingToCommit.test(result.stdout)) return false
+      return yield* gitError("git commit -a", worktreePath, outputOf(result))
+    })
+
+    const currentBranch = Effect.fn("Worktree.currentBranch")(function*(worktreePath: string) {
+      const result = yield* run(worktreePath, ["symbolic-ref", "--short", "-q", "HEAD"])
+      if (result.exitCode === 0) return result.stdout.trim()
+      if (result.exitCode === 1) return "HEAD"
+      return yield* gitError("git symbolic-ref HEAD", worktreePath, outputOf(result))
+    })
+
+    const readFileAt = Effect.fn("Worktree.readFileAt")(function*(repoDir: string, ref: string, file: string) {
+      const result = yield* run(repoDir, ["cat-file", "blob", `${ref}:${file}`])
+      if (result.exitCode === 0) return result.stdout as string | undefined
+      if (/does not exist in|exists on disk, but not in/.test(result.stderr)) return undefined
+      return yield* gitError(`git cat-file blob ${ref}:${file}`, repoDir, outputOf(result))
+    })
+
+    const commitFile = Effect.fn("Worktree.commitFile")(
+      function*(worktreePath: string, relativePath: string, content: string, message: string) {
+        const file = path.join(worktreePath, relativePath)
+        yield* fs.makeDirectory(path.dirname(file), { recursive: true }).pipe(
+          Effect.mapError(fsError(`mkdir ${path.dirname(file)}`, worktreePath))
+        )
+        yield* fs.writeFileString(file, content).pipe(Effect.mapError(fsError(`write ${relativePath}`, worktreePath)))
+        yield* git(worktreePath, ["add", "--", relativePath])
+        const diff = yield* run(worktreePath, ["diff", "--cached", "--quiet", "--", relativePath])
+        if (diff.exitCode === 0) return false
+        if (diff.exitCode !== 1) return yield* gitError(`git diff --cached ${relativePath}`, worktreePath, outputOf(diff))
+        // A pathspec commit takes only this file, leaving whatever an agent staged alone.
+        yield* git(worktreePath, ["commit", "--quiet", "--no-verify", "-m", message, "--", relativePath], identityEnv)
+        return true
+      }
+    )
+
+    return {
+      runBranchName,
+      prepareClone,
+      ensureBranch,
+      addWorktree,
+      copyEnvFiles,
+      merge,
+      mergeInProgress,
+      conflictMarkers,
+      push,
+      commitsAhead,
+      isClean,
+      diffStat,
+      commitAll,
+      headCommit,
+      currentBranch,
+      removeWorktree,
+      prune,
+      listWorktrees,
+      readFileAt,
+      commitFile
+    } as const
+  })
+}) {}

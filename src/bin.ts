@@ -1,0 +1,74 @@
+// The process edge of `cco`: reads the environment, provides the Node layers, runs the command line and owns the
+// exit code (0 ok, 1 failure, 2 bad configuration or usage, 130 interrupted) and what a failure prints.
+import { ValidationError } from "@effect/cli"
+import { FileSystem, Path } from "@effect/platform"
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { Cause, Console, Effect, Exit, Option, Schema } from "effect"
+import { CommandNotAvailable, makeCli } from "./Cli.js"
+import { ConfigError } from "./Config.js"
+
+/** The version in cco's package.json, found by walking up from this module (src/ under tsx, dist/ when built). */
+const readVersion = Effect.gen(function*() {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  let dir = path.dirname(yield* path.fromFileUrl(new URL(import.meta.url)))
+  const PackageJson = Schema.parseJson(Schema.Struct({ name: Schema.String, version: Schema.String }))
+  while (true) {
+    const found = yield* fs.readFileString(path.join(dir, "package.json")).pipe(
+      Effect.flatMap(Schema.decodeUnknown(PackageJson)),
+      Effect.option
+    )
+    if (Option.isSome(found) && found.value.name === "cco") return found.value.version
+    const parent = path.dirname(dir)
+    if (parent === dir) return "unknown"
+    dir = parent
+  }
+}).pipe(Effect.orElseSucceed(() => "unknown"))
+
+const EXIT_CONFIG = 2
+
+/** The exit code a failed run ends with. */
+const exitCodeFor = (cause: Cause.Cause<unknown>): number => {
+  if (Cause.isInterruptedOnly(cause)) return 130
+  const failure = Cause.failureOption(cause)
+  if (Option.isSome(failure)) {
+    const error = failure.value
+    if (error instanceof ConfigError || ValidationError.isValidationError(error)) return EXIT_CONFIG
+  }
+  return 1
+}
+
+/** One line on stderr for an expected failure; the full cause only for a defect (a bug in cco). */
+const report = (cause: Cause.Cause<unknown>): Effect.Effect<void> => {
+  if (Cause.isInterruptedOnly(cause)) return Effect.void
+  const failure = Cause.failureOption(cause)
+  if (Option.isNone(failure)) return Console.error(`cco: internal error\n${Cause.pretty(cause)}`)
+  const error = failure.value
+  // @effect/cli has already printed usage errors together with help.
+  if (ValidationError.isValidationError(error)) return Effect.void
+  if (error instanceof ConfigError) return Console.error(`cco: ${error.summary}`)
+  if (error instanceof CommandNotAvailable) return Console.error(error.message)
+  if (error instanceof Error) return Console.error(`cco: ${error.message}`)
+  return Console.error(`cco: ${String(error)}`)
+}
+
+const claudePath = process.env["CCO_CLAUDE_PATH"]
+
+const main = Effect.gen(function*() {
+  const path = yield* Path.Path
+  const version = yield* readVersion
+  const cli = makeCli({
+    version,
+    // A relative path in the environment is relative to where cco was started.
+    overrides: { claudeCommand: claudePath && claudePath.includes("/") ? path.resolve(claudePath) : claudePath || undefined }
+  })
+  return yield* cli(process.argv)
+}).pipe(
+  Effect.tapErrorCause(report),
+  Effect.provide(NodeContext.layer)
+)
+
+NodeRuntime.runMain(main, {
+  disableErrorReporting: true,
+  teardown: (exit, onExit) => onExit(Exit.isSuccess(exit) ? 0 : exitCodeFor(exit.cause))
+})
