@@ -1,0 +1,181 @@
+// One Claude Code instance per tmux session: its private config dir, hooks, credential and identity env,
+// launch and restart (--continue, new generation), and prompt delivery by bracketed paste.
+import { FileSystem, Path } from "@effect/platform"
+import { Context, Effect, Layer, Redacted, Ref, Schema } from "effect"
+import * as ClaudeCode from "./ClaudeCode.js"
+import { Events } from "./Events.js"
+import { RunLog } from "./RunLog.js"
+import { Tmux } from "./Tmux.js"
+
+export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
+  instance: Schema.String,
+  operation: Schema.String,
+  message: Schema.String
+}) {}
+
+export interface Credential {
+  readonly name: string
+  readonly env: Readonly<Record<string, Redacted.Redacted<string>>>
+}
+
+export interface AgentSettings {
+  readonly runFolder: string
+  readonly runId: string
+  /** tmux session names are `${sessionPrefix}${instance}`. */
+  readonly sessionPrefix: string
+  readonly claudePath: string
+  readonly model: string | undefined
+  /** Command that runs the cco client (`<node> <root>/bin/cco-client.mjs`), for hooks and the `cco` shim. */
+  readonly clientCommand: ReadonlyArray<string>
+  /** The PATH agents get, after the run's own bin/ (which holds `cco`). */
+  readonly basePath: string
+  /** OAuth: the user's credentials file, shared with instances by symlink. */
+  readonly oauthCredentialsFile?: string
+  /** Extra environment for every instance (e.g. CLAUDE_CODE_MAX_RETRIES). */
+  readonly extraEnv?: Readonly<Record<string, string>>
+}
+
+export interface LaunchRequest {
+  readonly instance: string
+  readonly worktree: string
+  readonly credential: Credential
+  readonly continueSession: boolean
+}
+
+export interface AgentShape {
+  readonly settings: AgentSettings
+  readonly sessionName: (instance: string) => string
+  readonly configDir: (instance: string) => string
+  /** Prepares the config dir and starts the session; returns the generation it runs as. */
+  readonly launch: (request: LaunchRequest) => Effect.Effect<number, AgentError>
+  /** Pastes text as one prompt and presses Enter. */
+  readonly deliver: (instance: string, text: string) => Effect.Effect<void, AgentError>
+  readonly interrupt: (instance: string) => Effect.Effect<void, AgentError>
+  readonly stop: (instance: string) => Effect.Effect<void>
+  readonly isAlive: (instance: string) => Effect.Effect<boolean>
+}
+
+export class Agent extends Context.Tag("cco/Agent")<Agent, AgentShape>() {}
+
+const shellQuote = (value: string) => `'${value.replaceAll("'", `'\\''`)}'`
+
+// Variables from the orchestrator's own environment that would change whom an instance bills or where it talks.
+const inheritedCredentials = [
+  "ANTHROPIC_API_KEY",
+  "ANTHROPIC_AUTH_TOKEN",
+  "ANTHROPIC_BASE_URL",
+  "CLAUDE_CODE_OAUTH_TOKEN",
+  "CLAUDE_CONFIG_DIR",
+  "CCO_SOCKET",
+  "CCO_INSTANCE",
+  "CCO_TOKEN",
+  "CCO_GENERATION"
+]
+
+export const make = (settings: AgentSettings) =>
+  Effect.gen(function*() {
+    const tmux = yield* Tmux
+    const events = yield* Events
+    const runLog = yield* RunLog
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const generations = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
+
+    const binDir = path.join(settings.runFolder, "bin")
+    yield* fs.makeDirectory(binDir, { recursive: true })
+    // `cco` for the agents' Bash tool: the light client, identity from the environment.
+    yield* fs.writeFileString(
+      path.join(binDir, "cco"),
+      `#!/bin/sh\nexec ${settings.clientCommand.map(shellQuote).join(" ")} "$@"\n`,
+      { mode: 0o755 }
+    )
+    const hookCommand = [...settings.clientCommand.map(shellQuote), "hook"].join(" ")
+
+    const sessionName = (instance: string) => `${settings.sessionPrefix}${instance}`
+    const configDir = (instance: string) => path.join(settings.runFolder, "instances", instance, "claude")
+    const fail = (instance: string, operation: string) => (e: { readonly message: string }) =>
+      new AgentError({ instance, operation, message: e.message })
+
+    const launch = Effect.fn("Agent.launch")(function*(request: LaunchRequest) {
+      const { instance } = request
+      const generation = ((yield* Ref.get(generations)).get(instance) ?? -1) + 1
+      yield* Ref.update(generations, (m) => new Map(m).set(instance, generation))
+      const token = yield* events.register(instance)
+      yield* events.setGeneration(instance, generation)
+      const launchSpec: ClaudeCode.InstanceLaunch = {
+        configDir: configDir(instance),
+        worktree: request.worktree,
+        claudePath: settings.claudePath,
+        ...(settings.model === undefined ? {} : { model: settings.model }),
+        continueSession: request.continueSession,
+        credentialEnv: request.credential.env,
+        hookCommand,
+        extraEnv: {
+          ...settings.extraEnv,
+          PATH: `${binDir}:${settings.basePath}`,
+          CCO_SOCKET: events.socketPath,
+          CCO_INSTANCE: instance,
+          CCO_GENERATION: String(generation),
+          CCO_RUN: settings.runId
+        }
+      }
+      yield* ClaudeCode.prepareConfigDir(
+        launchSpec,
+        settings.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: settings.oauthCredentialsFile }
+      ).pipe(
+        Effect.mapError(fail(instance, "prepare config")),
+        Effect.provideService(FileSystem.FileSystem, fs),
+        Effect.provideService(Path.Path, path)
+      )
+      const { argv, env } = ClaudeCode.launchCommand(launchSpec)
+      const session = sessionName(instance)
+      if (yield* tmux.hasSession(session).pipe(Effect.orElseSucceed(() => false))) {
+        yield* tmux.killSession(session).pipe(Effect.ignore)
+      }
+      yield* tmux.newSession({
+        name: session,
+        cwd: request.worktree,
+        command: argv,
+        env: { ...env, CCO_TOKEN: Redacted.make(token) },
+        unsetEnv: inheritedCredentials,
+        width: 200,
+        height: 50,
+        logFile: runLog.sessionLogPath(instance)
+      }).pipe(Effect.mapError(fail(instance, "start session")))
+      yield* runLog.log("instance.launched", {
+        instance,
+        generation,
+        credential: request.credential.name,
+        resume: request.continueSession,
+        session,
+        attach: `tmux -L ${tmux.socket} attach -t ${session}`
+      })
+      return generation
+    })
+
+    const deliver = Effect.fn("Agent.deliver")(function*(instance: string, text: string) {
+      const session = sessionName(instance)
+      yield* tmux.sendText(session, text).pipe(Effect.mapError(fail(instance, "paste prompt")))
+      // The CLI takes a moment to absorb a large paste; Enter sent too soon lands inside it.
+      yield* Effect.sleep(Math.min(1500, 150 + Math.floor(text.length / 20)))
+      yield* tmux.sendKeys(session, ["Enter"]).pipe(Effect.mapError(fail(instance, "submit prompt")))
+    })
+
+    return Agent.of({
+      settings,
+      sessionName,
+      configDir,
+      launch,
+      deliver,
+      interrupt: (instance) =>
+        tmux.sendKeys(sessionName(instance), ["Escape"]).pipe(Effect.mapError(fail(instance, "interrupt"))),
+      stop: (instance) => tmux.killSession(sessionName(instance)).pipe(Effect.ignore),
+      isAlive: (instance) =>
+        tmux.paneInfo(sessionName(instance)).pipe(
+          Effect.map((info) => !info.dead),
+          Effect.orElseSucceed(() => false)
+        )
+    })
+  })
+
+export const layer = (settings: AgentSettings) => Layer.effect(Agent, make(settings))

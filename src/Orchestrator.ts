@@ -1,0 +1,621 @@
+// The run: clone, branches and worktrees, instances launched in hierarchy order, hook events and team
+// commands routed, worker → team → target merges owned by cco, TEAM_STRUCTURE.md kept current, and the end.
+import { FileSystem, Path } from "@effect/platform"
+import type { CommandExecutor } from "@effect/platform/CommandExecutor"
+import { NodeContext } from "@effect/platform-node"
+import { Deferred, Duration, Effect, Layer, Option, Ref, Schema, Stream } from "effect"
+import * as AgentModule from "./Agent.js"
+import { Agent, type Credential } from "./Agent.js"
+import * as ClaudeCode from "./ClaudeCode.js"
+import type { ResolvedConfig } from "./Config.js"
+import * as EventsModule from "./Events.js"
+import { Events, type HookEvent, type TeamReply, type TeamRequest } from "./Events.js"
+import { exec } from "./Exec.js"
+import * as H from "./Hierarchy.js"
+import * as RunLogModule from "./RunLog.js"
+import { type LogLine, RunLog } from "./RunLog.js"
+import * as TmuxModule from "./Tmux.js"
+import { Tmux } from "./Tmux.js"
+import { type GitError, runBranchName, Worktree } from "./Worktree.js"
+
+export class RunError extends Schema.TaggedError<RunError>()("RunError", {
+  reason: Schema.String,
+  message: Schema.String
+}) {}
+
+export type EndReason = "project-done" | "time-limit" | "interrupted" | "failed"
+
+export interface RunOptions {
+  /** Absolute path of the claude executable (resolved at the edge). */
+  readonly claudePath: string
+  /** `<node> <root>/bin/cco-client.mjs`: what hooks and the agents' `cco` run. */
+  readonly clientCommand: ReadonlyArray<string>
+  /** Where prompts/ lives. */
+  readonly projectRoot: string
+  /** PATH given to agents after the run's bin/. */
+  readonly basePath: string
+  /** The user's Claude login, for authMode oauth. */
+  readonly oauthCredentialsFile?: string
+  readonly extraEnv?: Readonly<Record<string, string>>
+  /** Progress: every combined.log line as it is written. */
+  readonly onLog?: (line: LogLine) => void
+  /** Called once the run folder exists, before anything slow. */
+  readonly onStart?: (info: { readonly runId: string; readonly folder: string }) => void
+}
+
+export interface InstanceSummary {
+  readonly name: string
+  readonly role: H.Role
+  readonly branch: string
+  readonly status: string
+  readonly restarts: number
+  readonly session: string
+}
+
+export interface RunSummary {
+  readonly runId: string
+  readonly runFolder: string
+  readonly reason: EndReason
+  readonly repositoryUrl: string
+  readonly targetBranch: string
+  readonly merges: ReadonlyArray<{ readonly from: string; readonly into: string; readonly commit: string }>
+  readonly commitsOnTarget: number
+  readonly durationMs: number
+  readonly instances: ReadonlyArray<InstanceSummary>
+  readonly tmuxSocket: string
+}
+
+type Status = "starting" | "idle" | "busy" | "rate-limited" | "error" | "stopped"
+
+interface Instance {
+  readonly spec: H.InstanceSpec
+  readonly worktree: string
+  readonly status: Status
+  readonly generation: number
+  readonly ready: boolean
+  /** Whether the role prompt has been delivered. */
+  readonly prompted: boolean
+  readonly outbox: ReadonlyArray<string>
+  readonly lastEventAt: number
+  readonly restarts: number
+  readonly credential: string
+}
+
+const fill = (template: string, values: Readonly<Record<string, string>>) =>
+  template.replace(/\{\{(\w+)\}\}/g, (_, key: string) => values[key] ?? "")
+
+const list = (names: ReadonlyArray<string>) => names.join(", ")
+
+/** Everything a run needs from the outside world. */
+export type RunRequirements = FileSystem.FileSystem | Path.Path | CommandExecutor
+
+export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<RunSummary, RunError> =>
+  Effect.scoped(
+    Effect.gen(function*() {
+      const startedAt = Date.now()
+      const fs = yield* FileSystem.FileSystem
+      const path = yield* Path.Path
+      const { folder, runId } = yield* RunLogModule.createRunFolder(config.logDirectory, new Date(startedAt)).pipe(
+        Effect.mapError((e) => new RunError({ reason: "run-folder", message: `cannot create the run folder in ${config.logDirectory}: ${e.message}` }))
+      )
+      options.onStart?.({ runId, folder })
+      const runLog = yield* RunLogModule.make(folder, runId).pipe(Effect.orDie)
+      if (options.onLog !== undefined) yield* runLog.listen(options.onLog)
+      // The control socket's path must stay under the unix-socket limit (108 bytes).
+      const socketPath = path.join(folder, "control.sock").length < 100
+        ? path.join(folder, "control.sock")
+        : path.join(yield* fs.makeTempDirectoryScoped({ prefix: "cco-" }).pipe(Effect.orDie), "control.sock")
+      const base = Layer.mergeAll(
+        Layer.succeed(RunLog, runLog),
+        TmuxModule.layer(config.tmuxSocket),
+        Worktree.Default
+      )
+      const events = EventsModule.layer(socketPath).pipe(Layer.provide(base))
+      const agent = AgentModule.layer({
+        runFolder: folder,
+        runId,
+        sessionPrefix: `cco-${runId}-`,
+        claudePath: options.claudePath,
+        model: config.model,
+        clientCommand: options.clientCommand,
+        basePath: options.basePath,
+        ...(options.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: options.oauthCredentialsFile }),
+        ...(options.extraEnv === undefined ? {} : { extraEnv: options.extraEnv })
+      }).pipe(Layer.provide(Layer.mergeAll(base, events)))
+      const services = Layer.mergeAll(base, events, agent).pipe(Layer.provide(NodeContext.layer))
+      return yield* orchestrate(config, options, { folder, runId, startedAt }).pipe(Effect.provide(services))
+    })
+  ).pipe(
+    Effect.provide(NodeContext.layer),
+    Effect.mapError(toRunError)
+  )
+
+const toRunError = (e: { readonly _tag?: string; readonly message: string }): RunError => {
+  switch (e._tag) {
+    case "RunError":
+      return e as RunError
+    case "AgentError": {
+      const a = e as AgentModule.AgentError
+      return new RunError({ reason: "agent", message: `${a.instance}: ${a.operation}: ${a.message}` })
+    }
+    case "GitError": {
+      const g = e as GitError
+      return new RunError({ reason: "git", message: `${g.operation} in ${g.repo}: ${g.message}` })
+    }
+    default:
+      return new RunError({ reason: "startup", message: e.message })
+  }
+}
+
+const preflight = (config: ResolvedConfig, options: RunOptions) =>
+  Effect.gen(function*() {
+    const tool = (name: string, args: ReadonlyArray<string>, fix: string) =>
+      exec(name, args).pipe(
+        Effect.flatMap((r) => r.exitCode === 0 ? Effect.succeed(r.stdout.trim()) : Effect.fail(r.stderr.trim())),
+        Effect.mapError((detail) => new RunError({ reason: "preflight", message: `${name} is not usable (${typeof detail === "string" ? detail : detail.message}). ${fix}` }))
+      )
+    yield* tool("tmux", ["-V"], "Install tmux (apt-get install tmux).")
+    yield* tool("git", ["--version"], "Install git.")
+    yield* tool(options.claudePath, ["--version"], "Install Claude Code (npm install -g @anthropic-ai/claude-code) or set claudeCommand / CCO_CLAUDE_PATH.")
+    if (config.authMode === "api-keys-only" && config.apiKeys.length === 0) {
+      return yield* new RunError({ reason: "preflight", message: "authMode api-keys-only needs at least one key in api-keys.json" })
+    }
+  })
+
+const orchestrate = (
+  config: ResolvedConfig,
+  options: RunOptions,
+  run: { readonly folder: string; readonly runId: string; readonly startedAt: number }
+) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const runLog = yield* RunLog
+    const git = yield* Worktree
+    const tmux = yield* Tmux
+    const events = yield* Events
+    const agent = yield* Agent
+    const scope = yield* Effect.scope
+
+    yield* runLog.log("run.starting", { runId: run.runId, folder: run.folder, repositoryUrl: config.repositoryUrl, workerCount: config.workerCount })
+    yield* preflight(config, options)
+
+    // --- repository, target branch, direction
+    const repoDir = path.join(run.folder, "repo")
+    yield* runLog.log("git.cloning", { repositoryUrl: config.repositoryUrl })
+    yield* git.prepareClone(config.repositoryUrl, repoDir)
+    const direction = yield* git.readFileAt(repoDir, `origin/${config.branch}`, "PROJECT_DIRECTION.md").pipe(
+      Effect.catchTag("GitError", (e) =>
+        Effect.fail(new RunError({ reason: "branch", message: `branch ${config.branch} cannot be read from ${config.repositoryUrl}: ${e.message}` })))
+    )
+    if (direction === undefined || direction.trim() === "") {
+      return yield* new RunError({
+        reason: "no-direction",
+        message: `PROJECT_DIRECTION.md is missing on branch ${config.branch} of ${config.repositoryUrl}. ` +
+          "Add one at the repository root: the project's goals, what done looks like, and any constraints; the Director (or the single Engineering Manager) plans the work from it."
+      })
+    }
+    const target = config.useRunBranch ? runBranchName(new Date(run.startedAt)) : config.branch
+    const prefix = `cco/${run.runId}`
+    const topo = H.topology(config.workerCount, config.engineerManagerGroupSize)
+    const specs = H.instances(topo, { target, prefix })
+    const top = specs[0]!
+    const specOf = new Map(specs.map((s) => [s.name, s]))
+    yield* git.ensureBranch(repoDir, target, `origin/${config.branch}`)
+    const startCommit = (yield* exec("git", ["rev-parse", `refs/heads/${target}`], { cwd: repoDir }).pipe(Effect.orDie)).stdout.trim()
+
+    // --- worktrees, in launch order; branches are cut from their base, which exists by then
+    const worktrees = new Map<string, string>()
+    let made = 0
+    for (const spec of specs) {
+      const dir = path.join(run.folder, "worktrees", spec.name)
+      yield* git.addWorktree(repoDir, dir, spec.branch, spec.baseBranch ?? target)
+      yield* git.copyEnvFiles(repoDir, dir)
+      worktrees.set(spec.name, dir)
+      made++
+      yield* runLog.log("worktree.ready", { instance: spec.name, branch: spec.branch, progress: `${made}/${specs.length}` })
+    }
+    const topWorktree = worktrees.get(top.name)!
+    if (config.useRunBranch) yield* git.push(topWorktree, target)
+
+    // --- state
+    const instances = yield* Ref.make<ReadonlyMap<string, Instance>>(
+      new Map(specs.map((spec) => [spec.name, {
+        spec,
+        worktree: worktrees.get(spec.name)!,
+        status: "starting" as Status,
+        generation: 0,
+        ready: false,
+        prompted: false,
+        outbox: [],
+        lastEventAt: Date.now(),
+        restarts: 0,
+        credential: ""
+      }]))
+    )
+    const board = yield* Ref.make<H.Board>(H.emptyBoard)
+    const merges = yield* Ref.make<ReadonlyArray<{ from: string; into: string; commit: string }>>([])
+    const end = yield* Deferred.make<EndReason>()
+    const gitLock = yield* Effect.makeSemaphore(1)
+    const deliveryLocks = new Map(specs.map((s) => [s.name, Effect.unsafeMakeSemaphore(1)]))
+    const locked = <A, E, R>(self: Effect.Effect<A, E, R>) => gitLock.withPermits(1)(self)
+    const now = () => new Date().toISOString()
+    const update = (name: string, f: (i: Instance) => Instance) =>
+      Ref.update(instances, (m) => {
+        const i = m.get(name)
+        return i === undefined ? m : new Map(m).set(name, f(i))
+      })
+    const get = (name: string) => Effect.map(Ref.get(instances), (m) => m.get(name)!)
+
+    const writeState = Effect.gen(function*() {
+      const all = yield* Ref.get(instances)
+      yield* runLog.writeState({
+        runId: run.runId,
+        repositoryUrl: config.repositoryUrl,
+        targetBranch: target,
+        startedAt: new Date(run.startedAt).toISOString(),
+        tmuxSocket: tmux.socket,
+        pid: process.pid,
+        instances: [...all.values()].map((i) => ({
+          name: i.spec.name,
+          role: i.spec.role,
+          lead: i.spec.lead,
+          branch: i.spec.branch,
+          worktree: i.worktree,
+          session: agent.sessionName(i.spec.name),
+          status: i.status,
+          generation: i.generation,
+          restarts: i.restarts,
+          credential: i.credential,
+          lastEventAt: new Date(i.lastEventAt).toISOString()
+        })),
+        board: yield* Ref.get(board),
+        merges: yield* Ref.get(merges)
+      })
+    })
+
+    // TEAM_STRUCTURE.md lives on the target branch; only cco writes it.
+    const writeTeamStructure = (reason: string) =>
+      locked(Effect.gen(function*() {
+        if (yield* git.mergeInProgress(topWorktree)) return
+        const content = H.renderTeamStructure(specs, yield* Ref.get(board), { runId: run.runId, target })
+        yield* git.commitFile(topWorktree, "TEAM_STRUCTURE.md", content, `cco: update TEAM_STRUCTURE.md (${reason})`)
+      })).pipe(
+        Effect.catchAll((e) => runLog.log("team-structure.failed", { message: e.message })),
+        Effect.zipRight(writeState)
+      )
+
+    // --- prompts
+    const templates = new Map<string, string>()
+    for (const name of ["director", "engineering-manager", "worker"]) {
+      templates.set(name, yield* fs.readFileString(path.join(options.projectRoot, "prompts", `${name}.md`)).pipe(Effect.orDie))
+    }
+    const teamsLine = topo.teams.map((t) => `${t.em} leads ${list(t.workers)}.`).join(" ")
+    const rolePrompt = (spec: H.InstanceSpec, assignment: string) => {
+      switch (spec.role) {
+        case "director":
+          return fill(templates.get("director")!, { branch: spec.branch, reports: list(spec.reports), teams: teamsLine, direction: assignment })
+        case "em":
+          return fill(templates.get("engineering-manager")!, {
+            name: spec.name,
+            branch: spec.branch,
+            reports: list(spec.reports),
+            leadLine: spec.lead === undefined
+              ? "There is no Director: you lead the whole project, and what you merge lands on the target branch."
+              : `You report to the ${spec.lead === "director" ? "Director" : spec.lead}, who gave you the goal below.`,
+            doneLine: spec.lead === undefined ? " That ends the run." : " The Director then merges your team branch.",
+            goal: assignment
+          })
+        case "worker":
+          return fill(templates.get("worker")!, { name: spec.name, branch: spec.branch, lead: spec.lead ?? "", task: assignment })
+      }
+    }
+
+    // --- delivery: prompts go in only when the instance is idle; otherwise they wait in its outbox
+    const awaitIdleTitle = (name: string) =>
+      Effect.gen(function*() {
+        for (let i = 0; i < 100; i++) {
+          const info = yield* tmux.paneInfo(agent.sessionName(name)).pipe(Effect.option)
+          if (Option.isSome(info) && ClaudeCode.isIdleTitle(info.value.title)) return
+          yield* Effect.sleep(Duration.millis(100))
+        }
+      })
+
+    const flush = (name: string): Effect.Effect<void> =>
+      deliveryLocks.get(name)!.withPermits(1)(Effect.gen(function*() {
+        const taken = yield* Ref.modify(instances, (m) => {
+          const i = m.get(name)
+          if (i === undefined || !i.ready || i.status !== "idle" || i.outbox.length === 0) return [undefined, m] as const
+          return [i.outbox, new Map(m).set(name, { ...i, outbox: [], status: "busy" as Status, prompted: true })] as const
+        })
+        if (taken === undefined) return
+        yield* awaitIdleTitle(name)
+        const text = taken.join("\n\n")
+        yield* agent.deliver(name, text).pipe(
+          Effect.tap(() => runLog.log("prompt.delivered", { instance: name, chars: text.length, messages: taken.length })),
+          Effect.catchAll((e) =>
+            update(name, (i) => ({ ...i, outbox: [...taken, ...i.outbox], status: "idle" })).pipe(
+              Effect.zipRight(runLog.log("prompt.failed", { instance: name, message: e.message }))
+            ))
+        )
+      }))
+
+    const send = (name: string, text: string) =>
+      update(name, (i) => ({ ...i, outbox: [...i.outbox, text] })).pipe(
+        Effect.zipRight(Effect.forkIn(flush(name), scope)),
+        Effect.asVoid
+      )
+
+    // --- hook events
+    const onHook = (event: HookEvent) =>
+      Effect.gen(function*() {
+        const name = event.instance
+        const at = event.receivedAt
+        const fields: Record<string, unknown> = { instance: name, generation: event.generation, hook: event.hook }
+        switch (event.hook) {
+          case "SessionStart":
+            yield* update(name, (i) => ({ ...i, ready: true, status: "idle", lastEventAt: at }))
+            fields.source = event.payload.source
+            break
+          case "UserPromptSubmit":
+            yield* update(name, (i) => ({ ...i, status: "busy", lastEventAt: at }))
+            break
+          case "PostToolUse":
+            yield* update(name, (i) => ({ ...i, lastEventAt: at }))
+            fields.tool = event.payload.tool_name
+            break
+          case "Stop":
+            yield* update(name, (i) => ({ ...i, status: "idle", lastEventAt: at }))
+            break
+          case "StopFailure":
+            yield* update(name, (i) => ({ ...i, status: event.payload.error === "rate_limit" ? "rate-limited" : "error", lastEventAt: at }))
+            fields.error = event.payload.error
+            break
+          case "SessionEnd":
+            yield* update(name, (i) => ({ ...i, status: "stopped", ready: false, lastEventAt: at }))
+            fields.reason = event.payload.reason
+            break
+          default:
+            yield* update(name, (i) => ({ ...i, lastEventAt: at }))
+            if (event.hook === "Notification") fields.notification = event.payload.notification_type ?? event.payload.message
+        }
+        yield* runLog.log("hook", fields)
+        if (event.hook === "SessionStart" || event.hook === "Stop") yield* Effect.forkIn(flush(name), scope)
+      })
+
+    yield* Stream.fromPubSub(events.hooks).pipe(
+      Stream.runForEach(onHook),
+      Effect.forkIn(scope)
+    )
+
+    // --- team commands
+    const reply = (ok: boolean, text: string): TeamReply => ({ ok, text })
+    const refuse = (text: string) => Effect.succeed(reply(false, `refused: ${text}`))
+
+    // Before new work, a branch catches up with the branch it merges into, so merges stay small.
+    const catchUp = (spec: H.InstanceSpec, worktree: string) =>
+      spec.baseBranch === undefined
+        ? Effect.succeed("")
+        : git.isClean(worktree).pipe(
+          Effect.flatMap((clean) =>
+            clean
+              ? git.merge(worktree, spec.baseBranch!, { message: `cco: catch up with ${spec.baseBranch}` }).pipe(
+                Effect.map((r) =>
+                  r._tag === "Conflict"
+                    ? `\n\n(Note: your branch could not catch up with ${spec.baseBranch} automatically: conflict in ${list(r.files)}. Run \`git merge ${spec.baseBranch}\` and resolve it before you start.)`
+                    : ""
+                )
+              )
+              : Effect.succeed(`\n\n(Note: your worktree has uncommitted changes, so it did not catch up with ${spec.baseBranch}; commit first.)`)
+          )
+        )
+
+    const assign = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const [targetName, ...words] = args
+        const text = words.join(" ").trim()
+        if (targetName === undefined || text === "") return reply(false, "usage: cco team assign <instance> <task>")
+        const to = specOf.get(targetName)
+        if (to === undefined || !from.reports.includes(targetName)) {
+          return reply(false, `refused: ${from.name} can assign only to its reports (${list(from.reports) || "none"})`)
+        }
+        const current = H.currentTask(yield* Ref.get(board), targetName)
+        if (current !== undefined && current.status === "assigned") {
+          return reply(false, `refused: ${targetName} is still working on task #${current.id}; wait for its report`)
+        }
+        if (current !== undefined && current.status === "done") {
+          return reply(false, `refused: ${targetName} reported task #${current.id} done; merge it first (cco team merge ${targetName})`)
+        }
+        const inst = yield* get(targetName)
+        const note = inst.prompted ? yield* locked(catchUp(to, inst.worktree)) : ""
+        yield* Ref.update(board, (b) => H.assign(b, targetName, from.name, text, now()))
+        const task = H.currentTask(yield* Ref.get(board), targetName)!
+        yield* runLog.log("task.assigned", { instance: targetName, by: from.name, task: task.id, text })
+        yield* send(targetName, inst.prompted ? `[cco] New task #${task.id} from ${from.name}:\n\n${text}${note}` : rolePrompt(to, text))
+        yield* Effect.forkIn(writeTeamStructure(`task #${task.id} to ${targetName}`), scope)
+        return reply(true, `assigned task #${task.id} to ${targetName}`)
+      })
+
+    const done = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const summary = args.join(" ").trim()
+        if (summary === "") return reply(false, "usage: cco team done <summary>")
+        const inst = yield* get(from.name)
+        const unmerged = (yield* Ref.get(board)).tasks.filter((t) => from.reports.includes(t.assignee) && t.status === "done")
+        if (unmerged.length > 0) {
+          const who = [...new Set(unmerged.map((t) => t.assignee))]
+          return reply(false, `refused: ${list(who)} reported work that is not merged yet; run cco team merge ${who[0]} first`)
+        }
+        const checked = yield* locked(Effect.gen(function*() {
+          if (yield* git.mergeInProgress(inst.worktree)) return "a merge is in progress in your worktree; resolve it and commit first"
+          if (!(yield* git.isClean(inst.worktree))) return "your worktree has uncommitted changes; commit them (git add -A && git commit) and report again"
+          if (from.baseBranch !== undefined && (yield* git.commitsAhead(inst.worktree, from.baseBranch, from.branch)) === 0) {
+            return `your branch ${from.branch} has no new commits since ${from.baseBranch}; commit your work, then report again`
+          }
+          if (from.lead !== undefined) yield* git.push(inst.worktree, from.branch)
+          return undefined
+        }))
+        if (checked !== undefined) {
+          yield* runLog.log("task.done-refused", { instance: from.name, reason: checked })
+          return reply(false, `refused: ${checked}`)
+        }
+        yield* Ref.update(board, (b) => H.markDone(b, from.name, summary, now()))
+        yield* runLog.log("task.done", { instance: from.name, summary })
+        if (from.lead === undefined) {
+          yield* Deferred.succeed(end, "project-done")
+          return reply(true, "accepted: the project is done; cco is merging, pushing and stopping the run")
+        }
+        const stat = yield* git.diffStat(inst.worktree, from.baseBranch!, from.branch).pipe(Effect.orElseSucceed(() => ""))
+        yield* send(from.lead, `[cco] ${from.name} reports done: ${summary}\n\n${stat}\n\nReview it, then run: cco team merge ${from.name}`)
+        yield* Effect.forkIn(writeTeamStructure(`${from.name} done`), scope)
+        return reply(true, `accepted: ${from.lead} is notified; wait for your next task`)
+      })
+
+    const merge = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const name = args[0]
+        if (name === undefined) return reply(false, "usage: cco team merge <instance>")
+        const report = specOf.get(name)
+        if (report === undefined || !from.reports.includes(name)) {
+          return reply(false, `refused: ${from.name} can merge only its reports (${list(from.reports) || "none"})`)
+        }
+        const task = H.currentTask(yield* Ref.get(board), name)
+        if (task === undefined || task.status === "assigned") return reply(false, `refused: ${name} has not reported done`)
+        const worktree = (yield* get(from.name)).worktree
+        const answer = yield* locked(Effect.gen(function*() {
+          if (yield* git.mergeInProgress(worktree)) {
+            const markers = yield* git.conflictMarkers(worktree)
+            return reply(false, `refused: a merge is still in progress in your worktree${markers.length > 0 ? ` (conflict markers in ${list(markers)})` : ""}; resolve it, git add, git commit, then run cco team merge ${name} again`)
+          }
+          const result = yield* git.merge(worktree, report.branch, { message: `Merge ${name} (${report.branch}) into ${from.branch}`, keepConflict: true })
+          if (result._tag === "Conflict") {
+            yield* runLog.log("merge.conflict", { from: name, into: from.branch, files: result.files })
+            return reply(false, `conflict merging ${name} into ${from.branch}: ${list(result.files)}. Resolve them in your worktree (edit, git add, git commit), then run cco team merge ${name} again.`)
+          }
+          const markers = yield* git.conflictMarkers(worktree)
+          if (markers.length > 0) return reply(false, `refused: conflict markers remain in ${list(markers)}; fix and commit them first`)
+          if (task.status === "merged" && result._tag === "AlreadyUpToDate") return reply(true, `merged ${name} already; nothing new`)
+          const commit = yield* git.headCommit(worktree)
+          yield* git.push(worktree, from.branch)
+          yield* Ref.update(merges, (m) => [...m, { from: report.branch, into: from.branch, commit }])
+          yield* Ref.update(board, (b) => H.markMerged(b, name, now()))
+          yield* runLog.log("merge.done", { from: name, branch: report.branch, into: from.branch, commit })
+          return reply(true, `merged ${name} into ${from.branch} (${commit.slice(0, 10)})${result._tag === "AlreadyUpToDate" ? " — your resolution commit already holds it" : ""}`)
+        }))
+        if (answer.ok) yield* Effect.forkIn(writeTeamStructure(`merged ${name}`), scope)
+        return answer
+      })
+
+    const message = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const [to, ...words] = args
+        const text = words.join(" ").trim()
+        if (to === undefined || text === "" || !specOf.has(to)) return reply(false, `usage: cco team message <instance> <text> (instances: ${list(specs.map((s) => s.name))})`)
+        yield* send(to, `[cco] Message from ${from.name}: ${text}`)
+        return reply(true, `sent to ${to}`)
+      })
+
+    const status = Effect.gen(function*() {
+      const all = yield* Ref.get(instances)
+      const b = yield* Ref.get(board)
+      const rows = [...all.values()].map((i) => {
+        const t = H.currentTask(b, i.spec.name)
+        return `${i.spec.name.padEnd(10)} ${i.spec.role.padEnd(8)} ${i.status.padEnd(12)} ${i.spec.branch}  ${t ? `#${t.id} ${t.status}: ${t.text.split("\n")[0]!.slice(0, 60)}` : "no task"}`
+      })
+      return reply(true, [`target branch: ${target}`, ...rows].join("\n"))
+    })
+
+    const onTeam = (request: TeamRequest): Effect.Effect<TeamReply> => {
+      const from = specOf.get(request.instance)
+      if (from === undefined) return refuse("unknown instance")
+      const handled: Effect.Effect<TeamReply, GitError> = (() => {
+        switch (request.command) {
+          case "assign":
+            return assign(from, request.args)
+          case "done":
+            return done(from, request.args)
+          case "merge":
+            return merge(from, request.args)
+          case "message":
+            return message(from, request.args)
+          case "status":
+            return status
+          default:
+            return Effect.succeed(reply(false, `unknown command "${request.command}"; try: assign, done, merge, message, status`))
+        }
+      })()
+      return runLog.log("team.command", { instance: from.name, command: request.command, args: request.args }).pipe(
+        Effect.zipRight(handled),
+        Effect.catchTag("GitError", (e) => Effect.succeed(reply(false, `error: git failed: ${e.message}`))),
+        Effect.tap((r) => runLog.log("team.reply", { instance: from.name, command: request.command, ok: r.ok, text: r.text.slice(0, 500) }))
+      )
+    }
+    yield* events.setTeamHandler(onTeam)
+
+    // --- launch, top first
+    yield* writeTeamStructure("run start")
+    if (top.role === "director" || top.lead === undefined) yield* git.push(topWorktree, target)
+    const credential: Credential = config.authMode !== "oauth" && config.apiKeys.length > 0
+      ? config.apiKeys[0]!
+      : { name: "oauth", env: {} }
+    yield* Effect.forEach(specs, (spec) =>
+      agent.launch({ instance: spec.name, worktree: worktrees.get(spec.name)!, credential, continueSession: false }).pipe(
+        Effect.tap((generation) => update(spec.name, (i) => ({ ...i, generation, credential: credential.name })))
+      ), { concurrency: 4, discard: true })
+    yield* writeState
+    yield* send(top.name, rolePrompt(top, direction))
+    yield* runLog.log("run.started", { instances: specs.length, target, attach: `tmux -L ${tmux.socket} attach -t ${agent.sessionName(top.name)}` })
+
+    // --- until done, or the run's time limit
+    const reason = yield* Deferred.await(end).pipe(
+      Effect.timeoutTo({
+        duration: Duration.minutes(config.maxRunDurationMinutes),
+        onSuccess: (r): EndReason => r,
+        onTimeout: (): EndReason => "time-limit"
+      }),
+      Effect.onInterrupt(() => runLog.log("run.interrupted"))
+    )
+    yield* runLog.log("run.ending", { reason })
+
+    // --- wind down: nothing in a worktree is lost, the target branch holds what was merged
+    yield* Effect.forEach(specs, (spec) => agent.stop(spec.name), { discard: true, concurrency: "unbounded" })
+    yield* locked(Effect.forEach(specs.filter((s) => s !== top), (spec) =>
+      Effect.gen(function*() {
+        const dir = worktrees.get(spec.name)!
+        if (yield* git.mergeInProgress(dir)) return
+        if (yield* git.commitAll(dir, `cco: work in progress of ${spec.name} at the end of run ${run.runId}`)) {
+          yield* git.push(dir, spec.branch)
+          yield* runLog.log("wip.saved", { instance: spec.name, branch: spec.branch })
+        }
+      }).pipe(Effect.catchAll((e) => runLog.log("wip.failed", { instance: spec.name, message: e.message }))), { discard: true }))
+    yield* writeTeamStructure(`run ended: ${reason}`)
+    yield* locked(git.push(topWorktree, target)).pipe(
+      Effect.catchAll((e) => runLog.log("push.failed", { branch: target, message: e.message }))
+    )
+    const commitsOnTarget = yield* git.commitsAhead(topWorktree, startCommit, target).pipe(Effect.orElseSucceed(() => 0))
+    const finalInstances = yield* Ref.get(instances)
+    const summary: RunSummary = {
+      runId: run.runId,
+      runFolder: run.folder,
+      reason,
+      repositoryUrl: config.repositoryUrl,
+      targetBranch: target,
+      merges: yield* Ref.get(merges),
+      commitsOnTarget,
+      durationMs: Date.now() - run.startedAt,
+      tmuxSocket: tmux.socket,
+      instances: specs.map((s) => ({
+        name: s.name,
+        role: s.role,
+        branch: s.branch,
+        status: finalInstances.get(s.name)!.status,
+        restarts: finalInstances.get(s.name)!.restarts,
+        session: agent.sessionName(s.name)
+      }))
+    }
+    yield* writeState
+    yield* runLog.log("run.finished", { reason, commitsOnTarget, merges: summary.merges.length, durationMs: summary.durationMs })
+    return summary
+  })
+
+

@@ -1,0 +1,132 @@
+// A scripted "model" for a whole cco team, for the mock model server: the Director splits the direction
+// into goals, EMs split goals into tasks and merge their workers, workers write, check and commit files.
+// It reads only the conversation it is sent, as a real model would, so it works across restarts too.
+import type { Brain, MockReply, MockRequest } from "./MockModel.js"
+import { pendingToolResults, toolResults, userTexts } from "./MockModel.js"
+
+export interface TeamScriptOptions {
+  /** Give the first two workers of each team the same file, so the second merge conflicts. */
+  readonly conflictDrill?: boolean
+}
+
+type Role = "director" | "em" | "worker"
+
+const roleOf = (first: string): { role: Role; name: string } | undefined => {
+  if (/^You are the Director\b/.test(first)) return { role: "director", name: "director" }
+  const m = /^You are ((?:em|worker)-\d+), an? (Engineering Manager|worker)\b/.exec(first)
+  if (m === null) return undefined
+  return { role: m[1]!.startsWith("em-") ? "em" : "worker", name: m[1]! }
+}
+
+const reportsOf = (first: string): ReadonlyArray<string> => {
+  const m = /You (?:lead these (?:Engineering Managers|workers)): ([^.\n]+)\./.exec(first)
+  return m === null ? [] : m[1]!.split(",").map((s) => s.trim()).filter((s) => s !== "")
+}
+
+const bash = (command: string, text?: string): MockReply => ({
+  _tag: "ToolUse",
+  ...(text === undefined ? {} : { text }),
+  tools: [{ name: "Bash", input: { command, description: text ?? "Run a command" } }]
+})
+
+const say = (text: string): MockReply => ({ _tag: "Text", text })
+
+const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+
+// Reports named as done in the prompt(s) of the current turn: "[cco] worker-2 reports done: …".
+const reportedDone = (text: string) => [...text.matchAll(/\[cco\] ((?:em|worker)-\d+) reports done/g)].map((m) => m[1]!)
+
+const merged = (results: ReadonlyArray<string>) =>
+  new Set(results.flatMap((r) => [...r.matchAll(/^merged ((?:em|worker)-\d+)\b/gm)].map((m) => m[1]!)))
+
+const conflictIn = (result: string) => /^conflict merging ((?:em|worker)-\d+)/m.exec(result)?.[1]
+
+// The newest prompt and how many tool round trips this turn has had.
+// A large paste reaches the model wrapped as <pasted_content id="…">…</pasted_content>.
+const unwrapPaste = (text: string) => text.replace(/<\/?pasted_content[^>]*>/g, "").trim()
+
+const turn = (req: MockRequest) => {
+  const texts = userTexts(req).map(unwrapPaste)
+  // The role prompt is the first text that names a role; the CLI may put its own texts before it.
+  const first = texts.find((t) => roleOf(t) !== undefined) ?? ""
+  return { prompt: texts.at(-1) ?? "", pending: pendingToolResults(req), all: toolResults(req), first }
+}
+
+const lead = (req: MockRequest, reports: ReadonlyArray<string>, assignFor: (report: string, index: number) => string, doneSummary: string): MockReply => {
+  const { all, pending, prompt } = turn(req)
+  const last = pending.at(-1)
+  const done = merged(all)
+  const allMerged = reports.length > 0 && reports.every((r) => done.has(r))
+  if (last !== undefined) {
+    const conflicted = conflictIn(last)
+    if (conflicted !== undefined) {
+      // Keep both sides: drop the markers, then commit the merge and ask cco again.
+      return bash(
+        `for f in $(git diff --name-only --diff-filter=U); do sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' "$f"; done && git add -A && git commit -q --no-edit && cco team merge ${conflicted}`,
+        `Resolve the conflict with ${conflicted} by keeping both sides`
+      )
+    }
+    if (/^accepted: the project is done|^accepted: .*notified/m.test(last)) return say(`Reported done: ${doneSummary}`)
+    if (allMerged && !/cco team done/.test(last)) {
+      return bash(`cco team done ${q(doneSummary)}`, "Everything is merged; report done")
+    }
+    return say(allMerged ? "Done." : `Waiting for ${reports.filter((r) => !done.has(r)).join(", ")}.`)
+  }
+  const finished = reportedDone(prompt).filter((r) => !done.has(r))
+  if (finished.length > 0) {
+    return bash(finished.map((r) => `cco team merge ${r}`).join(" && "), `Merge ${finished.join(", ")}`)
+  }
+  if (all.length === 0 || !/assigned /.test(all.join("\n"))) {
+    return bash(reports.map((r, i) => `cco team assign ${r} ${q(assignFor(r, i))}`).join(" && "), "Assign the work")
+  }
+  return say("Noted; waiting for my team.")
+}
+
+const worker = (req: MockRequest, name: string): MockReply => {
+  const { pending, prompt } = turn(req)
+  const task = prompt.includes("# Your task") ? prompt.slice(prompt.lastIndexOf("# Your task")) : prompt
+  const file = /`([\w./-]+\.\w+)`/.exec(task)?.[1]
+  if (file === undefined) return say("Ready for a task.")
+  const last = pending.at(-1)
+  if (last === undefined) {
+    const body = [`// ${file}: written by ${name}.`, `export const author = ${JSON.stringify(name)}`, `export const lines = ${JSON.stringify(prompt.slice(0, 60))}`]
+    return bash(
+      `mkdir -p "$(dirname ${q(file)})" && printf '%s\\n' ${body.map(q).join(" ")} >> ${q(file)} && node --check ${q(file)} 2>/dev/null || true; wc -l ${q(file)}`,
+      `Write ${file} and check it`
+    )
+  }
+  if (pending.length === 1 && !/cco team done|accepted:|refused:/.test(last)) {
+    return bash(`git add -A && git commit -q -m ${q(`${name}: ${file}`)} && cco team done ${q(`Wrote ${file} and checked it with node --check.`)}`, "Commit and report")
+  }
+  if (/^refused:/m.test(last)) return say(`cco refused my report: ${last.trim()}`)
+  return say(`Finished ${file}; waiting for the next task.`)
+}
+
+export const teamScript = (options: TeamScriptOptions = {}): Brain => (req) => {
+  const { first } = turn(req)
+  const who = roleOf(first)
+  if (who === undefined) return say("I am not part of a cco team.")
+  const reports = reportsOf(first)
+  switch (who.role) {
+    case "director":
+      return lead(
+        req,
+        reports,
+        (em, i) => `Goal ${i + 1}: build part ${i + 1} of the project under src/part-${i + 1}/ (one module per worker, each checked with node --check).`,
+        `All ${reports.length} team goals are merged on the target branch.`
+      )
+    case "em":
+      return lead(
+        req,
+        reports,
+        (w, i) => {
+          const shared = options.conflictDrill === true && i < 2
+          const file = shared ? `src/${who.name}/shared.js` : `src/${who.name}/${w}.js`
+          return `Create \`${file}\` with a small module for ${w} and check it with node --check, then commit and report done.`
+        },
+        `${who.name}: ${reports.length} tasks written, checked and merged.`
+      )
+    case "worker":
+      return worker(req, who.name)
+  }
+}

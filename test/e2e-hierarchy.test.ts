@@ -1,0 +1,48 @@
+// The real `claude` driven by cco in tmux against the mock model: whole runs in both topologies.
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { readFileSync } from "node:fs"
+import * as path from "node:path"
+import { startMockModel } from "../src/MockModel.js"
+import { teamScript } from "../src/TeamScript.js"
+import { claudeBin, fileOn, filesOn, makeFixture, runFixture } from "./harness.js"
+
+describe("real claude, end to end", () => {
+  it.scopedLive("W=2: one EM and two workers; every worker's module lands on the target branch", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript() })
+      const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const lines: Array<string> = []
+      const summary = yield* runFixture(fixture, claudeBin, (l) => lines.push(`${l.event} ${JSON.stringify(l)}`))
+      expect(summary.reason).toBe("project-done")
+      const files = filesOn(fixture.bare, "main")
+      expect(files).toContain("src/em-1/worker-1.js")
+      expect(files).toContain("src/em-1/worker-2.js")
+      const team = fileOn(fixture.bare, "main", "TEAM_STRUCTURE.md")
+      for (const name of ["em-1", "worker-1", "worker-2"]) expect(team).toContain(`| ${name} |`)
+      const log = readFileSync(path.join(summary.runFolder, "session-worker-1.log"), "utf8")
+      expect(log.length).toBeGreaterThan(100)
+    }), { timeout: 300_000 })
+
+  it.scopedLive("W=5: a Director and two EMs; team branches merge into a run branch", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript() })
+      const fixture = makeFixture({ workerCount: 5, mockUrl: mock.url, useRunBranch: true })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const summary = yield* runFixture(fixture, claudeBin)
+      expect(summary.reason).toBe("project-done")
+      expect(summary.targetBranch).toMatch(/^run\/\d{4}-\d{2}-\d{2}-\d{2}-\d{2}$/)
+      const files = filesOn(fixture.bare, summary.targetBranch)
+      for (const [em, workers] of [["em-1", [1, 2, 3]], ["em-2", [4, 5]]] as const) {
+        for (const w of workers) expect(files).toContain(`src/${em}/worker-${w}.js`)
+      }
+      // main is untouched when the run has its own branch.
+      expect(filesOn(fixture.bare, "main")).not.toContain("src/em-1/worker-1.js")
+      const team = fileOn(fixture.bare, summary.targetBranch, "TEAM_STRUCTURE.md")
+      for (const name of ["director", "em-1", "em-2", "worker-1", "worker-2", "worker-3", "worker-4", "worker-5"]) {
+        expect(team).toContain(`| ${name} |`)
+      }
+      expect(summary.merges.map((m) => m.into)).toContain(summary.targetBranch)
+    }), { timeout: 300_000 })
+})

@@ -1,0 +1,112 @@
+// End-to-end fixtures: a local bare repository with a project direction, a config directory pointing cco
+// at it and at the mock model, and a run of the real orchestrator on a private tmux server.
+import { NodeContext } from "@effect/platform-node"
+import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import * as path from "node:path"
+import { loadConfig } from "../src/Config.js"
+import * as Orchestrator from "../src/Orchestrator.js"
+import type { LogLine } from "../src/RunLog.js"
+import { uniqueSocket } from "./support.js"
+
+export const projectRoot = path.resolve(import.meta.dirname, "..")
+export const claudeBin = path.join(projectRoot, "node_modules", ".bin", "claude")
+export const fakeClaudeBin = path.join(projectRoot, "test", "fake-agent", "fake-claude.mjs")
+
+export const git = (cwd: string, ...args: Array<string>) =>
+  execFileSync("git", args, {
+    cwd,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@t", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t" }
+  }).trim()
+
+export const DIRECTION = `# Project direction
+
+Build a tiny JavaScript toolkit, one small module per worker under src/, each checked with node --check.
+Done when every module is on the target branch.
+`
+
+/** A bare repository holding README.md and (unless omitted) PROJECT_DIRECTION.md on main. */
+export const makeBareRepo = (root: string, options: { readonly direction?: string | undefined } = {}) => {
+  const bare = path.join(root, "origin.git")
+  const seed = path.join(root, "seed")
+  git(root, "init", "-q", "--bare", "-b", "main", bare)
+  git(root, "clone", "-q", bare, seed)
+  git(seed, "checkout", "-q", "-b", "main")
+  writeFileSync(path.join(seed, "README.md"), "# toolkit\n")
+  if (options.direction !== undefined) writeFileSync(path.join(seed, "PROJECT_DIRECTION.md"), options.direction)
+  git(seed, "add", "-A")
+  git(seed, "commit", "-q", "-m", "initial")
+  git(seed, "push", "-q", "origin", "main")
+  return bare
+}
+
+export interface Fixture {
+  readonly root: string
+  readonly bare: string
+  readonly configDir: string
+  readonly socket: string
+  readonly cleanup: () => void
+}
+
+export const makeFixture = (options: {
+  readonly workerCount: number
+  readonly groupSize?: number
+  readonly mockUrl: string
+  readonly keys?: number
+  readonly useRunBranch?: boolean
+  readonly direction?: string | undefined
+  readonly maxRunDurationMinutes?: number
+}): Fixture => {
+  const root = mkdtempSync(path.join(tmpdir(), "cco-e2e-"))
+  const bare = makeBareRepo(root, { direction: "direction" in options ? options.direction : DIRECTION })
+  const configDir = path.join(root, "config")
+  mkdirSync(configDir)
+  const socket = uniqueSocket()
+  writeFileSync(path.join(configDir, "orchestrator.json"), JSON.stringify({
+    repositoryUrl: bare,
+    workerCount: options.workerCount,
+    engineerManagerGroupSize: options.groupSize ?? 4,
+    useRunBranch: options.useRunBranch ?? false,
+    authMode: "api-keys-only",
+    logDirectory: "logs",
+    maxRunDurationMinutes: options.maxRunDurationMinutes ?? 10,
+    tmuxSocket: socket
+  }, null, 2))
+  const keys = Array.from({ length: options.keys ?? 1 }, (_, i) => ({
+    name: `key-${i + 1}`,
+    env: { ANTHROPIC_API_KEY: `sk-ant-test-key-${i + 1}-${"x".repeat(24)}`, ANTHROPIC_BASE_URL: options.mockUrl }
+  }))
+  writeFileSync(path.join(configDir, "api-keys.json"), JSON.stringify(keys, null, 2))
+  const cleanup = () => {
+    try {
+      execFileSync("tmux", ["-L", socket, "kill-server"], { stdio: "ignore" })
+    } catch {
+      // no server left
+    }
+    // CCO_KEEP_E2E=1 keeps the run folder, worktrees and bare repository for inspection.
+    if (process.env.CCO_KEEP_E2E === undefined) rmSync(root, { recursive: true, force: true })
+  }
+  return { root, bare, configDir, socket, cleanup }
+}
+
+/** Loads the fixture's config and runs the orchestrator with the given claude executable. */
+export const runFixture = (fixture: Fixture, claudePath: string, onLog?: (line: LogLine) => void) =>
+  Effect.gen(function*() {
+    const config = yield* loadConfig(fixture.configDir)
+    return yield* Orchestrator.run(config, {
+      claudePath,
+      clientCommand: [process.execPath, path.join(projectRoot, "bin", "cco-client.mjs")],
+      projectRoot,
+      basePath: process.env.PATH ?? "/usr/bin:/bin",
+      extraEnv: { CLAUDE_CODE_MAX_RETRIES: "0" },
+      ...(onLog === undefined ? {} : { onLog })
+    })
+  }).pipe(Effect.provide(NodeContext.layer))
+
+/** Files on a branch of the bare repository. */
+export const filesOn = (bare: string, branch: string) => git(bare, "ls-tree", "-r", "--name-only", branch).split("\n")
+export const fileOn = (bare: string, branch: string, file: string) => git(bare, "show", `${branch}:${file}`)
