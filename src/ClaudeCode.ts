@@ -1,0 +1,200 @@
+// Everything specific to Claude Code about launching one instance: its private config dir (pre-seeded so no
+// dialog swallows input), the hook settings, the argv and environment, and reading busy/idle from the pane title.
+import { FileSystem, Path } from "@effect/platform"
+import type { PlatformError } from "@effect/platform/Error"
+import { Effect, Option, Redacted, Schema } from "effect"
+
+export interface InstanceLaunch {
+  /** Private CLAUDE_CONFIG_DIR for this instance; transcripts live in its projects/. */
+  readonly configDir: string
+  /** Absolute path of the instance's worktree, its cwd. */
+  readonly worktree: string
+  readonly claudePath: string
+  readonly model?: string
+  /** Restart: pick up the newest conversation of this worktree with --continue. */
+  readonly continueSession: boolean
+  /** ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN (+ ANTHROPIC_BASE_URL), CLAUDE_CODE_OAUTH_TOKEN, or empty for OAuth. */
+  readonly credentialEnv: Readonly<Record<string, Redacted.Redacted<string>>>
+  /** Shell command prefix; each hook runs `${hookCommand} <HookEventName>` with the event JSON on stdin. */
+  readonly hookCommand: string
+  /** Identity variables, PATH and the like. */
+  readonly extraEnv: Readonly<Record<string, string>>
+}
+
+export const hookEvents = [
+  "SessionStart",
+  "UserPromptSubmit",
+  "PostToolUse",
+  "Stop",
+  "StopFailure",
+  "Notification",
+  "SessionEnd"
+] as const
+export type HookEventName = typeof hookEvents[number]
+
+// Events that filter on a tool or notification name need a matcher that takes them all.
+const matchedEvents: ReadonlySet<HookEventName> = new Set(["PostToolUse", "Notification", "SessionStart"])
+
+/** The settings.json of an instance: our hooks, and nothing that asks, suggests, surveys or summarises on its own. */
+export const instanceSettings = (launch: InstanceLaunch) => ({
+  hooks: Object.fromEntries(
+    hookEvents.map((event) => [event, [{
+      ...(matchedEvents.has(event) ? { matcher: "*" } : {}),
+      hooks: [{ type: "command", command: `${launch.hookCommand} ${event}`, timeout: 30 }]
+    }]])
+  ),
+  skipDangerousModePermissionPrompt: true,
+  // Prompt suggestions would pre-fill the input box that prompts are pasted into.
+  promptSuggestionEnabled: false,
+  awaySummaryEnabled: false,
+  feedbackSurveyRate: 0,
+  spinnerTipsEnabled: false,
+  autoMemoryEnabled: false,
+  autoDreamEnabled: false,
+  // Transcripts are the source of cost figures; keep them for the life of any run.
+  cleanupPeriodDays: 3650
+})
+
+const JsonObject = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+const decodeJsonObject = Schema.decodeUnknownOption(Schema.parseJson(JsonObject))
+type JsonObject = typeof JsonObject.Type
+
+const objectAt = (o: JsonObject, key: string): JsonObject => {
+  const v = o[key]
+  return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as JsonObject) : {}
+}
+
+const stringsAt = (o: JsonObject, key: string): ReadonlyArray<string> => {
+  const v = o[key]
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === "string") : []
+}
+
+/**
+ * The global config (.claude.json) with the first-run dialogs already answered, merged into what the CLI
+ * wrote before (it keeps session state there, e.g. projects[cwd].lastSessionId, which a restart relies on).
+ * An ANTHROPIC_API_KEY must be approved by its last 20 characters, or the CLI asks "use this API key?" and a
+ * pasted Enter means No. ANTHROPIC_AUTH_TOKEN (Bearer) and CLAUDE_CODE_OAUTH_TOKEN are used without asking.
+ */
+export const seededClaudeJson = (existing: JsonObject, launch: InstanceLaunch): JsonObject => {
+  const projects = objectAt(existing, "projects")
+  const apiKey = launch.credentialEnv.ANTHROPIC_API_KEY
+  const responses = objectAt(existing, "customApiKeyResponses")
+  const approved = stringsAt(responses, "approved")
+  const suffix = apiKey === undefined ? undefined : Redacted.value(apiKey).slice(-20)
+  return {
+    ...existing,
+    hasCompletedOnboarding: true,
+    bypassPermissionsModeAccepted: true,
+    autoUpdates: false,
+    projects: {
+      ...projects,
+      [launch.worktree]: {
+        ...objectAt(projects, launch.worktree),
+        hasTrustDialogAccepted: true,
+        hasCompletedProjectOnboarding: true
+      }
+    },
+    customApiKeyResponses: {
+      approved: suffix === undefined || approved.includes(suffix) ? approved : [...approved, suffix],
+      rejected: stringsAt(responses, "rejected").filter((r) => r !== suffix)
+    }
+  }
+}
+
+export interface PrepareOptions {
+  /** The user's ~/.claude/.credentials.json, shared by OAuth instances through a symlink. */
+  readonly oauthCredentialsFile?: string
+}
+
+/**
+ * Creates or refreshes the instance's config dir (0700; files 0600). Safe to re-run on restart: transcripts in
+ * projects/ and the CLI's own state in .claude.json are kept.
+ *
+ * OAuth: with CLAUDE_CODE_OAUTH_TOKEN (a long-lived `claude setup-token`) in credentialEnv the CLI needs no file
+ * and writes none, the robust route for many instances. Otherwise `oauthCredentialsFile` is symlinked as
+ * <configDir>/.credentials.json, re-asserted on every prepare: a copy per instance goes stale at the first token
+ * refresh anywhere (refresh tokens are single-use), and the CLI replaces a symlink by a private file when it
+ * refreshes, so the link must be put back before each launch. With an API key or auth token, a link left from
+ * an earlier OAuth launch is removed so that the key alone decides who pays.
+ */
+export const prepareConfigDir: (
+  launch: InstanceLaunch,
+  options?: PrepareOptions
+) => Effect.Effect<void, PlatformError, FileSystem.FileSystem | Path.Path> = Effect.fn("ClaudeCode.prepareConfigDir")(
+  function*(launch: InstanceLaunch, options: PrepareOptions = {}) {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const write = (file: string, content: string) =>
+      fs.writeFileString(file, content, { mode: 0o600 }).pipe(Effect.zipRight(fs.chmod(file, 0o600)))
+
+    yield* fs.makeDirectory(launch.configDir, { recursive: true, mode: 0o700 })
+    yield* fs.chmod(launch.configDir, 0o700)
+
+    const claudeJson = path.join(launch.configDir, ".claude.json")
+    const existing = (yield* fs.exists(claudeJson))
+      ? Option.getOrElse(decodeJsonObject(yield* fs.readFileString(claudeJson)), (): JsonObject => ({}))
+      : {}
+    yield* write(claudeJson, JSON.stringify(seededClaudeJson(existing, launch), null, 2))
+    yield* write(path.join(launch.configDir, "settings.json"), JSON.stringify(instanceSettings(launch), null, 2))
+
+    const credentials = path.join(launch.configDir, ".credentials.json")
+    const isLink = Option.isSome(yield* fs.readLink(credentials).pipe(Effect.option))
+    if (options.oauthCredentialsFile !== undefined && launch.credentialEnv.CLAUDE_CODE_OAUTH_TOKEN === undefined) {
+      if (isLink || (yield* fs.exists(credentials))) yield* fs.remove(credentials)
+      yield* fs.symlink(options.oauthCredentialsFile, credentials)
+    } else if (isLink && Object.keys(launch.credentialEnv).length > 0) {
+      yield* fs.remove(credentials)
+    }
+  }
+)
+
+/** Quiet, non-interactive defaults; extraEnv may override them, but not the config dir or the credential. */
+const quietEnv: Readonly<Record<string, string>> = {
+  CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",
+  DISABLE_AUTOUPDATER: "1",
+  DISABLE_TELEMETRY: "1",
+  DISABLE_ERROR_REPORTING: "1",
+  CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY: "1",
+  CLAUDE_CODE_DISABLE_OFFICIAL_MARKETPLACE_AUTOINSTALL: "1",
+  // A /login inside one instance would rotate the OAuth refresh token shared by all of them.
+  DISABLE_LOGIN_COMMAND: "1",
+  DISABLE_LOGOUT_COMMAND: "1"
+}
+
+/** argv carries no secret; the credential travels only in env, as Redacted. */
+export const launchCommand = (launch: InstanceLaunch): {
+  readonly argv: ReadonlyArray<string>
+  readonly env: Readonly<Record<string, Redacted.Redacted<string> | string>>
+} => ({
+  argv: [
+    launch.claudePath,
+    "--dangerously-skip-permissions",
+    ...(launch.model === undefined ? [] : ["--model", launch.model]),
+    ...(launch.continueSession ? ["--continue"] : [])
+  ],
+  env: {
+    ...quietEnv,
+    ...launch.extraEnv,
+    CLAUDE_CONFIG_DIR: launch.configDir,
+    // As root, --dangerously-skip-permissions is refused unless the CLI is told it runs in a sandbox.
+    IS_SANDBOX: "1",
+    ...launch.credentialEnv
+  }
+})
+
+// The title is "✳ Claude Code" (or "✳ <session title>") when idle. Older releases put a braille spinner
+// (U+2800–U+28FF) in front while working; 2.1.332 has "◐"/"◑" for that in its code, but under tmux its title
+// was seen staying "✳ …" through whole turns. So a title can prove busy, never idle: for idle, trust the
+// Stop / StopFailure hooks, and the screen footer below.
+
+/** Idle-looking title: "✳ Claude Code". Not proof of idleness (see above). */
+export const isIdleTitle = (title: string): boolean => title.startsWith("✳")
+
+/** Busy: the title starts with a braille spinner character or a half-circle spinner frame. */
+export const isBusyTitle = (title: string): boolean => {
+  const first = title.codePointAt(0)
+  return first !== undefined && ((first >= 0x2800 && first <= 0x28ff) || first === 0x25d0 || first === 0x25d1)
+}
+
+/** Busy: while a turn runs, the footer under the input box offers "esc to interrupt". */
+export const isBusyScreen = (screen: string): boolean => screen.includes("esc to interrupt")
