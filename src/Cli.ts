@@ -3,6 +3,8 @@
 import { CliConfig, Command, HelpDoc, Options } from "@effect/cli"
 import { Console, Effect, Option, Schema } from "effect"
 import { type ConfigOverrides, loadConfig, redactedView, type ResolvedConfig } from "./Config.js"
+import * as Orchestrator from "./Orchestrator.js"
+import { formatSummary, makeProgress } from "./Progress.js"
 
 /** A subcommand that exists in the interface but has no implementation yet. */
 export class CommandNotAvailable extends Schema.TaggedError<CommandNotAvailable>()("CommandNotAvailable", {
@@ -13,9 +15,39 @@ export class CommandNotAvailable extends Schema.TaggedError<CommandNotAvailable>
   }
 }
 
+/** What the edge knows about this process and machine, for a run. */
+export interface RunEnvironment {
+  /** Where cco is installed: bin/cco-client.mjs and prompts/ live there. */
+  readonly projectRoot: string
+  readonly nodePath: string
+  readonly basePath: string
+  /** Resolves the configured claude command to an executable path. */
+  readonly resolveClaude: (command: string) => string
+  readonly oauthCredentialsFile: string | undefined
+  readonly write: (line: string) => void
+}
+
 /** What `cco run` (and `cco --config DIR`) does with a valid configuration. */
-export const runCommand = (_config: ResolvedConfig): Effect.Effect<void, CommandNotAvailable> =>
-  Effect.fail(new CommandNotAvailable({ command: "run" }))
+export const runCommand = (config: ResolvedConfig, env: RunEnvironment): Effect.Effect<void, Orchestrator.RunError> => {
+  const progress = makeProgress()
+  return Orchestrator.run(config, {
+    claudePath: env.resolveClaude(config.claudeCommand),
+    clientCommand: [env.nodePath, `${env.projectRoot}/bin/cco-client.mjs`],
+    projectRoot: env.projectRoot,
+    basePath: env.basePath,
+    ...(env.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: env.oauthCredentialsFile }),
+    onLog: (line) => {
+      const text = progress(line)
+      if (text !== undefined) env.write(text)
+    }
+  }).pipe(
+    Effect.tap((summary) => Effect.sync(() => env.write(formatSummary(summary)))),
+    Effect.flatMap((summary) =>
+      summary.reason === "project-done" || summary.reason === "time-limit"
+        ? Effect.void
+        : Effect.fail(new Orchestrator.RunError({ reason: summary.reason, message: `the run ended: ${summary.reason}` })))
+  )
+}
 
 const configOption = Options.directory("config").pipe(
   Options.withAlias("c"),
@@ -31,13 +63,15 @@ const rootHelp = HelpDoc.blocks([
 ])
 
 /** The command tree. `overrides` are values from the environment that win over the config files. */
-export const makeCommand = (overrides: ConfigOverrides = {}) => {
+export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironment) => {
+  const start = (config: ResolvedConfig): Effect.Effect<void, Orchestrator.RunError | CommandNotAvailable> =>
+    env === undefined ? Effect.fail(new CommandNotAvailable({ command: "run" })) : runCommand(config, env)
   const load = (dir: string) => loadConfig(dir, overrides)
 
   const run = Command.make(
     "run",
     { config: configOption },
-    ({ config }) => load(config).pipe(Effect.flatMap(runCommand))
+    ({ config }) => load(config).pipe(Effect.flatMap(start))
   ).pipe(Command.withDescription("Start a run: clone the repository, create the worktrees, launch and supervise the team."))
 
   const validate = Command.make(
@@ -68,7 +102,7 @@ export const makeCommand = (overrides: ConfigOverrides = {}) => {
   const root = Command.make("cco", { config: optionalConfig }, ({ config }) =>
     Option.match(config, {
       onNone: showHelp,
-      onSome: (dir) => load(dir).pipe(Effect.flatMap(runCommand))
+      onSome: (dir) => load(dir).pipe(Effect.flatMap(start))
     })).pipe(Command.withDescription(rootHelp))
 
   const command = root.pipe(Command.withSubcommands([run, validate, status, cleanup, doctor]))
@@ -76,8 +110,12 @@ export const makeCommand = (overrides: ConfigOverrides = {}) => {
 }
 
 /** Parses `argv` (the whole process.argv) and runs the chosen command. */
-export const makeCli = (options: { readonly version: string; readonly overrides?: ConfigOverrides }) => {
-  const cli = Command.run(makeCommand(options.overrides), { name: "cco", version: options.version, executable: "cco" })
+export const makeCli = (options: {
+  readonly version: string
+  readonly overrides?: ConfigOverrides
+  readonly environment?: RunEnvironment
+}) => {
+  const cli = Command.run(makeCommand(options.overrides, options.environment), { name: "cco", version: options.version, executable: "cco" })
   // Bare `cco` shows the full help, as `cco --help` does.
   return (argv: ReadonlyArray<string>) => cli(argv.length <= 2 ? [...argv, "--help"] : argv)
 }

@@ -3,7 +3,7 @@
 import { FileSystem, Path } from "@effect/platform"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import { NodeContext } from "@effect/platform-node"
-import { Deferred, Duration, Effect, Layer, Option, Ref, Schema, Stream } from "effect"
+import { Deferred, Duration, Effect, Layer, Option, Ref, Schedule, Schema, Stream } from "effect"
 import * as AgentModule from "./Agent.js"
 import { Agent, type Credential } from "./Agent.js"
 import * as ClaudeCode from "./ClaudeCode.js"
@@ -275,8 +275,10 @@ const orchestrate = (
     })
 
     // TEAM_STRUCTURE.md lives on the target branch; only cco writes it.
+    const structureDirty = yield* Ref.make(false)
     const writeTeamStructure = (reason: string) =>
       locked(Effect.gen(function*() {
+        yield* Ref.set(structureDirty, false)
         if (yield* git.mergeInProgress(topWorktree)) return
         const content = H.renderTeamStructure(specs, yield* Ref.get(board), { runId: run.runId, target })
         yield* git.commitFile(topWorktree, "TEAM_STRUCTURE.md", content, `cco: update TEAM_STRUCTURE.md (${reason})`)
@@ -284,6 +286,14 @@ const orchestrate = (
         Effect.catchAll((e) => runLog.log("team-structure.failed", { message: e.message })),
         Effect.zipRight(writeState)
       )
+
+    // Board changes reach TEAM_STRUCTURE.md in batches, so the target branch is not one commit per event.
+    const boardChanged = Ref.set(structureDirty, true).pipe(Effect.zipRight(writeState))
+    yield* Ref.getAndSet(structureDirty, false).pipe(
+      Effect.flatMap((dirty) => dirty ? writeTeamStructure("team progress") : Effect.void),
+      Effect.repeat(Schedule.spaced(Duration.seconds(10))),
+      Effect.forkIn(scope)
+    )
 
     // --- prompts
     const templates = new Map<string, string>()
@@ -432,7 +442,7 @@ const orchestrate = (
         const task = H.currentTask(yield* Ref.get(board), targetName)!
         yield* runLog.log("task.assigned", { instance: targetName, by: from.name, task: task.id, text })
         yield* send(targetName, inst.prompted ? `[cco] New task #${task.id} from ${from.name}:\n\n${text}${note}` : rolePrompt(to, text))
-        yield* Effect.forkIn(writeTeamStructure(`task #${task.id} to ${targetName}`), scope)
+        yield* boardChanged
         return reply(true, `assigned task #${task.id} to ${targetName}`)
       })
 
@@ -467,7 +477,7 @@ const orchestrate = (
         }
         const stat = yield* git.diffStat(inst.worktree, from.baseBranch!, from.branch).pipe(Effect.orElseSucceed(() => ""))
         yield* send(from.lead, `[cco] ${from.name} reports done: ${summary}\n\n${stat}\n\nReview it, then run: cco team merge ${from.name}`)
-        yield* Effect.forkIn(writeTeamStructure(`${from.name} done`), scope)
+        yield* boardChanged
         return reply(true, `accepted: ${from.lead} is notified; wait for your next task`)
       })
 
@@ -502,7 +512,8 @@ const orchestrate = (
           yield* runLog.log("merge.done", { from: name, branch: report.branch, into: from.branch, commit })
           return reply(true, `merged ${name} into ${from.branch} (${commit.slice(0, 10)})${result._tag === "AlreadyUpToDate" ? " — your resolution commit already holds it" : ""}`)
         }))
-        if (answer.ok) yield* Effect.forkIn(writeTeamStructure(`merged ${name}`), scope)
+        // Merges into the target branch show in TEAM_STRUCTURE.md at once; the rest is batched.
+        if (answer.ok) yield* from === top ? writeTeamStructure(`merged ${name}`) : boardChanged
         return answer
       })
 

@@ -6,9 +6,12 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Cause, Console, Effect, Exit, Option, Schema } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./Config.js"
+import { accessSync, constants, existsSync } from "node:fs"
+import { homedir } from "node:os"
+import * as nodePath from "node:path"
 
-/** The version in cco's package.json, found by walking up from this module (src/ under tsx, dist/ when built). */
-const readVersion = Effect.gen(function*() {
+/** cco's package.json and its folder, found by walking up from this module (src/ under tsx, dist/ when built). */
+const readPackage = Effect.gen(function*() {
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
   let dir = path.dirname(yield* path.fromFileUrl(new URL(import.meta.url)))
@@ -18,12 +21,27 @@ const readVersion = Effect.gen(function*() {
       Effect.flatMap(Schema.decodeUnknown(PackageJson)),
       Effect.option
     )
-    if (Option.isSome(found) && found.value.name === "cco") return found.value.version
+    if (Option.isSome(found) && found.value.name === "cco") return { version: found.value.version, root: dir }
     const parent = path.dirname(dir)
-    if (parent === dir) return "unknown"
+    if (parent === dir) return { version: "unknown", root: path.resolve(path.dirname(yield* path.fromFileUrl(new URL(import.meta.url))), "..") }
     dir = parent
   }
-}).pipe(Effect.orElseSucceed(() => "unknown"))
+}).pipe(Effect.orDie)
+
+/** The claude executable: a path as given, a bare name looked up on PATH (so a missing one fails early). */
+const resolveOnPath = (command: string): string => {
+  if (command.includes("/")) return command
+  for (const dir of (process.env["PATH"] ?? "").split(":")) {
+    const candidate = nodePath.join(dir || ".", command)
+    try {
+      accessSync(candidate, constants.X_OK)
+      return candidate
+    } catch {
+      // keep looking
+    }
+  }
+  return command
+}
 
 const EXIT_CONFIG = 2
 
@@ -56,9 +74,18 @@ const claudePath = process.env["CCO_CLAUDE_PATH"]
 
 const main = Effect.gen(function*() {
   const path = yield* Path.Path
-  const version = yield* readVersion
+  const { root, version } = yield* readPackage
+  const credentials = nodePath.join(homedir(), ".claude", ".credentials.json")
   const cli = makeCli({
     version,
+    environment: {
+      projectRoot: root,
+      nodePath: process.execPath,
+      basePath: process.env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
+      resolveClaude: resolveOnPath,
+      oauthCredentialsFile: existsSync(credentials) ? credentials : undefined,
+      write: (line) => process.stdout.write(line + "\n")
+    },
     // A relative path in the environment is relative to where cco was started.
     overrides: { claudeCommand: claudePath && claudePath.includes("/") ? path.resolve(claudePath) : claudePath || undefined }
   })

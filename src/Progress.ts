@@ -1,0 +1,77 @@
+// What a person watching `cco run` sees: one short line per step that matters, and the end-of-run summary.
+import type { RunSummary } from "./Orchestrator.js"
+import type { LogLine } from "./RunLog.js"
+
+const s = (v: unknown) => (typeof v === "string" ? v : v === undefined ? "" : JSON.stringify(v))
+const firstLine = (v: unknown, max = 90) => {
+  const line = s(v).split("\n")[0] ?? ""
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line
+}
+
+/** A progress printer: returns the line to show for a log line, or undefined to stay quiet. */
+export const makeProgress = () => {
+  let launched = 0
+  let ready = 0
+  const seen = new Set<string>()
+  return (l: LogLine): string | undefined => {
+    switch (l.event) {
+      case "run.starting":
+        return `cco run ${s(l.runId)} — ${s(l.workerCount)} workers on ${s(l.repositoryUrl)}\n  run folder: ${s(l.folder)}`
+      case "git.cloning":
+        return `cloning ${s(l.repositoryUrl)} …`
+      case "worktree.ready":
+        return `worktree ${s(l.progress)}: ${s(l.instance)} on ${s(l.branch)}`
+      case "instance.launched":
+        launched++
+        return `${s(l.instance)} launched${l.resume === true ? " (resumed)" : ""} [${s(l.credential)}] — watch: ${s(l.attach)}`
+      case "run.started":
+        return `all ${s(l.instances)} instances launched; target branch ${s(l.target)}`
+      case "hook":
+        if (l.hook === "SessionStart" && !seen.has(s(l.instance))) {
+          seen.add(s(l.instance))
+          ready++
+          return `${s(l.instance)} ready (${ready}/${launched})`
+        }
+        if (l.hook === "StopFailure") return `${s(l.instance)}: API error ${s(l.error)}`
+        return undefined
+      case "task.assigned":
+        return `${s(l.by)} → ${s(l.instance)}: task #${s(l.task)}: ${firstLine(l.text)}`
+      case "task.done":
+        return `${s(l.instance)} reports done: ${firstLine(l.summary)}`
+      case "task.done-refused":
+        return `${s(l.instance)} report refused: ${firstLine(l.reason)}`
+      case "merge.done":
+        return `merged ${s(l.from)} into ${s(l.into)} (${s(l.commit).slice(0, 10)})`
+      case "merge.conflict":
+        return `conflict merging ${s(l.from)} into ${s(l.into)}: ${s(l.files)}`
+      case "wip.saved":
+        return `saved uncommitted work of ${s(l.instance)} on ${s(l.branch)}`
+      case "run.ending":
+        return `run ending: ${s(l.reason)} — merging, pushing, stopping sessions …`
+      default:
+        return undefined
+    }
+  }
+}
+
+const duration = (ms: number) => {
+  const sec = Math.round(ms / 1000)
+  return sec < 60 ? `${sec}s` : `${Math.floor(sec / 60)}m${String(sec % 60).padStart(2, "0")}s`
+}
+
+export const formatSummary = (summary: RunSummary): string => {
+  const lines = [
+    "",
+    `Run ${summary.runId} ended: ${summary.reason} after ${duration(summary.durationMs)}`,
+    `  target branch: ${summary.targetBranch} (${summary.commitsOnTarget} new commits, pushed to ${summary.repositoryUrl})`,
+    `  merges: ${summary.merges.length}`
+  ]
+  for (const m of summary.merges) lines.push(`    ${m.from} → ${m.into} (${m.commit.slice(0, 10)})`)
+  lines.push("  instances:")
+  for (const i of summary.instances) {
+    lines.push(`    ${i.name.padEnd(10)} ${i.role.padEnd(8)} ${i.branch}${i.restarts > 0 ? ` (${i.restarts} restarts)` : ""}`)
+  }
+  lines.push(`  logs: ${summary.runFolder} (combined.log, session-<instance>.log, state.json)`)
+  lines.push(`  worktrees and branches are kept; \`cco cleanup\` removes what is left.`)
+  return lines.join("\n")
+}
