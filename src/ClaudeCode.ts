@@ -25,6 +25,8 @@ export const hookEvents = [
   "SessionStart",
   "UserPromptSubmit",
   "PostToolUse",
+  // A tool that failed (e.g. a command's non-zero exit) fires this instead of PostToolUse.
+  "PostToolUseFailure",
   "Stop",
   "StopFailure",
   "Notification",
@@ -33,7 +35,7 @@ export const hookEvents = [
 export type HookEventName = typeof hookEvents[number]
 
 // Events that filter on a tool or notification name need a matcher that takes them all.
-const matchedEvents: ReadonlySet<HookEventName> = new Set(["PostToolUse", "Notification", "SessionStart"])
+const matchedEvents: ReadonlySet<HookEventName> = new Set(["PostToolUse", "PostToolUseFailure", "Notification", "SessionStart"])
 
 /** The settings.json of an instance: our hooks, and nothing that asks, suggests, surveys or summarises on its own. */
 export const instanceSettings = (launch: InstanceLaunch) => ({

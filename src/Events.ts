@@ -11,6 +11,7 @@ export const HookName = Schema.Literal(
   "UserPromptSubmit",
   "PreToolUse",
   "PostToolUse",
+  "PostToolUseFailure",
   "Stop",
   "StopFailure",
   "SubagentStop",

@@ -16,6 +16,7 @@ import * as RunLogModule from "./RunLog.js"
 import { type LogLine, RunLog } from "./RunLog.js"
 import * as TmuxModule from "./Tmux.js"
 import { Tmux } from "./Tmux.js"
+import { LOCK_FILE, type RunState } from "./RunState.js"
 import { type GitError, runBranchName, Worktree } from "./Worktree.js"
 
 export class RunError extends Schema.TaggedError<RunError>()("RunError", {
@@ -177,6 +178,12 @@ const orchestrate = (
     const agent = yield* Agent
     const scope = yield* Effect.scope
 
+    // cco.lock says this run's orchestrator is alive (cleanup leaves such a run alone); removed at the end.
+    const lockFile = path.join(run.folder, LOCK_FILE)
+    yield* Effect.acquireRelease(
+      fs.writeFileString(lockFile, `${process.pid}\n`).pipe(Effect.orDie),
+      () => fs.remove(lockFile).pipe(Effect.ignore)
+    )
     yield* runLog.log("run.starting", { runId: run.runId, folder: run.folder, repositoryUrl: config.repositoryUrl, workerCount: config.workerCount })
     yield* preflight(config, options)
 
@@ -247,31 +254,43 @@ const orchestrate = (
       })
     const get = (name: string) => Effect.map(Ref.get(instances), (m) => m.get(name)!)
 
+    const ended = yield* Ref.make<{ readonly at: string; readonly reason: EndReason } | undefined>(undefined)
     const writeState = Effect.gen(function*() {
       const all = yield* Ref.get(instances)
-      yield* runLog.writeState({
+      const b = yield* Ref.get(board)
+      const end = yield* Ref.get(ended)
+      const state: RunState = {
         runId: run.runId,
+        runFolder: run.folder,
         repositoryUrl: config.repositoryUrl,
+        repoDir,
         targetBranch: target,
         startedAt: new Date(run.startedAt).toISOString(),
+        deadline: new Date(run.startedAt + config.maxRunDurationMinutes * 60_000).toISOString(),
+        ...(end === undefined ? {} : { endedAt: end.at, endReason: end.reason }),
         tmuxSocket: tmux.socket,
         pid: process.pid,
-        instances: [...all.values()].map((i) => ({
-          name: i.spec.name,
-          role: i.spec.role,
-          lead: i.spec.lead,
-          branch: i.spec.branch,
-          worktree: i.worktree,
-          session: agent.sessionName(i.spec.name),
-          status: i.status,
-          generation: i.generation,
-          restarts: i.restarts,
-          credential: i.credential,
-          lastEventAt: new Date(i.lastEventAt).toISOString()
-        })),
-        board: yield* Ref.get(board),
+        instances: [...all.values()].map((i) => {
+          const task = H.currentTask(b, i.spec.name)
+          return {
+            name: i.spec.name,
+            role: i.spec.role,
+            ...(i.spec.lead === undefined ? {} : { lead: i.spec.lead }),
+            branch: i.spec.branch,
+            worktree: i.worktree,
+            session: agent.sessionName(i.spec.name),
+            status: i.status,
+            generation: i.generation,
+            restarts: i.restarts,
+            credential: i.credential,
+            lastEventAt: new Date(i.lastEventAt).toISOString(),
+            ...(task === undefined ? {} : { currentTask: `#${task.id} ${task.status}: ${task.text.split("\n")[0]!.slice(0, 120)}` })
+          }
+        }),
+        board: b,
         merges: yield* Ref.get(merges)
-      })
+      }
+      yield* runLog.writeState(state)
     })
 
     // TEAM_STRUCTURE.md lives on the target branch; only cco writes it.
@@ -371,6 +390,7 @@ const orchestrate = (
             yield* update(name, (i) => ({ ...i, status: "busy", lastEventAt: at }))
             break
           case "PostToolUse":
+          case "PostToolUseFailure":
             yield* update(name, (i) => ({ ...i, lastEventAt: at }))
             fields.tool = event.payload.tool_name
             break
@@ -624,6 +644,7 @@ const orchestrate = (
         session: agent.sessionName(s.name)
       }))
     }
+    yield* Ref.set(ended, { at: new Date().toISOString(), reason })
     yield* writeState
     yield* runLog.log("run.finished", { reason, commitsOnTarget, merges: summary.merges.length, durationMs: summary.durationMs })
     return summary

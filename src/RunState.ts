@@ -1,0 +1,69 @@
+// The shape of state.json in a run folder: written by the orchestrator on every change that matters,
+// read by `cco status`, `cco cleanup` and `cco run --resume`.
+import { Schema } from "effect"
+
+export const InstanceState = Schema.Struct({
+  name: Schema.String,
+  role: Schema.Literal("director", "em", "worker"),
+  lead: Schema.optional(Schema.String),
+  branch: Schema.String,
+  worktree: Schema.String,
+  session: Schema.String,
+  status: Schema.String,
+  generation: Schema.Number,
+  restarts: Schema.Number,
+  credential: Schema.String,
+  lastEventAt: Schema.String,
+  currentTask: Schema.optional(Schema.String),
+  costUsd: Schema.optional(Schema.Number)
+})
+export type InstanceState = typeof InstanceState.Type
+
+export const TaskState = Schema.Struct({
+  id: Schema.Number,
+  assignee: Schema.String,
+  assignedBy: Schema.String,
+  text: Schema.String,
+  status: Schema.Literal("assigned", "done", "merged"),
+  summary: Schema.optional(Schema.String),
+  assignedAt: Schema.String,
+  updatedAt: Schema.String
+})
+
+export const MergeState = Schema.Struct({ from: Schema.String, into: Schema.String, commit: Schema.String })
+
+export const CredentialState = Schema.Struct({
+  name: Schema.String,
+  status: Schema.String,
+  until: Schema.optional(Schema.String),
+  users: Schema.Number
+})
+
+export const RunState = Schema.Struct({
+  runId: Schema.String,
+  runFolder: Schema.String,
+  repositoryUrl: Schema.String,
+  /** The clone that every worktree belongs to. */
+  repoDir: Schema.String,
+  targetBranch: Schema.String,
+  startedAt: Schema.String,
+  /** When maxRunDurationMinutes runs out. */
+  deadline: Schema.String,
+  endedAt: Schema.optional(Schema.String),
+  endReason: Schema.optional(Schema.String),
+  tmuxSocket: Schema.String,
+  /** The orchestrator's process id; see also the cco.lock file while it runs. */
+  pid: Schema.Number,
+  instances: Schema.Array(InstanceState),
+  board: Schema.Struct({ tasks: Schema.Array(TaskState) }),
+  merges: Schema.Array(MergeState),
+  credentials: Schema.optional(Schema.Array(CredentialState)),
+  costUsd: Schema.optional(Schema.Number)
+})
+export type RunState = typeof RunState.Type
+
+export const decodeRunState = Schema.decodeUnknown(Schema.parseJson(RunState))
+
+/** Present while the orchestrator of a run is alive; holds its pid. */
+export const LOCK_FILE = "cco.lock"
+export const STATE_FILE = "state.json"
