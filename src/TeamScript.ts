@@ -7,6 +7,8 @@ import { pendingToolResults, toolResults, userTexts } from "./MockModel.js"
 export interface TeamScriptOptions {
   /** Give the first two workers of each team the same file, so the second merge conflicts. */
   readonly conflictDrill?: boolean
+  /** Workers that first report done before writing or committing anything, and must be refused. */
+  readonly lazyWorkers?: ReadonlyArray<string>
 }
 
 type Role = "director" | "em" | "worker"
@@ -82,12 +84,15 @@ const lead = (req: MockRequest, reports: ReadonlyArray<string>, assignFor: (repo
   return say("Noted; waiting for my team.")
 }
 
-const worker = (req: MockRequest, name: string): MockReply => {
+const worker = (req: MockRequest, name: string, lazy: boolean): MockReply => {
   const { pending, prompt } = turn(req)
   const task = prompt.includes("# Your task") ? prompt.slice(prompt.lastIndexOf("# Your task")) : prompt
   const file = /`([\w./-]+\.\w+)`/.exec(task)?.[1]
   if (file === undefined) return say("Ready for a task.")
-  const last = pending.at(-1)
+  if (lazy && pending.length === 0) return bash(`cco team done ${q("Finished.")}`, "Report done")
+  // A refused early report restarts the work; steps count from there.
+  const steps = lazy ? pending.slice(pending.findIndex((r) => /^refused:/m.test(r)) + 1) : pending
+  const last = steps.at(-1)
   if (last === undefined) {
     const body = [`// ${file}: written by ${name}.`, `export const author = ${JSON.stringify(name)}`, `export const lines = ${JSON.stringify(prompt.slice(0, 60))}`]
     return bash(
@@ -95,7 +100,7 @@ const worker = (req: MockRequest, name: string): MockReply => {
       `Write ${file} and check it`
     )
   }
-  if (pending.length === 1 && !/cco team done|accepted:|refused:/.test(last)) {
+  if (steps.length === 1 && !/cco team done|accepted:|refused:/.test(last)) {
     return bash(`git add -A && git commit -q -m ${q(`${name}: ${file}`)} && cco team done ${q(`Wrote ${file} and checked it with node --check.`)}`, "Commit and report")
   }
   if (/^refused:/m.test(last)) return say(`cco refused my report: ${last.trim()}`)
@@ -127,6 +132,6 @@ export const teamScript = (options: TeamScriptOptions = {}): Brain => (req) => {
         `${who.name}: ${reports.length} tasks written, checked and merged.`
       )
     case "worker":
-      return worker(req, who.name)
+      return worker(req, who.name, options.lazyWorkers?.includes(who.name) === true)
   }
 }

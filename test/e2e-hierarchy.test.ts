@@ -21,8 +21,19 @@ describe("real claude, end to end", () => {
       expect(files).toContain("src/em-1/worker-2.js")
       const team = fileOn(fixture.bare, "main", "TEAM_STRUCTURE.md")
       for (const name of ["em-1", "worker-1", "worker-2"]) expect(team).toContain(`| ${name} |`)
-      const log = readFileSync(path.join(summary.runFolder, "session-worker-1.log"), "utf8")
-      expect(log.length).toBeGreaterThan(100)
+      // The terminal log holds what the worker's pane showed, from the first byte.
+      const terminal = readFileSync(path.join(summary.runFolder, "session-worker-1.log"), "utf8")
+      expect(terminal).toContain("Claude Code")
+      expect(terminal).toContain("src/em-1/worker-1.js")
+      // The orchestrator saw the worker's hooks and its done command, in order.
+      const events = readFileSync(path.join(summary.runFolder, "combined.log"), "utf8").trim().split("\n")
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((l) => l.instance === "worker-1")
+        .map((l) => l.event === "hook" ? `hook:${String(l.hook)}` : String(l.event))
+      const order = ["hook:SessionStart", "hook:UserPromptSubmit", "hook:PostToolUse", "task.done", "hook:Stop"]
+      const positions = order.map((e) => events.indexOf(e))
+      expect(positions.every((p) => p >= 0)).toBe(true)
+      expect([...positions].sort((a, b) => a - b)).toEqual(positions)
     }), { timeout: 300_000 })
 
   it.scopedLive("W=5: a Director and two EMs; team branches merge into a run branch", () =>

@@ -1,0 +1,83 @@
+// Whole runs with the fake agent (fast): both topologies, a merge conflict resolved by the EM,
+// and a worker whose report without commits is refused.
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
+import { readFileSync } from "node:fs"
+import * as path from "node:path"
+import { startMockModel } from "../src/MockModel.js"
+import { teamScript } from "../src/TeamScript.js"
+import { fakeClaudeBin, fileOn, filesOn, git, makeFixture, runFixture } from "./harness.js"
+
+const logOf = (runFolder: string) =>
+  readFileSync(path.join(runFolder, "combined.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
+
+describe("hierarchy with the fake agent", () => {
+  it.scopedLive("W=2: a conflict between two workers is resolved by the EM and lands; a report without commits is refused", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript({ conflictDrill: true, lazyWorkers: ["worker-2"] }) })
+      const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("project-done")
+      const log = logOf(summary.runFolder)
+
+      // worker-2 reported before committing anything: refused, told why, and not merged then.
+      const refused = log.find((l) => l.event === "task.done-refused" && l.instance === "worker-2")
+      expect(refused?.reason).toMatch(/no new commits/)
+      const firstMerge2 = log.findIndex((l) => l.event === "merge.done" && l.from === "worker-2")
+      expect(log.indexOf(refused!)).toBeLessThan(firstMerge2)
+
+      // Both wrote src/em-1/shared.js: the second merge conflicted, the EM resolved it, cco verified it.
+      expect(log.some((l) => l.event === "merge.conflict" && (l.files as Array<string>).includes("src/em-1/shared.js"))).toBe(true)
+      const shared = fileOn(fixture.bare, "main", "src/em-1/shared.js")
+      expect(shared).toContain("written by worker-1")
+      expect(shared).toContain("written by worker-2")
+      expect(shared).not.toMatch(/^(<<<<<<<|=======|>>>>>>>)/m)
+
+      // Every worker's commit is reachable from the target branch in the bare repository.
+      for (const w of ["worker-1", "worker-2"]) {
+        const commit = git(fixture.bare, "log", "--format=%H", "-n", "1", `cco/${summary.runId}/${w}`)
+        expect(git(fixture.bare, "merge-base", "--is-ancestor", commit, "main") === "").toBe(true)
+      }
+      const team = fileOn(fixture.bare, "main", "TEAM_STRUCTURE.md")
+      for (const name of ["em-1", "worker-1", "worker-2"]) expect(team).toContain(`| ${name} |`)
+    }), { timeout: 120_000 })
+
+  it.scopedLive("W=6: a Director and two EMs of three; every worker's commit reaches the target branch", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript() })
+      const fixture = makeFixture({ workerCount: 6, mockUrl: mock.url })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("project-done")
+      expect(summary.instances.map((i) => i.name)).toEqual(["director", "em-1", "em-2", ...[1, 2, 3, 4, 5, 6].map((n) => `worker-${n}`)])
+      const files = filesOn(fixture.bare, "main")
+      for (const [em, ws] of [["em-1", [1, 2, 3]], ["em-2", [4, 5, 6]]] as const) {
+        for (const w of ws) expect(files).toContain(`src/${em}/worker-${w}.js`)
+      }
+      for (let w = 1; w <= 6; w++) {
+        const commit = git(fixture.bare, "log", "--format=%H", "-n", "1", `cco/${summary.runId}/worker-${w}`)
+        expect(git(fixture.bare, "merge-base", "--is-ancestor", commit, "main")).toBe("")
+      }
+      expect(summary.merges.filter((m) => m.into === "main").map((m) => m.from).sort()).toEqual([`cco/${summary.runId}/em-1`, `cco/${summary.runId}/em-2`])
+    }), { timeout: 120_000 })
+
+  it.scopedLive("refuses to start without PROJECT_DIRECTION.md, saying how to write one, and starts no session", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript() })
+      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, direction: undefined })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const error = yield* Effect.flip(runFixture(fixture, fakeClaudeBin))
+      expect(error._tag).toBe("RunError")
+      expect(error.message).toMatch(/PROJECT_DIRECTION\.md is missing.*Add one at the repository root/)
+      const sessions = (() => {
+        try {
+          return execFileSync("tmux", ["-L", fixture.socket, "ls"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+        } catch {
+          return "" // no server: nothing was started
+        }
+      })()
+      expect(sessions).toBe("")
+    }), { timeout: 60_000 })
+})
