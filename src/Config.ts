@@ -28,6 +28,20 @@ export interface ResolvedConfig {
   readonly claudeCommand: string
   /** tmux server socket name (tmux -L). */
   readonly tmuxSocket: string
+  /** Supervisor: seconds between health checks of each instance. */
+  readonly healthCheckIntervalSeconds: number
+  /** Busy with no hook event or tool use for this long: stuck. */
+  readonly stuckAfterSeconds: number
+  /** Idle with an unreported task for this long: nudged. */
+  readonly idleAfterSeconds: number
+  /** Time between steps of the escalation ladder (nudge, interrupt, restart). */
+  readonly escalationIntervalSeconds: number
+  /** Restarts allowed per instance within 10 minutes before it is left stopped. */
+  readonly maxRestartsPerInstance: number
+  /** Cost limits: the run winds down when one is reached (warning at 80 %). */
+  readonly maxCostUsd: number | undefined
+  readonly maxCostUsdPerInstance: number | undefined
+  readonly maxTokens: number | undefined
   readonly apiKeys: ReadonlyArray<ApiKeyCredential>
 }
 
@@ -99,6 +113,14 @@ const Minutes = Schema.Number.annotations({ message: expected("a number of minut
   Schema.filter((n) => (Number.isFinite(n) && n > 0) || `must be a number of minutes greater than 0, got ${n}`)
 )
 
+const Seconds = Schema.Number.annotations({ message: expected("a number of seconds greater than 0") }).pipe(
+  Schema.filter((n) => (Number.isFinite(n) && n > 0) || `must be a number of seconds greater than 0, got ${n}`)
+)
+
+const Dollars = Schema.Number.annotations({ message: expected("an amount in US dollars greater than 0") }).pipe(
+  Schema.filter((n) => (Number.isFinite(n) && n > 0) || `must be an amount in US dollars greater than 0, got ${n}`)
+)
+
 const Flag = Schema.Boolean.annotations({ message: expected("true or false") })
 
 export const AUTH_MODES: ReadonlyArray<AuthMode> = ["oauth", "api-keys-first", "api-keys-only"]
@@ -140,7 +162,15 @@ export const OrchestratorFile = Schema.Struct({
   claudeCommand: Schema.optionalWith(NonEmptyText("the name or path of the claude executable"), {
     default: () => "claude"
   }),
-  tmuxSocket: Schema.optionalWith(SocketName, { default: () => "cco" })
+  tmuxSocket: Schema.optionalWith(SocketName, { default: () => "cco" }),
+  healthCheckIntervalSeconds: Schema.optionalWith(Seconds, { default: () => 15 }),
+  stuckAfterSeconds: Schema.optionalWith(Seconds, { default: () => 600 }),
+  idleAfterSeconds: Schema.optionalWith(Seconds, { default: () => 300 }),
+  escalationIntervalSeconds: Schema.optionalWith(Seconds, { default: () => 120 }),
+  maxRestartsPerInstance: Schema.optionalWith(WholeNumber("a whole number of at least 1", 1), { default: () => 5 }),
+  maxCostUsd: Schema.optional(Dollars),
+  maxCostUsdPerInstance: Schema.optional(Dollars),
+  maxTokens: Schema.optional(WholeNumber("a whole number of at least 1", 1))
 })
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -526,6 +556,14 @@ export const loadConfig = Effect.fn("Config.load")(function*(configDir: string, 
     maxRunDurationMinutes: file.maxRunDurationMinutes,
     claudeCommand,
     tmuxSocket: file.tmuxSocket,
+    healthCheckIntervalSeconds: file.healthCheckIntervalSeconds,
+    stuckAfterSeconds: file.stuckAfterSeconds,
+    idleAfterSeconds: file.idleAfterSeconds,
+    escalationIntervalSeconds: file.escalationIntervalSeconds,
+    maxRestartsPerInstance: file.maxRestartsPerInstance,
+    maxCostUsd: file.maxCostUsd,
+    maxCostUsdPerInstance: file.maxCostUsdPerInstance,
+    maxTokens: file.maxTokens,
     apiKeys
   }
   return config
@@ -576,6 +614,14 @@ export const redactedView = (c: ResolvedConfig): object => ({
   maxRunDurationMinutes: c.maxRunDurationMinutes,
   claudeCommand: c.claudeCommand,
   tmuxSocket: c.tmuxSocket,
+  healthCheckIntervalSeconds: c.healthCheckIntervalSeconds,
+  stuckAfterSeconds: c.stuckAfterSeconds,
+  idleAfterSeconds: c.idleAfterSeconds,
+  escalationIntervalSeconds: c.escalationIntervalSeconds,
+  maxRestartsPerInstance: c.maxRestartsPerInstance,
+  maxCostUsd: c.maxCostUsd ?? null,
+  maxCostUsdPerInstance: c.maxCostUsdPerInstance ?? null,
+  maxTokens: c.maxTokens ?? null,
   apiKeys: c.apiKeys.map((k) => ({
     name: k.name,
     env: Object.fromEntries(Object.keys(k.env).map((name) => [name, "<redacted>"]))

@@ -313,6 +313,14 @@ describe("Config: accepted input", () => {
         maxRunDurationMinutes: 120,
         claudeCommand: "claude",
         tmuxSocket: "cco",
+        healthCheckIntervalSeconds: 15,
+        stuckAfterSeconds: 600,
+        idleAfterSeconds: 300,
+        escalationIntervalSeconds: 120,
+        maxRestartsPerInstance: 5,
+        maxCostUsd: undefined,
+        maxCostUsdPerInstance: undefined,
+        maxTokens: undefined,
         apiKeys: []
       })
     })))
