@@ -1,7 +1,7 @@
 // One Claude Code instance per tmux session: its private config dir, hooks, credential and identity env,
 // launch and restart (--continue, new generation), and prompt delivery by bracketed paste.
 import { FileSystem, Path } from "@effect/platform"
-import { Context, Effect, Layer, Redacted, Ref, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import * as ClaudeCode from "./ClaudeCode.js"
 import { Events } from "./Events.js"
 import { RunLog } from "./RunLog.js"
@@ -161,6 +161,29 @@ export const make = (settings: AgentSettings) =>
       yield* tmux.sendKeys(session, ["Enter"]).pipe(Effect.mapError(fail(instance, "submit prompt")))
     })
 
+    // A killed session's claude keeps writing (SessionEnd hook, transcript) for a moment: wait for it to exit
+    // before anything reuses its config dir, and end it by its own pid if it lingers.
+    const stop = Effect.fn("Agent.stop")(function*(instance: string) {
+      const session = sessionName(instance)
+      const info = yield* tmux.paneInfo(session).pipe(Effect.option)
+      yield* tmux.killSession(session).pipe(Effect.ignore)
+      if (Option.isNone(info) || !(info.value.pid > 1)) return
+      const pid = info.value.pid
+      const alive = () => {
+        try {
+          process.kill(pid, 0)
+          return true
+        } catch {
+          return false
+        }
+      }
+      for (let i = 0; i < 50 && alive(); i++) yield* Effect.sleep(Duration.millis(100))
+      if (alive()) {
+        yield* Effect.sync(() => process.kill(pid, "SIGKILL")).pipe(Effect.ignore)
+        yield* runLog.log("instance.killed", { instance, pid })
+      }
+    })
+
     return Agent.of({
       settings,
       sessionName,
@@ -169,7 +192,7 @@ export const make = (settings: AgentSettings) =>
       deliver,
       interrupt: (instance) =>
         tmux.sendKeys(sessionName(instance), ["Escape"]).pipe(Effect.mapError(fail(instance, "interrupt"))),
-      stop: (instance) => tmux.killSession(sessionName(instance)).pipe(Effect.ignore),
+      stop,
       isAlive: (instance) =>
         tmux.paneInfo(sessionName(instance)).pipe(
           Effect.map((info) => !info.dead),

@@ -1,10 +1,13 @@
 // The `cco` command line (@effect/cli): options, subcommands, help and version. Running it is the edge's job (bin.ts).
 // `cco team …` and `cco hook …` are not here: bin/cco.js hands them to the lightweight agent client.
-import { CliConfig, Command, HelpDoc, Options } from "@effect/cli"
+import { Args, CliConfig, Command, HelpDoc, Options } from "@effect/cli"
 import { Console, Effect, Option, Schema } from "effect"
 import { type ConfigOverrides, loadConfig, redactedView, type ResolvedConfig } from "./Config.js"
+import * as Cleanup from "./Cleanup.js"
+import * as Doctor from "./Doctor.js"
 import * as Orchestrator from "./Orchestrator.js"
 import { formatSummary, makeProgress } from "./Progress.js"
+import * as Status from "./Status.js"
 
 /** A subcommand that exists in the interface but has no implementation yet. */
 export class CommandNotAvailable extends Schema.TaggedError<CommandNotAvailable>()("CommandNotAvailable", {
@@ -55,8 +58,6 @@ const configOption = Options.directory("config").pipe(
   Options.withDescription("The config directory: orchestrator.json and, optionally, api-keys.json.")
 )
 
-const notAvailable = (command: string) => Effect.fail(new CommandNotAvailable({ command }))
-
 const rootHelp = HelpDoc.blocks([
   HelpDoc.p("Runs a team of Claude Code instances (Director, Engineering Managers, Workers) in tmux on one git repository."),
   HelpDoc.p("cco --config DIR is the same as cco run --config DIR.")
@@ -85,14 +86,54 @@ export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironmen
 
   const optionalConfig = Options.optional(configOption)
 
-  const status = Command.make("status", { config: optionalConfig }, () => notAvailable("status")).pipe(
-    Command.withDescription("Show the instances of the current run, their tasks, branches and costs.")
-  )
-  const cleanup = Command.make("cleanup", { config: optionalConfig }, () => notAvailable("cleanup")).pipe(
-    Command.withDescription("Stop leftover tmux sessions and remove worktrees of finished or crashed runs.")
-  )
-  const doctor = Command.make("doctor", { config: optionalConfig }, () => notAvailable("doctor")).pipe(
-    Command.withDescription("Check that tmux, git and claude are installed and usable.")
+  const runFolder = (description: string) => Args.directory({ name: "RUN_FOLDER" }).pipe(Args.withDescription(description))
+  const flag = (name: string, description: string) => Options.boolean(name).pipe(Options.withDescription(description))
+  const loadOptional = (config: Option.Option<string>) =>
+    Option.match(config, { onNone: () => Effect.succeedNone, onSome: (dir) => Effect.asSome(load(dir)) })
+
+  const status = Command.make("status", {
+    config: optionalConfig,
+    folder: Args.optional(runFolder("A run folder (<logDirectory>/<runId>), or a log directory: its latest run.")),
+    watch: flag("watch", "Redraw every 2 s until Ctrl-C."),
+    json: flag("json", "Print one JSON object: the run's state.json plus alive, timeLeftSeconds, sessionsAlive.")
+  }, ({ config, folder, json, watch }) =>
+    Effect.gen(function*() {
+      const logDirectory = Option.map(yield* loadOptional(config), (c) => c.logDirectory)
+      const target = Option.orElse(folder, () => logDirectory)
+      if (Option.isNone(target)) {
+        return yield* new Status.RunFolderNotFound({ path: "", reason: "which run? give --config DIR (its latest run) or a RUN_FOLDER" })
+      }
+      yield* Status.status({ target: target.value, json, watch, write: Console.log })
+    })).pipe(Command.withDescription("Show the instances of a run (the latest, with --config), their tasks, branches and costs."))
+
+  const cleanup = Command.make("cleanup", {
+    config: optionalConfig,
+    folders: Args.repeated(runFolder("Run folders, or log directories: all their runs.")),
+    dryRun: flag("dry-run", "List what would be removed; change nothing."),
+    branches: flag("branches", "Also delete the run's local cco/<runId>/* branches merged into its target branch."),
+    all: flag("all", "Also remove instances/ (Claude config dirs) and the clone repo/ unless it holds unpushed commits.")
+  }, ({ all, branches, config, dryRun, folders }) =>
+    Effect.gen(function*() {
+      const resolved = yield* loadOptional(config)
+      yield* Cleanup.cleanup({
+        folders,
+        ...(Option.isSome(resolved) ? { logDirectory: resolved.value.logDirectory } : {}),
+        options: { dryRun, branches, all, ...(Option.isSome(resolved) ? { fallbackSocket: resolved.value.tmuxSocket } : {}) },
+        write: Console.log
+      })
+    })).pipe(Command.withDescription(
+      "Kill leftover tmux sessions and remove worktrees of finished or crashed runs (every run in --config's log directory, or the RUN_FOLDERs); runs whose orchestrator is alive are left alone."
+    ))
+
+  const doctor = Command.make("doctor", { config: optionalConfig }, ({ config }) =>
+    Doctor.doctor({
+      ...(Option.isSome(config) ? { configDir: config.value } : {}),
+      overrides,
+      resolveClaude: env?.resolveClaude ?? ((command) => command),
+      ...(env?.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: env.oauthCredentialsFile }),
+      nodeVersion: process.versions.node
+    }, Console.log)).pipe(
+    Command.withDescription("Check tmux, git, claude and node; with --config also the config, credentials, repository and disk space.")
   )
 
   // Bare `cco` prints the same help as `cco --help`.

@@ -3,7 +3,7 @@
 import { FileSystem, Path } from "@effect/platform"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import { NodeContext } from "@effect/platform-node"
-import { Deferred, Duration, Effect, Layer, Option, Ref, Schedule, Schema, Stream } from "effect"
+import { Deferred, Duration, Effect, FiberMap, Layer, Option, Ref, Schedule, Schema, Stream } from "effect"
 import * as AgentModule from "./Agent.js"
 import { Agent, type Credential } from "./Agent.js"
 import * as ClaudeCode from "./ClaudeCode.js"
@@ -13,6 +13,7 @@ import { Events, type HookEvent, type TeamReply, type TeamRequest } from "./Even
 import { exec } from "./Exec.js"
 import * as H from "./Hierarchy.js"
 import * as RunLogModule from "./RunLog.js"
+import * as Supervisor from "./Supervisor.js"
 import { type LogLine, RunLog } from "./RunLog.js"
 import * as TmuxModule from "./Tmux.js"
 import { Tmux } from "./Tmux.js"
@@ -76,9 +77,14 @@ interface Instance {
   readonly ready: boolean
   /** Whether the role prompt has been delivered. */
   readonly prompted: boolean
+  /** Whether the role prompt waits in the outbox. */
+  readonly roleQueued: boolean
   readonly outbox: ReadonlyArray<string>
   readonly lastEventAt: number
+  readonly progressAt: number
   readonly restarts: number
+  readonly restartHistory: ReadonlyArray<number>
+  readonly ladder: Supervisor.Ladder
   readonly credential: string
 }
 
@@ -234,9 +240,13 @@ const orchestrate = (
         generation: 0,
         ready: false,
         prompted: false,
+        roleQueued: false,
         outbox: [],
         lastEventAt: Date.now(),
+        progressAt: Date.now(),
         restarts: 0,
+        restartHistory: [],
+        ladder: Supervisor.initialLadder(Date.now()),
         credential: ""
       }]))
     )
@@ -354,7 +364,10 @@ const orchestrate = (
       deliveryLocks.get(name)!.withPermits(1)(Effect.gen(function*() {
         const taken = yield* Ref.modify(instances, (m) => {
           const i = m.get(name)
-          if (i === undefined || !i.ready || i.status !== "idle" || i.outbox.length === 0) return [undefined, m] as const
+          // Nothing reaches an instance before its role prompt: that is what tells it who it is.
+          if (i === undefined || !i.ready || i.status !== "idle" || i.outbox.length === 0 || !(i.prompted || i.roleQueued)) {
+            return [undefined, m] as const
+          }
           return [i.outbox, new Map(m).set(name, { ...i, outbox: [], status: "busy" as Status, prompted: true })] as const
         })
         if (taken === undefined) return
@@ -369,8 +382,10 @@ const orchestrate = (
         )
       }))
 
-    const send = (name: string, text: string) =>
-      update(name, (i) => ({ ...i, outbox: [...i.outbox, text] })).pipe(
+    const send = (name: string, text: string, options: { readonly role?: boolean } = {}) =>
+      update(name, (i) => options.role === true
+        ? { ...i, outbox: [text, ...i.outbox], roleQueued: true }
+        : { ...i, outbox: [...i.outbox, text] }).pipe(
         Effect.zipRight(Effect.forkIn(flush(name), scope)),
         Effect.asVoid
       )
@@ -383,7 +398,7 @@ const orchestrate = (
         const fields: Record<string, unknown> = { instance: name, generation: event.generation, hook: event.hook }
         switch (event.hook) {
           case "SessionStart":
-            yield* update(name, (i) => ({ ...i, ready: true, status: "idle", lastEventAt: at }))
+            yield* update(name, (i) => ({ ...i, ready: true, status: "idle", lastEventAt: at, progressAt: at }))
             fields.source = event.payload.source
             break
           case "UserPromptSubmit":
@@ -391,11 +406,11 @@ const orchestrate = (
             break
           case "PostToolUse":
           case "PostToolUseFailure":
-            yield* update(name, (i) => ({ ...i, lastEventAt: at }))
+            yield* update(name, (i) => ({ ...i, lastEventAt: at, progressAt: at }))
             fields.tool = event.payload.tool_name
             break
           case "Stop":
-            yield* update(name, (i) => ({ ...i, status: "idle", lastEventAt: at }))
+            yield* update(name, (i) => ({ ...i, status: "idle", lastEventAt: at, progressAt: at }))
             break
           case "StopFailure":
             yield* update(name, (i) => ({ ...i, status: event.payload.error === "rate_limit" ? "rate-limited" : "error", lastEventAt: at }))
@@ -461,7 +476,9 @@ const orchestrate = (
         yield* Ref.update(board, (b) => H.assign(b, targetName, from.name, text, now()))
         const task = H.currentTask(yield* Ref.get(board), targetName)!
         yield* runLog.log("task.assigned", { instance: targetName, by: from.name, task: task.id, text })
-        yield* send(targetName, inst.prompted ? `[cco] New task #${task.id} from ${from.name}:\n\n${text}${note}` : rolePrompt(to, text))
+        yield* send(targetName, inst.prompted || inst.roleQueued
+            ? `[cco] New task #${task.id} from ${from.name}:\n\n${text}${note}`
+            : rolePrompt(to, text), { role: !(inst.prompted || inst.roleQueued) })
         yield* boardChanged
         return reply(true, `assigned task #${task.id} to ${targetName}`)
       })
@@ -501,6 +518,17 @@ const orchestrate = (
         return reply(true, `accepted: ${from.lead} is notified; wait for your next task`)
       })
 
+    // A merge that landed in the lead's worktree: pushed, recorded, and the report's task marked merged.
+    const recordMerge = (lead: H.InstanceSpec, report: H.InstanceSpec, worktree: string) =>
+      Effect.gen(function*() {
+        const commit = yield* git.headCommit(worktree)
+        yield* git.push(worktree, lead.branch)
+        yield* Ref.update(merges, (m) => [...m, { from: report.branch, into: lead.branch, commit }])
+        yield* Ref.update(board, (b) => H.markMerged(b, report.name, now()))
+        yield* runLog.log("merge.done", { from: report.name, branch: report.branch, into: lead.branch, commit })
+        return commit
+      })
+
     const merge = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
       Effect.gen(function*() {
         const name = args[0]
@@ -525,11 +553,7 @@ const orchestrate = (
           const markers = yield* git.conflictMarkers(worktree)
           if (markers.length > 0) return reply(false, `refused: conflict markers remain in ${list(markers)}; fix and commit them first`)
           if (task.status === "merged" && result._tag === "AlreadyUpToDate") return reply(true, `merged ${name} already; nothing new`)
-          const commit = yield* git.headCommit(worktree)
-          yield* git.push(worktree, from.branch)
-          yield* Ref.update(merges, (m) => [...m, { from: report.branch, into: from.branch, commit }])
-          yield* Ref.update(board, (b) => H.markMerged(b, name, now()))
-          yield* runLog.log("merge.done", { from: name, branch: report.branch, into: from.branch, commit })
+          const commit = yield* recordMerge(from, report, worktree)
           return reply(true, `merged ${name} into ${from.branch} (${commit.slice(0, 10)})${result._tag === "AlreadyUpToDate" ? " — your resolution commit already holds it" : ""}`)
         }))
         // Merges into the target branch show in TEAM_STRUCTURE.md at once; the rest is batched.
@@ -591,26 +615,122 @@ const orchestrate = (
       : { name: "oauth", env: {} }
     yield* Effect.forEach(specs, (spec) =>
       agent.launch({ instance: spec.name, worktree: worktrees.get(spec.name)!, credential, continueSession: false }).pipe(
-        Effect.tap((generation) => update(spec.name, (i) => ({ ...i, generation, credential: credential.name })))
+        Effect.tap((generation) => update(spec.name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: Date.now() })))
       ), { concurrency: 4, discard: true })
     yield* writeState
-    yield* send(top.name, rolePrompt(top, direction))
+    yield* send(top.name, rolePrompt(top, direction), { role: true })
     yield* runLog.log("run.started", { instances: specs.length, target, attach: `tmux -L ${tmux.socket} attach -t ${agent.sessionName(top.name)}` })
 
-    // --- until done, or the run's time limit
-    const reason = yield* Deferred.await(end).pipe(
-      Effect.timeoutTo({
-        duration: Duration.minutes(config.maxRunDurationMinutes),
-        onSuccess: (r): EndReason => r,
-        onTimeout: (): EndReason => "time-limit"
-      }),
-      Effect.onInterrupt(() => runLog.log("run.interrupted"))
-    )
-    yield* runLog.log("run.ending", { reason })
+    // --- supervision: one fiber per instance, a health check every interval
+    const windingDown = yield* Ref.make(false)
+    const restart = (name: string, reason: string) =>
+      Effect.gen(function*() {
+        const inst = yield* get(name)
+        const budget = Supervisor.allowRestart(inst.restartHistory, Date.now(), config.maxRestartsPerInstance, 10 * 60_000)
+        if (!budget.allowed) {
+          yield* update(name, (i) => ({ ...i, status: "stopped" }))
+          yield* runLog.log("instance.restart-refused", { instance: name, reason, limit: `${config.maxRestartsPerInstance} per 10 minutes` })
+          return
+        }
+        yield* update(name, (i) => ({
+          ...i,
+          status: "starting",
+          ready: false,
+          restarts: i.restarts + 1,
+          restartHistory: budget.history,
+          lastEventAt: Date.now(),
+          progressAt: Date.now(),
+          ladder: Supervisor.initialLadder(Date.now())
+        }))
+        yield* runLog.log("instance.restarting", { instance: name, reason, restarts: inst.restarts + 1 })
+        yield* agent.stop(name)
+        // --continue needs a conversation; before its first prompt an instance simply starts afresh.
+        const generation = yield* agent.launch({ instance: name, worktree: inst.worktree, credential, continueSession: inst.prompted })
+        yield* update(name, (i) => ({ ...i, generation, lastEventAt: Date.now() }))
+        if (inst.prompted) {
+          const task = H.currentTask(yield* Ref.get(board), name)
+          yield* send(name, `[cco] cco restarted you (${reason}); your conversation is restored. ${task !== undefined && task.status === "assigned" ? `Go on with task #${task.id}: commit your work and report with cco team done when it is finished.` : "Go on where you left off."}`)
+        }
+        yield* writeState
+      }).pipe(Effect.catchAll((e) => runLog.log("instance.restart-failed", { instance: name, reason, message: e.message })))
+
+    // What an instance still owes, as the supervisor should remind it.
+    const pendingWork = (spec: H.InstanceSpec, b: H.Board): string | undefined => {
+      const own = H.currentTask(b, spec.name)
+      if (spec.role === "worker") return own?.status === "assigned" ? `task #${own.id} is not reported done` : undefined
+      const reports = spec.reports.map((r) => H.currentTask(b, r))
+      const toMerge = spec.reports.filter((_, i) => reports[i]?.status === "done")
+      if (toMerge.length > 0) return `${list(toMerge)} reported done and wait for cco team merge`
+      const working = reports.some((t) => t?.status === "assigned")
+      const ownOpen = spec.lead === undefined ? true : own?.status === "assigned"
+      if (ownOpen && !working) return spec.lead === undefined ? "the project is not reported done" : `your goal (task #${own!.id}) is not reported done`
+      return undefined
+    }
+
+    const thresholds: Supervisor.Thresholds = {
+      stuckAfterMs: config.stuckAfterSeconds * 1000,
+      idleAfterMs: config.idleAfterSeconds * 1000,
+      escalationIntervalMs: config.escalationIntervalSeconds * 1000,
+      startupTimeoutMs: Math.max(120_000, config.healthCheckIntervalSeconds * 4000)
+    }
+
+    const healthCheck = (name: string) =>
+      Effect.gen(function*() {
+        if (yield* Ref.get(windingDown)) return
+        const inst = yield* get(name)
+        const nowMs = Date.now()
+        const alive = yield* agent.isAlive(name)
+        // The screen is read only when an instance has been quiet for a while: idle runs stay cheap.
+        const quiet = nowMs - inst.lastEventAt > config.healthCheckIntervalSeconds * 2000
+        const screen = alive && quiet && inst.status !== "starting"
+          ? yield* tmux.capturePane(agent.sessionName(name)).pipe(Effect.orElseSucceed(() => ""))
+          : ""
+        const decision = Supervisor.decide({
+          now: nowMs,
+          sessionAlive: alive,
+          status: inst.status,
+          lastEventAt: inst.lastEventAt,
+          progressAt: inst.progressAt,
+          pendingWork: pendingWork(inst.spec, yield* Ref.get(board)),
+          blockingScreen: Supervisor.detectBlockingScreen(screen)
+        }, inst.ladder, thresholds)
+        yield* update(name, (i) => ({ ...i, ladder: decision.ladder }))
+        const action = decision.action
+        switch (action._tag) {
+          case "None":
+            return
+          case "Restart":
+            return yield* restart(name, action.reason)
+          case "Nudge":
+            yield* runLog.log("supervisor.nudge", { instance: name, reason: action.reason })
+            // A busy instance queues pasted text itself; an idle one takes it as its next prompt.
+            return yield* agent.deliver(name, action.message).pipe(Effect.ignore)
+          case "Interrupt":
+            yield* runLog.log("supervisor.interrupt", { instance: name, reason: action.reason })
+            yield* agent.interrupt(name).pipe(Effect.ignore)
+            yield* Effect.sleep(Duration.seconds(1))
+            return yield* agent.deliver(name, action.message).pipe(Effect.ignore)
+          case "Dismiss":
+            yield* runLog.log("supervisor.dismiss", { instance: name, reason: action.reason, keys: action.keys })
+            return yield* tmux.sendKeys(agent.sessionName(name), action.keys).pipe(Effect.ignore)
+        }
+      })
+
+    const supervisors = yield* FiberMap.make<string>()
+    for (const spec of specs) {
+      yield* FiberMap.run(
+        supervisors,
+        spec.name,
+        healthCheck(spec.name).pipe(
+          Effect.catchAllCause((cause) => runLog.log("supervisor.error", { instance: spec.name, cause: String(cause) })),
+          Effect.repeat(Schedule.spaced(Duration.seconds(config.healthCheckIntervalSeconds))),
+          Effect.delay(Duration.seconds(config.healthCheckIntervalSeconds))
+        )
+      )
+    }
 
     // --- wind down: nothing in a worktree is lost, the target branch holds what was merged
-    yield* Effect.forEach(specs, (spec) => agent.stop(spec.name), { discard: true, concurrency: "unbounded" })
-    yield* locked(Effect.forEach(specs.filter((s) => s !== top), (spec) =>
+    const saveWork = (spec: H.InstanceSpec) =>
       Effect.gen(function*() {
         const dir = worktrees.get(spec.name)!
         if (yield* git.mergeInProgress(dir)) return
@@ -618,11 +738,61 @@ const orchestrate = (
           yield* git.push(dir, spec.branch)
           yield* runLog.log("wip.saved", { instance: spec.name, branch: spec.branch })
         }
-      }).pipe(Effect.catchAll((e) => runLog.log("wip.failed", { instance: spec.name, message: e.message }))), { discard: true }))
-    yield* writeTeamStructure(`run ended: ${reason}`)
-    yield* locked(git.push(topWorktree, target)).pipe(
-      Effect.catchAll((e) => runLog.log("push.failed", { branch: target, message: e.message }))
+      }).pipe(Effect.catchAll((e) => runLog.log("wip.failed", { instance: spec.name, message: e.message })))
+
+    // Reported work merges upward where it merges cleanly; conflicts are left for a person, logged.
+    const mergeClean = (lead: H.InstanceSpec, report: H.InstanceSpec) =>
+      Effect.gen(function*() {
+        const dir = worktrees.get(lead.name)!
+        if (yield* git.mergeInProgress(dir)) return
+        if ((yield* git.commitsAhead(dir, lead.branch, report.branch)) === 0) return
+        const result = yield* git.merge(dir, report.branch, { message: `Merge ${report.name} (${report.branch}) into ${lead.branch} at the end of the run` })
+        if (result._tag === "Conflict") return yield* runLog.log("merge.skipped", { from: report.name, into: lead.branch, files: result.files })
+        if (result._tag === "Merged") yield* recordMerge(lead, report, dir)
+      }).pipe(Effect.catchAll((e) => runLog.log("merge.failed", { from: report.name, into: lead.branch, message: e.message })))
+
+    const windDown = (reason: EndReason) =>
+      Effect.gen(function*() {
+        yield* Ref.set(windingDown, true)
+        yield* FiberMap.clear(supervisors)
+        yield* runLog.log("run.ending", { reason })
+        yield* Effect.forEach(specs, (spec) => agent.stop(spec.name), { discard: true, concurrency: "unbounded" })
+        yield* locked(Effect.gen(function*() {
+          yield* Effect.forEach(specs.filter((s) => s !== top), saveWork, { discard: true })
+          if (reason === "project-done" || reason === "interrupted") return
+          const b = yield* Ref.get(board)
+          for (const em of specs.filter((s) => s.role === "em")) {
+            for (const w of em.reports) {
+              if (H.currentTask(b, w)?.status === "done") yield* mergeClean(em, specOf.get(w)!)
+            }
+            if (em.lead !== undefined) yield* mergeClean(specOf.get(em.lead)!, em)
+          }
+        }))
+        yield* writeTeamStructure(`run ended: ${reason}`)
+        yield* locked(git.push(topWorktree, target)).pipe(
+          Effect.catchAll((e) => runLog.log("push.failed", { branch: target, message: e.message }))
+        )
+      })
+
+    // --- until done, the run's time limit, or an interrupt (Ctrl-C / SIGTERM)
+    const warnAll = Effect.gen(function*() {
+      const left = Math.max(1, Math.round(Supervisor.warningLead(config.maxRunDurationMinutes * 60_000) / 60_000))
+      yield* runLog.log("run.time-warning", { minutesLeft: left })
+      const prompted = [...(yield* Ref.get(instances)).values()].filter((i) => i.prompted || i.roleQueued).map((i) => i.spec)
+      yield* Effect.forEach(prompted, (spec) => send(spec.name, `[cco] The run ends in about ${left} minute${left === 1 ? "" : "s"}. Commit your work now; if your task is finished, report it with cco team done.`), { discard: true })
+    })
+    const reason = yield* Effect.raceFirst(
+      Deferred.await(end),
+      Supervisor.watchDeadline(config.maxRunDurationMinutes * 60_000, warnAll).pipe(Effect.as<EndReason>("time-limit"))
+    ).pipe(
+      Effect.onInterrupt(() =>
+        runLog.log("run.interrupted").pipe(
+          Effect.zipRight(windDown("interrupted")),
+          Effect.zipRight(Ref.set(ended, { at: new Date().toISOString(), reason: "interrupted" as EndReason })),
+          Effect.zipRight(writeState)
+        ))
     )
+    yield* windDown(reason)
     const commitsOnTarget = yield* git.commitsAhead(topWorktree, startCommit, target).pipe(Effect.orElseSucceed(() => 0))
     const finalInstances = yield* Ref.get(instances)
     const summary: RunSummary = {

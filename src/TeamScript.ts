@@ -2,13 +2,17 @@
 // into goals, EMs split goals into tasks and merge their workers, workers write, check and commit files.
 // It reads only the conversation it is sent, as a real model would, so it works across restarts too.
 import type { Brain, MockReply, MockRequest } from "./MockModel.js"
-import { pendingToolResults, toolResults, userTexts } from "./MockModel.js"
+import { toolResults, userTexts } from "./MockModel.js"
 
 export interface TeamScriptOptions {
   /** Give the first two workers of each team the same file, so the second merge conflicts. */
   readonly conflictDrill?: boolean
   /** Workers that first report done before writing or committing anything, and must be refused. */
   readonly lazyWorkers?: ReadonlyArray<string>
+  /** Workers whose commands hang (sleep) until cco has restarted them. */
+  readonly hangUntilRestart?: ReadonlyArray<string>
+  /** EMs that never merge their workers' reports (the run's limits must wind it down). */
+  readonly idleLeads?: ReadonlyArray<string>
 }
 
 type Role = "director" | "em" | "worker"
@@ -47,14 +51,38 @@ const conflictIn = (result: string) => /^conflict merging ((?:em|worker)-\d+)/m.
 // A large paste reaches the model wrapped as <pasted_content id="…">…</pasted_content>.
 const unwrapPaste = (text: string) => text.replace(/<\/?pasted_content[^>]*>/g, "").trim()
 
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null
+
+// Tool results since the newest prompt: the steps this turn has taken (a user message that carries a prompt
+// starts the turn; one carrying only tool results continues it).
+const turnResults = (req: MockRequest): ReadonlyArray<string> => {
+  const out: Array<string> = []
+  for (const message of [...req.messages].reverse()) {
+    if (!isRecord(message) || message.role !== "user") continue
+    const blocks = Array.isArray(message.content) ? message.content.filter(isRecord) : [{ type: "text", text: message.content }]
+    const results = blocks.filter((b) => b.type === "tool_result").map((b) =>
+      typeof b.content === "string" ? b.content : Array.isArray(b.content) ? b.content.filter(isRecord).map((c) => String(c.text ?? "")).join("\n") : "")
+    out.unshift(...results)
+    const prompt = blocks.some((b) => b.type === "text" && typeof b.text === "string" && !b.text.startsWith("<system-reminder>") && b.text.trim() !== "")
+    if (prompt) break
+  }
+  return out
+}
+
 const turn = (req: MockRequest) => {
   const texts = userTexts(req).map(unwrapPaste)
   // The role prompt is the first text that names a role; the CLI may put its own texts before it.
   const first = texts.find((t) => roleOf(t) !== undefined) ?? ""
-  return { prompt: texts.at(-1) ?? "", pending: pendingToolResults(req), all: toolResults(req), first }
+  return { prompt: texts.at(-1) ?? "", texts, pending: turnResults(req), all: toolResults(req), first }
 }
 
-const lead = (req: MockRequest, reports: ReadonlyArray<string>, assignFor: (report: string, index: number) => string, doneSummary: string): MockReply => {
+const lead = (
+  req: MockRequest,
+  reports: ReadonlyArray<string>,
+  assignFor: (report: string, index: number) => string,
+  doneSummary: string,
+  merges = true
+): MockReply => {
   const { all, pending, prompt } = turn(req)
   const last = pending.at(-1)
   const done = merged(all)
@@ -75,6 +103,7 @@ const lead = (req: MockRequest, reports: ReadonlyArray<string>, assignFor: (repo
     return say(allMerged ? "Done." : `Waiting for ${reports.filter((r) => !done.has(r)).join(", ")}.`)
   }
   const finished = reportedDone(prompt).filter((r) => !done.has(r))
+  if (finished.length > 0 && !merges) return say(`Noted: ${finished.join(", ")} done. I will review later.`)
   if (finished.length > 0) {
     return bash(finished.map((r) => `cco team merge ${r}`).join(" && "), `Merge ${finished.join(", ")}`)
   }
@@ -84,11 +113,17 @@ const lead = (req: MockRequest, reports: ReadonlyArray<string>, assignFor: (repo
   return say("Noted; waiting for my team.")
 }
 
-const worker = (req: MockRequest, name: string, lazy: boolean): MockReply => {
-  const { pending, prompt } = turn(req)
+const worker = (req: MockRequest, name: string, options: TeamScriptOptions): MockReply => {
+  const { pending, texts } = turn(req)
+  // The newest task, even when later prompts (a restart notice, a nudge) came after it.
+  const prompt = [...texts].reverse().find((t) => t.includes("# Your task") || /\[cco\] New task #/.test(t)) ?? ""
   const task = prompt.includes("# Your task") ? prompt.slice(prompt.lastIndexOf("# Your task")) : prompt
   const file = /`([\w./-]+\.\w+)`/.exec(task)?.[1]
   if (file === undefined) return say("Ready for a task.")
+  const lazy = options.lazyWorkers?.includes(name) === true
+  if (options.hangUntilRestart?.includes(name) === true && !texts.some((t) => t.includes("cco restarted you"))) {
+    return bash("sleep 600", "Wait for the build")
+  }
   if (lazy && pending.length === 0) return bash(`cco team done ${q("Finished.")}`, "Report done")
   // A refused early report restarts the work; steps count from there.
   const steps = lazy ? pending.slice(pending.findIndex((r) => /^refused:/m.test(r)) + 1) : pending
@@ -129,9 +164,10 @@ export const teamScript = (options: TeamScriptOptions = {}): Brain => (req) => {
           const file = shared ? `src/${who.name}/shared.js` : `src/${who.name}/${w}.js`
           return `Create \`${file}\` with a small module for ${w} and check it with node --check, then commit and report done.`
         },
-        `${who.name}: ${reports.length} tasks written, checked and merged.`
+        `${who.name}: ${reports.length} tasks written, checked and merged.`,
+        options.idleLeads?.includes(who.name) !== true
       )
     case "worker":
-      return worker(req, who.name, options.lazyWorkers?.includes(who.name) === true)
+      return worker(req, who.name, options)
   }
 }

@@ -147,11 +147,13 @@ export const makeLive = (socket: string) =>
     const paneInfo = Effect.fn("Tmux.paneInfo")(function*(session: string) {
       const out = yield* run(
         "display-message",
-        ["display-message", "-p", "-t", pane(session), "#{pane_pid}\t#{pane_dead}\t#{pane_title}"],
+        ["display-message", "-p", "-t", pane(session), "#{session_name}\t#{pane_pid}\t#{pane_dead}\t#{pane_title}"],
         undefined,
         session
       )
-      const [pid, dead, ...title] = out.replace(/\n$/, "").split("\t")
+      const [name, pid, dead, ...title] = out.replace(/\n$/, "").split("\t")
+      // display-message answers a missing target with an empty line and exit 0.
+      if (name !== session) return yield* Effect.fail(new SessionNotFound({ session }))
       return { pid: Number(pid), dead: dead === "1", title: title.join("\t") }
     })
 

@@ -57,6 +57,9 @@ describe("Tmux (live, private server)", () => {
       expect(err._tag).toBe("SessionNotFound")
       const err2 = yield* Effect.flip(tmux.capturePane("nope"))
       expect(err2._tag).toBe("SessionNotFound")
+      // tmux's display-message answers a missing target with exit 0 and an empty line: still not found.
+      const err3 = yield* Effect.flip(tmux.paneInfo("cco-run1-a"))
+      expect(err3._tag).toBe("SessionNotFound")
     }).pipe(Effect.provide(layer)))
 
   it.scoped("unsets inherited variables the program must not see", () =>

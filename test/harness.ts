@@ -3,7 +3,7 @@
 import { NodeContext } from "@effect/platform-node"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { loadConfig } from "../src/Config.js"
@@ -60,6 +60,8 @@ export const makeFixture = (options: {
   readonly useRunBranch?: boolean
   readonly direction?: string | undefined
   readonly maxRunDurationMinutes?: number
+  /** More orchestrator.json options (supervisor thresholds, limits). */
+  readonly extra?: Readonly<Record<string, unknown>>
 }): Fixture => {
   const root = mkdtempSync(path.join(tmpdir(), "cco-e2e-"))
   const bare = makeBareRepo(root, { direction: "direction" in options ? options.direction : DIRECTION })
@@ -74,7 +76,8 @@ export const makeFixture = (options: {
     authMode: "api-keys-only",
     logDirectory: "logs",
     maxRunDurationMinutes: options.maxRunDurationMinutes ?? 10,
-    tmuxSocket: socket
+    tmuxSocket: socket,
+    ...options.extra
   }, null, 2))
   const keys = Array.from({ length: options.keys ?? 1 }, (_, i) => ({
     name: `key-${i + 1}`,
@@ -110,3 +113,19 @@ export const runFixture = (fixture: Fixture, claudePath: string, onLog?: (line: 
 /** Files on a branch of the bare repository. */
 export const filesOn = (bare: string, branch: string) => git(bare, "ls-tree", "-r", "--name-only", branch).split("\n")
 export const fileOn = (bare: string, branch: string, file: string) => git(bare, "show", `${branch}:${file}`)
+
+/** combined.log of a run folder as parsed lines (what has been written so far). */
+export const readLog = (runFolder: string): Array<Record<string, unknown>> => {
+  try {
+    return readFileSync(path.join(runFolder, "combined.log"), "utf8").trim().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, unknown>)
+  } catch {
+    return []
+  }
+}
+
+/** The newest run folder under a fixture's logs. */
+export const latestRun = (fixture: Fixture) => path.join(fixture.configDir, "logs", "latest")
+
+/** The pid of the program in an instance's pane. */
+export const panePid = (fixture: Fixture, session: string) =>
+  Number(execFileSync("tmux", ["-L", fixture.socket, "display-message", "-p", "-t", `=${session}:`, "#{pane_pid}"], { encoding: "utf8" }).trim())

@@ -1,0 +1,242 @@
+// `cco doctor`: checks what a run needs — node, tmux, git, claude and, given a config directory, the config,
+// credentials (presence only), the repository, PROJECT_DIRECTION.md and disk space — one line each, with the fix.
+import { FileSystem, Path } from "@effect/platform"
+import type { CommandExecutor } from "@effect/platform/CommandExecutor"
+import { Config, Duration, Effect, Either, Option, Schema } from "effect"
+import { statfs } from "node:fs/promises"
+import { type ConfigOverrides, loadConfig, type ResolvedConfig } from "./Config.js"
+import { exec, type ExecResult } from "./Exec.js"
+import { stripCredentials } from "./Worktree.js"
+
+export type CheckLevel = "ok" | "warn" | "fail"
+
+export interface Check {
+  readonly name: string
+  readonly level: CheckLevel
+  readonly detail: string
+  /** What to do about a warn or fail. */
+  readonly fix?: string
+}
+
+export class DoctorFailed extends Schema.TaggedError<DoctorFailed>()("DoctorFailed", {
+  failed: Schema.Array(Schema.String)
+}) {
+  override get message() {
+    return `doctor: ${this.failed.length} check${this.failed.length === 1 ? "" : "s"} failed (${this.failed.join(", ")})`
+  }
+}
+
+export interface DoctorInput {
+  /** With a config directory: also the config, credentials, repository, direction file and disk space. */
+  readonly configDir?: string
+  readonly overrides?: ConfigOverrides
+  /** The same resolution `cco run` uses for claudeCommand (bin.ts: a bare name looked up on PATH). */
+  readonly resolveClaude: (command: string) => string
+  /** The user's Claude login file (~/.claude/.credentials.json) when it exists. */
+  readonly oauthCredentialsFile?: string
+  /** process.versions.node */
+  readonly nodeVersion: string
+  /** How long a network or claude check may take; default 20 s. */
+  readonly timeout?: Duration.DurationInput
+}
+
+export const MIN_NODE_MAJOR = 20
+const MIN_TMUX: readonly [number, number] = [3, 0] // new-session -e
+const MIN_GIT: readonly [number, number] = [2, 17] // git worktree remove
+const LOW_DISK_BYTES = 1024 ** 3
+
+const ok = (name: string, detail: string): Check => ({ name, level: "ok", detail })
+const warn = (name: string, detail: string, fix: string): Check => ({ name, level: "warn", detail, fix })
+const fail = (name: string, detail: string, fix: string): Check => ({ name, level: "fail", detail, fix })
+
+const versionOf = (text: string): readonly [number, number] | undefined => {
+  const m = /(\d+)\.(\d+)/.exec(text)
+  return m === null ? undefined : [Number(m[1]), Number(m[2])]
+}
+const atLeast = (v: readonly [number, number], min: readonly [number, number]) => v[0] > min[0] || (v[0] === min[0] && v[1] >= min[1])
+
+const firstLine = (r: ExecResult) => (r.stderr.trim() || r.stdout.trim()).split("\n")[0] ?? ""
+
+/** Runs `program --version`-style commands; a missing program is `undefined`, a hang is a timeout. */
+const probe = (program: string, args: ReadonlyArray<string>, timeout: Duration.DurationInput, env?: Record<string, string>) =>
+  exec(program, args, env === undefined ? {} : { env }).pipe(
+    Effect.map((r) => Either.right(r) as Either.Either<ExecResult, "missing" | "timeout">),
+    Effect.catchAll(() => Effect.succeed(Either.left("missing" as const))),
+    Effect.timeoutTo({ duration: timeout, onTimeout: () => Either.left("timeout" as const), onSuccess: (r) => r })
+  )
+
+const checkNode = (version: string): Check => {
+  const major = Number(version.replace(/^v/, "").split(".")[0])
+  return major >= MIN_NODE_MAJOR
+    ? ok("node", `v${version.replace(/^v/, "")}`)
+    : fail("node", `v${version.replace(/^v/, "")} is too old`, `install Node.js ${MIN_NODE_MAJOR} or newer`)
+}
+
+const checkTool = (
+  name: string,
+  args: ReadonlyArray<string>,
+  min: readonly [number, number],
+  install: string,
+  timeout: Duration.DurationInput
+) =>
+  probe(name, args, timeout).pipe(Effect.map((r): Check => {
+    if (Either.isLeft(r)) {
+      return r.left === "missing"
+        ? fail(name, `${name} not found on PATH`, install)
+        : fail(name, `${name} ${args.join(" ")} did not answer`, install)
+    }
+    const text = r.right.stdout.trim() || r.right.stderr.trim()
+    if (r.right.exitCode !== 0) return fail(name, `${name} ${args.join(" ")} failed: ${firstLine(r.right)}`, install)
+    const v = versionOf(text)
+    if (v !== undefined && !atLeast(v, min)) return fail(name, `${text} is too old; cco needs ${min.join(".")} or newer`, install)
+    return ok(name, text)
+  }))
+
+const checkClaude = (command: string, resolve: (command: string) => string, timeout: Duration.DurationInput) => {
+  const path = resolve(command)
+  const fix = "install Claude Code (npm install -g @anthropic-ai/claude-code), or point claudeCommand in orchestrator.json or CCO_CLAUDE_PATH at it"
+  return probe(path, ["--version"], timeout).pipe(Effect.map((r): Check => {
+    if (Either.isLeft(r)) {
+      return r.left === "missing"
+        ? fail("claude", path.includes("/") ? `${path} not found` : `${path} not found on PATH`, fix)
+        : fail("claude", `${path} --version did not answer`, fix)
+    }
+    if (r.right.exitCode !== 0) return fail("claude", `${path} --version failed: ${firstLine(r.right)}`, fix)
+    return ok("claude", `${r.right.stdout.trim().split("\n")[0]} (${path})`)
+  }))
+}
+
+const checkCredentials = (config: ResolvedConfig, oauthFile: string | undefined) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const token = yield* Config.option(Config.redacted("CLAUDE_CODE_OAUTH_TOKEN")).pipe(Effect.orElseSucceed(() => Option.none()))
+    const fileThere = oauthFile !== undefined && (yield* fs.exists(oauthFile).pipe(Effect.orElseSucceed(() => false)))
+    const oauth = fileThere ? `Claude login found (${oauthFile})` : Option.isSome(token) ? "CLAUDE_CODE_OAUTH_TOKEN is set" : undefined
+    const keys = config.apiKeys.length
+    const keysText = `${keys} API key${keys === 1 ? "" : "s"} in api-keys.json`
+    const loginFix = "log in once with `claude` (/login), or set CLAUDE_CODE_OAUTH_TOKEN (from `claude setup-token`), or add keys to api-keys.json and use authMode api-keys-first"
+    switch (config.authMode) {
+      case "oauth":
+        if (oauth !== undefined) return ok("credentials", `authMode oauth: ${oauth}${keys > 0 ? `; ${keysText} for rotation` : ""}`)
+        return keys > 0
+          ? warn("credentials", `authMode oauth: no Claude login (~/.claude/.credentials.json) and no CLAUDE_CODE_OAUTH_TOKEN; only ${keysText}`, loginFix)
+          : fail("credentials", "authMode oauth: no Claude login (~/.claude/.credentials.json) and no CLAUDE_CODE_OAUTH_TOKEN", loginFix)
+      case "api-keys-first":
+        if (keys > 0) return ok("credentials", `authMode api-keys-first: ${keysText}${oauth === undefined ? "" : `; ${oauth}`}`)
+        return oauth !== undefined
+          ? warn("credentials", `authMode api-keys-first: no API keys; only ${oauth}`, "add keys to api-keys.json")
+          : fail("credentials", "authMode api-keys-first: no API keys and no Claude login", "add keys to api-keys.json")
+      case "api-keys-only":
+        return keys > 0
+          ? ok("credentials", `authMode api-keys-only: ${keysText}`)
+          : fail("credentials", "authMode api-keys-only: api-keys.json holds no keys", "add at least one key to api-keys.json")
+    }
+  })
+
+const checkRepository = (config: ResolvedConfig, timeout: Duration.DurationInput) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const url = config.repositoryUrl
+    const shown = stripCredentials(url)
+    const env = { GIT_TERMINAL_PROMPT: "0", LC_ALL: "C" }
+    const listed = yield* probe("git", ["ls-remote", "--", url, `refs/heads/${config.branch}`], timeout, env)
+    if (Either.isLeft(listed)) {
+      return [fail("repository", listed.left === "missing" ? "git not found" : `${shown}: no answer within ${Duration.format(timeout)}`,
+        "check the URL and that `git ls-remote` reaches it without a password prompt (credential helper or ssh agent)")]
+    }
+    if (listed.right.exitCode !== 0) {
+      return [fail("repository", `${shown}: ${stripCredentials(firstLine(listed.right))}`,
+        "check repositoryUrl in orchestrator.json and that `git ls-remote` reaches it without a password prompt")]
+    }
+    const head = listed.right.stdout.trim().split(/\s+/)[0]
+    if (head === undefined || head === "") {
+      return [fail("repository", `${shown} is reachable but has no branch ${config.branch}`,
+        `push a ${config.branch} branch, or set "branch" in orchestrator.json to an existing one`)]
+    }
+    const reachable = ok("repository", `${shown}: branch ${config.branch} at ${head.slice(0, 12)}`)
+    if (!path.isAbsolute(url)) return [reachable, ok("direction", "PROJECT_DIRECTION.md: checked at run start (remote repository)")]
+    const gitDir = (yield* fs.exists(path.join(url, ".git")).pipe(Effect.orElseSucceed(() => false))) ? path.join(url, ".git") : url
+    const found = yield* probe("git", ["--git-dir", gitDir, "cat-file", "-e", `refs/heads/${config.branch}:PROJECT_DIRECTION.md`], timeout, env)
+    const present = Either.isRight(found) && found.right.exitCode === 0
+    return [
+      reachable,
+      present
+        ? ok("direction", `PROJECT_DIRECTION.md is on ${config.branch}`)
+        : fail("direction", `PROJECT_DIRECTION.md is missing on branch ${config.branch}`,
+          `commit a PROJECT_DIRECTION.md at the repository root on ${config.branch}: the goals, what done looks like, any constraints`)
+    ]
+  })
+
+const checkDisk = (logDirectory: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    // The log directory may not exist before the first run: measure the nearest folder that does.
+    let dir = logDirectory
+    while (!(yield* fs.exists(dir).pipe(Effect.orElseSucceed(() => false))) && path.dirname(dir) !== dir) dir = path.dirname(dir)
+    const stats = yield* Effect.tryPromise(() => statfs(dir)).pipe(Effect.option)
+    if (Option.isNone(stats)) return warn("disk", `cannot measure free space in ${dir}`, "check that the log directory is readable")
+    const free = stats.value.bavail * stats.value.bsize
+    const text = `${(free / 1024 ** 3).toFixed(1)} GB free in ${dir}`
+    return free < LOW_DISK_BYTES
+      ? warn("disk", text, "free some space or set logDirectory in orchestrator.json elsewhere: each run holds a clone and a worktree per instance")
+      : ok("disk", text)
+  })
+
+/** Every check, in a fixed order; the slow ones run concurrently. */
+export const runChecks = Effect.fn("Doctor.runChecks")(function*(input: DoctorInput) {
+  const timeout = input.timeout ?? Duration.seconds(20)
+  const loaded = input.configDir === undefined
+    ? undefined
+    : yield* loadConfig(input.configDir, input.overrides).pipe(Effect.either)
+  const config = loaded !== undefined && Either.isRight(loaded) ? loaded.right : undefined
+  const claudeCommand = config?.claudeCommand ?? input.overrides?.claudeCommand ?? "claude"
+  const tools: ReadonlyArray<Effect.Effect<ReadonlyArray<Check>, never, CommandExecutor | FileSystem.FileSystem | Path.Path>> = [
+    Effect.succeed([checkNode(input.nodeVersion)]),
+    checkTool("tmux", ["-V"], MIN_TMUX, "install tmux 3.0 or newer (apt-get install tmux, or brew install tmux)", timeout).pipe(Effect.map((c) => [c])),
+    checkTool("git", ["--version"], MIN_GIT, "install git 2.17 or newer (apt-get install git, or brew install git)", timeout).pipe(Effect.map((c) => [c])),
+    checkClaude(claudeCommand, input.resolveClaude, timeout).pipe(Effect.map((c) => [c]))
+  ]
+  const withConfig: ReadonlyArray<Effect.Effect<ReadonlyArray<Check>, never, CommandExecutor | FileSystem.FileSystem | Path.Path>> =
+    loaded === undefined
+      ? []
+      : Either.isLeft(loaded)
+      ? [Effect.succeed([fail("config", loaded.left.summary, "fix the file and field named; `cco validate --config DIR` shows the resolved config")])]
+      : [
+        Effect.succeed([ok("config", `${loaded.right.configDir}: ${loaded.right.workerCount} workers on ${loaded.right.branch}, authMode ${loaded.right.authMode}`)]),
+        checkCredentials(loaded.right, input.oauthCredentialsFile).pipe(Effect.map((c) => [c])),
+        checkRepository(loaded.right, timeout),
+        checkDisk(loaded.right.logDirectory).pipe(Effect.map((c) => [c]))
+      ]
+  const results = yield* Effect.all([...tools, ...withConfig], { concurrency: "unbounded" })
+  return results.flat() as ReadonlyArray<Check>
+})
+
+const LABEL: Record<CheckLevel, string> = { ok: "ok", warn: "warn", fail: "FAIL" }
+
+/** `ok    tmux         tmux 3.3a`, and under each problem `      fix: …`. */
+export const formatChecks = (checks: ReadonlyArray<Check>): string => {
+  const nameWidth = Math.max(...checks.map((c) => c.name.length))
+  const lines = checks.flatMap((c) => [
+    `${LABEL[c.level].padEnd(4)}  ${c.name.padEnd(nameWidth)}  ${c.detail}`,
+    ...(c.fix === undefined ? [] : [`${"".padEnd(4)}  ${"".padEnd(nameWidth)}  fix: ${c.fix}`])
+  ])
+  const failed = checks.filter((c) => c.level === "fail").length
+  const warned = checks.filter((c) => c.level === "warn").length
+  lines.push(
+    "",
+    failed === 0 && warned === 0
+      ? "all checks passed"
+      : `${failed} failed, ${warned} warning${warned === 1 ? "" : "s"}`
+  )
+  return lines.join("\n")
+}
+
+/** Prints the checks; fails with DoctorFailed (exit 1) when any check failed. */
+export const doctor = Effect.fn("Doctor.doctor")(function*(input: DoctorInput, write: (text: string) => Effect.Effect<void>) {
+  const checks = yield* runChecks(input)
+  yield* write(formatChecks(checks))
+  const failed = checks.filter((c) => c.level === "fail").map((c) => c.name)
+  if (failed.length > 0) return yield* new DoctorFailed({ failed })
+})

@@ -1,0 +1,273 @@
+// `cco status`: finds a run folder, reads its state.json, cco.lock and tmux sessions, and shows them as a
+// table or as JSON. The run-folder readers here are shared with `cco cleanup`.
+import { FileSystem, Path } from "@effect/platform"
+import { Clock, Duration, Effect, Option, Schedule, Schema } from "effect"
+import { type InstanceState, decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
+import * as Tmux from "./Tmux.js"
+
+export class RunFolderNotFound extends Schema.TaggedError<RunFolderNotFound>()("RunFolderNotFound", {
+  path: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return this.path === "" ? this.reason : `${this.path}: ${this.reason}`
+  }
+}
+
+export class RunStateUnreadable extends Schema.TaggedError<RunStateUnreadable>()("RunStateUnreadable", {
+  folder: Schema.String,
+  reason: Schema.String
+}) {
+  override get message() {
+    return `${this.folder}/${STATE_FILE}: ${this.reason}`
+  }
+}
+
+/** The `latest` link that createRunFolder keeps in the log directory. */
+export const LATEST_LINK = "latest"
+
+/** What cco.lock says about the run's orchestrator. */
+export type LockInfo =
+  | { readonly _tag: "NoLock" }
+  | { readonly _tag: "Lock"; readonly pid: number | undefined; readonly alive: boolean }
+
+/** Whether a process with this pid exists. EPERM means it exists but belongs to someone else: alive. */
+export const pidAlive = (pid: number): Effect.Effect<boolean> =>
+  Effect.sync(() => {
+    // 0 and negative pids address process groups, never one orchestrator.
+    if (!Number.isSafeInteger(pid) || pid <= 0) return false
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === "EPERM"
+    }
+  })
+
+export const readLock = Effect.fn("Status.readLock")(function*(folder: string) {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const text = yield* fs.readFileString(path.join(folder, LOCK_FILE)).pipe(Effect.option)
+  if (Option.isNone(text)) return { _tag: "NoLock" } as LockInfo
+  const trimmed = text.value.trim()
+  const pid = /^\d+$/.test(trimmed) ? Number(trimmed) : undefined
+  const alive = pid === undefined ? false : yield* pidAlive(pid)
+  return { _tag: "Lock", pid, alive } as LockInfo
+})
+
+export const isRunFolder = Effect.fn("Status.isRunFolder")(function*(dir: string) {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  for (const marker of [STATE_FILE, LOCK_FILE, "combined.log"]) {
+    if (yield* fs.exists(path.join(dir, marker)).pipe(Effect.orElseSucceed(() => false))) return true
+  }
+  return false
+})
+
+/**
+ * A run folder from what the user named: the folder itself, or a log directory whose `latest` link is followed.
+ */
+export const locateRunFolder = Effect.fn("Status.locateRunFolder")(function*(target: string) {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const dir = path.resolve(target)
+  const info = yield* fs.stat(dir).pipe(Effect.option)
+  if (Option.isNone(info) || info.value.type !== "Directory") {
+    return yield* new RunFolderNotFound({ path: dir, reason: "no such directory" })
+  }
+  if (yield* isRunFolder(dir)) return yield* fs.realPath(dir).pipe(Effect.orElseSucceed(() => dir))
+  const latest = path.join(dir, LATEST_LINK)
+  const linked = yield* fs.realPath(latest).pipe(Effect.option)
+  if (Option.isSome(linked)) return linked.value
+  const dangling = yield* fs.readLink(latest).pipe(Effect.option)
+  return yield* new RunFolderNotFound({
+    path: dir,
+    reason: Option.isSome(dangling)
+      ? `the ${LATEST_LINK} link points to ${dangling.value}, which is gone`
+      : `not a run folder (no ${STATE_FILE}) and no ${LATEST_LINK} run in it; start one with cco run --config DIR`
+  })
+})
+
+export const readRunState = Effect.fn("Status.readRunState")(function*(folder: string) {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const file = path.join(folder, STATE_FILE)
+  const text = yield* fs.readFileString(file).pipe(
+    Effect.mapError((e) =>
+      new RunStateUnreadable({
+        folder,
+        reason: e._tag === "SystemError" && e.reason === "NotFound"
+          ? "missing: the run stopped before its instances were set up; see combined.log there"
+          : `cannot be read (${e.message})`
+      })
+    )
+  )
+  return yield* decodeRunState(text).pipe(
+    Effect.mapError((e) =>
+      new RunStateUnreadable({ folder, reason: `corrupt: ${e.message.split("\n").slice(0, 4).join(" ").replace(/\s+/g, " ")}` })
+    )
+  )
+})
+
+/** Names of the sessions on a tmux server that start with `prefix`; undefined when tmux cannot be asked. */
+export const sessionsOn = (socket: string, prefix: string) =>
+  Tmux.makeLive(socket).pipe(
+    Effect.flatMap((tmux) => tmux.listSessions(prefix)),
+    Effect.map((names): ReadonlySet<string> | undefined => new Set(names)),
+    Effect.orElseSucceed((): ReadonlySet<string> | undefined => undefined)
+  )
+
+/** A run as seen at one moment. */
+export interface RunSnapshot {
+  readonly folder: string
+  readonly state: RunState
+  readonly lock: LockInfo
+  /** Sessions of this run that exist on its tmux server; undefined when tmux could not be asked. */
+  readonly sessions: ReadonlySet<string> | undefined
+  readonly takenAt: number
+}
+
+export const snapshot = Effect.fn("Status.snapshot")(function*(folder: string) {
+  const state = yield* readRunState(folder)
+  const [lock, sessions, takenAt] = yield* Effect.all(
+    [readLock(folder), sessionsOn(state.tmuxSocket, `cco-${state.runId}-`), Clock.currentTimeMillis],
+    { concurrency: "unbounded" }
+  )
+  return { folder, state, lock, sessions, takenAt } satisfies RunSnapshot
+})
+
+const aliveOf = (s: RunSnapshot) => s.lock._tag === "Lock" && s.lock.alive
+
+const secondsBetween = (from: string, to: number) => {
+  const t = Date.parse(from)
+  return Number.isNaN(t) ? undefined : Math.floor((to - t) / 1000)
+}
+
+const timeLeftOf = (s: RunSnapshot) => {
+  if (s.state.endedAt !== undefined) return undefined
+  const since = secondsBetween(s.state.deadline, s.takenAt)
+  return since === undefined ? undefined : Math.max(0, -since)
+}
+
+const sessionAliveOf = (s: RunSnapshot, i: InstanceState) => s.sessions === undefined ? null : s.sessions.has(i.session)
+
+/** The `--json` document: the decoded state plus what status computes. */
+export const statusJson = (s: RunSnapshot) => ({
+  ...s.state,
+  instances: s.state.instances.map((i) => ({
+    ...i,
+    sessionAlive: sessionAliveOf(s, i),
+    secondsSinceLastEvent: secondsBetween(i.lastEventAt, s.takenAt) ?? null
+  })),
+  folder: s.folder,
+  alive: aliveOf(s),
+  lockPid: s.lock._tag === "Lock" ? s.lock.pid ?? null : null,
+  timeLeftSeconds: timeLeftOf(s) ?? null,
+  sessionsAlive: s.sessions === undefined ? null : s.state.instances.filter((i) => s.sessions!.has(i.session)).length,
+  takenAt: new Date(s.takenAt).toISOString()
+})
+
+/** `42s`, `12m05s`, `3h07m`. */
+export const formatDuration = (seconds: number): string => {
+  const s = Math.max(0, Math.floor(seconds))
+  if (s < 60) return `${s}s`
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`
+}
+
+const pad = (n: number) => String(n).padStart(2, "0")
+const localTime = (iso: string) => {
+  const d = new Date(iso)
+  if (Number.isNaN(d.getTime())) return iso
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+}
+const dollars = (n: number) => `$${n.toFixed(2)}`
+const clip = (text: string, width: number) => text.length <= width ? text : `${text.slice(0, width - 1)}…`
+
+const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
+  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)))
+  return [header, ...rows].map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd()).join("\n")
+}
+
+/** The human view: run totals, then one row per instance. */
+export const renderStatus = (s: RunSnapshot): string => {
+  const { state } = s
+  const alive = aliveOf(s)
+  const orchestrator = s.lock._tag === "NoLock"
+    ? state.endedAt === undefined ? `not running (no ${LOCK_FILE}; it stopped without finishing)` : "not running"
+    : s.lock.alive
+    ? `alive (pid ${s.lock.pid})`
+    : `not running (${s.lock.pid === undefined ? "unreadable" : `pid ${s.lock.pid} is gone,`} stale ${LOCK_FILE}; run cco cleanup)`
+  const started = secondsBetween(state.startedAt, s.takenAt)
+  const left = timeLeftOf(s)
+  const ending = state.endedAt !== undefined
+    ? ["ended", `${localTime(state.endedAt)}${state.endReason === undefined ? "" : ` (${state.endReason})`}`]
+    : alive
+    ? ["time left", left === undefined ? "unknown" : `${formatDuration(left)} (deadline ${localTime(state.deadline)})`]
+    : ["ended", "unknown: the orchestrator is gone and recorded no end"]
+  const upCount = s.sessions === undefined ? undefined : state.instances.filter((i) => s.sessions!.has(i.session)).length
+  const totals: Array<[string, string]> = [
+    ["run", `${state.runId}  ${s.folder}`],
+    ["orchestrator", orchestrator],
+    ["target branch", state.targetBranch],
+    ["started", `${localTime(state.startedAt)}${started === undefined ? "" : ` (${formatDuration(started)} ago)`}`],
+    [ending[0]!, ending[1]!],
+    ["merges", String(state.merges.length)],
+    ...(state.costUsd === undefined ? [] : [["cost", dollars(state.costUsd)] as [string, string]]),
+    [
+      "sessions",
+      upCount === undefined
+        ? `unknown (tmux -L ${state.tmuxSocket} could not be asked)`
+        : `${upCount} of ${state.instances.length} up on tmux -L ${state.tmuxSocket}`
+    ]
+  ]
+  const labelWidth = Math.max(...totals.map(([k]) => k.length))
+  const withCost = state.instances.some((i) => i.costUsd !== undefined)
+  const header = ["NAME", "ROLE", "BRANCH", "STATE", "SESSION", "CREDENTIAL", "TASK", "LAST EVENT", "RESTARTS", ...(withCost ? ["COST"] : [])]
+  const rows = state.instances.map((i) => {
+    const since = secondsBetween(i.lastEventAt, s.takenAt)
+    const up = sessionAliveOf(s, i)
+    return [
+      i.name,
+      i.role,
+      i.branch,
+      i.status,
+      up === null ? "?" : up ? "up" : "gone",
+      i.credential === "" ? "-" : i.credential,
+      clip(i.currentTask ?? "-", 50),
+      since === undefined ? "-" : `${formatDuration(since)} ago`,
+      String(i.restarts),
+      ...(withCost ? [i.costUsd === undefined ? "-" : dollars(i.costUsd)] : [])
+    ]
+  })
+  return [
+    ...totals.map(([k, v]) => `${k.padEnd(labelWidth)}  ${v}`),
+    "",
+    table(header, rows)
+  ].join("\n")
+}
+
+export interface StatusOptions {
+  /** A run folder, or a log directory whose `latest` run is shown. */
+  readonly target: string
+  readonly json: boolean
+  readonly watch: boolean
+  readonly write: (text: string) => Effect.Effect<void>
+}
+
+// Home, clear screen: each refresh replaces the last one.
+const CLEAR = "\x1b[H\x1b[2J"
+
+/** Shows a run once, or every 2 s until interrupted (`watch`). */
+export const status = Effect.fn("Status.status")(function*(options: StatusOptions) {
+  const folder = yield* locateRunFolder(options.target)
+  const once = snapshot(folder).pipe(
+    Effect.flatMap((s) =>
+      options.json
+        ? options.write(JSON.stringify(statusJson(s), null, options.watch ? undefined : 2))
+        : options.write(options.watch ? `${CLEAR}${renderStatus(s)}\n\n(refreshing every 2 s; Ctrl-C to stop)` : renderStatus(s))
+    )
+  )
+  if (!options.watch) return yield* once
+  return yield* once.pipe(Effect.repeat(Schedule.spaced(Duration.seconds(2))), Effect.asVoid)
+})

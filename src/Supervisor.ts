@@ -1,0 +1,147 @@
+// Health decisions for one instance: crashed, stuck while busy, idle with work pending, or held by a dialog,
+// and the escalation ladder (nudge → interrupt → restart), restart bounds and the run deadline.
+// The decisions are pure: the orchestrator observes and acts.
+import { Duration, Effect } from "effect"
+
+export interface Thresholds {
+  readonly stuckAfterMs: number
+  readonly idleAfterMs: number
+  readonly escalationIntervalMs: number
+  /** A launched instance that has not fired SessionStart by then is restarted. */
+  readonly startupTimeoutMs: number
+}
+
+export interface Observation {
+  readonly now: number
+  readonly sessionAlive: boolean
+  readonly status: string
+  readonly lastEventAt: number
+  /** The last sign of real work (a tool finished, a turn ended, a session started); resets the ladder. */
+  readonly progressAt: number
+  /** What this instance still owes (an unreported task, reports to merge); undefined when it may rest. */
+  readonly pendingWork: string | undefined
+  /** A dialog or question on screen that swallows input (see BLOCKING_SCREENS). */
+  readonly blockingScreen: BlockingScreen | undefined
+}
+
+export interface Ladder {
+  /** 0: all well; 1: nudged; 2: interrupted. */
+  readonly step: number
+  readonly lastActionAt: number
+  /** The last progress seen; newer progress resets the ladder. */
+  readonly progressAt: number
+}
+
+export const initialLadder = (now: number): Ladder => ({ step: 0, lastActionAt: 0, progressAt: now })
+
+export type Action =
+  | { readonly _tag: "None" }
+  | { readonly _tag: "Restart"; readonly reason: string }
+  | { readonly _tag: "Nudge"; readonly reason: string; readonly message: string }
+  | { readonly _tag: "Interrupt"; readonly reason: string; readonly message: string }
+  | { readonly _tag: "Dismiss"; readonly reason: string; readonly keys: ReadonlyArray<string> }
+
+export interface BlockingScreen {
+  readonly name: string
+  readonly pattern: RegExp
+  readonly keys: ReadonlyArray<string>
+  /** The credential is unusable (a login prompt): rotate rather than dismiss. */
+  readonly authProblem?: boolean
+}
+
+/** Screens of the claude CLI that wait for a person. Matched against the bottom of the pane only. */
+export const BLOCKING_SCREENS: ReadonlyArray<BlockingScreen> = [
+  { name: "rate-limit menu", pattern: /What do you want to do\?[\s\S]*Stop and wait for limit to reset/, keys: ["Escape"] },
+  { name: "permission prompt", pattern: /Do you want to (proceed|make this edit|create)[^\n]*\?[\s\S]*❯\s*1\. Yes/, keys: ["Escape"] },
+  { name: "folder trust dialog", pattern: /Do you trust the files in this folder\?|Is this a project you created or one you trust/, keys: ["Enter"] },
+  { name: "API key question", pattern: /Do you want to use this API key\?/, keys: ["Escape"] },
+  { name: "login prompt", pattern: /Select login method|Please run \/login|OAuth token has expired/, keys: ["Escape"], authProblem: true },
+  { name: "bypass-permissions warning", pattern: /Bypass Permissions mode[\s\S]*Yes, I accept/, keys: ["Down", "Enter"] }
+]
+
+export const detectBlockingScreen = (screen: string): BlockingScreen | undefined => {
+  // Only the last lines: a dialog sits at the bottom, while the scrollback may quote anything.
+  const bottom = screen.trimEnd().split("\n").slice(-25).join("\n")
+  return BLOCKING_SCREENS.find((s) => s.pattern.test(bottom))
+}
+
+const minutes = (ms: number) => {
+  const m = Math.round(ms / 60_000)
+  return m >= 1 ? `${m} minute${m === 1 ? "" : "s"}` : `${Math.round(ms / 1000)} seconds`
+}
+
+const none: Action = { _tag: "None" }
+
+/** One health check: what to do now, and the ladder afterwards. */
+export const decide = (obs: Observation, ladder: Ladder, t: Thresholds): { readonly action: Action; readonly ladder: Ladder } => {
+  const { now } = obs
+  if (!obs.sessionAlive) {
+    return { action: { _tag: "Restart", reason: "crashed: its tmux session or claude process is gone" }, ladder: initialLadder(now) }
+  }
+  if (obs.status === "stopped" || obs.status === "rate-limited") return { action: none, ladder }
+  if (obs.status === "starting") {
+    return now - obs.lastEventAt > t.startupTimeoutMs
+      ? { action: { _tag: "Restart", reason: `did not start within ${minutes(t.startupTimeoutMs)}` }, ladder: initialLadder(now) }
+      : { action: none, ladder }
+  }
+  // Only real work resets the ladder: a prompt submitted because of a nudge is not progress.
+  const fresh = obs.progressAt > ladder.progressAt ? initialLadder(obs.progressAt) : ladder
+  const quiet = now - obs.lastEventAt
+
+  if (obs.blockingScreen !== undefined) {
+    // A dialog that survives being dismissed twice is cured by a restart.
+    if (fresh.step >= 2 && now - fresh.lastActionAt >= t.escalationIntervalMs) {
+      return { action: { _tag: "Restart", reason: `${obs.blockingScreen.name} would not go away` }, ladder: initialLadder(now) }
+    }
+    if (fresh.step >= 1 && now - fresh.lastActionAt < t.escalationIntervalMs) return { action: none, ladder: fresh }
+    return {
+      action: { _tag: "Dismiss", reason: `${obs.blockingScreen.name} on screen`, keys: obs.blockingScreen.keys },
+      ladder: { ...fresh, step: fresh.step + 1, lastActionAt: now }
+    }
+  }
+
+  let problem: { readonly reason: string; readonly nudge: string; readonly interrupt: string } | undefined
+  if (obs.status === "busy" && quiet > t.stuckAfterMs) {
+    problem = {
+      reason: `stuck: busy with no progress for ${minutes(quiet)}`,
+      nudge: `[cco] cco has seen no progress from you for ${minutes(quiet)}. If a command hangs, stop it and try a smaller step; if you are blocked, say what blocks you with cco team message; otherwise finish and report with cco team done.`,
+      interrupt: `[cco] cco interrupted you: no progress for ${minutes(quiet)}. Continue your work in smaller steps (no long-running or interactive commands), commit, and report with cco team done.`
+    }
+  } else if ((obs.status === "idle" || obs.status === "error") && obs.pendingWork !== undefined && quiet > t.idleAfterMs) {
+    problem = {
+      reason: `idle for ${minutes(quiet)} with ${obs.pendingWork}`,
+      nudge: `[cco] You have been idle for ${minutes(quiet)}, but ${obs.pendingWork}. Continue now; if you are blocked, say what blocks you with cco team message.`,
+      interrupt: `[cco] Still idle with ${obs.pendingWork}. Continue now.`
+    }
+  }
+  if (problem === undefined) return { action: none, ladder: fresh }
+  if (fresh.step === 0) {
+    return { action: { _tag: "Nudge", reason: problem.reason, message: problem.nudge }, ladder: { ...fresh, step: 1, lastActionAt: now } }
+  }
+  if (now - fresh.lastActionAt < t.escalationIntervalMs) return { action: none, ladder: fresh }
+  if (fresh.step === 1) {
+    return { action: { _tag: "Interrupt", reason: problem.reason, message: problem.interrupt }, ladder: { ...fresh, step: 2, lastActionAt: now } }
+  }
+  return { action: { _tag: "Restart", reason: problem.reason }, ladder: initialLadder(now) }
+}
+
+/** At most `max` restarts within `windowMs`: returns the kept history and whether one more is allowed. */
+export const allowRestart = (history: ReadonlyArray<number>, now: number, max: number, windowMs: number) => {
+  const recent = history.filter((t) => now - t < windowMs)
+  return { allowed: recent.length < max, history: recent.length < max ? [...recent, now] : recent }
+}
+
+/** How long before the run's time limit instances are told to commit and report: 10 % of the run, 1–5 minutes (at most half a short run). */
+export const warningLead = (durationMs: number) => Math.min(5 * 60_000, Math.max(60_000, durationMs / 10), durationMs / 2)
+
+/**
+ * Sleeps until shortly before the time limit, runs `onWarn`, then sleeps until the limit and completes.
+ * Runs on the Clock, so tests drive it with TestClock.
+ */
+export const watchDeadline = <E, R>(durationMs: number, onWarn: Effect.Effect<void, E, R>): Effect.Effect<void, E, R> => {
+  const lead = warningLead(durationMs)
+  return Effect.sleep(Duration.millis(durationMs - lead)).pipe(
+    Effect.zipRight(onWarn),
+    Effect.zipRight(Effect.sleep(Duration.millis(lead)))
+  )
+}

@@ -1,0 +1,111 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, Ref, TestClock } from "effect"
+import * as S from "../src/Supervisor.js"
+
+const t: S.Thresholds = { stuckAfterMs: 600_000, idleAfterMs: 300_000, escalationIntervalMs: 120_000, startupTimeoutMs: 120_000 }
+const base: S.Observation = { now: 0, sessionAlive: true, status: "busy", lastEventAt: 0, progressAt: 0, pendingWork: "task #1 is not reported done", blockingScreen: undefined }
+
+/**
+ * Runs health checks every `step` ms from `from` to `to` with no progress (a restart counts as a fresh start,
+ * as the orchestrator records it); returns the actions taken, with times.
+ */
+const simulate = (start: Omit<S.Observation, "now">, from: number, to: number, step = 15_000) => {
+  let obs = start
+  let ladder = S.initialLadder(obs.lastEventAt)
+  const actions: Array<string> = []
+  for (let now = from; now <= to; now += step) {
+    const r = S.decide({ ...obs, now }, ladder, t)
+    ladder = r.ladder
+    if (r.action._tag === "Restart") obs = { ...obs, lastEventAt: now, progressAt: now }
+    if (r.action._tag !== "None") actions.push(`${r.action._tag}@${now / 1000}`)
+  }
+  return actions
+}
+
+describe("Supervisor escalation ladder", () => {
+  it("a busy instance with no progress is nudged after stuckAfter, interrupted, then restarted, an interval apart", () => {
+    expect(simulate(base, 0, 900_000)).toEqual(["Nudge@615", "Interrupt@735", "Restart@855"])
+  })
+
+  it("progress resets the ladder", () => {
+    let ladder = S.initialLadder(0)
+    const at = (now: number, lastEventAt: number) => {
+      const r = S.decide({ ...base, now, lastEventAt, progressAt: lastEventAt }, ladder, t)
+      ladder = r.ladder
+      return r.action._tag
+    }
+    expect(at(601_000, 0)).toBe("Nudge")
+    expect(at(650_000, 640_000)).toBe("None") // a tool ran: well again
+    expect(ladder.step).toBe(0)
+    expect(at(1_241_000, 640_000)).toBe("Nudge") // stuck again later: starts from the first step
+  })
+
+  it("a prompt submitted after a nudge is not progress: the ladder goes on to a restart", () => {
+    let ladder = S.initialLadder(0)
+    const step = (now: number, lastEventAt: number) => {
+      const r = S.decide({ ...base, now, lastEventAt, progressAt: 0 }, ladder, t)
+      ladder = r.ladder
+      return r.action._tag
+    }
+    expect(step(601_000, 0)).toBe("Nudge")
+    expect(step(721_000, 0)).toBe("Interrupt")
+    expect(step(722_000, 721_500)).toBe("None") // the interrupt message was submitted: busy again
+    expect(step(1_322_000, 721_500)).toBe("Restart") // and stuck again: the next step, not a new nudge
+  })
+
+  it("an idle instance that owes work is nudged; one that owes nothing is left alone", () => {
+    expect(simulate({ ...base, status: "idle" }, 0, 600_000)).toEqual(["Nudge@315", "Interrupt@435", "Restart@555"])
+    expect(simulate({ ...base, status: "idle", pendingWork: undefined }, 0, 3_600_000)).toEqual([])
+  })
+
+  it("a crashed instance is restarted at once; a slow start is restarted after the start-up timeout", () => {
+    expect(S.decide({ ...base, now: 1000, sessionAlive: false }, S.initialLadder(0), t).action._tag).toBe("Restart")
+    expect(simulate({ ...base, status: "starting" }, 0, 200_000)).toEqual(["Restart@135"])
+  })
+
+  it("a blocking dialog is dismissed, and a dialog that stays is cured by a restart", () => {
+    const screen = S.detectBlockingScreen("…\n What do you want to do?\n ❯ 1. Stop and wait for limit to reset\n   2. Request more\n Enter to confirm · Esc to cancel")
+    expect(screen?.name).toBe("rate-limit menu")
+    const actions = simulate({ ...base, status: "idle", lastEventAt: 0, blockingScreen: screen }, 15_000, 260_000)
+    expect(actions).toEqual(["Dismiss@15", "Dismiss@135", "Restart@255"])
+  })
+
+  it("detects dialogs only at the bottom of the screen, not in scrollback an agent printed", () => {
+    const quoted = ["Do you want to use this API key?", ...Array.from({ length: 40 }, (_, i) => `line ${i}`), "❯ "].join("\n")
+    expect(S.detectBlockingScreen(quoted)).toBeUndefined()
+    expect(S.detectBlockingScreen("x\nSelect login method:\n❯ 1. Claude account")?.authProblem).toBe(true)
+  })
+
+  it("bounds restarts within a window", () => {
+    let history: ReadonlyArray<number> = []
+    const tries = [0, 10, 20, 30, 40, 50].map((s) => {
+      const r = S.allowRestart(history, s * 1000, 5, 600_000)
+      history = r.history
+      return r.allowed
+    })
+    expect(tries).toEqual([true, true, true, true, true, false])
+    expect(S.allowRestart(history, 601_000, 5, 600_000).allowed).toBe(true)
+  })
+})
+
+describe("run deadline", () => {
+  it.effect("warns shortly before the limit and ends at the limit (TestClock)", () =>
+    Effect.gen(function*() {
+      const warned = yield* Ref.make<number | undefined>(undefined)
+      const fiber = yield* Effect.fork(S.watchDeadline(60 * 60_000, Effect.flatMap(Effect.clockWith((c) => c.currentTimeMillis), (n) => Ref.set(warned, n))))
+      yield* TestClock.adjust("54 minutes")
+      expect(yield* Ref.get(warned)).toBeUndefined()
+      yield* TestClock.adjust("1 minute")
+      expect(yield* Ref.get(warned)).toBe(55 * 60_000)
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust("5 minutes")
+      yield* Fiber.join(fiber)
+    }))
+
+  it("the warning lead is 10 % of the run, between one and five minutes", () => {
+    expect(S.warningLead(120 * 60_000)).toBe(5 * 60_000)
+    expect(S.warningLead(20 * 60_000)).toBe(2 * 60_000)
+    expect(S.warningLead(3 * 60_000)).toBe(60_000)
+    expect(S.warningLead(60_000)).toBe(30_000)
+  })
+})

@@ -1,0 +1,104 @@
+// The supervisor with the fake agent: crash recovery, the stuck ladder, the run's time limit, and Ctrl-C.
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber } from "effect"
+import { spawn } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
+import * as path from "node:path"
+import { startMockModel } from "../src/MockModel.js"
+import { teamScript } from "../src/TeamScript.js"
+import { fakeClaudeBin, fileOn, filesOn, latestRun, makeFixture, panePid, projectRoot, readLog, runFixture } from "./harness.js"
+import { waitFor } from "./support.js"
+
+const fast = { healthCheckIntervalSeconds: 1, stuckAfterSeconds: 3, idleAfterSeconds: 5, escalationIntervalSeconds: 2 }
+
+describe("supervisor with the fake agent", () => {
+  it.scopedLive("kill -9 of a worker mid-task: restarted with --continue, its uncommitted file kept, its work lands", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 300 })
+      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: fast })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const run = yield* Effect.fork(runFixture(fixture, fakeClaudeBin))
+      // The worker has written its file (first tool call) but not committed it yet.
+      const folder = yield* waitFor("worker-1's first tool call", Effect.sync(() => {
+        const log = readLog(latestRun(fixture))
+        return log.some((l) => l.instance === "worker-1" && l.hook === "PostToolUse") ? log : undefined
+      }), 60_000, 20)
+      const runId = String(folder[0]!.runId)
+      const worktree = path.join(latestRun(fixture), "worktrees", "worker-1")
+      expect(existsSync(path.join(worktree, "src/em-1/worker-1.js"))).toBe(true)
+      const pid = panePid(fixture, `cco-${runId}-worker-1`)
+      process.kill(pid, "SIGKILL")
+
+      const summary = yield* Fiber.join(run)
+      expect(summary.reason).toBe("project-done")
+      const log = readLog(summary.runFolder)
+      expect(log.some((l) => l.event === "instance.restarting" && l.instance === "worker-1" && String(l.reason).startsWith("crashed"))).toBe(true)
+      expect(log.some((l) => l.event === "instance.launched" && l.instance === "worker-1" && l.resume === true)).toBe(true)
+      expect(summary.instances.find((i) => i.name === "worker-1")?.restarts).toBe(1)
+      // The file written before the crash survived the restart and landed.
+      expect(fileOn(fixture.bare, "main", "src/em-1/worker-1.js")).toContain("written by worker-1")
+    }), { timeout: 120_000 })
+
+  it.scopedLive("a hung worker is nudged, interrupted, then restarted, and its work still lands", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript({ hangUntilRestart: ["worker-1"] }) })
+      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: fast })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("project-done")
+      const steps = readLog(summary.runFolder)
+        .filter((l) => l.instance === "worker-1" && ["supervisor.nudge", "supervisor.interrupt", "instance.restarting"].includes(String(l.event)))
+        .map((l) => String(l.event))
+      // The ladder in order; after the restart the supervisor may still nudge an idle worker along.
+      expect(steps.slice(0, 3)).toEqual(["supervisor.nudge", "supervisor.interrupt", "instance.restarting"])
+      expect(filesOn(fixture.bare, "main")).toContain("src/em-1/worker-1.js")
+    }), { timeout: 120_000 })
+
+  it.scopedLive("at maxRunDurationMinutes the run winds down: reported work merged where clean, sessions stopped", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript({ idleLeads: ["em-1"] }) })
+      const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url, maxRunDurationMinutes: 0.25, extra: fast })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("time-limit")
+      const log = readLog(summary.runFolder)
+      expect(log.some((l) => l.event === "run.time-warning")).toBe(true)
+      expect(log.find((l) => l.event === "run.ending")?.reason).toBe("time-limit")
+      // The EM never merged; cco merged both reported tasks into the target branch at the end.
+      const files = filesOn(fixture.bare, "main")
+      expect(files).toContain("src/em-1/worker-1.js")
+      expect(files).toContain("src/em-1/worker-2.js")
+      const state = JSON.parse(readFileSync(path.join(summary.runFolder, "state.json"), "utf8")) as { endReason: string }
+      expect(state.endReason).toBe("time-limit")
+      expect(existsSync(path.join(summary.runFolder, "cco.lock"))).toBe(false)
+    }), { timeout: 120_000 })
+
+  it.scopedLive("Ctrl-C (SIGINT) to cco run: graceful wind-down, state written, exit code 130", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript({ hangUntilRestart: ["worker-1"] }) })
+      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: { ...fast, stuckAfterSeconds: 600 } })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const child = spawn(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "run", "--config", fixture.configDir], {
+        env: { ...process.env, CCO_CLAUDE_PATH: fakeClaudeBin, CLAUDE_CODE_MAX_RETRIES: "0" },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
+      let output = ""
+      child.stdout.on("data", (d) => (output += d))
+      child.stderr.on("data", (d) => (output += d))
+      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL")))
+      yield* waitFor("worker-1 busy", Effect.sync(() =>
+        readLog(latestRun(fixture)).some((l) => l.instance === "worker-1" && l.hook === "UserPromptSubmit") ? true : undefined), 60_000)
+      child.kill("SIGINT")
+      const code = yield* Effect.promise(() => exited)
+      expect(code).toBe(130)
+      const state = JSON.parse(readFileSync(path.join(latestRun(fixture), "state.json"), "utf8")) as { endReason: string }
+      expect(state.endReason).toBe("interrupted")
+      const log = readLog(latestRun(fixture))
+      expect(log.some((l) => l.event === "run.interrupted")).toBe(true)
+      expect(log.find((l) => l.event === "run.ending")?.reason).toBe("interrupted")
+      // Sessions stopped; worktrees kept for inspection.
+      expect(existsSync(path.join(latestRun(fixture), "worktrees", "worker-1"))).toBe(true)
+      expect(output).not.toContain("internal error")
+    }), { timeout: 120_000 })
+})
