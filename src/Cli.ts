@@ -46,7 +46,7 @@ export const runCommand = (config: ResolvedConfig, env: RunEnvironment): Effect.
   }).pipe(
     Effect.tap((summary) => Effect.sync(() => env.write(formatSummary(summary)))),
     Effect.flatMap((summary) =>
-      summary.reason === "project-done" || summary.reason === "time-limit"
+      summary.reason === "project-done" || summary.reason === "time-limit" || summary.reason === "cost-limit"
         ? Effect.void
         : Effect.fail(new Orchestrator.RunError({ reason: summary.reason, message: `the run ended: ${summary.reason}` })))
   )

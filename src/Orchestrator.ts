@@ -7,6 +7,7 @@ import { Deferred, Duration, Effect, FiberMap, Layer, Option, Ref, Schedule, Sch
 import * as AgentModule from "./Agent.js"
 import { Agent, type Credential } from "./Agent.js"
 import * as ClaudeCode from "./ClaudeCode.js"
+import * as Costs from "./Costs.js"
 import type { ResolvedConfig } from "./Config.js"
 import * as EventsModule from "./Events.js"
 import { Events, type HookEvent, type TeamReply, type TeamRequest } from "./Events.js"
@@ -25,7 +26,7 @@ export class RunError extends Schema.TaggedError<RunError>()("RunError", {
   message: Schema.String
 }) {}
 
-export type EndReason = "project-done" | "time-limit" | "interrupted" | "failed"
+export type EndReason = "project-done" | "time-limit" | "cost-limit" | "interrupted" | "failed"
 
 export interface RunOptions {
   /** Absolute path of the claude executable (resolved at the edge). */
@@ -65,6 +66,8 @@ export interface RunSummary {
   readonly durationMs: number
   readonly instances: ReadonlyArray<InstanceSummary>
   readonly tmuxSocket: string
+  /** Tokens and dollars per instance, role and credential, from the instances' transcripts. */
+  readonly costs: Costs.CostSnapshot
 }
 
 type Status = "starting" | "idle" | "busy" | "rate-limited" | "error" | "stopped"
@@ -265,7 +268,10 @@ const orchestrate = (
     const get = (name: string) => Effect.map(Ref.get(instances), (m) => m.get(name)!)
 
     const ended = yield* Ref.make<{ readonly at: string; readonly reason: EndReason } | undefined>(undefined)
+    const costTracker = yield* Costs.makeCostTracker(specs.map((spec) => ({ name: spec.name, role: spec.role, configDir: agent.configDir(spec.name) })))
     const writeState = Effect.gen(function*() {
+      const costs = yield* costTracker.snapshot
+      const costOf = new Map(costs.instances.map((c) => [c.name, c.usd]))
       const all = yield* Ref.get(instances)
       const b = yield* Ref.get(board)
       const end = yield* Ref.get(ended)
@@ -294,11 +300,13 @@ const orchestrate = (
             restarts: i.restarts,
             credential: i.credential,
             lastEventAt: new Date(i.lastEventAt).toISOString(),
+            costUsd: costOf.get(i.spec.name) ?? 0,
             ...(task === undefined ? {} : { currentTask: `#${task.id} ${task.status}: ${task.text.split("\n")[0]!.slice(0, 120)}` })
           }
         }),
         board: b,
-        merges: yield* Ref.get(merges)
+        merges: yield* Ref.get(merges),
+        costUsd: costs.total.usd
       }
       yield* runLog.writeState(state)
     })
@@ -615,7 +623,8 @@ const orchestrate = (
       : { name: "oauth", env: {} }
     yield* Effect.forEach(specs, (spec) =>
       agent.launch({ instance: spec.name, worktree: worktrees.get(spec.name)!, credential, continueSession: false }).pipe(
-        Effect.tap((generation) => update(spec.name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: Date.now() })))
+        Effect.tap((generation) => update(spec.name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: Date.now() }))),
+        Effect.tap(() => costTracker.setCredential(spec.name, credential.name))
       ), { concurrency: 4, discard: true })
     yield* writeState
     yield* send(top.name, rolePrompt(top, direction), { role: true })
@@ -729,6 +738,48 @@ const orchestrate = (
       )
     }
 
+    // --- costs: transcripts read incrementally; limits warn at 80 % and end the run at 100 %
+    const warned = new Set<string>()
+    const limits: Costs.CostLimits = {
+      ...(config.maxCostUsd === undefined ? {} : { maxCostUsd: config.maxCostUsd }),
+      ...(config.maxCostUsdPerInstance === undefined ? {} : { maxCostUsdPerInstance: config.maxCostUsdPerInstance }),
+      ...(config.maxTokens === undefined ? {} : { maxTokens: config.maxTokens })
+    }
+    const pollCosts = Effect.gen(function*() {
+      const snapshot = yield* costTracker.poll
+      for (const model of snapshot.newUnknownModels) {
+        yield* runLog.log("cost.unknown-model", { model, pricedAs: Costs.UNKNOWN_MODEL_FAMILY })
+      }
+      const check = Costs.checkLimits(snapshot, limits)
+      for (const w of check.warnings) {
+        const key = `${w.limit}:${w.subject}`
+        if (!warned.has(key)) {
+          warned.add(key)
+          yield* runLog.log("cost.warning", { limit: w.limit, subject: w.subject, value: w.value, max: w.max, message: w.message })
+        }
+      }
+      if (check.exceeded.length > 0 && !(yield* Deferred.isDone(end))) {
+        yield* runLog.log("cost.limit", { limits: check.exceeded.map((e) => e.message) })
+        yield* Deferred.succeed(end, "cost-limit")
+      }
+      return snapshot
+    })
+    let lastCostLog = 0
+    yield* pollCosts.pipe(
+      Effect.flatMap((snapshot) => {
+        if (snapshot.total.usd === lastCostLog) return Effect.void
+        lastCostLog = snapshot.total.usd
+        return runLog.log("cost.update", {
+          totalUsd: snapshot.total.usd,
+          tokens: snapshot.total.tokens,
+          byInstance: Object.fromEntries(snapshot.instances.map((c) => [c.name, c.usd]))
+        }).pipe(Effect.zipRight(writeState))
+      }),
+      Effect.catchAllCause((cause) => runLog.log("cost.error", { cause: String(cause) })),
+      Effect.repeat(Schedule.spaced(Duration.seconds(Math.min(15, config.healthCheckIntervalSeconds * 2)))),
+      Effect.forkIn(scope)
+    )
+
     // --- wind down: nothing in a worktree is lost, the target branch holds what was merged
     const saveWork = (spec: H.InstanceSpec) =>
       Effect.gen(function*() {
@@ -793,6 +844,8 @@ const orchestrate = (
         ))
     )
     yield* windDown(reason)
+    // Sessions are stopped and their processes gone: the transcripts are complete.
+    const costs = yield* pollCosts
     const commitsOnTarget = yield* git.commitsAhead(topWorktree, startCommit, target).pipe(Effect.orElseSucceed(() => 0))
     const finalInstances = yield* Ref.get(instances)
     const summary: RunSummary = {
@@ -812,11 +865,12 @@ const orchestrate = (
         status: finalInstances.get(s.name)!.status,
         restarts: finalInstances.get(s.name)!.restarts,
         session: agent.sessionName(s.name)
-      }))
+      })),
+      costs
     }
     yield* Ref.set(ended, { at: new Date().toISOString(), reason })
     yield* writeState
-    yield* runLog.log("run.finished", { reason, commitsOnTarget, merges: summary.merges.length, durationMs: summary.durationMs })
+    yield* runLog.log("run.finished", { reason, commitsOnTarget, merges: summary.merges.length, durationMs: summary.durationMs, costUsd: costs.total.usd })
     return summary
   })
 

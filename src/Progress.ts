@@ -1,4 +1,5 @@
 // What a person watching `cco run` sees: one short line per step that matters, and the end-of-run summary.
+import { formatCostTable, formatUsd } from "./Costs.js"
 import type { RunSummary } from "./Orchestrator.js"
 import type { LogLine } from "./RunLog.js"
 
@@ -46,6 +47,22 @@ export const makeProgress = () => {
         return `conflict merging ${s(l.from)} into ${s(l.into)}: ${s(l.files)}`
       case "wip.saved":
         return `saved uncommitted work of ${s(l.instance)} on ${s(l.branch)}`
+      case "cost.warning":
+        return `cost warning: ${s(l.message)}`
+      case "cost.limit":
+        return `cost limit reached: ${s(l.limits)}`
+      case "cost.unknown-model":
+        return `note: model ${s(l.model)} has no known price; counted at the ${s(l.pricedAs)} price`
+      case "supervisor.nudge":
+        return `${s(l.instance)} nudged: ${s(l.reason)}`
+      case "supervisor.interrupt":
+        return `${s(l.instance)} interrupted: ${s(l.reason)}`
+      case "instance.restarting":
+        return `${s(l.instance)} restarting: ${s(l.reason)}`
+      case "instance.restart-refused":
+        return `${s(l.instance)} left stopped: restart limit reached (${s(l.limit)})`
+      case "run.time-warning":
+        return `the run ends in about ${s(l.minutesLeft)} minute(s): instances told to commit and report`
       case "run.ending":
         return `run ending: ${s(l.reason)} — merging, pushing, stopping sessions …`
       default:
@@ -71,6 +88,8 @@ export const formatSummary = (summary: RunSummary): string => {
   for (const i of summary.instances) {
     lines.push(`    ${i.name.padEnd(10)} ${i.role.padEnd(8)} ${i.branch}${i.restarts > 0 ? ` (${i.restarts} restarts)` : ""}`)
   }
+  lines.push(`  cost: ${formatUsd(summary.costs.total.usd)}`)
+  lines.push(...formatCostTable(summary.costs).split("\n").map((l) => `    ${l}`))
   lines.push(`  logs: ${summary.runFolder} (combined.log, session-<instance>.log, state.json)`)
   lines.push(`  worktrees and branches are kept; \`cco cleanup\` removes what is left.`)
   return lines.join("\n")

@@ -1,0 +1,42 @@
+// Cost limits with the real claude: the mock model reports large usage, a small maxCostUsd is crossed
+// mid-run, the run winds down, and the cost cco reports matches the mock's own ledger.
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import * as Costs from "../src/Costs.js"
+import { startMockModel } from "../src/MockModel.js"
+import { teamScript } from "../src/TeamScript.js"
+import { claudeBin, makeFixture, readLog, runFixture } from "./harness.js"
+
+describe("cost limits, real claude", () => {
+  it.scopedLive("crossing maxCostUsd winds the run down and reports the cost within 1 % of the mock's count", () =>
+    Effect.gen(function*() {
+      const usage = { input_tokens: 100_000, output_tokens: 5_000, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 }
+      const mock = yield* startMockModel({ brain: teamScript(), usage })
+      const fixture = makeFixture({
+        workerCount: 2,
+        mockUrl: mock.url,
+        extra: { maxCostUsd: 2, healthCheckIntervalSeconds: 1, stuckAfterSeconds: 600 }
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const summary = yield* runFixture(fixture, claudeBin)
+      expect(summary.reason).toBe("cost-limit")
+      const log = readLog(summary.runFolder)
+      expect(log.some((l) => l.event === "cost.limit")).toBe(true)
+      expect(log.find((l) => l.event === "run.ending")?.reason).toBe("cost-limit")
+
+      // The mock's own count, priced with the same table: the model the CLI asked for is in every record.
+      const records = yield* mock.requests
+      const models = [...new Set(records.filter((r) => r.reply !== "Side" && r.model !== undefined).map((r) => r.model!))]
+      expect(models.length).toBe(1)
+      const ledger = Object.values(yield* mock.ledger)
+      const served = ledger.reduce((a, e) => ({
+        input: a.input + e.input_tokens,
+        output: a.output + e.output_tokens,
+        cacheWrite: a.cacheWrite + e.cache_creation_input_tokens,
+        cacheRead: a.cacheRead + e.cache_read_input_tokens
+      }), Costs.zeroTokens)
+      const expected = Costs.priceOf(models[0]!, served)
+      expect(expected).toBeGreaterThan(2)
+      expect(Math.abs(summary.costs.total.usd - expected) / expected).toBeLessThan(0.01)
+    }), { timeout: 180_000 })
+})
