@@ -48,6 +48,8 @@ export interface AgentShape {
   readonly configDir: (instance: string) => string
   /** Prepares the config dir and starts the session; returns the generation it runs as. */
   readonly launch: (request: LaunchRequest) => Effect.Effect<number, AgentError>
+  /** Takes over a live session of a resumed run: its saved token and generation are accepted again. */
+  readonly attach: (instance: string, generation: number) => Effect.Effect<boolean>
   /** Pastes text as one prompt and presses Enter. */
   readonly deliver: (instance: string, text: string) => Effect.Effect<void, AgentError>
   readonly interrupt: (instance: string) => Effect.Effect<void, AgentError>
@@ -92,6 +94,7 @@ export const make = (settings: AgentSettings) =>
     const hookCommand = [...settings.clientCommand.map(shellQuote), "hook"].join(" ")
 
     const sessionName = (instance: string) => `${settings.sessionPrefix}${instance}`
+    const tokenFile = (instance: string) => path.join(settings.runFolder, "instances", instance, "token")
     const configDir = (instance: string) => path.join(settings.runFolder, "instances", instance, "claude")
     const fail = (instance: string, operation: string) => (e: { readonly message: string }) =>
       new AgentError({ instance, operation, message: e.message })
@@ -102,6 +105,11 @@ export const make = (settings: AgentSettings) =>
       yield* Ref.update(generations, (m) => new Map(m).set(instance, generation))
       const token = yield* events.register(instance)
       yield* events.setGeneration(instance, generation)
+      // Kept (0600) so that a resumed orchestrator can take over this live session.
+      yield* fs.makeDirectory(path.dirname(tokenFile(instance)), { recursive: true, mode: 0o700 }).pipe(
+        Effect.zipRight(fs.writeFileString(tokenFile(instance), token, { mode: 0o600 })),
+        Effect.mapError(fail(instance, "save token"))
+      )
       const launchSpec: ClaudeCode.InstanceLaunch = {
         configDir: configDir(instance),
         worktree: request.worktree,
@@ -184,8 +192,19 @@ export const make = (settings: AgentSettings) =>
       }
     })
 
+    const attach = Effect.fn("Agent.attach")(function*(instance: string, generation: number) {
+      const token = yield* fs.readFileString(tokenFile(instance)).pipe(Effect.option)
+      if (Option.isNone(token)) return false
+      yield* events.register(instance, token.value.trim())
+      yield* events.setGeneration(instance, generation)
+      yield* Ref.update(generations, (m) => new Map(m).set(instance, generation))
+      yield* runLog.log("instance.attached", { instance, generation, session: sessionName(instance) })
+      return true
+    })
+
     return Agent.of({
       settings,
+      attach,
       sessionName,
       configDir,
       launch,

@@ -31,9 +31,14 @@ export interface RunEnvironment {
 }
 
 /** What `cco run` (and `cco --config DIR`) does with a valid configuration. */
-export const runCommand = (config: ResolvedConfig, env: RunEnvironment): Effect.Effect<void, Orchestrator.RunError> => {
+export const runCommand = (
+  config: ResolvedConfig,
+  env: RunEnvironment,
+  resume?: string
+): Effect.Effect<void, Orchestrator.RunError> => {
   const progress = makeProgress()
   return Orchestrator.run(config, {
+    ...(resume === undefined ? {} : { resume }),
     claudePath: env.resolveClaude(config.claudeCommand),
     clientCommand: [env.nodePath, `${env.projectRoot}/bin/cco-client.mjs`],
     projectRoot: env.projectRoot,
@@ -65,15 +70,32 @@ const rootHelp = HelpDoc.blocks([
 
 /** The command tree. `overrides` are values from the environment that win over the config files. */
 export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironment) => {
-  const start = (config: ResolvedConfig): Effect.Effect<void, Orchestrator.RunError | CommandNotAvailable> =>
-    env === undefined ? Effect.fail(new CommandNotAvailable({ command: "run" })) : runCommand(config, env)
+  const start = (config: ResolvedConfig, resume?: string): Effect.Effect<void, Orchestrator.RunError | CommandNotAvailable> =>
+    env === undefined ? Effect.fail(new CommandNotAvailable({ command: "run" })) : runCommand(config, env, resume)
+
+  // `--resume` alone takes the newest run of the config's logDirectory; a RUN_FOLDER names another.
+  const resumeTarget = (config: ResolvedConfig, resume: boolean, folder: Option.Option<string>) =>
+    !resume
+      ? Effect.succeed(undefined)
+      : Status.locateRunFolder(Option.getOrElse(folder, () => config.logDirectory)).pipe(
+        Effect.mapError((e) => new Orchestrator.RunError({ reason: "resume", message: e.message }))
+      )
   const load = (dir: string) => loadConfig(dir, overrides)
 
   const run = Command.make(
     "run",
-    { config: configOption },
-    ({ config }) => load(config).pipe(Effect.flatMap(start))
-  ).pipe(Command.withDescription("Start a run: clone the repository, create the worktrees, launch and supervise the team."))
+    {
+      config: configOption,
+      resume: Options.boolean("resume").pipe(
+        Options.withDescription("Resume a run whose orchestrator died: re-attach to live sessions, restart dead ones with --continue, go on.")
+      ),
+      folder: Args.optional(Args.directory({ name: "RUN_FOLDER" }))
+    },
+    ({ config, folder, resume }) =>
+      load(config).pipe(
+        Effect.flatMap((resolved) => Effect.flatMap(resumeTarget(resolved, resume, folder), (target) => start(resolved, target)))
+      )
+  ).pipe(Command.withDescription("Start a run: clone the repository, create the worktrees, launch and supervise the team. With --resume [RUN_FOLDER], continue a run whose orchestrator died."))
 
   const validate = Command.make(
     "validate",

@@ -63,8 +63,8 @@ export type TeamHandler = (request: TeamRequest) => Effect.Effect<TeamReply>
 
 export interface EventsShape {
   readonly socketPath: string
-  /** Registers an instance (or returns its existing token); generation starts at 0. */
-  readonly register: (instance: string) => Effect.Effect<string>
+  /** Registers an instance (or returns its existing token); generation starts at 0. A known token re-attaches a resumed instance. */
+  readonly register: (instance: string, token?: string) => Effect.Effect<string>
   readonly setGeneration: (instance: string, generation: number) => Effect.Effect<void>
   readonly generation: (instance: string) => Effect.Effect<number>
   readonly hooks: PubSub.PubSub<HookEvent>
@@ -198,11 +198,11 @@ export const make = (socketPath: string): Effect.Effect<EventsShape, Error, RunL
         }).pipe(Effect.ensuring(Effect.sync(() => rmSync(socketPath, { force: true }))))
     )
 
-    const register = (instance: string) =>
+    const register = (instance: string, known?: string) =>
       Ref.modify(registry, (m) => {
         const existing = m.get(instance)
-        if (existing !== undefined) return [existing.token.toString(), m] as const
-        const token = randomBytes(24).toString("hex")
+        if (existing !== undefined && known === undefined) return [existing.token.toString(), m] as const
+        const token = known ?? randomBytes(24).toString("hex")
         return [token, new Map(m).set(instance, { token: Buffer.from(token), generation: 0 })] as const
       })
 

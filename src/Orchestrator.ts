@@ -18,7 +18,7 @@ import * as Supervisor from "./Supervisor.js"
 import { type LogLine, RunLog } from "./RunLog.js"
 import * as TmuxModule from "./Tmux.js"
 import { Tmux } from "./Tmux.js"
-import { LOCK_FILE, type RunState } from "./RunState.js"
+import { decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
 import { type GitError, runBranchName, Worktree } from "./Worktree.js"
 
 export class RunError extends Schema.TaggedError<RunError>()("RunError", {
@@ -42,6 +42,8 @@ export interface RunOptions {
   readonly extraEnv?: Readonly<Record<string, string>>
   /** Progress: every combined.log line as it is written. */
   readonly onLog?: (line: LogLine) => void
+  /** Resume this run folder after the orchestrator died: live sessions are re-attached, dead ones restarted. */
+  readonly resume?: string
   /** Called once the run folder exists, before anything slow. */
   readonly onStart?: (info: { readonly runId: string; readonly folder: string }) => void
 }
@@ -102,12 +104,15 @@ export type RunRequirements = FileSystem.FileSystem | Path.Path | CommandExecuto
 export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<RunSummary, RunError> =>
   Effect.scoped(
     Effect.gen(function*() {
-      const startedAt = Date.now()
       const fs = yield* FileSystem.FileSystem
       const path = yield* Path.Path
-      const { folder, runId } = yield* RunLogModule.createRunFolder(config.logDirectory, new Date(startedAt)).pipe(
-        Effect.mapError((e) => new RunError({ reason: "run-folder", message: `cannot create the run folder in ${config.logDirectory}: ${e.message}` }))
-      )
+      const previous = options.resume === undefined ? undefined : yield* readResumable(options.resume)
+      const startedAt = previous === undefined ? Date.now() : Date.parse(previous.startedAt)
+      const { folder, runId } = previous !== undefined
+        ? { folder: previous.runFolder, runId: previous.runId }
+        : yield* RunLogModule.createRunFolder(config.logDirectory, new Date(startedAt)).pipe(
+          Effect.mapError((e) => new RunError({ reason: "run-folder", message: `cannot create the run folder in ${config.logDirectory}: ${e.message}` }))
+        )
       options.onStart?.({ runId, folder })
       const runLog = yield* RunLogModule.make(folder, runId).pipe(Effect.orDie)
       if (options.onLog !== undefined) yield* runLog.listen(options.onLog)
@@ -133,7 +138,7 @@ export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<
         ...(options.extraEnv === undefined ? {} : { extraEnv: options.extraEnv })
       }).pipe(Layer.provide(Layer.mergeAll(base, events)))
       const services = Layer.mergeAll(base, events, agent).pipe(Layer.provide(NodeContext.layer))
-      return yield* orchestrate(config, options, { folder, runId, startedAt }).pipe(Effect.provide(services))
+      return yield* orchestrate(config, options, { folder, runId, startedAt, previous }).pipe(Effect.provide(services))
     })
   ).pipe(
     Effect.provide(NodeContext.layer),
@@ -157,6 +162,31 @@ const toRunError = (e: { readonly _tag?: string; readonly message: string }): Ru
   }
 }
 
+/** A run folder that can be resumed: its state readable, its orchestrator gone, not finished. */
+const readResumable = (folder: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const fail = (message: string) => new RunError({ reason: "resume", message: `cannot resume ${folder}: ${message}` })
+    const text = yield* fs.readFileString(path.join(folder, STATE_FILE)).pipe(Effect.mapError(() => fail("it has no state.json")))
+    const state = yield* decodeRunState(text).pipe(Effect.mapError(() => fail("its state.json is unreadable")))
+    if (state.endedAt !== undefined) return yield* fail(`it already ended (${state.endReason ?? "unknown"}) at ${state.endedAt}`)
+    const lock = yield* fs.readFileString(path.join(folder, LOCK_FILE)).pipe(Effect.option)
+    const pid = Option.isSome(lock) ? Number(lock.value.trim()) : NaN
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+      const alive = (() => {
+        try {
+          process.kill(pid, 0)
+          return true
+        } catch {
+          return false
+        }
+      })()
+      if (alive) return yield* fail(`its orchestrator is still running (pid ${pid})`)
+    }
+    return state
+  })
+
 const preflight = (config: ResolvedConfig, options: RunOptions) =>
   Effect.gen(function*() {
     const tool = (name: string, args: ReadonlyArray<string>, fix: string) =>
@@ -175,7 +205,7 @@ const preflight = (config: ResolvedConfig, options: RunOptions) =>
 const orchestrate = (
   config: ResolvedConfig,
   options: RunOptions,
-  run: { readonly folder: string; readonly runId: string; readonly startedAt: number }
+  run: { readonly folder: string; readonly runId: string; readonly startedAt: number; readonly previous: RunState | undefined }
 ) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
@@ -211,14 +241,15 @@ const orchestrate = (
           "Add one at the repository root: the project's goals, what done looks like, and any constraints; the Director (or the single Engineering Manager) plans the work from it."
       })
     }
-    const target = config.useRunBranch ? runBranchName(new Date(run.startedAt)) : config.branch
+    const target = run.previous?.targetBranch ?? (config.useRunBranch ? runBranchName(new Date(run.startedAt)) : config.branch)
     const prefix = `cco/${run.runId}`
     const topo = H.topology(config.workerCount, config.engineerManagerGroupSize)
     const specs = H.instances(topo, { target, prefix })
     const top = specs[0]!
     const specOf = new Map(specs.map((s) => [s.name, s]))
     yield* git.ensureBranch(repoDir, target, `origin/${config.branch}`)
-    const startCommit = (yield* exec("git", ["rev-parse", `refs/heads/${target}`], { cwd: repoDir }).pipe(Effect.orDie)).stdout.trim()
+    const startCommit = run.previous?.startCommit ??
+      (yield* exec("git", ["rev-parse", `refs/heads/${target}`], { cwd: repoDir }).pipe(Effect.orDie)).stdout.trim()
 
     // --- worktrees, in launch order; branches are cut from their base, which exists by then
     const worktrees = new Map<string, string>()
@@ -253,8 +284,20 @@ const orchestrate = (
         credential: ""
       }]))
     )
-    const board = yield* Ref.make<H.Board>(H.emptyBoard)
-    const merges = yield* Ref.make<ReadonlyArray<{ from: string; into: string; commit: string }>>([])
+    const board = yield* Ref.make<H.Board>(run.previous?.board ?? H.emptyBoard)
+    const merges = yield* Ref.make<ReadonlyArray<{ from: string; into: string; commit: string }>>(run.previous?.merges ?? [])
+    for (const saved of run.previous?.instances ?? []) {
+      yield* Ref.update(instances, (m) => {
+        const i = m.get(saved.name)
+        return i === undefined ? m : new Map(m).set(saved.name, {
+          ...i,
+          generation: saved.generation,
+          restarts: saved.restarts,
+          prompted: saved.prompted ?? false,
+          credential: saved.credential
+        })
+      })
+    }
     const end = yield* Deferred.make<EndReason>()
     const gitLock = yield* Effect.makeSemaphore(1)
     const deliveryLocks = new Map(specs.map((s) => [s.name, Effect.unsafeMakeSemaphore(1)]))
@@ -281,6 +324,7 @@ const orchestrate = (
         repositoryUrl: config.repositoryUrl,
         repoDir,
         targetBranch: target,
+        startCommit,
         startedAt: new Date(run.startedAt).toISOString(),
         deadline: new Date(run.startedAt + config.maxRunDurationMinutes * 60_000).toISOString(),
         ...(end === undefined ? {} : { endedAt: end.at, endReason: end.reason }),
@@ -301,6 +345,7 @@ const orchestrate = (
             credential: i.credential,
             lastEventAt: new Date(i.lastEventAt).toISOString(),
             costUsd: costOf.get(i.spec.name) ?? 0,
+            prompted: i.prompted,
             ...(task === undefined ? {} : { currentTask: `#${task.id} ${task.status}: ${task.text.split("\n")[0]!.slice(0, 120)}` })
           }
         }),
@@ -621,13 +666,29 @@ const orchestrate = (
     const credential: Credential = config.authMode !== "oauth" && config.apiKeys.length > 0
       ? config.apiKeys[0]!
       : { name: "oauth", env: {} }
-    yield* Effect.forEach(specs, (spec) =>
-      agent.launch({ instance: spec.name, worktree: worktrees.get(spec.name)!, credential, continueSession: false }).pipe(
-        Effect.tap((generation) => update(spec.name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: Date.now() }))),
-        Effect.tap(() => costTracker.setCredential(spec.name, credential.name))
-      ), { concurrency: 4, discard: true })
+    // A resumed run takes over the sessions that survived and restarts the others where they left off.
+    const startInstance = (spec: H.InstanceSpec) =>
+      Effect.gen(function*() {
+        const inst = yield* get(spec.name)
+        if (run.previous !== undefined && (yield* agent.isAlive(spec.name)) && (yield* agent.attach(spec.name, inst.generation))) {
+          return yield* update(spec.name, (i) => ({ ...i, ready: true, status: "idle", lastEventAt: Date.now() }))
+        }
+        const generation = yield* agent.launch({
+          instance: spec.name,
+          worktree: worktrees.get(spec.name)!,
+          credential,
+          continueSession: run.previous !== undefined && inst.prompted
+        })
+        yield* update(spec.name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: Date.now() }))
+        yield* costTracker.setCredential(spec.name, credential.name)
+        if (run.previous !== undefined && inst.prompted) {
+          yield* send(spec.name, "[cco] The orchestrator was restarted and your session with it; your conversation is restored. Go on where you left off; if a cco team command failed meanwhile, run it again.")
+        }
+      })
+    if (run.previous !== undefined) yield* runLog.log("run.resuming", { runId: run.runId })
+    yield* Effect.forEach(specs, startInstance, { concurrency: 4, discard: true })
     yield* writeState
-    yield* send(top.name, rolePrompt(top, direction), { role: true })
+    if (!(yield* get(top.name)).prompted) yield* send(top.name, rolePrompt(top, direction), { role: true })
     yield* runLog.log("run.started", { instances: specs.length, target, attach: `tmux -L ${tmux.socket} attach -t ${agent.sessionName(top.name)}` })
 
     // --- supervision: one fiber per instance, a health check every interval
@@ -834,7 +895,7 @@ const orchestrate = (
     })
     const reason = yield* Effect.raceFirst(
       Deferred.await(end),
-      Supervisor.watchDeadline(config.maxRunDurationMinutes * 60_000, warnAll).pipe(Effect.as<EndReason>("time-limit"))
+      Supervisor.watchDeadline(Math.max(1000, run.startedAt + config.maxRunDurationMinutes * 60_000 - Date.now()), warnAll).pipe(Effect.as<EndReason>("time-limit"))
     ).pipe(
       Effect.onInterrupt(() =>
         runLog.log("run.interrupted").pipe(

@@ -15,6 +15,8 @@ export const InstanceState = Schema.Struct({
   credential: Schema.String,
   lastEventAt: Schema.String,
   currentTask: Schema.optional(Schema.String),
+  /** Whether its role prompt was delivered (a restart then continues the conversation). */
+  prompted: Schema.optional(Schema.Boolean),
   costUsd: Schema.optional(Schema.Number)
 })
 export type InstanceState = typeof InstanceState.Type
@@ -46,6 +48,8 @@ export const RunState = Schema.Struct({
   /** The clone that every worktree belongs to. */
   repoDir: Schema.String,
   targetBranch: Schema.String,
+  /** The target branch's commit when the run started. */
+  startCommit: Schema.optional(Schema.String),
   startedAt: Schema.String,
   /** When maxRunDurationMinutes runs out. */
   deadline: Schema.String,

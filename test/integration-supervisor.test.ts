@@ -11,6 +11,18 @@ import { waitFor } from "./support.js"
 
 const fast = { healthCheckIntervalSeconds: 1, stuckAfterSeconds: 3, idleAfterSeconds: 5, escalationIntervalSeconds: 2 }
 
+const ccoRun = (configDir: string, extraArgs: ReadonlyArray<string> = []) => {
+  const child = spawn(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "run", "--config", configDir, ...extraArgs], {
+    env: { ...process.env, CCO_CLAUDE_PATH: fakeClaudeBin, CLAUDE_CODE_MAX_RETRIES: "0" },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout.on("data", (d) => (output += d))
+  child.stderr.on("data", (d) => (output += d))
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code, signal) => resolve(code ?? (signal === null ? null : 128))))
+  return { child, exited, output: () => output }
+}
+
 describe("supervisor with the fake agent", () => {
   it.scopedLive("kill -9 of a worker mid-task: restarted with --continue, its uncommitted file kept, its work lands", () =>
     Effect.gen(function*() {
@@ -78,14 +90,7 @@ describe("supervisor with the fake agent", () => {
       const mock = yield* startMockModel({ brain: teamScript({ hangUntilRestart: ["worker-1"] }) })
       const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: { ...fast, stuckAfterSeconds: 600 } })
       yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
-      const child = spawn(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "run", "--config", fixture.configDir], {
-        env: { ...process.env, CCO_CLAUDE_PATH: fakeClaudeBin, CLAUDE_CODE_MAX_RETRIES: "0" },
-        stdio: ["ignore", "pipe", "pipe"]
-      })
-      let output = ""
-      child.stdout.on("data", (d) => (output += d))
-      child.stderr.on("data", (d) => (output += d))
-      const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)))
+      const { child, exited, output } = ccoRun(fixture.configDir)
       yield* Effect.addFinalizer(() => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL")))
       yield* waitFor("worker-1 busy", Effect.sync(() =>
         readLog(latestRun(fixture)).some((l) => l.instance === "worker-1" && l.hook === "UserPromptSubmit") ? true : undefined), 60_000)
@@ -99,6 +104,35 @@ describe("supervisor with the fake agent", () => {
       expect(log.find((l) => l.event === "run.ending")?.reason).toBe("interrupted")
       // Sessions stopped; worktrees kept for inspection.
       expect(existsSync(path.join(latestRun(fixture), "worktrees", "worker-1"))).toBe(true)
-      expect(output).not.toContain("internal error")
+      expect(output()).not.toContain("internal error")
     }), { timeout: 120_000 })
+
+  it.scopedLive("kill -9 of the orchestrator, then cco run --resume: live sessions re-attached, the run completes", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 400 })
+      const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url, extra: { ...fast, idleAfterSeconds: 2 } })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const first = ccoRun(fixture.configDir)
+      yield* Effect.addFinalizer(() => Effect.sync(() => first.child.exitCode === null && first.child.kill("SIGKILL")))
+      yield* waitFor("both workers busy", Effect.sync(() => {
+        const busy = new Set(readLog(latestRun(fixture)).filter((l) => l.hook === "UserPromptSubmit").map((l) => l.instance))
+        return busy.has("worker-1") && busy.has("worker-2") ? true : undefined
+      }), 60_000, 20)
+      // The orchestrator itself (bin/cco.js may be a wrapper around it): its pid is in cco.lock.
+      const orchestratorPid = Number(readFileSync(path.join(latestRun(fixture), "cco.lock"), "utf8").trim())
+      process.kill(orchestratorPid, "SIGKILL")
+      yield* Effect.promise(() => first.exited)
+
+      const second = ccoRun(fixture.configDir, ["--resume"])
+      yield* Effect.addFinalizer(() => Effect.sync(() => second.child.exitCode === null && second.child.kill("SIGKILL")))
+      const code = yield* Effect.promise(() => second.exited)
+      expect(code, second.output()).toBe(0)
+      const log = readLog(latestRun(fixture))
+      expect(log.some((l) => l.event === "run.resuming")).toBe(true)
+      expect(log.filter((l) => l.event === "instance.attached").length).toBeGreaterThan(0)
+      expect(log.at(-1)).toMatchObject({ event: "run.finished", reason: "project-done" })
+      const files = filesOn(fixture.bare, "main")
+      expect(files).toContain("src/em-1/worker-1.js")
+      expect(files).toContain("src/em-1/worker-2.js")
+    }), { timeout: 150_000 })
 })
