@@ -451,11 +451,10 @@ export const findCliErrorLine = (pane: string | ReadonlyArray<string>): string |
     return isCliErrorText(text) ? text : undefined
   }
 
-  if (isPromptLine(head)) {
+  // A bash-mode prompt ("❯ !curl …") shows the command's own output under ⎿: not the CLI's.
+  if (isPromptLine(head) && !/^(?:│\s*)?[❯>][\s\u00a0]+!/.test(head)) {
     const at = block.findIndex((l) => /^\s+⎿\s/.test(l))
     if (at < 0) return undefined
-    // Only the prompt's own wrapped lines may sit between the prompt and the ⎿ line.
-    if (block.slice(1, at).some((l) => !/^ {2}\S/.test(l))) return undefined
     const continuation = []
     for (const l of block.slice(at + 1)) {
       if (!/^ {5}\S/.test(l) || l.trimStart().startsWith("⎿")) break

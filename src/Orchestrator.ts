@@ -72,7 +72,21 @@ export interface RunSummary {
   readonly costs: Costs.CostSnapshot
 }
 
-type Status = "starting" | "idle" | "busy" | "rate-limited" | "error" | "stopped"
+/** An instance's state; every change is logged as `instance.state`. */
+type Status =
+  | "starting"
+  | "idle"
+  | "busy"
+  | "waiting-for-input"
+  | "rate-limited"
+  | "stuck"
+  | "crashed"
+  | "error"
+  | "done"
+  | "stopped"
+
+/** States in which a prompt can be pasted and taken as the next turn. */
+const acceptsPrompt = (status: Status) => status === "idle" || status === "done" || status === "error"
 
 interface Instance {
   readonly spec: H.InstanceSpec
@@ -304,10 +318,12 @@ const orchestrate = (
     const locked = <A, E, R>(self: Effect.Effect<A, E, R>) => gitLock.withPermits(1)(self)
     const now = () => new Date().toISOString()
     const update = (name: string, f: (i: Instance) => Instance) =>
-      Ref.update(instances, (m) => {
+      Ref.modify(instances, (m) => {
         const i = m.get(name)
-        return i === undefined ? m : new Map(m).set(name, f(i))
-      })
+        if (i === undefined) return [undefined, m] as const
+        const next = f(i)
+        return [next.status === i.status ? undefined : { from: i.status, to: next.status, generation: next.generation }, new Map(m).set(name, next)] as const
+      }).pipe(Effect.flatMap((change) => change === undefined ? Effect.void : runLog.log("instance.state", { instance: name, ...change })))
     const get = (name: string) => Effect.map(Ref.get(instances), (m) => m.get(name)!)
 
     const ended = yield* Ref.make<{ readonly at: string; readonly reason: EndReason } | undefined>(undefined)
@@ -418,7 +434,7 @@ const orchestrate = (
         const taken = yield* Ref.modify(instances, (m) => {
           const i = m.get(name)
           // Nothing reaches an instance before its role prompt: that is what tells it who it is.
-          if (i === undefined || !i.ready || i.status !== "idle" || i.outbox.length === 0 || !(i.prompted || i.roleQueued)) {
+          if (i === undefined || !i.ready || !acceptsPrompt(i.status) || i.outbox.length === 0 || !(i.prompted || i.roleQueued)) {
             return [undefined, m] as const
           }
           return [i.outbox, new Map(m).set(name, { ...i, outbox: [], status: "busy" as Status, prompted: true })] as const
@@ -463,7 +479,12 @@ const orchestrate = (
             fields.tool = event.payload.tool_name
             break
           case "Stop":
-            yield* update(name, (i) => ({ ...i, status: "idle", lastEventAt: at, progressAt: at }))
+            {
+              // A reported task makes the instance "done" until it gets new work.
+              const task = H.currentTask(yield* Ref.get(board), name)
+              const rests = task !== undefined && task.status !== "assigned" && task.assignee === name
+              yield* update(name, (i) => ({ ...i, status: rests ? "done" : "idle", lastEventAt: at, progressAt: at }))
+            }
             break
           case "StopFailure":
             yield* update(name, (i) => ({ ...i, status: event.payload.error === "rate_limit" ? "rate-limited" : "error", lastEventAt: at }))
@@ -474,8 +495,14 @@ const orchestrate = (
             fields.reason = event.payload.reason
             break
           default:
-            yield* update(name, (i) => ({ ...i, lastEventAt: at }))
-            if (event.hook === "Notification") fields.notification = event.payload.notification_type ?? event.payload.message
+            if (event.hook === "Notification") {
+              fields.notification = event.payload.notification_type ?? event.payload.message
+              // A permission or other question waits for a person; the supervisor answers it.
+              const waiting = /permission|waiting for your input/i.test(String(event.payload.message ?? event.payload.notification_type ?? ""))
+              yield* update(name, (i) => ({ ...i, lastEventAt: at, ...(waiting ? { status: "waiting-for-input" as Status } : {}) }))
+            } else {
+              yield* update(name, (i) => ({ ...i, lastEventAt: at }))
+            }
         }
         yield* runLog.log("hook", fields)
         if (event.hook === "SessionStart" || event.hook === "Stop") yield* Effect.forkIn(flush(name), scope)
@@ -764,8 +791,21 @@ const orchestrate = (
           pendingWork: pendingWork(inst.spec, yield* Ref.get(board)),
           blockingScreen: Supervisor.detectBlockingScreen(screen)
         }, inst.ladder, thresholds)
-        yield* update(name, (i) => ({ ...i, ladder: decision.ladder }))
         const action = decision.action
+        const screenBlocked = Supervisor.detectBlockingScreen(screen) !== undefined
+        yield* update(name, (i) => ({
+          ...i,
+          ladder: decision.ladder,
+          status: !alive && i.status !== "stopped"
+            ? "crashed"
+            : screenBlocked
+            ? "waiting-for-input"
+            : i.status === "busy" && action._tag !== "None"
+            ? "stuck"
+            : i.status === "waiting-for-input" && !screenBlocked && quiet
+            ? "idle"
+            : i.status
+        }))
         switch (action._tag) {
           case "None":
             return

@@ -101,13 +101,15 @@ export const decide = (obs: Observation, ladder: Ladder, t: Thresholds): { reado
   }
 
   let problem: { readonly reason: string; readonly nudge: string; readonly interrupt: string } | undefined
-  if (obs.status === "busy" && quiet > t.stuckAfterMs) {
+  const busy = obs.status === "busy" || obs.status === "stuck"
+  const resting = obs.status === "idle" || obs.status === "error" || obs.status === "done" || obs.status === "waiting-for-input"
+  if (busy && quiet > t.stuckAfterMs) {
     problem = {
       reason: `stuck: busy with no progress for ${minutes(quiet)}`,
       nudge: `[cco] cco has seen no progress from you for ${minutes(quiet)}. If a command hangs, stop it and try a smaller step; if you are blocked, say what blocks you with cco team message; otherwise finish and report with cco team done.`,
       interrupt: `[cco] cco interrupted you: no progress for ${minutes(quiet)}. Continue your work in smaller steps (no long-running or interactive commands), commit, and report with cco team done.`
     }
-  } else if ((obs.status === "idle" || obs.status === "error") && obs.pendingWork !== undefined && quiet > t.idleAfterMs) {
+  } else if (resting && obs.pendingWork !== undefined && quiet > t.idleAfterMs) {
     problem = {
       reason: `idle for ${minutes(quiet)} with ${obs.pendingWork}`,
       nudge: `[cco] You have been idle for ${minutes(quiet)}, but ${obs.pendingWork}. Continue now; if you are blocked, say what blocks you with cco team message.`,

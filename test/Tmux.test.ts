@@ -6,7 +6,8 @@ import { Tmux, TmuxTest, TmuxTestControl } from "../src/Tmux.js"
 import { allArgv, privateTmux, tempDir, waitFor } from "./support.js"
 
 describe("Tmux (live, private server)", () => {
-  const layer = Layer.merge(privateTmux(), NodeContext.layer)
+  // A server of its own per test: a server being killed by one test's finalizer must not meet the next test.
+  const layer = () => Layer.merge(privateTmux(), NodeContext.layer)
 
   it.scoped("runs a program with a secret env that never appears in argv, logs its output from the first byte", () =>
     Effect.gen(function*() {
@@ -37,7 +38,7 @@ describe("Tmux (live, private server)", () => {
       const info = yield* tmux.paneInfo("cco-t-one")
       expect(info.pid).toBeGreaterThan(1)
       expect(info.dead).toBe(false)
-    }).pipe(Effect.provide(layer)))
+    }).pipe(Effect.provide(layer())))
 
   it.scoped("lists by prefix, kills, and reports missing sessions as SessionNotFound", () =>
     Effect.gen(function*() {
@@ -60,7 +61,7 @@ describe("Tmux (live, private server)", () => {
       // tmux's display-message answers a missing target with exit 0 and an empty line: still not found.
       const err3 = yield* Effect.flip(tmux.paneInfo("cco-run1-a"))
       expect(err3._tag).toBe("SessionNotFound")
-    }).pipe(Effect.provide(layer)))
+    }).pipe(Effect.provide(layer())))
 
   it.scoped("unsets inherited variables the program must not see", () =>
     Effect.gen(function*() {
@@ -75,7 +76,7 @@ describe("Tmux (live, private server)", () => {
       })
       const screen = yield* waitFor("output", Effect.map(tmux.capturePane("cco-t-unset"), (s) => s.includes("keep=") ? s : undefined))
       expect(screen).toContain("home=none keep=yes")
-    }).pipe(Effect.provide(layer)))
+    }).pipe(Effect.provide(layer())))
 })
 
 describe("TmuxTest (in-memory)", () => {
