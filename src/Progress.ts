@@ -13,6 +13,7 @@ const firstLine = (v: unknown, max = 90) => {
 export const makeProgress = () => {
   let launched = 0
   let ready = 0
+  let costShownAt = 0
   const seen = new Set<string>()
   return (l: LogLine): string | undefined => {
     switch (l.event) {
@@ -47,6 +48,13 @@ export const makeProgress = () => {
         return `conflict merging ${s(l.from)} into ${s(l.into)}: ${s(l.files)}`
       case "wip.saved":
         return `saved uncommitted work of ${s(l.instance)} on ${s(l.branch)}`
+      case "cost.update": {
+        // Cost so far, at most every 20 seconds.
+        const at = Date.parse(s(l.time))
+        if (at - costShownAt < 20_000) return undefined
+        costShownAt = at
+        return `cost so far: ${formatUsd(Number(l.totalUsd))}`
+      }
       case "cost.warning":
         return `cost warning: ${s(l.message)}`
       case "cost.limit":
