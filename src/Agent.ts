@@ -1,9 +1,10 @@
 // One Claude Code instance per tmux session: its private config dir, hooks, credential and identity env,
 // launch and restart (--continue, new generation), and prompt delivery by bracketed paste.
-import { FileSystem, Path } from "@effect/platform"
+import { CommandExecutor, FileSystem, Path } from "@effect/platform"
 import { Context, Duration, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import * as ClaudeCode from "./ClaudeCode.js"
 import { Events } from "./Events.js"
+import { exec } from "./Exec.js"
 import { RunLog } from "./RunLog.js"
 import { Tmux } from "./Tmux.js"
 
@@ -74,6 +75,41 @@ const inheritedCredentials = [
   "CCO_GENERATION"
 ]
 
+const isAlive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const signal = (pid: number, name: NodeJS.Signals) => {
+  try {
+    process.kill(pid, name)
+  } catch {
+    // already gone
+  }
+}
+
+/** Every process below `root`, from one `ps` listing. */
+const descendants = (root: number) =>
+  exec("ps", ["-eo", "pid=,ppid="]).pipe(
+    Effect.map((r) => {
+      const children = new Map<number, Array<number>>()
+      for (const line of r.stdout.split("\n")) {
+        const [pid, ppid] = line.trim().split(/\s+/).map(Number)
+        if (pid === undefined || ppid === undefined || Number.isNaN(pid)) continue
+        children.set(ppid, [...(children.get(ppid) ?? []), pid])
+      }
+      const out: Array<number> = []
+      const walk = (p: number) => (children.get(p) ?? []).forEach((c) => (out.push(c), walk(c)))
+      walk(root)
+      return out
+    }),
+    Effect.orElseSucceed((): Array<number> => [])
+  )
+
 export const make = (settings: AgentSettings) =>
   Effect.gen(function*() {
     const tmux = yield* Tmux
@@ -82,6 +118,7 @@ export const make = (settings: AgentSettings) =>
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const generations = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
+    const executor = yield* CommandExecutor.CommandExecutor
 
     const binDir = path.join(settings.runFolder, "bin")
     yield* fs.makeDirectory(binDir, { recursive: true })
@@ -174,22 +211,24 @@ export const make = (settings: AgentSettings) =>
     const stop = Effect.fn("Agent.stop")(function*(instance: string) {
       const session = sessionName(instance)
       const info = yield* tmux.paneInfo(session).pipe(Effect.option)
+      // What the instance started (its tools' processes, in process groups of their own) is ended with it.
+      const tree = Option.isSome(info) && info.value.pid > 1
+        ? yield* descendants(info.value.pid).pipe(Effect.provideService(CommandExecutor.CommandExecutor, executor))
+        : []
       yield* tmux.killSession(session).pipe(Effect.ignore)
       if (Option.isNone(info) || !(info.value.pid > 1)) return
       const pid = info.value.pid
-      const alive = () => {
-        try {
-          process.kill(pid, 0)
-          return true
-        } catch {
-          return false
-        }
-      }
-      for (let i = 0; i < 50 && alive(); i++) yield* Effect.sleep(Duration.millis(100))
-      if (alive()) {
-        yield* Effect.sync(() => process.kill(pid, "SIGKILL")).pipe(Effect.ignore)
+      for (let i = 0; i < 50 && isAlive(pid); i++) yield* Effect.sleep(Duration.millis(100))
+      if (isAlive(pid)) {
+        signal(pid, "SIGKILL")
         yield* runLog.log("instance.killed", { instance, pid })
       }
+      const left = tree.filter(isAlive)
+      if (left.length === 0) return
+      left.forEach((p) => signal(p, "SIGTERM"))
+      for (let i = 0; i < 10 && left.some(isAlive); i++) yield* Effect.sleep(Duration.millis(100))
+      left.filter(isAlive).forEach((p) => signal(p, "SIGKILL"))
+      yield* runLog.log("instance.children-ended", { instance, pids: left })
     })
 
     const attach = Effect.fn("Agent.attach")(function*(instance: string, generation: number) {

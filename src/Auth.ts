@@ -453,7 +453,9 @@ export const make = Effect.fn("Auth.make")(function*(options: AuthOptions) {
     reportSuccess: Effect.fn("Auth.reportSuccess")(function*(credential: string) {
       yield* Ref.update(ref, (state) => Pool.reportSuccess(state, credential))
     }),
-    credentialOf: (instance) => Ref.get(ref).pipe(Effect.map((state) => Pool.credentialOf(state, instance))),
+    credentialOf: Effect.fn("Auth.credentialOf")(function*(instance: string) {
+      return Pool.credentialOf(yield* Ref.get(ref), instance)
+    }),
     nextReset: Effect.gen(function*() {
       const now = yield* Clock.currentTimeMillis
       const at = Pool.nextReset(yield* Ref.get(ref), now)

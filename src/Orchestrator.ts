@@ -3,9 +3,10 @@
 import { FileSystem, Path } from "@effect/platform"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import { NodeContext } from "@effect/platform-node"
-import { Deferred, Duration, Effect, FiberMap, Layer, Option, Ref, Schedule, Schema, Stream } from "effect"
+import { Deferred, Duration, Effect, FiberMap, Layer, Option, Queue, Redacted, Ref, Schedule, Schema, Stream } from "effect"
 import * as AgentModule from "./Agent.js"
 import { Agent, type Credential } from "./Agent.js"
+import * as Auth from "./Auth.js"
 import * as ClaudeCode from "./ClaudeCode.js"
 import * as Costs from "./Costs.js"
 import type { ResolvedConfig } from "./Config.js"
@@ -13,6 +14,7 @@ import * as EventsModule from "./Events.js"
 import { Events, type HookEvent, type TeamReply, type TeamRequest } from "./Events.js"
 import { exec } from "./Exec.js"
 import * as H from "./Hierarchy.js"
+import * as Limits from "./Limits.js"
 import * as RunLogModule from "./RunLog.js"
 import * as Supervisor from "./Supervisor.js"
 import { type LogLine, RunLog } from "./RunLog.js"
@@ -40,6 +42,8 @@ export interface RunOptions {
   /** The user's Claude login, for authMode oauth. */
   readonly oauthCredentialsFile?: string
   readonly extraEnv?: Readonly<Record<string, string>>
+  /** The OAuth credential's environment, e.g. CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`. */
+  readonly oauthEnv?: Readonly<Record<string, Redacted.Redacted<string>>>
   /** Progress: every combined.log line as it is written. */
   readonly onLog?: (line: LogLine) => void
   /** Resume this run folder after the orchestrator died: live sessions are re-attached, dead ones restarted. */
@@ -239,6 +243,13 @@ const orchestrate = (
     )
     yield* runLog.log("run.starting", { runId: run.runId, folder: run.folder, repositoryUrl: config.repositoryUrl, workerCount: config.workerCount })
     yield* preflight(config, options)
+    const auth = yield* Auth.make({
+      authMode: config.authMode,
+      apiKeys: config.apiKeys,
+      ...(options.oauthEnv === undefined ? {} : { oauthEnv: options.oauthEnv })
+    }).pipe(Effect.mapError((e) => new RunError({ reason: "auth", message: e.message })))
+    // API errors reported by hooks, handled by the rotation fiber below.
+    const limitEvents = yield* Queue.unbounded<{ readonly instance: string; readonly limit: Limits.Limit }>()
 
     // --- repository, target branch, direction
     const repoDir = path.join(run.folder, "repo")
@@ -367,6 +378,12 @@ const orchestrate = (
         }),
         board: b,
         merges: yield* Ref.get(merges),
+        credentials: (yield* auth.snapshot).map((c) => ({
+          name: c.name,
+          status: c.status,
+          ...(c.until === undefined ? {} : { until: c.until }),
+          users: c.users.length
+        })),
         costUsd: costs.total.usd
       }
       yield* runLog.writeState(state)
@@ -484,12 +501,18 @@ const orchestrate = (
               const task = H.currentTask(yield* Ref.get(board), name)
               const rests = task !== undefined && task.status !== "assigned" && task.assignee === name
               yield* update(name, (i) => ({ ...i, status: rests ? "done" : "idle", lastEventAt: at, progressAt: at }))
+              const inst = yield* get(name)
+              if (inst.credential !== "") yield* auth.reportSuccess(inst.credential)
             }
             break
-          case "StopFailure":
-            yield* update(name, (i) => ({ ...i, status: event.payload.error === "rate_limit" ? "rate-limited" : "error", lastEventAt: at }))
+          case "StopFailure": {
+            const limit = Limits.classifyStopFailure(event.payload, new Date(at))
+            yield* update(name, (i) => ({ ...i, status: limit._tag === "RateLimited" || limit._tag === "UsageLimit" ? "rate-limited" : "error", lastEventAt: at }))
             fields.error = event.payload.error
+            fields.limit = limit._tag
+            yield* Queue.offer(limitEvents, { instance: name, limit })
             break
+          }
           case "SessionEnd":
             yield* update(name, (i) => ({ ...i, status: "stopped", ready: false, lastEventAt: at }))
             fields.reason = event.payload.reason
@@ -690,9 +713,17 @@ const orchestrate = (
     // --- launch, top first
     yield* writeTeamStructure("run start")
     if (top.role === "director" || top.lead === undefined) yield* git.push(topWorktree, target)
-    const credential: Credential = config.authMode !== "oauth" && config.apiKeys.length > 0
-      ? config.apiKeys[0]!
-      : { name: "oauth", env: {} }
+    // A credential for an instance; while every one is cooling, the instance waits for the earliest reset.
+    const credentialFor = (name: string): Effect.Effect<Credential, RunError> =>
+      auth.acquire(name).pipe(
+        Effect.catchTag("AllCredentialsCooling", (e) =>
+          runLog.log("credentials.exhausted", { instance: name, until: e.until.toISOString(), cooling: e.cooling }).pipe(
+            Effect.zipRight(update(name, (i) => ({ ...i, status: "rate-limited" }))),
+            Effect.zipRight(auth.acquireOrWait(name))
+          )),
+        Effect.catchTag("NoUsableCredential", (e) =>
+          Effect.fail(new RunError({ reason: "auth", message: `no usable credential left: ${e.invalid.map((i) => `${i.name} (${i.reason})`).join(", ")}` })))
+      )
     // A resumed run takes over the sessions that survived and restarts the others where they left off.
     const startInstance = (spec: H.InstanceSpec) =>
       Effect.gen(function*() {
@@ -700,6 +731,7 @@ const orchestrate = (
         if (run.previous !== undefined && (yield* agent.isAlive(spec.name)) && (yield* agent.attach(spec.name, inst.generation))) {
           return yield* update(spec.name, (i) => ({ ...i, ready: true, status: "idle", lastEventAt: Date.now() }))
         }
+        const credential = yield* credentialFor(spec.name)
         const generation = yield* agent.launch({
           instance: spec.name,
           worktree: worktrees.get(spec.name)!,
@@ -720,7 +752,7 @@ const orchestrate = (
 
     // --- supervision: one fiber per instance, a health check every interval
     const windingDown = yield* Ref.make(false)
-    const restart = (name: string, reason: string) =>
+    const restart = (name: string, reason: string, next?: Credential) =>
       Effect.gen(function*() {
         const inst = yield* get(name)
         const budget = Supervisor.allowRestart(inst.restartHistory, Date.now(), config.maxRestartsPerInstance, 10 * 60_000)
@@ -742,14 +774,78 @@ const orchestrate = (
         yield* runLog.log("instance.restarting", { instance: name, reason, restarts: inst.restarts + 1 })
         yield* agent.stop(name)
         // --continue needs a conversation; before its first prompt an instance simply starts afresh.
+        const credential = next ?? (yield* credentialFor(name))
+        yield* costTracker.setCredential(name, credential.name)
         const generation = yield* agent.launch({ instance: name, worktree: inst.worktree, credential, continueSession: inst.prompted })
-        yield* update(name, (i) => ({ ...i, generation, lastEventAt: Date.now() }))
+        yield* update(name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: Date.now() }))
         if (inst.prompted) {
           const task = H.currentTask(yield* Ref.get(board), name)
           yield* send(name, `[cco] cco restarted you (${reason}); your conversation is restored. ${task !== undefined && task.status === "assigned" ? `Go on with task #${task.id}: commit your work and report with cco team done when it is finished.` : "Go on where you left off."}`)
         }
         yield* writeState
       }).pipe(Effect.catchAll((e) => runLog.log("instance.restart-failed", { instance: name, reason, message: e.message })))
+
+    // --- rate limits and rotation: a limited credential cools, its instances move on with --continue
+    const moveOff = (name: string, from: string, why: string): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const next = yield* auth.acquire(name).pipe(Effect.either)
+        if (next._tag === "Left") {
+          if (next.left._tag === "NoUsableCredential") {
+            yield* runLog.log("credentials.none-usable", { instance: name })
+            return yield* update(name, (i) => ({ ...i, status: "stopped" }))
+          }
+          // Every credential is cooling: wait for the earliest reset, then go on.
+          const until = next.left.until
+          yield* update(name, (i) => ({ ...i, status: "rate-limited" }))
+          yield* runLog.log("credentials.exhausted", { instance: name, until: until.toISOString(), cooling: next.left.cooling })
+          yield* Effect.sleep(Duration.millis(Math.max(1000, until.getTime() - Date.now())))
+          return yield* moveOff(name, from, why)
+        }
+        const credential = next.right
+        if (credential.name === from) {
+          // The same credential is usable again (its reset passed): the session can simply go on.
+          yield* update(name, (i) => ({ ...i, status: "idle" }))
+          return yield* send(name, "[cco] The API limit has reset. Continue your task; resend what failed.")
+        }
+        yield* runLog.log("credential.rotated", { instance: name, from, to: credential.name, reason: why })
+        yield* restart(name, `${why} on credential ${from}; moved to ${credential.name}`, credential)
+      })
+
+    const onLimit = (name: string, limit: Limits.Limit) =>
+      Effect.gen(function*() {
+        const inst = yield* get(name)
+        const from = inst.credential
+        switch (limit._tag) {
+          case "RateLimited":
+          case "UsageLimit": {
+            const movers = yield* auth.reportRateLimit(from, { resetAt: limit.resetAt, message: limit.message })
+            const until = (yield* auth.snapshot).find((c) => c.name === from)?.until
+            yield* runLog.log("credential.cooling", { credential: from, until, reason: limit._tag === "UsageLimit" ? "usage limit" : "rate limit", instances: movers })
+            yield* Effect.forEach(new Set([name, ...movers]), (m) => moveOff(m, from, limit._tag === "UsageLimit" ? "usage limit" : "rate limit"), { discard: true, concurrency: "unbounded" })
+            return
+          }
+          case "AuthFailed": {
+            const movers = yield* auth.reportInvalid(from, limit.message)
+            yield* runLog.log("credential.invalid", { credential: from, reason: limit.message, instances: movers })
+            yield* Effect.forEach(new Set([name, ...movers]), (m) => moveOff(m, from, "authentication failed"), { discard: true, concurrency: "unbounded" })
+            return
+          }
+          case "Overloaded": {
+            // Not the credential's fault: retry on the same one after a backoff.
+            const wait = yield* auth.reportOverloaded(from)
+            yield* runLog.log("api.overloaded", { instance: name, credential: from, retryInMs: Duration.toMillis(wait) })
+            yield* Effect.sleep(wait)
+            return yield* send(name, "[cco] The API was overloaded; it should answer again now. Continue your task; resend what failed.")
+          }
+          case "Other":
+            return yield* runLog.log("api.error", { instance: name, credential: from, message: limit.message })
+        }
+      })
+    yield* Queue.take(limitEvents).pipe(
+      Effect.flatMap(({ instance, limit }) => Effect.forkIn(onLimit(instance, limit), scope)),
+      Effect.forever,
+      Effect.forkIn(scope)
+    )
 
     // What an instance still owes, as the supervisor should remind it.
     const pendingWork = (spec: H.InstanceSpec, b: H.Board): string | undefined => {

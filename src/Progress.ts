@@ -48,6 +48,16 @@ export const makeProgress = () => {
         return `conflict merging ${s(l.from)} into ${s(l.into)}: ${s(l.files)}`
       case "wip.saved":
         return `saved uncommitted work of ${s(l.instance)} on ${s(l.branch)}`
+      case "credential.cooling":
+        return `credential ${s(l.credential)} hit its ${s(l.reason)}; cooling${l.until === undefined ? "" : ` until ${s(l.until)}`}`
+      case "credential.rotated":
+        return `${s(l.instance)} moved from credential ${s(l.from)} to ${s(l.to)} (${s(l.reason)})`
+      case "credential.invalid":
+        return `credential ${s(l.credential)} is invalid for this run (${firstLine(l.reason)}); instances move off it`
+      case "credentials.exhausted":
+        return `${s(l.instance)} waits: every credential is cooling until ${s(l.until)}`
+      case "api.overloaded":
+        return `${s(l.instance)}: API overloaded; retrying on ${s(l.credential)} in ${Math.round(Number(l.retryInMs) / 1000)} s`
       case "cost.update": {
         // Cost so far, at most every 20 seconds.
         const at = Date.parse(s(l.time))

@@ -2,7 +2,7 @@
 // into goals, EMs split goals into tasks and merge their workers, workers write, check and commit files.
 // It reads only the conversation it is sent, as a real model would, so it works across restarts too.
 import type { Brain, MockReply, MockRequest } from "./MockModel.js"
-import { toolResults, userTexts } from "./MockModel.js"
+import { authenticationError, rateLimitError, toolResults, userTexts } from "./MockModel.js"
 
 export interface TeamScriptOptions {
   /** Give the first two workers of each team the same file, so the second merge conflicts. */
@@ -171,3 +171,31 @@ export const teamScript = (options: TeamScriptOptions = {}): Brain => (req) => {
       return worker(req, who.name, options)
   }
 }
+
+/**
+ * Answers 429 for one key once it has served `afterRequests` requests, until `retryAfterSeconds` have passed:
+ * the way an API key hits its rate limit mid-run. Requests with other keys go to the brain.
+ */
+export const rateLimitKey = (
+  brain: Brain,
+  options: { readonly apiKey: string; readonly afterRequests: number; readonly retryAfterSeconds: number; readonly now?: () => number }
+): Brain => {
+  const now = options.now ?? Date.now
+  let served = 0
+  let limitedUntil: number | undefined
+  return (req) => {
+    if (req.apiKey !== options.apiKey) return brain(req)
+    const t = now()
+    if (limitedUntil !== undefined && t < limitedUntil) return rateLimitError({ retryAfterSeconds: Math.ceil((limitedUntil - t) / 1000), now: t })
+    if (limitedUntil === undefined && served >= options.afterRequests) {
+      limitedUntil = t + options.retryAfterSeconds * 1000
+      return rateLimitError({ retryAfterSeconds: options.retryAfterSeconds, now: t })
+    }
+    served++
+    return brain(req)
+  }
+}
+
+/** Answers 401 for one key: a revoked or mistyped key. */
+export const rejectKey = (brain: Brain, apiKey: string): Brain => (req) =>
+  req.apiKey === apiKey ? authenticationError() : brain(req)
