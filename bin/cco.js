@@ -37,12 +37,10 @@ const runFromSource = () => {
   } catch {
     // Left to node's own resolution, which reports a missing tsx clearly.
   }
-  const child = spawn(process.execPath, ["--import", tsx, source, ...args], { stdio: "inherit" })
-  // A terminal's Ctrl-C reaches the whole foreground process group, child included: forwarding it as well would be
-  // a second interrupt, which cuts the child's cleanup short. Without a terminal nobody else tells the child.
-  const fromTerminal = process.stdin.isTTY || process.stdout.isTTY || process.stderr.isTTY
+  // The child gets a process group of its own, so a signal sent to ours (a terminal's Ctrl-C, `timeout -s INT`)
+  // reaches it once, through this forwarder: a second interrupt would cut its graceful wind-down short.
+  const child = spawn(process.execPath, ["--import", tsx, source, ...args], { stdio: "inherit", detached: true })
   const forward = (signal) => () => {
-    if (signal === "SIGINT" && fromTerminal) return
     child.kill(signal)
   }
   const handlers = ["SIGINT", "SIGTERM", "SIGHUP"].map((signal) => {

@@ -75,10 +75,17 @@ const runCco = (config: string) =>
   Effect.async<number>((resume) => {
     const child = spawn(process.execPath, [path.join(root, "bin", "cco.js"), "run", "--config", config], {
       stdio: ["ignore", "inherit", "inherit"],
+      // A group of its own: Ctrl-C reaches cco once, forwarded by this script, not twice.
+      detached: true,
       env: { ...process.env, CCO_CLAUDE_PATH: path.join(root, "node_modules", ".bin", "claude"), CLAUDE_CODE_MAX_RETRIES: "0" }
     })
+    const exited = new Promise<void>((r) => child.on("exit", () => r()))
     child.on("exit", (code, signal) => resume(Effect.succeed(code ?? (signal ? 128 : 1))))
-    return Effect.sync(() => child.kill("SIGINT"))
+    // Interrupted (Ctrl-C): let cco wind down once, and wait for it before anything is removed.
+    return Effect.promise(() => {
+      if (child.exitCode === null) child.kill("SIGINT")
+      return Promise.race([exited, new Promise<void>((r) => setTimeout(r, 30_000))])
+    })
   })
 
 const main = Effect.gen(function*() {

@@ -1,7 +1,7 @@
 // The `cco` command line (@effect/cli): options, subcommands, help and version. Running it is the edge's job (bin.ts).
 // `cco team …` and `cco hook …` are not here: bin/cco.js hands them to the lightweight agent client.
 import { Args, CliConfig, Command, HelpDoc, Options } from "@effect/cli"
-import { Console, Effect, Option, Schema } from "effect"
+import { Console, Effect, Option, Redacted, Schema } from "effect"
 import { type ConfigOverrides, loadConfig, redactedView, type ResolvedConfig } from "./Config.js"
 import * as Cleanup from "./Cleanup.js"
 import * as Doctor from "./Doctor.js"
@@ -27,6 +27,8 @@ export interface RunEnvironment {
   /** Resolves the configured claude command to an executable path. */
   readonly resolveClaude: (command: string) => string
   readonly oauthCredentialsFile: string | undefined
+  /** CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`, passed to OAuth instances instead of the credentials file. */
+  readonly oauthToken?: Redacted.Redacted<string> | undefined
   readonly write: (line: string) => void
 }
 
@@ -44,6 +46,7 @@ export const runCommand = (
     projectRoot: env.projectRoot,
     basePath: env.basePath,
     ...(env.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: env.oauthCredentialsFile }),
+    ...(env.oauthToken === undefined ? {} : { oauthEnv: { CLAUDE_CODE_OAUTH_TOKEN: env.oauthToken } }),
     onLog: (line) => {
       const text = progress(line)
       if (text !== undefined) env.write(text)

@@ -276,13 +276,19 @@ const orchestrate = (
     const startCommit = run.previous?.startCommit ??
       (yield* exec("git", ["rev-parse", `refs/heads/${target}`], { cwd: repoDir }).pipe(Effect.orDie)).stdout.trim()
 
+    // .env / .env.local are the user's local files: from a local working copy of the repository when that is
+    // what repositoryUrl names, otherwise from the config directory.
+    const envSource = (yield* fs.exists(path.join(config.repositoryUrl, ".git")).pipe(Effect.orElseSucceed(() => false)))
+      ? config.repositoryUrl
+      : config.configDir
+
     // --- worktrees, in launch order; branches are cut from their base, which exists by then
     const worktrees = new Map<string, string>()
     let made = 0
     for (const spec of specs) {
       const dir = path.join(run.folder, "worktrees", spec.name)
       yield* git.addWorktree(repoDir, dir, spec.branch, spec.baseBranch ?? target)
-      yield* git.copyEnvFiles(repoDir, dir)
+      yield* git.copyEnvFiles(envSource, dir)
       worktrees.set(spec.name, dir)
       made++
       yield* runLog.log("worktree.ready", { instance: spec.name, branch: spec.branch, progress: `${made}/${specs.length}` })
@@ -1006,15 +1012,18 @@ const orchestrate = (
         yield* runLog.log("run.ending", { reason })
         yield* Effect.forEach(specs, (spec) => agent.stop(spec.name), { discard: true, concurrency: "unbounded" })
         yield* locked(Effect.gen(function*() {
-          yield* Effect.forEach(specs.filter((s) => s !== top), saveWork, { discard: true })
-          if (reason === "project-done" || reason === "interrupted") return
-          const b = yield* Ref.get(board)
-          for (const em of specs.filter((s) => s.role === "em")) {
-            for (const w of em.reports) {
-              if (H.currentTask(b, w)?.status === "done") yield* mergeClean(em, specOf.get(w)!)
+          // At a limit, reported work moves up first; uncommitted work is then saved on each instance's own
+          // branch only, so it never reaches the target branch unreviewed.
+          if (reason !== "project-done" && reason !== "interrupted") {
+            const b = yield* Ref.get(board)
+            for (const em of specs.filter((s) => s.role === "em")) {
+              for (const w of em.reports) {
+                if (H.currentTask(b, w)?.status === "done") yield* mergeClean(em, specOf.get(w)!)
+              }
+              if (em.lead !== undefined) yield* mergeClean(specOf.get(em.lead)!, em)
             }
-            if (em.lead !== undefined) yield* mergeClean(specOf.get(em.lead)!, em)
           }
+          yield* Effect.forEach(specs.filter((s) => s !== top), saveWork, { discard: true })
         }))
         yield* writeTeamStructure(`run ended: ${reason}`)
         yield* locked(git.push(topWorktree, target)).pipe(
@@ -1024,10 +1033,11 @@ const orchestrate = (
 
     // --- until done, the run's time limit, or an interrupt (Ctrl-C / SIGTERM)
     const warnAll = Effect.gen(function*() {
-      const left = Math.max(1, Math.round(Supervisor.warningLead(config.maxRunDurationMinutes * 60_000) / 60_000))
-      yield* runLog.log("run.time-warning", { minutesLeft: left })
+      const leadMs = Supervisor.warningLead(config.maxRunDurationMinutes * 60_000)
+      const left = leadMs >= 90_000 ? `${Math.round(leadMs / 60_000)} minutes` : leadMs >= 60_000 ? "1 minute" : `${Math.round(leadMs / 1000)} seconds`
+      yield* runLog.log("run.time-warning", { left })
       const prompted = [...(yield* Ref.get(instances)).values()].filter((i) => i.prompted || i.roleQueued).map((i) => i.spec)
-      yield* Effect.forEach(prompted, (spec) => send(spec.name, `[cco] The run ends in about ${left} minute${left === 1 ? "" : "s"}. Commit your work now; if your task is finished, report it with cco team done.`), { discard: true })
+      yield* Effect.forEach(prompted, (spec) => send(spec.name, `[cco] The run ends in about ${left}. Commit your work now; if your task is finished, report it with cco team done.`), { discard: true })
     })
     const reason = yield* Effect.raceFirst(
       Deferred.await(end),
@@ -1037,7 +1047,8 @@ const orchestrate = (
         runLog.log("run.interrupted").pipe(
           Effect.zipRight(windDown("interrupted")),
           Effect.zipRight(Ref.set(ended, { at: new Date().toISOString(), reason: "interrupted" as EndReason })),
-          Effect.zipRight(writeState)
+          Effect.zipRight(writeState),
+          Effect.zipRight(runLog.log("run.finished", { reason: "interrupted", durationMs: Date.now() - run.startedAt }))
         ))
     )
     yield* windDown(reason)

@@ -80,9 +80,11 @@ export const makeProgress = () => {
       case "instance.restart-refused":
         return `${s(l.instance)} left stopped: restart limit reached (${s(l.limit)})`
       case "run.time-warning":
-        return `the run ends in about ${s(l.minutesLeft)} minute(s): instances told to commit and report`
+        return `the run ends in about ${s(l.left)}: instances told to commit and report`
       case "run.ending":
-        return `run ending: ${s(l.reason)} — merging, pushing, stopping sessions …`
+        return l.reason === "interrupted"
+          ? "interrupted: stopping sessions, saving uncommitted work on each instance's branch …"
+          : `run ending: ${s(l.reason)} — merging, pushing, stopping sessions …`
       default:
         return undefined
     }

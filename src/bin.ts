@@ -3,7 +3,7 @@
 import { ValidationError } from "@effect/cli"
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Cause, Console, Effect, Exit, Option, Schema } from "effect"
+import { Cause, Console, Effect, Exit, Option, Redacted, Schema } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./Config.js"
 import { accessSync, constants, existsSync } from "node:fs"
@@ -84,6 +84,7 @@ const main = Effect.gen(function*() {
       basePath: process.env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
       resolveClaude: resolveOnPath,
       oauthCredentialsFile: existsSync(credentials) ? credentials : undefined,
+      oauthToken: process.env["CLAUDE_CODE_OAUTH_TOKEN"] ? Redacted.make(process.env["CLAUDE_CODE_OAUTH_TOKEN"]) : undefined,
       write: (line) => process.stdout.write(line + "\n")
     },
     // A relative path in the environment is relative to where cco was started.

@@ -359,19 +359,17 @@ describe("cco cleanup", () => {
       expect(yield* exists(run.repoDir)).toBe(false)
     }).pipe(Effect.provide(NodeContext.layer)))
 
-  it.scopedLive("a 26-instance run is cleaned in under 3 s", () =>
+  it.scopedLive("a 26-instance run is cleaned completely, leaving what is not its own", () =>
     Effect.gen(function*() {
       const run = yield* makeRun({ workers: 25 })
       expect(run.sessions.length).toBe(26)
-      const started = Date.now()
+      // Its speed is measured by `npm run bench` (BENCHMARKS.md), not asserted here.
       const result = yield* Cleanup.cleanupRun(run.folder, { dryRun: false, branches: true, all: false })
-      const elapsed = Date.now() - started
       expect(result.problems).toEqual([])
       expect(result.sessions.length).toBe(26)
       expect(result.worktrees.length).toBe(26)
       expect(sessionsOn(run.socket)).toEqual(sorted(run.unrelatedSessions))
       expect(worktreesOf(run.repoDir)).toEqual(sorted([run.repoDir, run.unrelatedWorktree]))
-      expect(elapsed).toBeLessThan(3000)
     }).pipe(Effect.provide(NodeContext.layer)))
 
   it.scopedLive("scripts/cleanup.sh: the CLI, the fallback when the CLI does not start, and each state.json reader", () =>
