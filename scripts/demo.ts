@@ -5,11 +5,11 @@
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect } from "effect"
 import { execFileSync, spawn } from "node:child_process"
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
-import { teamScript } from "../src/TeamScript.js"
+import { rateLimitKey, teamScript } from "../src/TeamScript.js"
 
 const root = path.resolve(import.meta.dirname, "..")
 const args = process.argv.slice(2)
@@ -103,7 +103,9 @@ const main = Effect.gen(function*() {
       else rmSync(dir, { recursive: true, force: true })
     })
   )
-  const mock = yield* startMockModel({ brain: teamScript(), keyNames: Object.fromEntries([1, 2].map((n) => [demoKey(n), `demo-key-${n}`])) })
+  // demo-key-1 hits its rate limit after a few requests, so rotation to demo-key-2 is seen.
+  const brain = rateLimitKey(teamScript(), { apiKey: demoKey(1), afterRequests: 4, retryAfterSeconds: 600 })
+  const mock = yield* startMockModel({ brain, keyNames: Object.fromEntries([1, 2].map((n) => [demoKey(n), `demo-key-${n}`])) })
   const { bare, config } = setup(dir, mock.url, socket)
   yield* Console.log(`cco demo: ${workers} workers, mock model at ${mock.url}, repository ${bare}\n`)
   const code = yield* runCco(config)
@@ -117,6 +119,8 @@ const main = Effect.gen(function*() {
   const ledger = yield* mock.ledger
   yield* Console.log(`\nmock model served: ${Object.entries(ledger).map(([k, e]) => `${k}: ${e.requests} requests, ${e.input_tokens + e.output_tokens} tokens`).join("; ")}`)
   if (missing.length > 0) return yield* Effect.fail(`work of ${missing.join(", ")} is missing on ${target}`)
+  const log = readFileSync(path.join(dir, "logs", "latest", "combined.log"), "utf8")
+  if (!log.includes('"event":"credential.rotated"')) return yield* Effect.fail("no instance was moved off the rate-limited key")
   yield* Console.log(`\ndemo finished in ${Math.round((Date.now() - started) / 1000)} s: every worker's module is on ${target}.`)
 }).pipe(
   Effect.scoped,

@@ -249,7 +249,7 @@ const orchestrate = (
       ...(options.oauthEnv === undefined ? {} : { oauthEnv: options.oauthEnv })
     }).pipe(Effect.mapError((e) => new RunError({ reason: "auth", message: e.message })))
     // API errors reported by hooks, handled by the rotation fiber below.
-    const limitEvents = yield* Queue.unbounded<{ readonly instance: string; readonly limit: Limits.Limit }>()
+    const limitEvents = yield* Queue.unbounded<{ readonly instance: string; readonly generation: number; readonly limit: Limits.Limit }>()
 
     // --- repository, target branch, direction
     const repoDir = path.join(run.folder, "repo")
@@ -516,7 +516,7 @@ const orchestrate = (
             yield* update(name, (i) => ({ ...i, status: limit._tag === "RateLimited" || limit._tag === "UsageLimit" ? "rate-limited" : "error", lastEventAt: at }))
             fields.error = event.payload.error
             fields.limit = limit._tag
-            yield* Queue.offer(limitEvents, { instance: name, limit })
+            yield* Queue.offer(limitEvents, { instance: name, generation: event.generation, limit })
             break
           }
           case "SessionEnd":
@@ -817,9 +817,13 @@ const orchestrate = (
         yield* restart(name, `${why} on credential ${from}; moved to ${credential.name}`, credential)
       })
 
-    const onLimit = (name: string, limit: Limits.Limit) =>
+    const onLimit = (name: string, generation: number, limit: Limits.Limit) =>
       Effect.gen(function*() {
         const inst = yield* get(name)
+        // A failure of a session being replaced (or already replaced) says nothing about the new credential.
+        if (generation !== inst.generation || inst.status === "starting") {
+          return yield* runLog.log("api.error-ignored", { instance: name, generation, current: inst.generation, limit: limit._tag })
+        }
         const from = inst.credential
         switch (limit._tag) {
           case "RateLimited":
@@ -848,7 +852,7 @@ const orchestrate = (
         }
       })
     yield* Queue.take(limitEvents).pipe(
-      Effect.flatMap(({ instance, limit }) => Effect.forkIn(onLimit(instance, limit), scope)),
+      Effect.flatMap(({ generation, instance, limit }) => Effect.forkIn(onLimit(instance, generation, limit), scope)),
       Effect.forever,
       Effect.forkIn(scope)
     )

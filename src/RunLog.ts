@@ -66,12 +66,14 @@ export const make = (folder: string, runId: string): Effect.Effect<RunLogShape, 
       )
     }
 
+    const stateLock = yield* Effect.makeSemaphore(1)
+    // One writer at a time: concurrent writes would race on the temp file.
     const writeState = (state: unknown) =>
-      Effect.gen(function*() {
+      stateLock.withPermits(1)(Effect.gen(function*() {
         const tmp = `${statePath}.${process.pid}.tmp`
         yield* fs.writeFileString(tmp, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 })
         yield* fs.rename(tmp, statePath)
-      }).pipe(Effect.catchAll((e) => Effect.logWarning(`state.json write failed: ${e.message}`)))
+      })).pipe(Effect.catchAll((e) => Effect.logWarning(`state.json write failed: ${e.message}`)))
 
     return {
       folder,
