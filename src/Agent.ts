@@ -2,6 +2,7 @@
 // launch and restart (--continue, new generation), and prompt delivery by bracketed paste.
 import { CommandExecutor, FileSystem, Path } from "@effect/platform"
 import { Context, Duration, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
+import { readFileSync } from "node:fs"
 import * as ClaudeCode from "./ClaudeCode.js"
 import { Events } from "./Events.js"
 import { exec } from "./Exec.js"
@@ -75,12 +76,18 @@ const inheritedCredentials = [
   "CCO_GENERATION"
 ]
 
+// An exited process its new parent has not reaped yet (init can be slow to) counts as gone.
 const isAlive = (pid: number) => {
   try {
     process.kill(pid, 0)
-    return true
   } catch {
     return false
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
+  } catch {
+    return true // no /proc here, or it has just gone: the signal check is all there is
   }
 }
 
@@ -109,6 +116,32 @@ const descendants = (root: number) =>
     }),
     Effect.orElseSucceed((): Array<number> => [])
   )
+
+const environDecoder = new TextDecoder()
+
+/**
+ * Processes that carry an instance's identity in their environment, which its tools inherit (its hooks and the
+ * `cco` shim need it). Unlike the process tree this survives re-parenting: a tool started while the CLI was
+ * exiting, or left by one that crashed, belongs to init by the time cco looks. CCO_SOCKET is the run's own
+ * control socket, so no other run matches, even with the same run id and instance names. Linux (/proc) only.
+ */
+const withIdentity = (fs: FileSystem.FileSystem, socketPath: string, instance: string) => {
+  const wanted = [`CCO_SOCKET=${socketPath}`, `CCO_INSTANCE=${instance}`]
+  return fs.readDirectory("/proc").pipe(
+    Effect.map((names) => names.filter((n) => /^\d+$/.test(n)).map(Number).filter((p) => p !== process.pid)),
+    Effect.flatMap((pids) =>
+      Effect.filter(pids, (p) =>
+        fs.readFile(`/proc/${p}/environ`).pipe(
+          Effect.map((bytes) => {
+            const vars = new Set(environDecoder.decode(bytes).split("\0"))
+            return wanted.every((w) => vars.has(w))
+          }),
+          Effect.orElseSucceed(() => false)
+        ), { concurrency: 32 })
+    ),
+    Effect.orElseSucceed((): Array<number> => [])
+  )
+}
 
 export const make = (settings: AgentSettings) =>
   Effect.gen(function*() {
@@ -207,28 +240,38 @@ export const make = (settings: AgentSettings) =>
     })
 
     // A killed session's claude keeps writing (SessionEnd hook, transcript) for a moment: wait for it to exit
-    // before anything reuses its config dir, and end it by its own pid if it lingers.
+    // before anything reuses its config dir, and end it by its own pid if it lingers. What the instance started
+    // (its tools' processes, in process groups and sessions of their own) is ended with it.
     const stop = Effect.fn("Agent.stop")(function*(instance: string) {
       const session = sessionName(instance)
       const info = yield* tmux.paneInfo(session).pipe(Effect.option)
-      // What the instance started (its tools' processes, in process groups of their own) is ended with it.
-      const tree = Option.isSome(info) && info.value.pid > 1
-        ? yield* descendants(info.value.pid).pipe(Effect.provideService(CommandExecutor.CommandExecutor, executor))
-        : []
+      const pid = Option.isSome(info) && info.value.pid > 1 ? info.value.pid : undefined
+      const tree = new Set<number>()
+      const snapshot = pid === undefined ? Effect.void : descendants(pid).pipe(
+        Effect.map((found) => found.forEach((p) => tree.add(p))),
+        Effect.provideService(CommandExecutor.CommandExecutor, executor)
+      )
+      yield* snapshot
       yield* tmux.killSession(session).pipe(Effect.ignore)
-      if (Option.isNone(info) || !(info.value.pid > 1)) return
-      const pid = info.value.pid
-      for (let i = 0; i < 50 && isAlive(pid); i++) yield* Effect.sleep(Duration.millis(100))
-      if (isAlive(pid)) {
-        signal(pid, "SIGKILL")
-        yield* runLog.log("instance.killed", { instance, pid })
+      if (pid !== undefined) {
+        // Looked at again while the CLI exits: a tool it starts meanwhile is orphaned as soon as it is gone.
+        for (let i = 0; i < 50 && isAlive(pid); i++) yield* Effect.sleep(Duration.millis(100)).pipe(Effect.zipRight(snapshot))
+        if (isAlive(pid)) {
+          signal(pid, "SIGKILL")
+          yield* runLog.log("instance.killed", { instance, pid })
+        }
       }
-      const left = tree.filter(isAlive)
-      if (left.length === 0) return
-      left.forEach((p) => signal(p, "SIGTERM"))
-      for (let i = 0; i < 10 && left.some(isAlive); i++) yield* Effect.sleep(Duration.millis(100))
-      left.filter(isAlive).forEach((p) => signal(p, "SIGKILL"))
-      yield* runLog.log("instance.children-ended", { instance, pids: left })
+      const ended = new Set<number>()
+      // A few rounds: a survivor may start another process before its signal lands.
+      for (let round = 0; round < 3; round++) {
+        const marked = yield* withIdentity(fs, events.socketPath, instance)
+        const left = [...new Set([...(round === 0 ? tree : []), ...marked])].filter((p) => p !== process.pid && isAlive(p))
+        if (left.length === 0) break
+        left.forEach((p) => (ended.add(p), signal(p, "SIGTERM")))
+        for (let i = 0; i < 10 && left.some(isAlive); i++) yield* Effect.sleep(Duration.millis(100))
+        left.filter(isAlive).forEach((p) => signal(p, "SIGKILL"))
+      }
+      if (ended.size > 0) yield* runLog.log("instance.children-ended", { instance, pids: [...ended] })
     })
 
     const attach = Effect.fn("Agent.attach")(function*(instance: string, generation: number) {

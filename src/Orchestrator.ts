@@ -107,6 +107,8 @@ interface Instance {
   readonly progressAt: number
   readonly restarts: number
   readonly restartHistory: ReadonlyArray<number>
+  /** A restart is under way: nothing else may restart or judge the instance meanwhile. */
+  readonly restarting: boolean
   readonly ladder: Supervisor.Ladder
   readonly credential: string
 }
@@ -311,6 +313,7 @@ const orchestrate = (
         progressAt: Date.now(),
         restarts: 0,
         restartHistory: [],
+        restarting: false,
         ladder: Supervisor.initialLadder(Date.now()),
         credential: ""
       }]))
@@ -760,6 +763,18 @@ const orchestrate = (
     const windingDown = yield* Ref.make(false)
     const restart = (name: string, reason: string, next?: Credential) =>
       Effect.gen(function*() {
+        // One restart at a time per instance: a rotation and a crash check must not both relaunch it.
+        const claimed = yield* Ref.modify(instances, (m) => {
+          const i = m.get(name)
+          if (i === undefined || i.restarting) return [false, m] as const
+          return [true, new Map(m).set(name, { ...i, restarting: true })] as const
+        })
+        if (!claimed) return yield* runLog.log("instance.restart-skipped", { instance: name, reason, why: "a restart is already under way" })
+        yield* restartClaimed(name, reason, next).pipe(Effect.ensuring(update(name, (i) => ({ ...i, restarting: false }))))
+      })
+
+    const restartClaimed = (name: string, reason: string, next?: Credential) =>
+      Effect.gen(function*() {
         const inst = yield* get(name)
         const budget = Supervisor.allowRestart(inst.restartHistory, Date.now(), config.maxRestartsPerInstance, 10 * 60_000)
         if (!budget.allowed) {
@@ -881,6 +896,7 @@ const orchestrate = (
       Effect.gen(function*() {
         if (yield* Ref.get(windingDown)) return
         const inst = yield* get(name)
+        if (inst.restarting) return
         const nowMs = Date.now()
         const alive = yield* agent.isAlive(name)
         // The screen is read only when an instance has been quiet for a while: idle runs stay cheap.

@@ -4,6 +4,9 @@
 import type { Brain, MockReply, MockRequest } from "./MockModel.js"
 import { authenticationError, rateLimitError, toolResults, userTexts } from "./MockModel.js"
 
+/** What a hanging worker runs: an unusual duration, so tests can tell its process from anyone else's `sleep`. */
+export const hangCommand = "sleep 601"
+
 export interface TeamScriptOptions {
   /** Give the first two workers of each team the same file, so the second merge conflicts. */
   readonly conflictDrill?: boolean
@@ -122,7 +125,7 @@ const worker = (req: MockRequest, name: string, options: TeamScriptOptions): Moc
   if (file === undefined) return say("Ready for a task.")
   const lazy = options.lazyWorkers?.includes(name) === true
   if (options.hangUntilRestart?.includes(name) === true && !texts.some((t) => t.includes("cco restarted you"))) {
-    return bash("sleep 600", "Wait for the build")
+    return bash(hangCommand, "Wait for the build")
   }
   if (lazy && pending.length === 0) return bash(`cco team done ${q("Finished.")}`, "Report done")
   // A refused early report restarts the work; steps count from there.

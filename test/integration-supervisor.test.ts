@@ -1,15 +1,43 @@
-// The supervisor with the fake agent: crash recovery, the stuck ladder, the run's time limit, and Ctrl-C.
+// The supervisor with the fake agent: crash recovery, the stuck ladder, the run's time limit, and Ctrl-C; and
+// that no process an instance started outlives it.
+import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber } from "effect"
+import { Effect, Fiber, Layer } from "effect"
 import { spawn } from "node:child_process"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
+import * as Agent from "../src/Agent.js"
+import * as Events from "../src/Events.js"
 import { startMockModel } from "../src/MockModel.js"
-import { teamScript } from "../src/TeamScript.js"
+import * as RunLog from "../src/RunLog.js"
+import { hangCommand, teamScript } from "../src/TeamScript.js"
+import { Tmux } from "../src/Tmux.js"
 import { fakeClaudeBin, fileOn, filesOn, latestRun, makeFixture, panePid, projectRoot, readLog, runFixture } from "./harness.js"
-import { waitFor } from "./support.js"
+import { privateTmux, tempDir, waitFor } from "./support.js"
 
 const fast = { healthCheckIntervalSeconds: 1, stuckAfterSeconds: 3, idleAfterSeconds: 5, escalationIntervalSeconds: 2 }
+
+const procEntry = (pid: string, file: string) => {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, "utf8").split("\0").filter((s) => s !== "")
+  } catch {
+    return undefined // gone, or not ours to read
+  }
+}
+
+/**
+ * Live processes whose command line is exactly `command` and whose environment holds a control socket under
+ * `root`: started for a run of this test, so they are ours to flag and to end. Linux (/proc) only; elsewhere none.
+ */
+const leftovers = (root: string, command: string): Array<number> =>
+  !existsSync("/proc/self/environ") ? [] : readdirSync("/proc").filter((name) => /^\d+$/.test(name)).filter((pid) =>
+    procEntry(pid, "cmdline")?.join(" ") === command &&
+    procEntry(pid, "environ")?.some((v) => v.startsWith(`CCO_SOCKET=${root}/`)) === true
+  ).map(Number)
+
+/** After the test (also when it fails), ends what `leftovers` finds, so a regression does not pile up sleeps. */
+const endLeftovers = (root: string, command: string) =>
+  Effect.addFinalizer(() => Effect.sync(() => leftovers(root, command).forEach((pid) => process.kill(pid, "SIGKILL"))))
 
 const ccoRun = (configDir: string, extraArgs: ReadonlyArray<string> = []) => {
   const child = spawn(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "run", "--config", configDir, ...extraArgs], {
@@ -56,8 +84,11 @@ describe("supervisor with the fake agent", () => {
       const mock = yield* startMockModel({ brain: teamScript({ hangUntilRestart: ["worker-1"] }) })
       const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: fast })
       yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      yield* endLeftovers(fixture.root, hangCommand)
       const summary = yield* runFixture(fixture, fakeClaudeBin)
       expect(summary.reason).toBe("project-done")
+      // The hanging command did not outlive the instance that ran it (nor the restart, nor the run).
+      expect(leftovers(fixture.root, hangCommand)).toEqual([])
       const steps = readLog(summary.runFolder)
         .filter((l) => l.instance === "worker-1" && ["supervisor.nudge", "supervisor.interrupt", "instance.restarting"].includes(String(l.event)))
         .map((l) => String(l.event))
@@ -90,6 +121,7 @@ describe("supervisor with the fake agent", () => {
       const mock = yield* startMockModel({ brain: teamScript({ hangUntilRestart: ["worker-1"] }) })
       const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: { ...fast, stuckAfterSeconds: 600 } })
       yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      yield* endLeftovers(fixture.root, hangCommand)
       const { child, exited, output } = ccoRun(fixture.configDir)
       yield* Effect.addFinalizer(() => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL")))
       yield* waitFor("worker-1 busy", Effect.sync(() =>
@@ -104,6 +136,8 @@ describe("supervisor with the fake agent", () => {
       expect(log.find((l) => l.event === "run.ending")?.reason).toBe("interrupted")
       // Sessions stopped; worktrees kept for inspection.
       expect(existsSync(path.join(latestRun(fixture), "worktrees", "worker-1"))).toBe(true)
+      // ...and nothing their tools started is left running.
+      expect(leftovers(fixture.root, hangCommand)).toEqual([])
       expect(output()).not.toContain("internal error")
     }), { timeout: 120_000 })
 
@@ -135,4 +169,52 @@ describe("supervisor with the fake agent", () => {
       expect(files).toContain("src/em-1/worker-1.js")
       expect(files).toContain("src/em-1/worker-2.js")
     }), { timeout: 150_000 })
+})
+
+describe.skipIf(process.platform !== "linux")("stopping an instance", () => {
+  // A stand-in CLI that leaves processes behind as an agent's Bash tool can: a server started in the background
+  // (orphaned at once, so never below the CLI in the process tree) and a tool started as the CLI exits.
+  const leaky = [
+    "#!/bin/sh",
+    "(setsid sleep 602 </dev/null >/dev/null 2>&1 &)",
+    // It waits a moment so the tool has its own session before the CLI's exit hangs up the terminal.
+    "trap 'setsid sleep 602 </dev/null >/dev/null 2>&1 & sleep 0.3; exit 0' HUP TERM",
+    "while :; do sleep 1; done"
+  ].join("\n") + "\n"
+
+  it.scopedLive("Agent.stop ends the instance's processes, also those already orphaned or started as it exits", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("cco-stop-")
+      yield* endLeftovers(dir, "sleep 602")
+      const cli = path.join(dir, "leaky-claude")
+      writeFileSync(cli, leaky, { mode: 0o755 })
+      const worktree = path.join(dir, "worktree")
+      mkdirSync(worktree)
+      const runLog = yield* RunLog.make(dir, "stop-test")
+      const lines: Array<RunLog.LogLine> = []
+      yield* runLog.listen((line) => lines.push(line))
+      const events = yield* Events.make(path.join(dir, "control.sock")).pipe(Effect.provideService(RunLog.RunLog, runLog))
+      const agent = yield* Agent.make({
+        runFolder: dir,
+        runId: "stop-test",
+        sessionPrefix: "cco-stop-",
+        claudePath: cli,
+        model: undefined,
+        clientCommand: [process.execPath, path.join(projectRoot, "bin", "cco-client.mjs")],
+        basePath: process.env.PATH ?? "/usr/bin:/bin"
+      }).pipe(Effect.provideService(RunLog.RunLog, runLog), Effect.provideService(Events.Events, events))
+      yield* agent.launch({ instance: "worker-1", worktree, credential: { name: "none", env: {} }, continueSession: false })
+      const background = yield* waitFor("the background server", Effect.sync(() => leftovers(dir, "sleep 602")[0]), 10_000)
+      // Orphaned: its parent is no longer the CLI, so only its environment ties it to the instance.
+      const cliPid = (yield* (yield* Tmux).paneInfo(agent.sessionName("worker-1"))).pid
+      const parentOf = (pid: number) => Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ")[1])
+      expect(parentOf(background)).not.toBe(cliPid)
+
+      yield* agent.stop("worker-1")
+      expect(leftovers(dir, "sleep 602")).toEqual([])
+      const ended = lines.find((l) => l.event === "instance.children-ended")
+      expect(ended?.pids).toContain(background)
+      // The one started on SIGHUP was ended too, not only the one seen before.
+      expect((ended?.pids as ReadonlyArray<number>).length).toBeGreaterThanOrEqual(2)
+    }).pipe(Effect.provide(Layer.merge(privateTmux(), NodeContext.layer))), { timeout: 60_000 })
 })

@@ -577,7 +577,7 @@ let interrupted = false
 
 const request = async () => {
   for (let attempt = 0;; attempt++) {
-    if (interrupted) return { kind: "aborted" }
+    if (interrupted || exiting) return { kind: "aborted" }
     currentAbort = new AbortController()
     const r = await requestOnce(currentAbort.signal)
     if (r.kind === "aborted" || interrupted) return { kind: "aborted" }
@@ -609,6 +609,7 @@ const describeFailure = (r) => {
 // Tools
 
 let killCurrentTool
+let currentToolGroup
 
 const killGroup = (pid, signal) => {
   try {
@@ -626,12 +627,16 @@ const runBash = (command, timeoutMs) =>
     let timedOut = false
     let killed = false
     let settled = false
+    // Nothing new starts once the CLI is exiting: it would outlive it.
+    if (exiting) return resolve({ output: "", code: 1, timedOut, killed: true })
     const child = spawn("bash", ["-c", command], { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true })
+    currentToolGroup = child.pid
     const finish = (result) => {
       if (settled) return
       settled = true
       clearTimeout(timer)
       killCurrentTool = undefined
+      currentToolGroup = undefined
       resolve({ ...result, timedOut, killed })
     }
     const kill = () => {
@@ -732,6 +737,7 @@ const runTurn = async (prompt) => {
     return
   }
   for (;;) {
+    if (exiting) return
     const r = await request()
     if (r.kind === "aborted") {
       addUser([{ type: "text", text: "[Request interrupted by user]" }])
@@ -791,7 +797,8 @@ const runTurn = async (prompt) => {
     for (const tu of msg.content.filter((b) => b.type === "tool_use")) {
       if (!interrupted) print(toolLabel(tu.name, tu.input))
       const started = Date.now()
-      const result = interrupted ? { rejected: true } : await runTool(tu.name, tu.input)
+      // Exiting (SIGHUP, SIGTERM, /exit): the remaining calls are answered as rejected, none is started.
+      const result = interrupted || exiting ? { rejected: true } : await runTool(tu.name, tu.input)
       // An interrupted tool is killed and reported as rejected; no hook fires for it.
       if (result.rejected || interrupted) {
         addUser([{ type: "tool_result", tool_use_id: tu.id, content: REJECTED, is_error: true }], {
@@ -811,6 +818,7 @@ const runTurn = async (prompt) => {
         await fireHook("PostToolUse", { ...common, tool_response: result.response, duration_ms: Date.now() - started })
       }
     }
+    if (exiting) return
     if (interrupted) {
       addUser([{ type: "text", text: "[Request interrupted by user for tool use]" }])
       printInterrupted()
@@ -847,6 +855,8 @@ const shutdown = async (reason) => {
   currentAbort?.abort()
   killCurrentTool?.()
   await fireHook("SessionEnd", { reason })
+  // A tool that ignored SIGTERM is not left running behind the CLI.
+  if (currentToolGroup !== undefined) killGroup(currentToolGroup, "SIGKILL")
   out("\x1b[?2004l\r\n")
   try {
     if (process.stdin.isTTY) process.stdin.setRawMode(false)
