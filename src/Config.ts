@@ -522,52 +522,73 @@ export const loadConfig = Effect.fn("Config.load")(function*(configDir: string, 
     })
   )
 
-  let repositoryUrl = file.repositoryUrl.trim()
-  if (!isRemoteUrl(repositoryUrl)) {
-    repositoryUrl = path.resolve(dir, repositoryUrl)
-    if (!(yield* fs.exists(repositoryUrl).pipe(Effect.orElseSucceed(() => false)))) {
-      return yield* new ConfigError({
-        file: orchestratorPath,
-        field: "repositoryUrl",
-        message: `no repository at ${repositoryUrl} (a relative path is taken from the config directory)`
-      })
-    }
-  }
-
   const apiKeys = yield* loadApiKeys(fs, path.join(dir, API_KEYS_FILE), file.authMode)
-
-  const claudeCommand = overrides?.claudeCommand !== undefined && overrides.claudeCommand !== ""
-    ? overrides.claudeCommand
-    // A path (not a bare name looked up in PATH) is taken from the config directory.
-    : file.claudeCommand.includes("/")
-    ? path.resolve(dir, file.claudeCommand)
-    : file.claudeCommand
-
-  const config: ResolvedConfig = {
-    configDir: dir,
-    repositoryUrl,
-    branch: file.branch,
-    workerCount: file.workerCount,
-    useRunBranch: file.useRunBranch,
-    authMode: file.authMode,
-    logDirectory: file.logDirectory === undefined ? dir : path.resolve(dir, file.logDirectory),
-    model: file.model,
-    engineerManagerGroupSize: file.engineerManagerGroupSize,
-    maxRunDurationMinutes: file.maxRunDurationMinutes,
-    claudeCommand,
-    tmuxSocket: file.tmuxSocket,
-    healthCheckIntervalSeconds: file.healthCheckIntervalSeconds,
-    stuckAfterSeconds: file.stuckAfterSeconds,
-    idleAfterSeconds: file.idleAfterSeconds,
-    escalationIntervalSeconds: file.escalationIntervalSeconds,
-    maxRestartsPerInstance: file.maxRestartsPerInstance,
-    maxCostUsd: file.maxCostUsd,
-    maxCostUsdPerInstance: file.maxCostUsdPerInstance,
-    maxTokens: file.maxTokens,
-    apiKeys
-  }
-  return config
+  return yield* resolveConfig(file, apiKeys, {
+    dir,
+    source: orchestratorPath,
+    ...(overrides?.claudeCommand !== undefined && overrides.claudeCommand !== "" ? { claudeCommand: overrides.claudeCommand } : {})
+  })
 })
+
+/**
+ * The decoded options made whole: a local repository path made absolute (and checked), paths resolved
+ * against `dir`, the keys attached. Shared by config directories and in-memory configurations.
+ */
+export const resolveConfig = (
+  file: typeof OrchestratorFile.Type,
+  apiKeys: ReadonlyArray<ApiKeyCredential>,
+  where: { readonly dir: string; readonly source: string; readonly claudeCommand?: string }
+): Effect.Effect<ResolvedConfig, ConfigError, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const { dir } = where
+    let repositoryUrl = file.repositoryUrl.trim()
+    if (!isRemoteUrl(repositoryUrl)) {
+      repositoryUrl = path.resolve(dir, repositoryUrl)
+      if (!(yield* fs.exists(repositoryUrl).pipe(Effect.orElseSucceed(() => false)))) {
+        return yield* new ConfigError({
+          file: where.source,
+          field: "repositoryUrl",
+          message: `no repository at ${repositoryUrl} (a relative path is taken from ${dir})`
+        })
+      }
+    }
+    return {
+      configDir: dir,
+      repositoryUrl,
+      branch: file.branch,
+      workerCount: file.workerCount,
+      useRunBranch: file.useRunBranch,
+      authMode: file.authMode,
+      logDirectory: file.logDirectory === undefined ? dir : path.resolve(dir, file.logDirectory),
+      model: file.model,
+      engineerManagerGroupSize: file.engineerManagerGroupSize,
+      maxRunDurationMinutes: file.maxRunDurationMinutes,
+      // The edge's override wins; a path (not a bare name looked up in PATH) is taken from `dir`.
+      claudeCommand: where.claudeCommand ?? (file.claudeCommand.includes("/") ? path.resolve(dir, file.claudeCommand) : file.claudeCommand),
+      tmuxSocket: file.tmuxSocket,
+      healthCheckIntervalSeconds: file.healthCheckIntervalSeconds,
+      stuckAfterSeconds: file.stuckAfterSeconds,
+      idleAfterSeconds: file.idleAfterSeconds,
+      escalationIntervalSeconds: file.escalationIntervalSeconds,
+      maxRestartsPerInstance: file.maxRestartsPerInstance,
+      maxCostUsd: file.maxCostUsd,
+      maxCostUsdPerInstance: file.maxCostUsdPerInstance,
+      maxTokens: file.maxTokens,
+      apiKeys
+    }
+  })
+
+/** Decoded api-keys entries as credentials (only the variables that are set). */
+export const toCredentials = (entries: typeof ApiKeysFile.Type): ReadonlyArray<ApiKeyCredential> =>
+  entries.map((entry): ApiKeyCredential => {
+    const env: Record<string, Redacted.Redacted<string>> = {}
+    for (const [name, value] of Object.entries(entry.env)) {
+      if (value !== undefined) env[name] = value
+    }
+    return { name: entry.name, env }
+  })
 
 const loadApiKeys = (fs: FileSystem.FileSystem, file: string, authMode: AuthMode) =>
   Effect.gen(function*() {
@@ -591,13 +612,7 @@ const loadApiKeys = (fs: FileSystem.FileSystem, file: string, authMode: AuthMode
         return new ConfigError({ file, field, message })
       })
     )
-    return entries.map((entry): ApiKeyCredential => {
-      const env: Record<string, Redacted.Redacted<string>> = {}
-      for (const [name, value] of Object.entries(entry.env)) {
-        if (value !== undefined) env[name] = value
-      }
-      return { name: entry.name, env }
-    })
+    return toCredentials(entries)
   })
 
 /** The configuration as plain JSON, every secret shown as "<redacted>" (what `cco validate` prints). */

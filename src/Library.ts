@@ -7,7 +7,7 @@ import * as EffectConfig from "effect/Config"
 import { accessSync, constants } from "node:fs"
 import { homedir } from "node:os"
 import * as nodePath from "node:path"
-import { type ApiKeyCredential, ApiKeysFile, ConfigError, OrchestratorFile, type ResolvedConfig, unknownOption } from "./Config.js"
+import { ApiKeysFile, ConfigError, OrchestratorFile, type ResolvedConfig, resolveConfig, toCredentials, unknownOption } from "./Config.js"
 import * as Orchestrator from "./Orchestrator.js"
 import type { EndReason, RunError, RunOptions, RunSummary } from "./Orchestrator.js"
 import type { LogLine } from "./RunLog.js"
@@ -144,9 +144,6 @@ const decodeOptions = { errors: "first", onExcessProperty: "error" } as const
 const isPlainObject = (u: unknown): u is Record<string, unknown> =>
   typeof u === "object" && u !== null && !Array.isArray(u) && !Redacted.isRedacted(u)
 
-// Git treats `scheme://…` and scp-like `host:path` (a colon before any slash) as remote; anything else is a path.
-const isRemoteUrl = (url: string) => /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(url) || /^[^/]+:/.test(url)
-
 const fieldName = (path: ReadonlyArray<PropertyKey>): string =>
   path.reduce<string>(
     (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
@@ -209,18 +206,6 @@ export const makeConfig = Effect.fn("Library.makeConfig")(
       Effect.mapError((e) => toConfigError(e, [], (p) => p.length === 0 ? { kind: "option", keys: ORCHESTRATOR_KEYS } : undefined))
     )
 
-    let repositoryUrl = file.repositoryUrl.trim()
-    if (!isRemoteUrl(repositoryUrl)) {
-      repositoryUrl = path.resolve(dir, repositoryUrl)
-      if (!(yield* fs.exists(repositoryUrl).pipe(Effect.orElseSucceed(() => false)))) {
-        return yield* new ConfigError({
-          file: CONFIG_INPUT,
-          field: "repositoryUrl",
-          message: `no repository at ${repositoryUrl} (a relative path is taken from ${dir})`
-        })
-      }
-    }
-
     // No keys at all is fine under oauth; an empty list means the same as none.
     const entries = rawKeys === undefined || (Array.isArray(rawKeys) && rawKeys.length === 0)
       ? []
@@ -237,38 +222,7 @@ export const makeConfig = Effect.fn("Library.makeConfig")(
     if (file.authMode !== "oauth" && entries.length === 0) {
       return yield* new ConfigError({ file: CONFIG_INPUT, field: "apiKeys", message: `authMode "${file.authMode}" needs at least one API key` })
     }
-    const apiKeys = entries.map((entry): ApiKeyCredential => {
-      const env: Record<string, Redacted.Redacted<string>> = {}
-      for (const [name, value] of Object.entries(entry.env)) {
-        if (value !== undefined) env[name] = value
-      }
-      return { name: entry.name, env }
-    })
-
-    const config: ResolvedConfig = {
-      configDir: dir,
-      repositoryUrl,
-      branch: file.branch,
-      workerCount: file.workerCount,
-      useRunBranch: file.useRunBranch,
-      authMode: file.authMode,
-      logDirectory: file.logDirectory === undefined ? dir : path.resolve(dir, file.logDirectory),
-      model: file.model,
-      engineerManagerGroupSize: file.engineerManagerGroupSize,
-      maxRunDurationMinutes: file.maxRunDurationMinutes,
-      claudeCommand: file.claudeCommand.includes("/") ? path.resolve(dir, file.claudeCommand) : file.claudeCommand,
-      tmuxSocket: file.tmuxSocket,
-      healthCheckIntervalSeconds: file.healthCheckIntervalSeconds,
-      stuckAfterSeconds: file.stuckAfterSeconds,
-      idleAfterSeconds: file.idleAfterSeconds,
-      escalationIntervalSeconds: file.escalationIntervalSeconds,
-      maxRestartsPerInstance: file.maxRestartsPerInstance,
-      maxCostUsd: file.maxCostUsd,
-      maxCostUsdPerInstance: file.maxCostUsdPerInstance,
-      maxTokens: file.maxTokens,
-      apiKeys
-    }
-    return config
+    return yield* resolveConfig(file, toCredentials(entries), { dir, source: CONFIG_INPUT })
   },
   Effect.provide(NodeContext.layer)
 )
