@@ -3,7 +3,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
@@ -18,6 +18,8 @@ describe("hierarchy with the fake agent", () => {
       const mock = yield* startMockModel({ brain: teamScript({ conflictDrill: true, lazyWorkers: ["worker-2"] }) })
       const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url })
       yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      // The user's local env file (the repository is remote here, so it sits in the config directory).
+      writeFileSync(path.join(fixture.configDir, ".env"), "DATABASE_URL=postgres://local\n")
       const summary = yield* runFixture(fixture, fakeClaudeBin)
       expect(summary.reason).toBe("project-done")
       const log = logOf(summary.runFolder)
@@ -42,6 +44,13 @@ describe("hierarchy with the fake agent", () => {
       }
       const team = fileOn(fixture.bare, "main", "TEAM_STRUCTURE.md")
       for (const name of ["em-1", "worker-1", "worker-2"]) expect(team).toContain(`| ${name} |`)
+
+      // .env reached every worktree, and no commit took it (the workers ran `git add -A`).
+      for (const name of ["em-1", "worker-1", "worker-2"]) {
+        expect(readFileSync(path.join(summary.runFolder, "worktrees", name, ".env"), "utf8")).toContain("DATABASE_URL")
+      }
+      expect(filesOn(fixture.bare, "main")).not.toContain(".env")
+      expect(filesOn(fixture.bare, `cco/${summary.runId}/worker-1`)).not.toContain(".env")
     }), { timeout: 120_000 })
 
   it.scopedLive("W=6: a Director and two EMs of three; every worker's commit reaches the target branch", () =>
