@@ -109,6 +109,8 @@ interface Instance {
   readonly restartHistory: ReadonlyArray<number>
   /** A restart is under way: nothing else may restart or judge the instance meanwhile. */
   readonly restarting: boolean
+  /** Messages pasted whose turn has not completed (no Stop yet): queued again if the session is replaced. */
+  readonly inFlight: ReadonlyArray<string>
   readonly ladder: Supervisor.Ladder
   readonly credential: string
 }
@@ -314,6 +316,7 @@ const orchestrate = (
         restarts: 0,
         restartHistory: [],
         restarting: false,
+        inFlight: [],
         ladder: Supervisor.initialLadder(Date.now()),
         credential: ""
       }]))
@@ -463,7 +466,7 @@ const orchestrate = (
           if (i === undefined || !i.ready || !acceptsPrompt(i.status) || i.outbox.length === 0 || !(i.prompted || i.roleQueued)) {
             return [undefined, m] as const
           }
-          return [i.outbox, new Map(m).set(name, { ...i, outbox: [], status: "busy" as Status, prompted: true })] as const
+          return [i.outbox, new Map(m).set(name, { ...i, outbox: [], inFlight: i.outbox, status: "busy" as Status, prompted: true })] as const
         })
         if (taken === undefined) return
         yield* awaitIdleTitle(name)
@@ -471,7 +474,7 @@ const orchestrate = (
         yield* agent.deliver(name, text).pipe(
           Effect.tap(() => runLog.log("prompt.delivered", { instance: name, chars: text.length, messages: taken.length })),
           Effect.catchAll((e) =>
-            update(name, (i) => ({ ...i, outbox: [...taken, ...i.outbox], status: "idle" })).pipe(
+            update(name, (i) => ({ ...i, outbox: [...taken, ...i.outbox], inFlight: [], status: "idle" })).pipe(
               Effect.zipRight(runLog.log("prompt.failed", { instance: name, message: e.message }))
             ))
         )
@@ -509,14 +512,17 @@ const orchestrate = (
               // A reported task makes the instance "done" until it gets new work.
               const task = H.currentTask(yield* Ref.get(board), name)
               const rests = task !== undefined && task.status !== "assigned" && task.assignee === name
-              yield* update(name, (i) => ({ ...i, status: rests ? "done" : "idle", lastEventAt: at, progressAt: at }))
+              yield* update(name, (i) => ({ ...i, status: rests ? "done" : "idle", inFlight: [], lastEventAt: at, progressAt: at }))
               const inst = yield* get(name)
               if (inst.credential !== "") yield* auth.reportSuccess(inst.credential)
             }
             break
           case "StopFailure": {
             const limit = Limits.classifyStopFailure(event.payload, new Date(at))
-            yield* update(name, (i) => ({ ...i, status: limit._tag === "RateLimited" || limit._tag === "UsageLimit" ? "rate-limited" : "error", lastEventAt: at }))
+            yield* update(name, (i) =>
+              i.restarting || i.status === "starting"
+                ? i
+                : { ...i, status: limit._tag === "RateLimited" || limit._tag === "UsageLimit" ? "rate-limited" : "error", lastEventAt: at })
             fields.error = event.payload.error
             fields.limit = limit._tag
             yield* Queue.offer(limitEvents, { instance: name, generation: event.generation, limit })
@@ -530,7 +536,8 @@ const orchestrate = (
             if (event.hook === "Notification") {
               fields.notification = event.payload.notification_type ?? event.payload.message
               // A permission or other question waits for a person; the supervisor answers it.
-              const waiting = /permission|waiting for your input/i.test(String(event.payload.message ?? event.payload.notification_type ?? ""))
+              // (The idle notice, "Claude is waiting for your input", is just idle.)
+              const waiting = event.payload.notification_type === "permission_prompt" || /permission/i.test(String(event.payload.message ?? ""))
               yield* update(name, (i) => ({ ...i, lastEventAt: at, ...(waiting ? { status: "waiting-for-input" as Status } : {}) }))
             } else {
               yield* update(name, (i) => ({ ...i, lastEventAt: at }))
@@ -719,6 +726,18 @@ const orchestrate = (
     }
     yield* events.setTeamHandler(onTeam)
 
+    // Whatever ends this run — even an interrupt during start-up — no session of it is left running,
+    // and state.json says how it ended.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Effect.forEach(specs, (spec) => agent.stop(spec.name), { discard: true, concurrency: "unbounded" })
+        if ((yield* Ref.get(ended)) !== undefined) return
+        yield* Ref.set(ended, { at: new Date().toISOString(), reason: "interrupted" as EndReason })
+        yield* writeState
+        yield* runLog.log("run.finished", { reason: "interrupted", durationMs: Date.now() - run.startedAt })
+      })
+    )
+
     // --- launch, top first
     yield* writeTeamStructure("run start")
     if (top.role === "director" || top.lead === undefined) yield* git.push(topWorktree, target)
@@ -786,6 +805,9 @@ const orchestrate = (
           ...i,
           status: "starting",
           ready: false,
+          // A message pasted into the session being replaced, and never taken, goes to the new one.
+          outbox: [...i.inFlight, ...i.outbox],
+          inFlight: [],
           restarts: i.restarts + 1,
           restartHistory: budget.history,
           lastEventAt: Date.now(),
@@ -836,7 +858,7 @@ const orchestrate = (
       Effect.gen(function*() {
         const inst = yield* get(name)
         // A failure of a session being replaced (or already replaced) says nothing about the new credential.
-        if (generation !== inst.generation || inst.status === "starting") {
+        if (generation !== inst.generation || inst.status === "starting" || inst.restarting) {
           return yield* runLog.log("api.error-ignored", { instance: name, generation, current: inst.generation, limit: limit._tag })
         }
         const from = inst.credential
