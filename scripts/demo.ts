@@ -62,6 +62,10 @@ const setup = (dir: string, mockUrl: string, socket: string) => {
     authMode: "api-keys-only",
     logDirectory: path.join(dir, "logs"),
     maxRunDurationMinutes: 10,
+    // A short run: the supervisor checks often and nudges an idle instance that owes work after 30 s.
+    healthCheckIntervalSeconds: 5,
+    idleAfterSeconds: 30,
+    escalationIntervalSeconds: 30,
     tmuxSocket: socket
   }, null, 2))
   writeFileSync(path.join(config, "api-keys.json"), JSON.stringify([1, 2].map((n) => ({

@@ -65,9 +65,10 @@ const turnResults = (req: MockRequest): ReadonlyArray<string> => {
     const blocks = Array.isArray(message.content) ? message.content.filter(isRecord) : [{ type: "text", text: message.content }]
     const results = blocks.filter((b) => b.type === "tool_result").map((b) =>
       typeof b.content === "string" ? b.content : Array.isArray(b.content) ? b.content.filter(isRecord).map((c) => String(c.text ?? "")).join("\n") : "")
-    out.unshift(...results)
+    // A message carrying a prompt starts the turn; tool results beside it (an interrupted turn's) are older.
     const prompt = blocks.some((b) => b.type === "text" && typeof b.text === "string" && !b.text.startsWith("<system-reminder>") && b.text.trim() !== "")
     if (prompt) break
+    out.unshift(...results)
   }
   return out
 }
@@ -86,7 +87,7 @@ const lead = (
   doneSummary: string,
   merges = true
 ): MockReply => {
-  const { all, pending, prompt } = turn(req)
+  const { all, pending, texts } = turn(req)
   const last = pending.at(-1)
   const done = merged(all)
   const allMerged = reports.length > 0 && reports.every((r) => done.has(r))
@@ -105,7 +106,8 @@ const lead = (
     }
     return say(allMerged ? "Done." : `Waiting for ${reports.filter((r) => !done.has(r)).join(", ")}.`)
   }
-  const finished = reportedDone(prompt).filter((r) => !done.has(r))
+  // Every report announced anywhere in the conversation and not merged yet: a lost turn is caught up later.
+  const finished = [...new Set(reportedDone(texts.join("\n")))].filter((r) => !done.has(r))
   if (finished.length > 0 && !merges) return say(`Noted: ${finished.join(", ")} done. I will review later.`)
   if (finished.length > 0) {
     return bash(finished.map((r) => `cco team merge ${r}`).join(" && "), `Merge ${finished.join(", ")}`)
