@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { loadConfig } from "../src/Config.js"
 import * as Orchestrator from "../src/Orchestrator.js"
 import type { LogLine } from "../src/RunLog.js"
-import { uniqueSocket } from "./support.js"
+import { removeSocketFile, uniqueSocket } from "./support.js"
 
 export const projectRoot = path.resolve(import.meta.dirname, "..")
 export const claudeBin = path.join(projectRoot, "node_modules", ".bin", "claude")
@@ -90,6 +90,7 @@ export const makeFixture = (options: {
     } catch {
       // no server left
     }
+    removeSocketFile(socket)
     // CCO_KEEP_E2E=1 keeps the run folder, worktrees and bare repository for inspection.
     if (process.env.CCO_KEEP_E2E === undefined) rmSync(root, { recursive: true, force: true })
   }

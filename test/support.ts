@@ -3,16 +3,26 @@ import { NodeContext } from "@effect/platform-node"
 import { FileSystem } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { execFileSync } from "node:child_process"
+import { rmSync } from "node:fs"
 import { randomBytes } from "node:crypto"
 import * as Tmux from "../src/Tmux.js"
 
 export const uniqueSocket = () => `cco-test-${process.pid}-${randomBytes(4).toString("hex")}`
 
-/** A live Tmux on its own server; the server is killed when the layer's scope closes. */
+/** tmux leaves its socket file behind after kill-server; tests remove theirs. */
+export const removeSocketFile = (socket: string) => {
+  const uid = process.getuid?.() ?? 0
+  rmSync(`${process.env.TMUX_TMPDIR ?? "/tmp"}/tmux-${uid}/${socket}`, { force: true })
+}
+
+/** A live Tmux on its own server; the server is killed (and its socket file removed) when the layer's scope closes. */
 export const privateTmux = (socket = uniqueSocket()) =>
   Layer.scoped(
     Tmux.Tmux,
-    Effect.acquireRelease(Tmux.makeLive(socket), (tmux) => tmux.killServer.pipe(Effect.ignore))
+    Effect.acquireRelease(
+      Tmux.makeLive(socket),
+      (tmux) => tmux.killServer.pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => removeSocketFile(socket))))
+    )
   ).pipe(Layer.provide(NodeContext.layer))
 
 /** A temp directory removed when the scope closes. */
