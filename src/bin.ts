@@ -1,47 +1,15 @@
 // The process edge of `cco`: reads the environment, provides the Node layers, runs the command line and owns the
 // exit code (0 ok, 1 failure, 2 bad configuration or usage, 130 interrupted) and what a failure prints.
 import { ValidationError } from "@effect/cli"
-import { FileSystem, Path } from "@effect/platform"
+import { Path } from "@effect/platform"
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Cause, Console, Effect, Exit, Option, Redacted, Schema } from "effect"
+import { Cause, Console, Effect, Exit, Option, Redacted } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./Config.js"
-import { accessSync, constants, existsSync } from "node:fs"
+import { findPackageRoot, resolveOnPath } from "./Library.js"
+import { existsSync } from "node:fs"
 import { homedir } from "node:os"
 import * as nodePath from "node:path"
-
-/** cco's package.json and its folder, found by walking up from this module (src/ under tsx, dist/ when built). */
-const readPackage = Effect.gen(function*() {
-  const fs = yield* FileSystem.FileSystem
-  const path = yield* Path.Path
-  let dir = path.dirname(yield* path.fromFileUrl(new URL(import.meta.url)))
-  const PackageJson = Schema.parseJson(Schema.Struct({ name: Schema.String, version: Schema.String }))
-  while (true) {
-    const found = yield* fs.readFileString(path.join(dir, "package.json")).pipe(
-      Effect.flatMap(Schema.decodeUnknown(PackageJson)),
-      Effect.option
-    )
-    if (Option.isSome(found) && found.value.name === "cco") return { version: found.value.version, root: dir }
-    const parent = path.dirname(dir)
-    if (parent === dir) return { version: "unknown", root: path.resolve(path.dirname(yield* path.fromFileUrl(new URL(import.meta.url))), "..") }
-    dir = parent
-  }
-}).pipe(Effect.orDie)
-
-/** The claude executable: a path as given, a bare name looked up on PATH (so a missing one fails early). */
-const resolveOnPath = (command: string): string => {
-  if (command.includes("/")) return command
-  for (const dir of (process.env["PATH"] ?? "").split(":")) {
-    const candidate = nodePath.join(dir || ".", command)
-    try {
-      accessSync(candidate, constants.X_OK)
-      return candidate
-    } catch {
-      // keep looking
-    }
-  }
-  return command
-}
 
 const EXIT_CONFIG = 2
 
@@ -74,7 +42,7 @@ const claudePath = process.env["CCO_CLAUDE_PATH"]
 
 const main = Effect.gen(function*() {
   const path = yield* Path.Path
-  const { root, version } = yield* readPackage
+  const { root, version } = yield* findPackageRoot
   const credentials = nodePath.join(homedir(), ".claude", ".credentials.json")
   const cli = makeCli({
     version,
@@ -82,7 +50,7 @@ const main = Effect.gen(function*() {
       projectRoot: root,
       nodePath: process.execPath,
       basePath: process.env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
-      resolveClaude: resolveOnPath,
+      resolveClaude: (command) => resolveOnPath(command, process.env["PATH"] ?? ""),
       oauthCredentialsFile: existsSync(credentials) ? credentials : undefined,
       oauthToken: process.env["CLAUDE_CODE_OAUTH_TOKEN"] ? Redacted.make(process.env["CLAUDE_CODE_OAUTH_TOKEN"]) : undefined,
       write: (line) => process.stdout.write(line + "\n")
