@@ -2,43 +2,20 @@
 // tmux server (cco-bench-<random>), the mock model, and the orchestrator run in this process or as `cco run`.
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Exit, Fiber, Scope } from "effect"
-import { execFileSync } from "node:child_process"
 import { closeSync, existsSync, mkdirSync, openSync, readSync, fstatSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { loadConfig } from "../src/Config.js"
+import { makeBareRepo } from "../test/harness.js"
 import { type MockModelHandle, startMockModel } from "../src/MockModel.js"
 import * as Orchestrator from "../src/Orchestrator.js"
 import type { LogLine } from "../src/RunLog.js"
 import { benchBrain } from "./brain.js"
 import { clientScript, fakeClaude, newSocket, projectRoot, tempDir } from "./util.js"
 
-const git = (cwd: string, ...args: Array<string>) =>
-  execFileSync("git", args, {
-    cwd,
-    encoding: "utf8",
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, GIT_AUTHOR_NAME: "bench", GIT_AUTHOR_EMAIL: "bench@cco.invalid", GIT_COMMITTER_NAME: "bench", GIT_COMMITTER_EMAIL: "bench@cco.invalid" }
-  }).trim()
-
-const DIRECTION = `# Project direction
+export const DIRECTION = `# Project direction
 
 Build a tiny JavaScript toolkit, one small module per worker under src/. Done when every module is on main.
 `
-
-/** A bare repository with README.md and PROJECT_DIRECTION.md on main. */
-export const makeBareRepo = (root: string) => {
-  const bare = path.join(root, "origin.git")
-  const seed = path.join(root, "seed")
-  git(root, "init", "-q", "--bare", "-b", "main", bare)
-  git(root, "clone", "-q", bare, seed)
-  git(seed, "checkout", "-q", "-B", "main")
-  writeFileSync(path.join(seed, "README.md"), "# toolkit\n")
-  writeFileSync(path.join(seed, "PROJECT_DIRECTION.md"), DIRECTION)
-  git(seed, "add", "-A")
-  git(seed, "commit", "-q", "-m", "initial")
-  git(seed, "push", "-q", "origin", "main")
-  return bare
-}
 
 export interface Fixture {
   readonly root: string
@@ -53,7 +30,7 @@ export const BENCH_KEY = `sk-ant-bench-key-${"x".repeat(24)}`
 /** workerCount 20 with the default group size of 4: Director + 5 EMs + 20 workers = 26 instances. */
 export const makeFixture = (mockUrl: string, workerCount = 20): Fixture => {
   const root = tempDir("cco-bench-")
-  const bare = makeBareRepo(root)
+  const bare = makeBareRepo(root, { direction: DIRECTION })
   const configDir = path.join(root, "config")
   mkdirSync(configDir)
   const socket = newSocket()

@@ -8,7 +8,8 @@ import * as http from "node:http"
 import * as path from "node:path"
 import type { LogLine } from "../src/RunLog.js"
 import { measureDelivery } from "./delivery.js"
-import { BENCH_KEY, makeBareRepo, makeFixture, runInProcess } from "./fixture.js"
+import { makeBareRepo } from "../test/harness.js"
+import { BENCH_KEY, DIRECTION, makeFixture, runInProcess } from "./fixture.js"
 import type { Measurement } from "./report.js"
 import {
   clientScript,
@@ -44,7 +45,7 @@ const runScript = (script: string, args: ReadonlyArray<string>, env: NodeJS.Proc
 /** The baseline: seconds until all 26 fired SessionStart, and until all 26 submitted a pasted prompt. */
 const baseline = async (mockUrl: string): Promise<{ readonly ready: number; readonly prompted: number }> => {
   const dir = tempDir("cco-bench-base-")
-  const bare = makeBareRepo(dir)
+  const bare = makeBareRepo(dir, { direction: DIRECTION })
   const socket = newSocket()
   const ctl = path.join(dir, "ctl.sock")
   const seen = new Map<string, number>()

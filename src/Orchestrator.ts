@@ -1085,13 +1085,8 @@ const orchestrate = (
       Deferred.await(end),
       Supervisor.watchDeadline(Math.max(1000, run.startedAt + config.maxRunDurationMinutes * 60_000 - Date.now()), warnAll).pipe(Effect.as<EndReason>("time-limit"))
     ).pipe(
-      Effect.onInterrupt(() =>
-        runLog.log("run.interrupted").pipe(
-          Effect.zipRight(windDown("interrupted")),
-          Effect.zipRight(Ref.set(ended, { at: new Date().toISOString(), reason: "interrupted" as EndReason })),
-          Effect.zipRight(writeState),
-          Effect.zipRight(runLog.log("run.finished", { reason: "interrupted", durationMs: Date.now() - run.startedAt }))
-        ))
+      // The scope's finalizer then records the end (state.json, run.finished), as for any unfinished run.
+      Effect.onInterrupt(() => runLog.log("run.interrupted").pipe(Effect.zipRight(windDown("interrupted"))))
     )
     yield* windDown(reason)
     // Sessions are stopped and their processes gone: the transcripts are complete.

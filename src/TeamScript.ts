@@ -101,6 +101,9 @@ const lead = (
       )
     }
     if (/^accepted: the project is done|^accepted: .*notified/m.test(last)) return say(`Reported done: ${doneSummary}`)
+    // cco names a report that came in again after its merge: merge it before reporting.
+    const remerge = /run cco team merge ((?:em|worker)-\d+) first/.exec(last)?.[1]
+    if (remerge !== undefined) return bash(`cco team merge ${remerge}`, `Merge ${remerge} again`)
     if (allMerged && !/cco team done/.test(last)) {
       return bash(`cco team done ${q(doneSummary)}`, "Everything is merged; report done")
     }
