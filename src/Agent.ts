@@ -1,6 +1,8 @@
 // One Claude Code instance per tmux session: its private config dir, hooks, credential and identity env,
 // launch and restart (--continue, new generation), and prompt delivery by bracketed paste.
-import { CommandExecutor, FileSystem, Path } from "@effect/platform"
+import * as CommandExecutor from "@effect/platform/CommandExecutor"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { Context, Duration, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import * as ClaudeCode from "./ClaudeCode.js"
@@ -158,10 +160,11 @@ export const make = (settings: AgentSettings) =>
     // `cco` for the agents' Bash tool: the light client, identity from the environment.
     yield* fs.writeFileString(
       path.join(binDir, "cco"),
-      `#!/bin/sh\nexec ${settings.clientCommand.map(shellQuote).join(" ")} "$@"\n`,
+      `#!/bin/sh\nunset NODE_EXTRA_CA_CERTS\nexec ${settings.clientCommand.map(shellQuote).join(" ")} "$@"\n`,
       { mode: 0o755 }
     )
-    const hookCommand = [...settings.clientCommand.map(shellQuote), "hook"].join(" ")
+    // The client talks only to the unix socket: a CA bundle in NODE_EXTRA_CA_CERTS would cost every hook ~40 ms of start-up.
+    const hookCommand = ["env", "-u", "NODE_EXTRA_CA_CERTS", ...settings.clientCommand.map(shellQuote), "hook"].join(" ")
 
     const sessionName = (instance: string) => `${settings.sessionPrefix}${instance}`
     const tokenFile = (instance: string) => path.join(settings.runFolder, "instances", instance, "token")

@@ -1,6 +1,7 @@
 // Everything specific to Claude Code about launching one instance: its private config dir (pre-seeded so no
 // dialog swallows input), the hook settings, the argv and environment, and reading busy/idle from the pane title.
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Option, Redacted, Schema } from "effect"
 

@@ -1,6 +1,7 @@
 // `cco cleanup`: removes what finished or crashed runs leave behind — their tmux sessions (by exact name, on the
 // run's own socket), their worktrees and, on request, merged run branches and the clone — never a live run's.
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import { Clock, Effect, Either, Option, Schema } from "effect"
 import { exec, type ExecResult } from "./Exec.js"
@@ -172,7 +173,9 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
   } else {
     const present = new Set(listed.right)
     const targets = plan.sessions.filter((s) => present.has(s))
-    sessions = dry ? targets : (yield* Effect.forEach(targets, (name) =>
+    // One tmux call for all; one by one only if that fails (a session ended meanwhile).
+    const batch = dry ? false : yield* tmux.killSessions(targets).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
+    sessions = dry || batch ? targets : (yield* Effect.forEach(targets, (name) =>
       tmux.killSession(name).pipe(
         Effect.as(Option.some(name)),
         // Gone in the meantime is what was wanted.
@@ -209,14 +212,14 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
   let worktrees: ReadonlyArray<string> = todo.map((a) => a.wt)
   if (!dry) {
     worktrees = (yield* Effect.forEach(todo, (a) =>
-      a.how === "remove"
+      // A worktree inside the run folder goes with its directory; the prune below forgets its registration,
+      // which is what `git worktree remove --force` does, without a git process per worktree.
+      a.how === "remove" || path.resolve(a.wt).startsWith(worktreesDir)
         ? removeDir(a.wt)
         : git(plan.repoDir, ["worktree", "remove", "--force", a.wt]).pipe(
           Effect.flatMap((r) =>
             r.exitCode === 0
               ? Effect.succeed(Option.some(a.wt))
-              : a.wt.startsWith(worktreesDir)
-              ? removeDir(a.wt)
               : Effect.sync(() => problems.push(`git worktree remove ${a.wt}: ${firstLine(r)}`)).pipe(Effect.as(Option.none<string>()))
           )
         ), { concurrency: 8 })).flatMap(Option.toArray)

@@ -1,6 +1,7 @@
 // The configuration: orchestrator.json and the optional api-keys.json of a config directory, decoded by Schema.
 // Every problem becomes one ConfigError naming the file and the field; API keys are Redacted from the moment they are read.
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { Context, Effect, Either, ParseResult, Redacted, Schema } from "effect"
 
 export type AuthMode = "oauth" | "api-keys-first" | "api-keys-only"

@@ -1,6 +1,7 @@
 // Token usage and estimated dollars per instance, role, credential and run, read incrementally from Claude Code's
 // JSONL transcripts and priced with one table of Anthropic list prices; plus the end-of-run table and budget checks.
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { Effect, Option, Schema } from "effect"
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // `cco doctor`: checks what a run needs — node, tmux, git, claude and, given a config directory, the config,
 // credentials (presence only), the repository, PROJECT_DIRECTION.md and disk space — one line each, with the fix.
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import { Config, Duration, Effect, Either, Option, Schema } from "effect"
 import { statfs } from "node:fs/promises"

@@ -1,6 +1,7 @@
 // Runs an external program to completion and returns its output and exit code.
 // Effect 3's Command.string does not fail on a non-zero exit, so callers get all three and decide.
-import { Command, CommandExecutor } from "@effect/platform"
+import * as Command from "@effect/platform/Command"
+import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Stream } from "effect"
 

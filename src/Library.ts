@@ -1,7 +1,8 @@
 // cco as a library: a configuration built in memory, the typed events of a run, and the entries that start a run
 // from Effect code or from promises — with the run options computed the way the `cco` command computes them.
-import { FileSystem, Path } from "@effect/platform"
-import { NodeContext } from "@effect/platform-node"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Cause, Data, Effect, Exit, Fiber, Option, ParseResult, PubSub, Queue, Redacted, Schema, Scope, Stream, Take } from "effect"
 import * as EffectConfig from "effect/Config"
 import { accessSync, constants } from "node:fs"

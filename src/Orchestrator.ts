@@ -1,8 +1,9 @@
 // The run: clone, branches and worktrees, instances launched in hierarchy order, hook events and team
 // commands routed, worker → team → target merges owned by cco, TEAM_STRUCTURE.md kept current, and the end.
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
-import { NodeContext } from "@effect/platform-node"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Deferred, Duration, Effect, FiberMap, Layer, Option, Queue, Redacted, Ref, Schedule, Schema, Stream } from "effect"
 import * as AgentModule from "./Agent.js"
 import { Agent, type Credential } from "./Agent.js"
@@ -289,14 +290,19 @@ const orchestrate = (
     // --- worktrees, in launch order; branches are cut from their base, which exists by then
     const worktrees = new Map<string, string>()
     let made = 0
-    for (const spec of specs) {
-      const dir = path.join(run.folder, "worktrees", spec.name)
-      yield* git.addWorktree(repoDir, dir, spec.branch, spec.baseBranch ?? target)
-      yield* git.copyEnvFiles(envSource, dir)
-      worktrees.set(spec.name, dir)
-      made++
-      yield* runLog.log("worktree.ready", { instance: spec.name, branch: spec.branch, progress: `${made}/${specs.length}` })
-    }
+    const makeWorktree = (spec: H.InstanceSpec) =>
+      Effect.gen(function*() {
+        const dir = path.join(run.folder, "worktrees", spec.name)
+        yield* git.addWorktree(repoDir, dir, spec.branch, spec.baseBranch ?? target)
+        yield* git.copyEnvFiles(envSource, dir)
+        worktrees.set(spec.name, dir)
+        made++
+        yield* runLog.log("worktree.ready", { instance: spec.name, branch: spec.branch, progress: `${made}/${specs.length}` })
+      })
+    // The top's worktree now (TEAM_STRUCTURE.md lives there); every other one just before its instance starts,
+    // so git work overlaps the start-up of the instances already launched.
+    for (const spec of specs) worktrees.set(spec.name, path.join(run.folder, "worktrees", spec.name))
+    yield* makeWorktree(top)
     const topWorktree = worktrees.get(top.name)!
     if (config.useRunBranch) yield* git.push(topWorktree, target)
 
@@ -755,6 +761,7 @@ const orchestrate = (
     // A resumed run takes over the sessions that survived and restarts the others where they left off.
     const startInstance = (spec: H.InstanceSpec) =>
       Effect.gen(function*() {
+        if (spec !== top) yield* makeWorktree(spec)
         const inst = yield* get(spec.name)
         if (run.previous !== undefined && (yield* agent.isAlive(spec.name)) && (yield* agent.attach(spec.name, inst.generation))) {
           return yield* update(spec.name, (i) => ({ ...i, ready: true, status: "idle", lastEventAt: Date.now() }))
@@ -773,13 +780,34 @@ const orchestrate = (
         }
       })
     if (run.previous !== undefined) yield* runLog.log("run.resuming", { runId: run.runId })
-    yield* Effect.forEach(specs, startInstance, { concurrency: 4, discard: true })
+    // A tier's branches are cut from the tier above, so tiers go in turn; within a tier, in parallel.
+    for (const role of ["director", "em", "worker"] as const) {
+      yield* Effect.forEach(specs.filter((s) => s.role === role), startInstance, { concurrency: 8, discard: true })
+    }
     yield* writeState
     if (!(yield* get(top.name)).prompted) yield* send(top.name, rolePrompt(top, direction), { role: true })
     yield* runLog.log("run.started", { instances: specs.length, target, attach: `tmux -L ${tmux.socket} attach -t ${agent.sessionName(top.name)}` })
 
     // --- supervision: one fiber per instance, a health check every interval
     const windingDown = yield* Ref.make(false)
+    // One tmux call a round for all instances' panes and one for their screens: the supervisors of all
+    // instances run together, so a snapshot younger than half an interval serves the whole round. A restart
+    // drops it, so that no check sees the session it replaced.
+    const sessionPrefix = agent.sessionName("")
+    const snapshotTtl = Duration.millis(Math.min(2000, config.healthCheckIntervalSeconds * 500))
+    const [panesNow, dropPanes] = yield* Effect.cachedInvalidateWithTTL(
+      tmux.paneInfos(sessionPrefix).pipe(Effect.orElseSucceed((): ReadonlyMap<string, TmuxModule.PaneInfo> => new Map())),
+      snapshotTtl
+    )
+    const [screensNow, dropScreens] = yield* Effect.cachedInvalidateWithTTL(
+      panesNow.pipe(
+        Effect.flatMap((panes) => tmux.capturePanes([...panes].filter(([, p]) => !p.dead).map(([n]) => n))),
+        Effect.orElseSucceed((): ReadonlyMap<string, string> => new Map())
+      ),
+      snapshotTtl
+    )
+    const dropSnapshots = Effect.zipRight(dropPanes, dropScreens)
+
     const restart = (name: string, reason: string, next?: Credential) =>
       Effect.gen(function*() {
         // One restart at a time per instance: a rotation and a crash check must not both relaunch it.
@@ -820,6 +848,7 @@ const orchestrate = (
         const credential = next ?? (yield* credentialFor(name))
         yield* costTracker.setCredential(name, credential.name)
         const generation = yield* agent.launch({ instance: name, worktree: inst.worktree, credential, continueSession: inst.prompted })
+        yield* dropSnapshots
         yield* update(name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: Date.now() }))
         if (inst.prompted) {
           const task = H.currentTask(yield* Ref.get(board), name)
@@ -920,11 +949,12 @@ const orchestrate = (
         const inst = yield* get(name)
         if (inst.restarting) return
         const nowMs = Date.now()
-        const alive = yield* agent.isAlive(name)
+        const pane = (yield* panesNow).get(agent.sessionName(name))
+        const alive = pane !== undefined && !pane.dead
         // The screen is read only when an instance has been quiet for a while: idle runs stay cheap.
         const quiet = nowMs - inst.lastEventAt > config.healthCheckIntervalSeconds * 2000
         const screen = alive && quiet && inst.status !== "starting"
-          ? yield* tmux.capturePane(agent.sessionName(name)).pipe(Effect.orElseSucceed(() => ""))
+          ? (yield* screensNow).get(agent.sessionName(name)) ?? ""
           : ""
         const decision = Supervisor.decide({
           now: nowMs,

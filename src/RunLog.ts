@@ -1,5 +1,6 @@
 // The run folder: combined.log (JSON lines), session-<name>.log per instance, state.json, and a `latest` link.
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
 import { Context, Effect, Layer } from "effect"
 

@@ -1,6 +1,7 @@
 // `cco status`: finds a run folder, reads its state.json, cco.lock and tmux sessions, and shows them as a
 // table or as JSON. The run-folder readers here are shared with `cco cleanup`.
-import { FileSystem, Path } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import { Clock, Duration, Effect, Option, Schedule, Schema } from "effect"
 import { type InstanceState, decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
 import * as Tmux from "./Tmux.js"

@@ -1,6 +1,7 @@
 // The tmux port: sessions, input, screen capture, terminal logs — on cco's own tmux server (-L socket).
 // The live adapter shells out to tmux; TmuxTest is an in-memory stand-in for unit tests.
-import { CommandExecutor, FileSystem } from "@effect/platform"
+import * as CommandExecutor from "@effect/platform/CommandExecutor"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Context, Effect, Layer, Redacted, Ref, Schema } from "effect"
 import { exec } from "./Exec.js"
 
@@ -60,9 +61,15 @@ export interface TmuxShape {
   readonly capturePane: (session: string, history?: number) => Effect.Effect<string, TmuxError>
   readonly pipePane: (session: string, file: string) => Effect.Effect<void, TmuxError>
   readonly paneInfo: (session: string) => Effect.Effect<PaneInfo, TmuxError>
+  /** Every session's pane whose name starts with prefix, in one tmux call. */
+  readonly paneInfos: (prefix: string) => Effect.Effect<ReadonlyMap<string, PaneInfo>, TmuxError>
+  /** The visible screens of several sessions, in one tmux call (the sessions must exist). */
+  readonly capturePanes: (sessions: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, string>, TmuxError>
   readonly hasSession: (session: string) => Effect.Effect<boolean, TmuxError>
   readonly listSessions: (prefix?: string) => Effect.Effect<ReadonlyArray<string>, TmuxError>
   readonly killSession: (session: string) => Effect.Effect<void, TmuxError>
+  /** Kills several sessions in one tmux call; fails (leaving the rest) if one of them is missing. */
+  readonly killSessions: (sessions: ReadonlyArray<string>) => Effect.Effect<void, TmuxError>
   readonly killServer: Effect.Effect<void, TmuxError>
 }
 
@@ -126,8 +133,8 @@ export const makeLive = (socket: string) =>
 
     const sendText = Effect.fn("Tmux.sendText")(function*(session: string, text: string) {
       const buffer = `cco-${session}`
-      yield* run("load-buffer", ["load-buffer", "-b", buffer, "-"], text, session)
-      yield* run("paste-buffer", ["paste-buffer", "-p", "-d", "-b", buffer, "-t", pane(session)], undefined, session)
+      // One tmux call: load the buffer from stdin and paste it.
+      yield* run("paste-buffer", ["load-buffer", "-b", buffer, "-", ";", "paste-buffer", "-p", "-d", "-b", buffer, "-t", pane(session)], text, session)
     })
 
     const sendKeys = Effect.fn("Tmux.sendKeys")(function*(session: string, keys: ReadonlyArray<string>) {
@@ -157,6 +164,37 @@ export const makeLive = (socket: string) =>
       return { pid: Number(pid), dead: dead === "1", title: title.join("\t") }
     })
 
+    const paneInfos = Effect.fn("Tmux.paneInfos")(function*(prefix: string) {
+      const out = yield* run("list-panes", ["list-panes", "-a", "-F", "#{session_name}\t#{pane_pid}\t#{pane_dead}\t#{pane_title}"]).pipe(
+        Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.succeed("") : Effect.fail(e))
+      )
+      const panes = new Map<string, PaneInfo>()
+      for (const line of out.split("\n")) {
+        const [name, pid, dead, ...title] = line.split("\t")
+        if (name === undefined || name === "" || !name.startsWith(prefix) || panes.has(name)) continue
+        panes.set(name, { pid: Number(pid), dead: dead === "1", title: title.join("\t") })
+      }
+      return panes as ReadonlyMap<string, PaneInfo>
+    })
+
+    // Screens separated by a marker line that no screen can contain (a control character).
+    const MARK = "\u001ecco-screen:"
+    const capturePanes = Effect.fn("Tmux.capturePanes")(function*(sessions: ReadonlyArray<string>) {
+      const screens = new Map<string, string>()
+      if (sessions.length === 0) return screens as ReadonlyMap<string, string>
+      const args = sessions.flatMap((s, i) => [
+        ...(i === 0 ? [] : [";"]),
+        "display-message", "-p", "-t", pane(s), `${MARK}${s}`, ";",
+        "capture-pane", "-p", "-J", "-t", pane(s)
+      ])
+      const out = yield* run("capture-pane", args)
+      for (const part of out.split(MARK).slice(1)) {
+        const nl = part.indexOf("\n")
+        screens.set(part.slice(0, nl), part.slice(nl + 1))
+      }
+      return screens as ReadonlyMap<string, string>
+    })
+
     const listSessions = Effect.fn("Tmux.listSessions")(function*(prefix?: string) {
       const out = yield* run("list-sessions", ["list-sessions", "-F", "#{session_name}"]).pipe(
         Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.succeed("") : Effect.fail(e))
@@ -175,6 +213,11 @@ export const makeLive = (socket: string) =>
       yield* run("kill-session", ["kill-session", "-t", `=${session}`], undefined, session)
     })
 
+    const killSessions = Effect.fn("Tmux.killSessions")(function*(sessions: ReadonlyArray<string>) {
+      if (sessions.length === 0) return
+      yield* run("kill-session", sessions.flatMap((s, i) => [...(i === 0 ? [] : [";"]), "kill-session", "-t", `=${s}`]))
+    })
+
     const killServer = run("kill-server", ["kill-server"]).pipe(
       Effect.asVoid,
       Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.void : Effect.fail(e))
@@ -188,9 +231,12 @@ export const makeLive = (socket: string) =>
       capturePane,
       pipePane,
       paneInfo,
+      paneInfos,
+      capturePanes,
       hasSession,
       listSessions,
       killSession,
+      killSessions,
       killServer
     })
   })
@@ -238,6 +284,11 @@ export const makeTest = Effect.gen(function*() {
     capturePane: (name) => Effect.map(get(name), (s) => s.screen),
     pipePane: (name) => Effect.asVoid(get(name)),
     paneInfo: (name) => Effect.map(get(name), (s) => ({ title: s.title, pid: s.pid, dead: s.dead })),
+    paneInfos: (prefix) =>
+      Effect.map(Ref.get(sessions), (m) =>
+        new Map([...m].filter(([n]) => n.startsWith(prefix)).map(([n, s]) => [n, { title: s.title, pid: s.pid, dead: s.dead }] as const))),
+    capturePanes: (names) =>
+      Effect.map(Ref.get(sessions), (m) => new Map(names.flatMap((n) => m.has(n) ? [[n, m.get(n)!.screen] as const] : []))),
     hasSession: (name) => Effect.map(Ref.get(sessions), (m) => m.has(name)),
     listSessions: (prefix) =>
       Effect.map(Ref.get(sessions), (m) => [...m.keys()].filter((n) => prefix === undefined || n.startsWith(prefix))),
@@ -247,6 +298,12 @@ export const makeTest = Effect.gen(function*() {
         next.delete(name)
         return next
       }))),
+    killSessions: (names) =>
+      Ref.update(sessions, (m) => {
+        const next = new Map(m)
+        for (const n of names) next.delete(n)
+        return next
+      }),
     killServer: Ref.set(sessions, new Map())
   })
   return { tmux, control: TmuxTestControl.of({ sessions, session: get }) }

@@ -1,7 +1,9 @@
 // Owns every git operation cco performs: the run's clone, branches, one worktree per instance,
 // merges between branches, pushes, and the local env files copied into worktrees.
-import { CommandExecutor, FileSystem, Path } from "@effect/platform"
-import { NodeContext } from "@effect/platform-node"
+import * as CommandExecutor from "@effect/platform/CommandExecutor"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Data, Effect, Schema } from "effect"
 import { exec, type ExecResult } from "./Exec.js"
 

@@ -1,8 +1,9 @@
 // The process edge of `cco`: reads the environment, provides the Node layers, runs the command line and owns the
 // exit code (0 ok, 1 failure, 2 bad configuration or usage, 130 interrupted) and what a failure prints.
 import { ValidationError } from "@effect/cli"
-import { Path } from "@effect/platform"
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as Path from "@effect/platform/Path"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit, Option, Redacted } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./Config.js"

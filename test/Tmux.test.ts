@@ -63,6 +63,40 @@ describe("Tmux (live, private server)", () => {
       expect(err3._tag).toBe("SessionNotFound")
     }).pipe(Effect.provide(layer())))
 
+  it.scoped("batched calls: every pane by prefix, several screens, several kills — one tmux call each", () =>
+    Effect.gen(function*() {
+      const tmux = yield* Tmux
+      const dir = yield* tempDir()
+      expect((yield* tmux.paneInfos("cco-b-")).size).toBe(0) // no server yet
+      for (const n of ["a", "b", "c"]) {
+        yield* tmux.newSession({ name: `cco-b-${n}`, cwd: dir, command: ["sh", "-c", `printf 'screen of ${n}\\n\\nlast ${n}\\n'; exec cat`] })
+      }
+      yield* tmux.newSession({ name: "other-d", cwd: dir, command: ["sleep", "60"] })
+      const panes = yield* tmux.paneInfos("cco-b-")
+      expect([...panes.keys()].sort()).toEqual(["cco-b-a", "cco-b-b", "cco-b-c"])
+      expect(panes.get("cco-b-a")!.dead).toBe(false)
+      expect(panes.get("cco-b-a")!.pid).toBe((yield* tmux.paneInfo("cco-b-a")).pid)
+
+      const screens = yield* waitFor("screens", Effect.map(tmux.capturePanes(["cco-b-a", "cco-b-b", "cco-b-c"]), (m) =>
+        [...m.values()].every((s) => s.includes("last")) ? m : undefined))
+      expect(screens.size).toBe(3)
+      for (const n of ["a", "b", "c"]) {
+        const s = screens.get(`cco-b-${n}`)!
+        expect(s).toContain(`screen of ${n}\n\nlast ${n}`)
+        expect(s).not.toMatch(new RegExp(`last [^${n}]`))
+        expect(s).toBe(yield* tmux.capturePane(`cco-b-${n}`))
+      }
+
+      // The paste is one call (load + paste) and still lands whole.
+      yield* tmux.sendText("cco-b-a", "one paste")
+      yield* waitFor("paste", Effect.map(tmux.capturePane("cco-b-a"), (s) => s.includes("one paste") ? s : undefined))
+
+      yield* tmux.killSessions(["cco-b-a", "cco-b-b"])
+      expect([...(yield* tmux.listSessions("cco-b-"))].sort()).toEqual(["cco-b-c"])
+      // A missing one fails the call.
+      expect((yield* Effect.flip(tmux.killSessions(["cco-b-gone", "cco-b-c"])))._tag).toMatch(/SessionNotFound|TmuxCommandFailed/)
+    }).pipe(Effect.provide(layer())))
+
   it.scoped("unsets inherited variables the program must not see", () =>
     Effect.gen(function*() {
       const tmux = yield* Tmux
