@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The floor under cco's start-up, for benchmark 1: one clone, 26 worktrees on their own branches and 26 tmux
 # sessions running the fake agent with the same hook command as cco's (so SessionStart
-# reaches the bench the same way). No orchestration: no config seeding, no state, no launch order.
+# reaches the bench the same way, at the same cost). No orchestration: no config seeding, no state, no launch order.
 #   baseline-startup.sh DIR BARE_REPO TMUX_SOCKET NAME...
 # Environment: NODE, CLIENT (bin/cco-client.mjs), FAKE (the fake claude), CTL (the bench's control socket),
 # ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL (the mock model).
@@ -10,7 +10,7 @@ dir=$1 bare=$2 socket=$3
 shift 3
 git clone -q "$bare" "$dir/repo"
 git -C "$dir/repo" checkout -q --detach
-hook="'$NODE' '$CLIENT' hook"
+hook="env -u NODE_EXTRA_CA_CERTS '$NODE' '$CLIENT' hook"
 settings="{\"hooks\":{\"SessionStart\":[{\"matcher\":\"*\",\"hooks\":[{\"type\":\"command\",\"command\":\"$hook SessionStart\"}]}],\"UserPromptSubmit\":[{\"hooks\":[{\"type\":\"command\",\"command\":\"$hook UserPromptSubmit\"}]}]}}"
 pids=()
 export IS_SANDBOX=1 CCO_SOCKET="$CTL" CCO_TOKEN=bench CCO_GENERATION=0

@@ -210,10 +210,7 @@ export const make = (settings: AgentSettings) =>
       )
       const { argv, env } = ClaudeCode.launchCommand(launchSpec)
       const session = sessionName(instance)
-      if (yield* tmux.hasSession(session).pipe(Effect.orElseSucceed(() => false))) {
-        yield* tmux.killSession(session).pipe(Effect.ignore)
-      }
-      yield* tmux.newSession({
+      const start = tmux.newSession({
         name: session,
         cwd: request.worktree,
         command: argv,
@@ -222,7 +219,13 @@ export const make = (settings: AgentSettings) =>
         width: 200,
         height: 50,
         logFile: runLog.sessionLogPath(instance)
-      }).pipe(Effect.mapError(fail(instance, "start session")))
+      })
+      // A session of that name still there (one that outlived its orchestrator) is replaced.
+      yield* start.pipe(
+        Effect.catchTag("TmuxCommandFailed", (e) =>
+          /duplicate session/.test(e.stderr) ? tmux.killSession(session).pipe(Effect.ignore, Effect.zipRight(start)) : Effect.fail(e)),
+        Effect.mapError(fail(instance, "start session"))
+      )
       yield* runLog.log("instance.launched", {
         instance,
         generation,

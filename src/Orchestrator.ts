@@ -287,13 +287,14 @@ const orchestrate = (
       ? config.repositoryUrl
       : config.configDir
 
-    // --- worktrees, in launch order; branches are cut from their base, which exists by then
+    // --- branches, all at once (one ref transaction); worktrees in launch order
+    yield* git.ensureBranches(repoDir, specs.map((s) => ({ branch: s.branch, base: s.baseBranch ?? target })))
     const worktrees = new Map<string, string>()
     let made = 0
     const makeWorktree = (spec: H.InstanceSpec) =>
       Effect.gen(function*() {
         const dir = path.join(run.folder, "worktrees", spec.name)
-        yield* git.addWorktree(repoDir, dir, spec.branch, spec.baseBranch ?? target)
+        yield* git.addWorktree(repoDir, dir, spec.branch)
         yield* git.copyEnvFiles(envSource, dir)
         worktrees.set(spec.name, dir)
         made++
@@ -780,10 +781,8 @@ const orchestrate = (
         }
       })
     if (run.previous !== undefined) yield* runLog.log("run.resuming", { runId: run.runId })
-    // A tier's branches are cut from the tier above, so tiers go in turn; within a tier, in parallel.
-    for (const role of ["director", "em", "worker"] as const) {
-      yield* Effect.forEach(specs.filter((s) => s.role === role), startInstance, { concurrency: 8, discard: true })
-    }
+    // In hierarchy order, eight at a time: the registration of one worktree overlaps the launch of others.
+    yield* Effect.forEach(specs, startInstance, { concurrency: 8, discard: true })
     yield* writeState
     if (!(yield* get(top.name)).prompted) yield* send(top.name, rolePrompt(top, direction), { role: true })
     yield* runLog.log("run.started", { instances: specs.length, target, attach: `tmux -L ${tmux.socket} attach -t ${agent.sessionName(top.name)}` })

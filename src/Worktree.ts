@@ -100,9 +100,10 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
     const run = (
       cwd: string | undefined,
       args: ReadonlyArray<string>,
-      env: Readonly<Record<string, string>> = baseEnv
+      env: Readonly<Record<string, string>> = baseEnv,
+      stdin?: string
     ): Effect.Effect<ExecResult, GitError> =>
-      exec("git", args, cwd === undefined ? { env } : { cwd, env }).pipe(
+      exec("git", args, { env, ...(cwd === undefined ? {} : { cwd }), ...(stdin === undefined ? {} : { stdin }) }).pipe(
         Effect.provideService(CommandExecutor.CommandExecutor, executor),
         Effect.mapError((e) =>
           gitError(
@@ -173,26 +174,55 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
 
     type BranchPlan = { readonly _tag: "Exists" } | { readonly _tag: "CreateFrom"; readonly start: string }
 
+    // Where a branch cut from `from` starts: the local branch, else origin's.
+    const startCandidates = (from: string) => [
+      `refs/heads/${from}`,
+      `refs/remotes/origin/${from}`,
+      ...(from.startsWith("origin/") ? [`refs/remotes/${from}`] : [])
+    ]
+    const noStart = (repoDir: string, name: string, from: string) =>
+      gitError(`create branch ${name}`, repoDir, `cannot create branch ${name}: neither a local branch ${from} nor origin/${from} exists`)
+
     // One for-each-ref answers both "does the branch exist" and "where would it start".
     const planBranch = (repoDir: string, name: string, from: string) =>
       Effect.gen(function*() {
-        const candidates = [`refs/heads/${from}`, `refs/remotes/origin/${from}`]
-        if (from.startsWith("origin/")) candidates.push(`refs/remotes/${from}`)
+        const candidates = startCandidates(from)
         const own = `refs/heads/${name}`
         const out = yield* git(repoDir, ["for-each-ref", "--format=%(refname)", own, ...candidates])
         // for-each-ref patterns also match refs below them (refs/heads/main/x), so compare exactly.
         const found = new Set(splitLines(out))
         if (found.has(own)) return { _tag: "Exists" } as BranchPlan
         const start = candidates.find((ref) => found.has(ref))
-        if (start === undefined) {
-          return yield* gitError(
-            `create branch ${name}`,
-            repoDir,
-            `cannot create branch ${name}: neither a local branch ${from} nor origin/${from} exists`
-          )
-        }
+        if (start === undefined) return yield* noStart(repoDir, name, from)
         return { _tag: "CreateFrom", start } as BranchPlan
       })
+
+    /**
+     * Creates those of the branches that do not exist yet, each from its base (a branch earlier in the list, a
+     * local branch, or origin's), with one ref listing and one update-ref transaction however many there are.
+     */
+    const ensureBranches = Effect.fn("Worktree.ensureBranches")(
+      function*(repoDir: string, wanted: ReadonlyArray<{ readonly branch: string; readonly base: string }>) {
+        if (wanted.length === 0) return
+        const listing = yield* git(repoDir, ["for-each-ref", "--format=%(objectname) %(refname)", "refs/heads/", "refs/remotes/"])
+        const refs = new Map(splitLines(listing).map((line) => {
+          const space = line.indexOf(" ")
+          return [line.slice(space + 1), line.slice(0, space)] as const
+        }))
+        const creates: Array<string> = []
+        for (const { base, branch } of wanted) {
+          const own = `refs/heads/${branch}`
+          if (refs.has(own)) continue
+          const start = startCandidates(base).map((ref) => refs.get(ref)).find((sha) => sha !== undefined)
+          if (start === undefined) return yield* noStart(repoDir, branch, base)
+          refs.set(own, start)
+          creates.push(`create ${own} ${start}\n`)
+        }
+        if (creates.length === 0) return
+        const result = yield* run(repoDir, ["update-ref", "--stdin"], baseEnv, creates.join(""))
+        if (result.exitCode !== 0) return yield* gitError("git update-ref --stdin", repoDir, outputOf(result))
+      }
+    )
 
     const ensureBranch = Effect.fn("Worktree.ensureBranch")(function*(repoDir: string, name: string, from: string) {
       const plan = yield* planBranch(repoDir, name, from)
@@ -225,7 +255,8 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
     })
 
     const addWorktree = Effect.fn("Worktree.addWorktree")(
-      function*(repoDir: string, worktreePath: string, branch: string, base: string) {
+      /** Without a base the branch must exist already (see ensureBranches). */
+      function*(repoDir: string, worktreePath: string, branch: string, base?: string) {
         const target = path.resolve(worktreePath)
         // Only an existing directory can already be the worktree (resume); otherwise skip the listing.
         if (yield* exists(target, repoDir)) {
@@ -245,7 +276,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
         // Registration is serialised; the checkout, the slow part, then runs alongside other worktrees'
         // (it is what `git worktree add` itself does after registering: reset --hard in the new worktree).
         yield* administering(Effect.gen(function*() {
-          const plan = yield* planBranch(repoDir, branch, base)
+          const plan: BranchPlan = base === undefined ? { _tag: "Exists" } : yield* planBranch(repoDir, branch, base)
           const args = plan._tag === "Exists"
             ? ["worktree", "add", "--quiet", "--no-checkout", target, branch]
             : ["worktree", "add", "--quiet", "--no-checkout", "--no-track", "-b", branch, target, plan.start]
@@ -434,6 +465,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       runBranchName,
       prepareClone,
       ensureBranch,
+      ensureBranches,
       addWorktree,
       copyEnvFiles,
       merge,

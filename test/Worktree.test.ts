@@ -196,6 +196,50 @@ describe("Worktree", () => {
         expect(error.message).toContain("neither a local branch nope nor origin/nope exists")
       }))
 
+    it.scoped("ensureBranches creates a whole hierarchy in one transaction: from the list, local or origin; existing ones stay", () =>
+      Effect.gen(function*() {
+        const { worktree, clone, bare, seed } = yield* setup
+        const main = yield* sh(clone, "rev-parse", "main")
+        yield* sh(seed, "checkout", "--quiet", "-b", "feature")
+        const feature = yield* commitIn(seed, "F.md", "f\n", "feature work", sh)
+        yield* sh(seed, "push", "--quiet", "origin", "feature")
+        yield* worktree.prepareClone(bare, clone)
+        yield* worktree.ensureBranch(clone, "run/w-1", "main")
+        const wanted = [
+          { branch: "run/team-1", base: "main" },
+          { branch: "run/w-1", base: "run/team-1" }, // exists already
+          { branch: "run/w-2", base: "run/team-1" }, // from a branch created earlier in the list
+          { branch: "run/team-2", base: "feature" }, // only on origin
+          { branch: "run/w-3", base: "run/team-2" },
+          { branch: "run/team-3", base: "origin/main" }
+        ]
+        yield* worktree.ensureBranches(clone, wanted)
+        expect(yield* sh(clone, "rev-parse", "run/team-1")).toBe(main)
+        expect(yield* sh(clone, "rev-parse", "run/w-2")).toBe(main)
+        expect(yield* sh(clone, "rev-parse", "run/team-2")).toBe(feature)
+        expect(yield* sh(clone, "rev-parse", "run/w-3")).toBe(feature)
+        expect(yield* sh(clone, "rev-parse", "run/team-3")).toBe(main)
+        // The existing branch was left where it was, even after moving.
+        const moved = yield* sh(clone, "commit-tree", "-p", main, "-m", "moved", `${main}^{tree}`)
+        yield* sh(clone, "update-ref", "refs/heads/run/w-1", moved)
+        yield* worktree.ensureBranches(clone, wanted)
+        expect(yield* sh(clone, "rev-parse", "run/w-1")).toBe(moved)
+        // No upstream for any of them.
+        expect((yield* exec("git", ["config", "branch.run/w-2.merge"], { cwd: clone }).pipe(Effect.orDie)).exitCode).toBe(1)
+
+        // One missing base: nothing of the list is created.
+        const error = yield* Effect.flip(worktree.ensureBranches(clone, [{ branch: "run/x", base: "main" }, { branch: "run/y", base: "nope" }]))
+        expect(error.message).toContain("neither a local branch nope nor origin/nope exists")
+        expect((yield* exec("git", ["rev-parse", "--verify", "--quiet", "run/x"], { cwd: clone }).pipe(Effect.orDie)).exitCode).toBe(1)
+
+        // A worktree without a base takes the existing branch.
+        const wt = `${clone}-worktree-w2`
+        yield* worktree.addWorktree(clone, wt, "run/w-2")
+        expect(yield* worktree.currentBranch(wt)).toBe("run/w-2")
+        expect(yield* worktree.headCommit(wt)).toBe(main)
+        yield* worktree.removeWorktree(clone, wt, { force: true })
+      }))
+
     it.scoped("addWorktree checks out target, team and worker branches; again is a no-op", () =>
       Effect.gen(function*() {
         const { worktree, clone, director, em, worker, wt } = yield* setupTeam

@@ -217,4 +217,32 @@ describe.skipIf(process.platform !== "linux")("stopping an instance", () => {
       // The one started on SIGHUP was ended too, not only the one seen before.
       expect((ended?.pids as ReadonlyArray<number>).length).toBeGreaterThanOrEqual(2)
     }).pipe(Effect.provide(Layer.merge(privateTmux(), NodeContext.layer))), { timeout: 60_000 })
+
+  it.scopedLive("Agent.launch replaces a session of the same name that is still there", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("cco-relaunch-")
+      const cli = path.join(dir, "idle-claude")
+      writeFileSync(cli, "#!/bin/sh\nexec sleep 603\n", { mode: 0o755 })
+      const runLog = yield* RunLog.make(dir, "relaunch-test")
+      const events = yield* Events.make(path.join(dir, "control.sock")).pipe(Effect.provideService(RunLog.RunLog, runLog))
+      const agent = yield* Agent.make({
+        runFolder: dir,
+        runId: "relaunch-test",
+        sessionPrefix: "cco-relaunch-",
+        claudePath: cli,
+        model: undefined,
+        clientCommand: [process.execPath, path.join(projectRoot, "bin", "cco-client.mjs")],
+        basePath: process.env.PATH ?? "/usr/bin:/bin"
+      }).pipe(Effect.provideService(RunLog.RunLog, runLog), Effect.provideService(Events.Events, events))
+      const tmux = yield* Tmux
+      const session = agent.sessionName("worker-1")
+      const launch = agent.launch({ instance: "worker-1", worktree: dir, credential: { name: "none", env: {} }, continueSession: false })
+      expect(yield* launch).toBe(0)
+      const first = (yield* tmux.paneInfo(session)).pid
+      expect(yield* launch).toBe(1)
+      const second = (yield* tmux.paneInfo(session)).pid
+      expect(second).not.toBe(first)
+      expect(yield* tmux.listSessions("cco-relaunch-")).toEqual([session])
+      yield* agent.stop("worker-1")
+    }).pipe(Effect.provide(Layer.merge(privateTmux(), NodeContext.layer))), { timeout: 60_000 })
 })
