@@ -359,17 +359,22 @@ export const locateJsonError = (text: string): { offset: number; reason: string 
       i++
       const v = value()
       if (v) return v
-      ws()
-      if (text[i] === ",") {
-        i++
-        continue
-      }
-      if (text[i] === "}") {
-        i++
-        return undefined
-      }
-      return fail(i, i >= text.length ? "unexpected end of file inside an object" : "expected ',' or '}' after a property value")
+      const n = next("}", "an object", "a property value")
+      if (n !== "more") return n
     }
+  }
+  // After an item: ',' goes on to the next one, the closing bracket ends the container.
+  const next = (close: "}" | "]", inside: string, after: string): Failure | undefined | "more" => {
+    ws()
+    if (text[i] === ",") {
+      i++
+      return "more"
+    }
+    if (text[i] === close) {
+      i++
+      return undefined
+    }
+    return fail(i, i >= text.length ? `unexpected end of file inside ${inside}` : `expected ',' or '${close}' after ${after}`)
   }
   const array = (): Failure | undefined => {
     i++
@@ -383,16 +388,8 @@ export const locateJsonError = (text: string): { offset: number; reason: string 
       if (text[i] === "]") return fail(i, "trailing comma before ']'")
       const v = value()
       if (v) return v
-      ws()
-      if (text[i] === ",") {
-        i++
-        continue
-      }
-      if (text[i] === "]") {
-        i++
-        return undefined
-      }
-      return fail(i, i >= text.length ? "unexpected end of file inside an array" : "expected ',' or ']' after a value")
+      const n = next("]", "an array", "a value")
+      if (n !== "more") return n
     }
   }
   const string = (): Failure | undefined => {

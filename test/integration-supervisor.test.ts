@@ -4,7 +4,7 @@ import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
 import { spawn } from "node:child_process"
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import * as Agent from "../src/Agent.js"
 import * as Events from "../src/Events.js"
@@ -12,32 +12,10 @@ import { startMockModel } from "../src/MockModel.js"
 import * as RunLog from "../src/RunLog.js"
 import { hangCommand, teamScript } from "../src/TeamScript.js"
 import { Tmux } from "../src/Tmux.js"
-import { fakeClaudeBin, fileOn, filesOn, latestRun, makeFixture, panePid, projectRoot, readLog, runFixture } from "./harness.js"
-import { privateTmux, tempDir, waitFor } from "./support.js"
+import { expectCrashRecovered, fakeClaudeBin, hungWorkerRecovers, filesOn, killWorkerAfterFirstTool, latestRun, makeFixture, projectRoot, readLog, runFixture } from "./harness.js"
+import { endLeftovers, leftovers, privateTmux, tempDir, waitFor } from "./support.js"
 
 const fast = { healthCheckIntervalSeconds: 1, stuckAfterSeconds: 3, idleAfterSeconds: 5, escalationIntervalSeconds: 2 }
-
-const procEntry = (pid: string, file: string) => {
-  try {
-    return readFileSync(`/proc/${pid}/${file}`, "utf8").split("\0").filter((s) => s !== "")
-  } catch {
-    return undefined // gone, or not ours to read
-  }
-}
-
-/**
- * Live processes whose command line is exactly `command` and whose environment holds a control socket under
- * `root`: started for a run of this test, so they are ours to flag and to end. Linux (/proc) only; elsewhere none.
- */
-const leftovers = (root: string, command: string): Array<number> =>
-  !existsSync("/proc/self/environ") ? [] : readdirSync("/proc").filter((name) => /^\d+$/.test(name)).filter((pid) =>
-    procEntry(pid, "cmdline")?.join(" ") === command &&
-    procEntry(pid, "environ")?.some((v) => v.startsWith(`CCO_SOCKET=${root}/`)) === true
-  ).map(Number)
-
-/** After the test (also when it fails), ends what `leftovers` finds, so a regression does not pile up sleeps. */
-const endLeftovers = (root: string, command: string) =>
-  Effect.addFinalizer(() => Effect.sync(() => leftovers(root, command).forEach((pid) => process.kill(pid, "SIGKILL"))))
 
 const ccoRun = (configDir: string, extraArgs: ReadonlyArray<string> = []) => {
   const child = spawn(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "run", "--config", configDir, ...extraArgs], {
@@ -58,44 +36,11 @@ describe("supervisor with the fake agent", () => {
       const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: fast })
       yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
       const run = yield* Effect.fork(runFixture(fixture, fakeClaudeBin))
-      // The worker has written its file (first tool call) but not committed it yet.
-      const folder = yield* waitFor("worker-1's first tool call", Effect.sync(() => {
-        const log = readLog(latestRun(fixture))
-        return log.some((l) => l.instance === "worker-1" && l.hook === "PostToolUse") ? log : undefined
-      }), 60_000, 20)
-      const runId = String(folder[0]!.runId)
-      const worktree = path.join(latestRun(fixture), "worktrees", "worker-1")
-      expect(existsSync(path.join(worktree, "src/em-1/worker-1.js"))).toBe(true)
-      const pid = panePid(fixture, `cco-${runId}-worker-1`)
-      process.kill(pid, "SIGKILL")
-
-      const summary = yield* Fiber.join(run)
-      expect(summary.reason).toBe("project-done")
-      const log = readLog(summary.runFolder)
-      expect(log.some((l) => l.event === "instance.restarting" && l.instance === "worker-1" && String(l.reason).startsWith("crashed"))).toBe(true)
-      expect(log.some((l) => l.event === "instance.launched" && l.instance === "worker-1" && l.resume === true)).toBe(true)
-      expect(summary.instances.find((i) => i.name === "worker-1")?.restarts).toBe(1)
-      // The file written before the crash survived the restart and landed.
-      expect(fileOn(fixture.bare, "main", "src/em-1/worker-1.js")).toContain("written by worker-1")
+      yield* killWorkerAfterFirstTool(fixture)
+      expectCrashRecovered(fixture, yield* Fiber.join(run))
     }), { timeout: 120_000 })
 
-  it.scopedLive("a hung worker is nudged, interrupted, then restarted, and its work still lands", () =>
-    Effect.gen(function*() {
-      const mock = yield* startMockModel({ brain: teamScript({ hangUntilRestart: ["worker-1"] }) })
-      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: fast })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
-      yield* endLeftovers(fixture.root, hangCommand)
-      const summary = yield* runFixture(fixture, fakeClaudeBin)
-      expect(summary.reason).toBe("project-done")
-      // The hanging command did not outlive the instance that ran it (nor the restart, nor the run).
-      expect(leftovers(fixture.root, hangCommand)).toEqual([])
-      const steps = readLog(summary.runFolder)
-        .filter((l) => l.instance === "worker-1" && ["supervisor.nudge", "supervisor.interrupt", "instance.restarting"].includes(String(l.event)))
-        .map((l) => String(l.event))
-      // The ladder in order; after the restart the supervisor may still nudge an idle worker along.
-      expect(steps.slice(0, 3)).toEqual(["supervisor.nudge", "supervisor.interrupt", "instance.restarting"])
-      expect(filesOn(fixture.bare, "main")).toContain("src/em-1/worker-1.js")
-    }), { timeout: 120_000 })
+  it.scopedLive("a hung worker is nudged, interrupted, then restarted, and its work still lands", () => hungWorkerRecovers(fakeClaudeBin, fast), { timeout: 120_000 })
 
   it.scopedLive("at maxRunDurationMinutes the run winds down: reported work merged where clean, sessions stopped", () =>
     Effect.gen(function*() {
@@ -171,6 +116,23 @@ describe("supervisor with the fake agent", () => {
     }), { timeout: 150_000 })
 })
 
+/** An Agent of its own run (folder dir, sessions cco-<name>-…) that launches `cli`; its log lines go to `lines`. */
+const makeAgent = (dir: string, name: string, cli: string, lines: Array<RunLog.LogLine> = []) =>
+  Effect.gen(function*() {
+    const runLog = yield* RunLog.make(dir, `${name}-test`)
+    yield* runLog.listen((line) => lines.push(line))
+    const events = yield* Events.make(path.join(dir, "control.sock")).pipe(Effect.provideService(RunLog.RunLog, runLog))
+    return yield* Agent.make({
+      runFolder: dir,
+      runId: `${name}-test`,
+      sessionPrefix: `cco-${name}-`,
+      claudePath: cli,
+      model: undefined,
+      clientCommand: [process.execPath, path.join(projectRoot, "bin", "cco-client.mjs")],
+      basePath: process.env.PATH ?? "/usr/bin:/bin"
+    }).pipe(Effect.provideService(RunLog.RunLog, runLog), Effect.provideService(Events.Events, events))
+  })
+
 describe.skipIf(process.platform !== "linux")("stopping an instance", () => {
   // A stand-in CLI that leaves processes behind as an agent's Bash tool can: a server started in the background
   // (orphaned at once, so never below the CLI in the process tree) and a tool started as the CLI exits.
@@ -190,19 +152,8 @@ describe.skipIf(process.platform !== "linux")("stopping an instance", () => {
       writeFileSync(cli, leaky, { mode: 0o755 })
       const worktree = path.join(dir, "worktree")
       mkdirSync(worktree)
-      const runLog = yield* RunLog.make(dir, "stop-test")
       const lines: Array<RunLog.LogLine> = []
-      yield* runLog.listen((line) => lines.push(line))
-      const events = yield* Events.make(path.join(dir, "control.sock")).pipe(Effect.provideService(RunLog.RunLog, runLog))
-      const agent = yield* Agent.make({
-        runFolder: dir,
-        runId: "stop-test",
-        sessionPrefix: "cco-stop-",
-        claudePath: cli,
-        model: undefined,
-        clientCommand: [process.execPath, path.join(projectRoot, "bin", "cco-client.mjs")],
-        basePath: process.env.PATH ?? "/usr/bin:/bin"
-      }).pipe(Effect.provideService(RunLog.RunLog, runLog), Effect.provideService(Events.Events, events))
+      const agent = yield* makeAgent(dir, "stop", cli, lines)
       yield* agent.launch({ instance: "worker-1", worktree, credential: { name: "none", env: {} }, continueSession: false })
       const background = yield* waitFor("the background server", Effect.sync(() => leftovers(dir, "sleep 602")[0]), 10_000)
       // Orphaned: its parent is no longer the CLI, so only its environment ties it to the instance.
@@ -223,17 +174,7 @@ describe.skipIf(process.platform !== "linux")("stopping an instance", () => {
       const dir = yield* tempDir("cco-relaunch-")
       const cli = path.join(dir, "idle-claude")
       writeFileSync(cli, "#!/bin/sh\nexec sleep 603\n", { mode: 0o755 })
-      const runLog = yield* RunLog.make(dir, "relaunch-test")
-      const events = yield* Events.make(path.join(dir, "control.sock")).pipe(Effect.provideService(RunLog.RunLog, runLog))
-      const agent = yield* Agent.make({
-        runFolder: dir,
-        runId: "relaunch-test",
-        sessionPrefix: "cco-relaunch-",
-        claudePath: cli,
-        model: undefined,
-        clientCommand: [process.execPath, path.join(projectRoot, "bin", "cco-client.mjs")],
-        basePath: process.env.PATH ?? "/usr/bin:/bin"
-      }).pipe(Effect.provideService(RunLog.RunLog, runLog), Effect.provideService(Events.Events, events))
+      const agent = yield* makeAgent(dir, "relaunch", cli)
       const tmux = yield* Tmux
       const session = agent.sessionName("worker-1")
       const launch = agent.launch({ instance: "worker-1", worktree: dir, credential: { name: "none", env: {} }, continueSession: false })

@@ -3,7 +3,7 @@ import { NodeContext } from "@effect/platform-node"
 import { FileSystem } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { execFileSync } from "node:child_process"
-import { rmSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { randomBytes } from "node:crypto"
 import * as Tmux from "../src/Tmux.js"
 
@@ -52,3 +52,25 @@ export const waitFor = <A, E, R>(
 /** Command lines of every process on the machine (for "no secret in argv" checks). */
 export const allArgv = (): string =>
   execFileSync("ps", ["-eo", "args", "--no-headers"], { encoding: "utf8", maxBuffer: 16 * 1024 * 1024 })
+
+const procEntry = (pid: string, file: string) => {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, "utf8").split("\0").filter((s) => s !== "")
+  } catch {
+    return undefined // gone, or not ours to read
+  }
+}
+
+/**
+ * Live processes whose command line is exactly `command` and whose environment holds a control socket under
+ * `root`: started for a run of this test, so they are ours to flag and to end. Linux (/proc) only; elsewhere none.
+ */
+export const leftovers = (root: string, command: string): Array<number> =>
+  !existsSync("/proc/self/environ") ? [] : readdirSync("/proc").filter((name) => /^\d+$/.test(name)).filter((pid) =>
+    procEntry(pid, "cmdline")?.join(" ") === command &&
+    procEntry(pid, "environ")?.some((v) => v.startsWith(`CCO_SOCKET=${root}/`)) === true
+  ).map(Number)
+
+/** After the test (also when it fails), ends what `leftovers` finds, so a regression does not pile up sleeps. */
+export const endLeftovers = (root: string, command: string) =>
+  Effect.addFinalizer(() => Effect.sync(() => leftovers(root, command).forEach((pid) => process.kill(pid, "SIGKILL"))))
