@@ -5,7 +5,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { type MockRequest, startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
-import { claudeBin, expectCrashRecovered, hungWorkerRecovers, killWorkerAfterFirstTool, makeFixture, runFixture } from "./harness.js"
+import { claudeBin, expectCrashRecovered, hungWorkerRecovers, killWorkerAfterFirstTool, makeFixture, orchestratorKilledThenResumed, runFixture } from "./harness.js"
 
 const fast = { healthCheckIntervalSeconds: 1, stuckAfterSeconds: 4, idleAfterSeconds: 6, escalationIntervalSeconds: 3 }
 
@@ -28,6 +28,9 @@ describe.skipIf(process.platform !== "linux")("real claude under the supervisor"
       expect(resumed.length).toBeGreaterThan(0)
       expect(JSON.stringify(resumed[0]!.messages)).toContain("src/em-1/worker-1.js")
     }), { timeout: 300_000 })
+
+  it.scopedLive("kill -9 of the orchestrator, then cco run --resume: the live CLIs are re-attached and the run completes", () =>
+    orchestratorKilledThenResumed(claudeBin, fast), { timeout: 300_000 })
 
   it.scopedLive("a hung tool: nudged, interrupted, restarted; the hanging process ends with it and the work lands", () => hungWorkerRecovers(claudeBin, fast), { timeout: 300_000 })
 })

@@ -3,7 +3,7 @@
 import { NodeContext } from "@effect/platform-node"
 import { expect } from "@effect/vitest"
 import { Effect } from "effect"
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawn } from "node:child_process"
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
@@ -182,4 +182,50 @@ export const hungWorkerRecovers = (claudePath: string, extra: Readonly<Record<st
     // The ladder in order; after the restart the supervisor may still nudge an idle worker along.
     expect(steps.slice(0, 3)).toEqual(["supervisor.nudge", "supervisor.interrupt", "instance.restarting"])
     expect(filesOn(fixture.bare, "main")).toContain("src/em-1/worker-1.js")
+  })
+
+/** `cco run --config DIR` as a user starts it (bin/cco.js), with the given claude executable. */
+export const ccoRun = (configDir: string, claudePath: string, extraArgs: ReadonlyArray<string> = []) => {
+  const child = spawn(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "run", "--config", configDir, ...extraArgs], {
+    env: { ...process.env, CCO_CLAUDE_PATH: claudePath, CLAUDE_CODE_MAX_RETRIES: "0" },
+    stdio: ["ignore", "pipe", "pipe"]
+  })
+  let output = ""
+  child.stdout.on("data", (d) => (output += d))
+  child.stderr.on("data", (d) => (output += d))
+  const exited = new Promise<number | null>((resolve) => child.on("exit", (code, signal) => resolve(code ?? (signal === null ? null : 128))))
+  return { child, exited, output: () => output }
+}
+
+/**
+ * Two workers busy, then the orchestrator is killed with SIGKILL and `cco run --resume` takes over: the live
+ * sessions are re-attached and the run completes with both workers' files on main.
+ */
+export const orchestratorKilledThenResumed = (claudePath: string, extra: Readonly<Record<string, unknown>>) =>
+  Effect.gen(function*() {
+    const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 400 })
+    const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url, extra: { ...extra, idleAfterSeconds: 2 } })
+    yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+    const first = ccoRun(fixture.configDir, claudePath)
+    yield* Effect.addFinalizer(() => Effect.sync(() => first.child.exitCode === null && first.child.kill("SIGKILL")))
+    yield* waitFor("both workers busy", Effect.sync(() => {
+      const busy = new Set(readLog(latestRun(fixture)).filter((l) => l.hook === "UserPromptSubmit").map((l) => l.instance))
+      return busy.has("worker-1") && busy.has("worker-2") ? true : undefined
+    }), 90_000, 20)
+    // The orchestrator itself (bin/cco.js may be a wrapper around it): its pid is in cco.lock.
+    const orchestratorPid = Number(readFileSync(path.join(latestRun(fixture), "cco.lock"), "utf8").trim())
+    process.kill(orchestratorPid, "SIGKILL")
+    yield* Effect.promise(() => first.exited)
+
+    const second = ccoRun(fixture.configDir, claudePath, ["--resume"])
+    yield* Effect.addFinalizer(() => Effect.sync(() => second.child.exitCode === null && second.child.kill("SIGKILL")))
+    const code = yield* Effect.promise(() => second.exited)
+    expect(code, second.output()).toBe(0)
+    const log = readLog(latestRun(fixture))
+    expect(log.some((l) => l.event === "run.resuming")).toBe(true)
+    expect(log.filter((l) => l.event === "instance.attached").length).toBeGreaterThan(0)
+    expect(log.at(-1)).toMatchObject({ event: "run.finished", reason: "project-done" })
+    const files = filesOn(fixture.bare, "main")
+    expect(files).toContain("src/em-1/worker-1.js")
+    expect(files).toContain("src/em-1/worker-2.js")
   })

@@ -3,7 +3,6 @@
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
-import { spawn } from "node:child_process"
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import * as Agent from "../src/Agent.js"
@@ -12,22 +11,10 @@ import { startMockModel } from "../src/MockModel.js"
 import * as RunLog from "../src/RunLog.js"
 import { hangCommand, teamScript } from "../src/TeamScript.js"
 import { Tmux } from "../src/Tmux.js"
-import { expectCrashRecovered, fakeClaudeBin, hungWorkerRecovers, filesOn, killWorkerAfterFirstTool, latestRun, makeFixture, projectRoot, readLog, runFixture } from "./harness.js"
+import { ccoRun, expectCrashRecovered, fakeClaudeBin, hungWorkerRecovers, orchestratorKilledThenResumed, filesOn, killWorkerAfterFirstTool, latestRun, makeFixture, projectRoot, readLog, runFixture } from "./harness.js"
 import { endLeftovers, leftovers, privateTmux, tempDir, waitFor } from "./support.js"
 
 const fast = { healthCheckIntervalSeconds: 1, stuckAfterSeconds: 3, idleAfterSeconds: 5, escalationIntervalSeconds: 2 }
-
-const ccoRun = (configDir: string, extraArgs: ReadonlyArray<string> = []) => {
-  const child = spawn(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "run", "--config", configDir, ...extraArgs], {
-    env: { ...process.env, CCO_CLAUDE_PATH: fakeClaudeBin, CLAUDE_CODE_MAX_RETRIES: "0" },
-    stdio: ["ignore", "pipe", "pipe"]
-  })
-  let output = ""
-  child.stdout.on("data", (d) => (output += d))
-  child.stderr.on("data", (d) => (output += d))
-  const exited = new Promise<number | null>((resolve) => child.on("exit", (code, signal) => resolve(code ?? (signal === null ? null : 128))))
-  return { child, exited, output: () => output }
-}
 
 describe("supervisor with the fake agent", () => {
   it.scopedLive("kill -9 of a worker mid-task: restarted with --continue, its uncommitted file kept, its work lands", () =>
@@ -67,7 +54,7 @@ describe("supervisor with the fake agent", () => {
       const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: { ...fast, stuckAfterSeconds: 600 } })
       yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
       yield* endLeftovers(fixture.root, hangCommand)
-      const { child, exited, output } = ccoRun(fixture.configDir)
+      const { child, exited, output } = ccoRun(fixture.configDir, fakeClaudeBin)
       yield* Effect.addFinalizer(() => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL")))
       yield* waitFor("worker-1 busy", Effect.sync(() =>
         readLog(latestRun(fixture)).some((l) => l.instance === "worker-1" && l.hook === "UserPromptSubmit") ? true : undefined), 60_000)
@@ -87,33 +74,7 @@ describe("supervisor with the fake agent", () => {
     }), { timeout: 120_000 })
 
   it.scopedLive("kill -9 of the orchestrator, then cco run --resume: live sessions re-attached, the run completes", () =>
-    Effect.gen(function*() {
-      const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 400 })
-      const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url, extra: { ...fast, idleAfterSeconds: 2 } })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
-      const first = ccoRun(fixture.configDir)
-      yield* Effect.addFinalizer(() => Effect.sync(() => first.child.exitCode === null && first.child.kill("SIGKILL")))
-      yield* waitFor("both workers busy", Effect.sync(() => {
-        const busy = new Set(readLog(latestRun(fixture)).filter((l) => l.hook === "UserPromptSubmit").map((l) => l.instance))
-        return busy.has("worker-1") && busy.has("worker-2") ? true : undefined
-      }), 60_000, 20)
-      // The orchestrator itself (bin/cco.js may be a wrapper around it): its pid is in cco.lock.
-      const orchestratorPid = Number(readFileSync(path.join(latestRun(fixture), "cco.lock"), "utf8").trim())
-      process.kill(orchestratorPid, "SIGKILL")
-      yield* Effect.promise(() => first.exited)
-
-      const second = ccoRun(fixture.configDir, ["--resume"])
-      yield* Effect.addFinalizer(() => Effect.sync(() => second.child.exitCode === null && second.child.kill("SIGKILL")))
-      const code = yield* Effect.promise(() => second.exited)
-      expect(code, second.output()).toBe(0)
-      const log = readLog(latestRun(fixture))
-      expect(log.some((l) => l.event === "run.resuming")).toBe(true)
-      expect(log.filter((l) => l.event === "instance.attached").length).toBeGreaterThan(0)
-      expect(log.at(-1)).toMatchObject({ event: "run.finished", reason: "project-done" })
-      const files = filesOn(fixture.bare, "main")
-      expect(files).toContain("src/em-1/worker-1.js")
-      expect(files).toContain("src/em-1/worker-2.js")
-    }), { timeout: 150_000 })
+    orchestratorKilledThenResumed(fakeClaudeBin, fast), { timeout: 150_000 })
 })
 
 /** An Agent of its own run (folder dir, sessions cco-<name>-…) that launches `cli`; its log lines go to `lines`. */
