@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The published `cco` executable. `cco team …` and `cco hook …` (run by agents, often) go to the small agent client;
-// everything else to the full CLI: dist/bin.js when built, else src/bin.ts through tsx (a dev checkout).
+// everything else to the full CLI: dist/bin.js when built (and not older than src/), else src/bin.ts through tsx.
 import { spawn } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, readdirSync, statSync } from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath, pathToFileURL } from "node:url"
 
@@ -59,10 +59,18 @@ const runFromSource = () => {
   })
 }
 
+// In a checkout, sources newer than the build win: a dist/ left from before a pull or an edit would run old code.
+const staleBuild = (built) => {
+  const sources = path.join(here, "..", "src")
+  if (!existsSync(sources)) return false
+  const builtAt = statSync(built).mtimeMs
+  return readdirSync(sources).some((f) => f.endsWith(".ts") && statSync(path.join(sources, f)).mtimeMs > builtAt)
+}
+
 if (args[0] === "team" || args[0] === "hook") {
   await runClient()
 } else {
   const built = path.join(here, "..", "dist", "bin.js")
-  if (existsSync(built)) await import(pathToFileURL(built).href)
+  if (existsSync(built) && !staleBuild(built)) await import(pathToFileURL(built).href)
   else runFromSource()
 }

@@ -3,7 +3,8 @@ import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFile } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs"
+import * as path from "node:path"
 import { tempDir } from "./support.js"
 
 const SECRET = "sk-ant-CLITESTSECRET-0123456789"
@@ -134,4 +135,28 @@ describe("cco command line", () => {
       expect(t.stderr + t.stdout).not.toContain("Invalid subcommand")
       expect(t.stderr + t.stdout).toMatch(/CCO_|cco team|not started by cco/i)
     }))
+
+  it.scoped("bin/cco.js runs dist/ when it is built and not older than src/, else the sources", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("cco-bin-")
+      for (const sub of ["bin", "dist", "src"]) mkdirSync(path.join(dir, sub))
+      copyFileSync("bin/cco.js", path.join(dir, "bin", "cco.js"))
+      copyFileSync("bin/cco-client.mjs", path.join(dir, "bin", "cco-client.mjs"))
+      // tsx resolves from the copy's own node_modules, as in a checkout.
+      symlinkSync(path.resolve("node_modules"), path.join(dir, "node_modules"))
+      writeFileSync(path.join(dir, "dist", "bin.js"), 'console.log("from dist")\n')
+      writeFileSync(path.join(dir, "src", "bin.ts"), 'console.log("from src")\n')
+      const run = () => spawnCli(process.execPath, [path.join(dir, "bin", "cco.js"), "--version"])
+      const at = (file: string, seconds: number) => utimesSync(path.join(dir, file), seconds, seconds)
+      const now = Math.floor(Date.now() / 1000)
+      at("src/bin.ts", now - 100)
+      at("dist/bin.js", now - 50)
+      expect((yield* run()).stdout.trim()).toBe("from dist")
+      // An edited (or pulled) source file makes the build stale.
+      at("src/bin.ts", now - 10)
+      expect((yield* run()).stdout.trim()).toBe("from src")
+      // No src/ (an installed package): dist/ whatever its age.
+      rmSync(path.join(dir, "src"), { recursive: true })
+      expect((yield* run()).stdout.trim()).toBe("from dist")
+    }).pipe(Effect.provide(NodeContext.layer)))
 })
