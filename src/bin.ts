@@ -44,6 +44,9 @@ const claudePath = process.env["CCO_CLAUDE_PATH"]
 const main = Effect.gen(function*() {
   const path = yield* Path.Path
   const { root, version } = yield* findPackageRoot
+  // Just the version, one line (@effect/cli's own answer adds an empty line), for scripts that read it.
+  const args = process.argv.slice(2)
+  if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) return yield* Console.log(version)
   const credentials = nodePath.join(homedir(), ".claude", ".credentials.json")
   const cli = makeCli({
     version,

@@ -102,9 +102,11 @@ describe("cco command line", () => {
 
   it.effect("--version prints the package version", () =>
     Effect.gen(function*() {
-      const r = yield* cco(["--version"])
+      const [r, short] = yield* Effect.all([cco(["--version"]), cco(["-v"])], { concurrency: "unbounded" })
       expect(r.code).toBe(0)
-      expect(r.stdout.trim()).toBe(version)
+      // Exactly one line, for scripts that read it.
+      expect(r.stdout).toBe(`${version}\n`)
+      expect(short.stdout).toBe(`${version}\n`)
     }))
 
   it.effect("status without a run to show says which run it needs", () =>
