@@ -1,6 +1,7 @@
 // The agents' side of the control socket: `cco hook <Event>` (run by Claude Code hooks) and
 // `cco team <command> ...` (run by agents from their Bash tool). Node built-ins only, so it starts fast.
 // Identity comes from the environment cco gave the instance: CCO_SOCKET, CCO_INSTANCE, CCO_TOKEN, CCO_GENERATION.
+import { appendFileSync } from "node:fs"
 import * as http from "node:http"
 
 const TEAM_HELP = `usage: cco team <command> [arguments]
@@ -48,11 +49,27 @@ const readStdin = (timeoutMs) =>
     process.stdin.on("error", () => resolve(""))
   })
 
+const shellQuote = (value) => `'${value.replaceAll("'", `'\\''`)}'`
+
+// When Claude Code cannot take a snapshot of the user's shell in time (a loaded machine), its Bash tool falls back
+// to a login shell, whose profile may reset PATH and lose the run's `cco`. What a SessionStart hook writes into
+// CLAUDE_ENV_FILE is sourced before every Bash command either way.
+const keepCcoOnPath = () => {
+  const { CLAUDE_ENV_FILE, CCO_BIN } = process.env
+  if (!CLAUDE_ENV_FILE || !CCO_BIN) return
+  try {
+    appendFileSync(CLAUDE_ENV_FILE, `export PATH=${shellQuote(CCO_BIN)}:"$PATH"\n`)
+  } catch {
+    // Not fatal: most sessions get their PATH from the shell snapshot.
+  }
+}
+
 // A hook must never break the Claude Code session: it always exits 0, quietly.
 const hook = async (name) => {
   const id = identity()
   const raw = await readStdin(2000)
   if (!id || !name) return 0
+  if (name === "SessionStart") keepCcoOnPath()
   let payload = {}
   try {
     payload = raw.trim() === "" ? {} : JSON.parse(raw)

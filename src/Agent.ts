@@ -194,6 +194,8 @@ export const make = (settings: AgentSettings) =>
         extraEnv: {
           ...settings.extraEnv,
           PATH: `${binDir}:${settings.basePath}`,
+          // For the SessionStart hook, which keeps it on the Bash tool's PATH (see bin/cco-client.mjs).
+          CCO_BIN: binDir,
           CCO_SOCKET: events.socketPath,
           CCO_INSTANCE: instance,
           CCO_GENERATION: String(generation),

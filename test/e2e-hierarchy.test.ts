@@ -1,7 +1,8 @@
 // The real `claude` driven by cco in tmux against the mock model: whole runs in both topologies.
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { readFileSync } from "node:fs"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
@@ -55,5 +56,21 @@ describe("real claude, end to end", () => {
         expect(team).toContain(`| ${name} |`)
       }
       expect(summary.merges.map((m) => m.into)).toContain(summary.targetBranch)
+    }), { timeout: 300_000 })
+
+  it.scopedLive("cco stays on the Bash tool's PATH when Claude Code falls back to a login shell (no shell snapshot)", () =>
+    Effect.gen(function*() {
+      // A shell start-up file that fails: Claude Code cannot snapshot the shell and runs commands in a login shell,
+      // whose profile resets PATH (as under heavy load, when the snapshot times out).
+      const home = mkdtempSync(path.join(tmpdir(), "cco-e2e-home-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(home, { recursive: true, force: true })))
+      writeFileSync(path.join(home, ".bashrc"), "exit 1\n")
+      writeFileSync(path.join(home, ".gitconfig"), "[user]\n\tname = cco e2e\n\temail = e2e@cco.invalid\n")
+      const mock = yield* startMockModel({ brain: teamScript() })
+      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 1 })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const summary = yield* runFixture(fixture, claudeBin, undefined, { HOME: home })
+      expect(summary.reason).toBe("project-done")
+      expect(filesOn(fixture.bare, "main")).toContain("src/em-1/worker-1.js")
     }), { timeout: 300_000 })
 })

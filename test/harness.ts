@@ -101,7 +101,12 @@ export const makeFixture = (options: {
 }
 
 /** Loads the fixture's config and runs the orchestrator with the given claude executable. */
-export const runFixture = (fixture: Fixture, claudePath: string, onLog?: (line: LogLine) => void) =>
+export const runFixture = (
+  fixture: Fixture,
+  claudePath: string,
+  onLog?: (line: LogLine) => void,
+  extraEnv: Readonly<Record<string, string>> = {}
+) =>
   Effect.gen(function*() {
     const config = yield* loadConfig(fixture.configDir)
     return yield* Orchestrator.run(config, {
@@ -109,7 +114,7 @@ export const runFixture = (fixture: Fixture, claudePath: string, onLog?: (line: 
       clientCommand: [process.execPath, path.join(projectRoot, "bin", "cco-client.mjs")],
       projectRoot,
       basePath: process.env.PATH ?? "/usr/bin:/bin",
-      extraEnv: { CLAUDE_CODE_MAX_RETRIES: "0" },
+      extraEnv: { CLAUDE_CODE_MAX_RETRIES: "0", ...extraEnv },
       ...(onLog === undefined ? {} : { onLog })
     })
   }).pipe(Effect.provide(NodeContext.layer))
