@@ -178,8 +178,8 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
     sessions = dry || batch ? targets : (yield* Effect.forEach(targets, (name) =>
       tmux.killSession(name).pipe(
         Effect.as(Option.some(name)),
-        // Gone in the meantime is what was wanted.
-        Effect.catchTag("SessionNotFound", () => Effect.succeedNone),
+        // Gone in the meantime (by itself, or by the batch call before it failed) is what was wanted.
+        Effect.catchTag("SessionNotFound", () => Effect.succeedSome(name)),
         Effect.catchAll((e) => Effect.sync(() => problems.push(`kill session ${name}: ${e.message}`)).pipe(Effect.as(Option.none<string>())))
       ), { concurrency: 8 })).flatMap(Option.toArray)
   }

@@ -762,7 +762,7 @@ const orchestrate = (
     // A resumed run takes over the sessions that survived and restarts the others where they left off.
     const startInstance = (spec: H.InstanceSpec) =>
       Effect.gen(function*() {
-        if (spec !== top) yield* makeWorktree(spec)
+        if (spec !== top && run.previous === undefined) yield* makeWorktree(spec)
         const inst = yield* get(spec.name)
         if (run.previous !== undefined && (yield* agent.isAlive(spec.name)) && (yield* agent.attach(spec.name, inst.generation))) {
           return yield* update(spec.name, (i) => ({ ...i, ready: true, status: "idle", lastEventAt: Date.now() }))
@@ -780,7 +780,11 @@ const orchestrate = (
           yield* send(spec.name, "[cco] The orchestrator was restarted and your session with it; your conversation is restored. Go on where you left off; if a cco team command failed meanwhile, run it again.")
         }
       })
-    if (run.previous !== undefined) yield* runLog.log("run.resuming", { runId: run.runId })
+    if (run.previous !== undefined) {
+      yield* runLog.log("run.resuming", { runId: run.runId })
+      // Sessions that survived may run team commands at once: every worktree is there before any is attached.
+      yield* Effect.forEach(specs.filter((s) => s !== top), makeWorktree, { concurrency: 8, discard: true })
+    }
     // In hierarchy order, eight at a time: the registration of one worktree overlaps the launch of others.
     yield* Effect.forEach(specs, startInstance, { concurrency: 8, discard: true })
     yield* writeState
@@ -794,18 +798,31 @@ const orchestrate = (
     // drops it, so that no check sees the session it replaced.
     const sessionPrefix = agent.sessionName("")
     const snapshotTtl = Duration.millis(Math.min(2000, config.healthCheckIntervalSeconds * 500))
-    const [panesNow, dropPanes] = yield* Effect.cachedInvalidateWithTTL(
-      tmux.paneInfos(sessionPrefix).pipe(Effect.orElseSucceed((): ReadonlyMap<string, TmuxModule.PaneInfo> => new Map())),
-      snapshotTtl
-    )
+    // A failed batch call is no answer (None), never "no panes": each check then asks tmux about its own session.
+    const [panesNow, dropPanes] = yield* Effect.cachedInvalidateWithTTL(Effect.option(tmux.paneInfos(sessionPrefix)), snapshotTtl)
     const [screensNow, dropScreens] = yield* Effect.cachedInvalidateWithTTL(
       panesNow.pipe(
-        Effect.flatMap((panes) => tmux.capturePanes([...panes].filter(([, p]) => !p.dead).map(([n]) => n))),
-        Effect.orElseSucceed((): ReadonlyMap<string, string> => new Map())
+        Effect.flatMap(Option.match({
+          onNone: () => Effect.succeed(Option.none<ReadonlyMap<string, string>>()),
+          onSome: (panes) => Effect.option(tmux.capturePanes([...panes].filter(([, p]) => !p.dead).map(([n]) => n)))
+        }))
       ),
       snapshotTtl
     )
     const dropSnapshots = Effect.zipRight(dropPanes, dropScreens)
+    const isAlive = (name: string) =>
+      Effect.flatMap(panesNow, Option.match({
+        onNone: () => agent.isAlive(name),
+        onSome: (panes) => {
+          const pane = panes.get(agent.sessionName(name))
+          return Effect.succeed(pane !== undefined && !pane.dead)
+        }
+      }))
+    const screenOf = (name: string) =>
+      Effect.flatMap(screensNow, (screens) => {
+        const screen = Option.flatMap(screens, (m) => Option.fromNullable(m.get(agent.sessionName(name))))
+        return Option.isSome(screen) ? Effect.succeed(screen.value) : tmux.capturePane(agent.sessionName(name)).pipe(Effect.orElseSucceed(() => ""))
+      })
 
     const restart = (name: string, reason: string, next?: Credential) =>
       Effect.gen(function*() {
@@ -948,12 +965,11 @@ const orchestrate = (
         const inst = yield* get(name)
         if (inst.restarting) return
         const nowMs = Date.now()
-        const pane = (yield* panesNow).get(agent.sessionName(name))
-        const alive = pane !== undefined && !pane.dead
+        const alive = yield* isAlive(name)
         // The screen is read only when an instance has been quiet for a while: idle runs stay cheap.
         const quiet = nowMs - inst.lastEventAt > config.healthCheckIntervalSeconds * 2000
         const screen = alive && quiet && inst.status !== "starting"
-          ? (yield* screensNow).get(agent.sessionName(name)) ?? ""
+          ? yield* screenOf(name)
           : ""
         const decision = Supervisor.decide({
           now: nowMs,

@@ -3,6 +3,7 @@
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { Context, Effect, Layer, Redacted, Ref, Schema } from "effect"
+import { randomBytes } from "node:crypto"
 import { exec } from "./Exec.js"
 
 export class TmuxNotFound extends Schema.TaggedError<TmuxNotFound>()("TmuxNotFound", {
@@ -177,21 +178,32 @@ export const makeLive = (socket: string) =>
       return panes as ReadonlyMap<string, PaneInfo>
     })
 
-    // Screens separated by a marker line that no screen can contain (a control character).
-    const MARK = "\u001ecco-screen:"
+    // Screens separated by marker lines. The marker is printable ASCII (tmux escapes control characters in
+    // display-message output on some versions) and random per call, so no screen contains it.
     const capturePanes = Effect.fn("Tmux.capturePanes")(function*(sessions: ReadonlyArray<string>) {
       const screens = new Map<string, string>()
       if (sessions.length === 0) return screens as ReadonlyMap<string, string>
+      const mark = `@@cco-screen-${randomBytes(8).toString("hex")}@@ `
       const args = sessions.flatMap((s, i) => [
         ...(i === 0 ? [] : [";"]),
-        "display-message", "-p", "-t", pane(s), `${MARK}${s}`, ";",
+        "display-message", "-p", "-t", pane(s), `${mark}${s}`, ";",
         "capture-pane", "-p", "-J", "-t", pane(s)
       ])
       const out = yield* run("capture-pane", args)
-      for (const part of out.split(MARK).slice(1)) {
-        const nl = part.indexOf("\n")
-        screens.set(part.slice(0, nl), part.slice(nl + 1))
+      let current: string | undefined
+      let lines: Array<string> = []
+      // Each screen as capture-pane prints it, with its final newline (the last one keeps it from `out`).
+      const flushScreen = (newline: string) => {
+        if (current !== undefined) screens.set(current, lines.join("\n") + newline)
       }
+      for (const line of out.split("\n")) {
+        if (line.startsWith(mark)) {
+          flushScreen("\n")
+          current = line.slice(mark.length)
+          lines = []
+        } else lines.push(line)
+      }
+      flushScreen("")
       return screens as ReadonlyMap<string, string>
     })
 
@@ -287,8 +299,9 @@ export const makeTest = Effect.gen(function*() {
     paneInfos: (prefix) =>
       Effect.map(Ref.get(sessions), (m) =>
         new Map([...m].filter(([n]) => n.startsWith(prefix)).map(([n, s]) => [n, { title: s.title, pid: s.pid, dead: s.dead }] as const))),
+    // As the live one: a missing session fails the whole call.
     capturePanes: (names) =>
-      Effect.map(Ref.get(sessions), (m) => new Map(names.flatMap((n) => m.has(n) ? [[n, m.get(n)!.screen] as const] : []))),
+      Effect.map(Effect.forEach(names, (n) => Effect.map(get(n), (s) => [n, s.screen] as const)), (pairs) => new Map(pairs)),
     hasSession: (name) => Effect.map(Ref.get(sessions), (m) => m.has(name)),
     listSessions: (prefix) =>
       Effect.map(Ref.get(sessions), (m) => [...m.keys()].filter((n) => prefix === undefined || n.startsWith(prefix))),

@@ -263,7 +263,12 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
           const real = yield* fs.realPath(target).pipe(Effect.mapError(fsError(`realpath ${target}`, repoDir)))
           const entry = (yield* listWorktrees(repoDir)).find((w) => w.path === target || w.path === real)
           if (entry !== undefined) {
-            if (entry.branch === branch) return
+            if (entry.branch === branch) {
+              // Registered but never checked out (cut off between the two steps below): its files come now.
+              const index = (yield* git(target, ["rev-parse", "--path-format=absolute", "--git-path", "index"])).trim()
+              if (!(yield* exists(index, repoDir))) yield* git(target, ["reset", "--hard", "--quiet"])
+              return
+            }
             return yield* gitError(
               `add worktree ${target}`,
               repoDir,
@@ -275,7 +280,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
         }
         // Registration is serialised; the checkout, the slow part, then runs alongside other worktrees'
         // (it is what `git worktree add` itself does after registering: reset --hard in the new worktree).
-        yield* administering(Effect.gen(function*() {
+        const register = administering(Effect.gen(function*() {
           const plan: BranchPlan = base === undefined ? { _tag: "Exists" } : yield* planBranch(repoDir, branch, base)
           const args = plan._tag === "Exists"
             ? ["worktree", "add", "--quiet", "--no-checkout", target, branch]
@@ -290,7 +295,8 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
           }
           return yield* gitError(`git ${args.join(" ")}`, repoDir, outputOf(first))
         }))
-        yield* git(target, ["reset", "--hard", "--quiet"])
+        // Registration and checkout are not cut apart by an interruption (Ctrl-C, a sibling's failure).
+        yield* Effect.uninterruptible(Effect.zipRight(register, git(target, ["reset", "--hard", "--quiet"])))
       },
       Effect.asVoid
     )

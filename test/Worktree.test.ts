@@ -238,6 +238,15 @@ describe("Worktree", () => {
         expect(yield* worktree.currentBranch(wt)).toBe("run/w-2")
         expect(yield* worktree.headCommit(wt)).toBe(main)
         yield* worktree.removeWorktree(clone, wt, { force: true })
+
+        // Registered but never checked out (a start-up cut off between the two steps): the next add fills it in.
+        const half = `${clone}-worktree-half`
+        yield* sh(clone, "worktree", "add", "--quiet", "--no-checkout", half, "run/w-3")
+        expect(yield* exists(`${half}/F.md`)).toBe(false)
+        yield* worktree.addWorktree(clone, half, "run/w-3")
+        expect(yield* exists(`${half}/F.md`)).toBe(true)
+        expect(yield* worktree.isClean(half)).toBe(true)
+        yield* worktree.removeWorktree(clone, half, { force: true })
       }))
 
     it.scoped("addWorktree checks out target, team and worker branches; again is a no-op", () =>
