@@ -161,4 +161,12 @@ describe("cco command line", () => {
       rmSync(path.join(dir, "src"), { recursive: true })
       expect((yield* run()).stdout.trim()).toBe("from dist")
     }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.effect("npm run bench loads outside vitest (its modules share the test harness)", () =>
+    Effect.gen(function*() {
+      const r = yield* spawnCli(process.execPath, ["--import", "tsx", "scripts/bench.ts", "--help"])
+      expect(r.stderr).toBe("")
+      expect(r.code).toBe(0)
+      expect(r.stdout).toContain("usage: npm run bench")
+    }))
 })

@@ -5,7 +5,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { type MockRequest, startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
-import { claudeBin, expectCrashRecovered, hungWorkerRecovers, killWorkerAfterFirstTool, makeFixture, orchestratorKilledThenResumed, runFixture } from "./harness.js"
+import { claudeBin, makeFixture, runFixture } from "./harness.js"
+import { expectCrashRecovered, hungWorkerRecovers, killWorkerAfterFirstTool, orchestratorKilledThenResumed } from "./scenarios.js"
 
 const fast = { healthCheckIntervalSeconds: 1, stuckAfterSeconds: 4, idleAfterSeconds: 6, escalationIntervalSeconds: 3 }
 

@@ -11,7 +11,8 @@ import { startMockModel } from "../src/MockModel.js"
 import * as RunLog from "../src/RunLog.js"
 import { hangCommand, teamScript } from "../src/TeamScript.js"
 import { Tmux } from "../src/Tmux.js"
-import { ccoRun, expectCrashRecovered, fakeClaudeBin, hungWorkerRecovers, orchestratorKilledThenResumed, filesOn, killWorkerAfterFirstTool, latestRun, makeFixture, projectRoot, readLog, runFixture } from "./harness.js"
+import { ccoRun, fakeClaudeBin, filesOn, latestRun, makeFixture, projectRoot, readLog, runFixture } from "./harness.js"
+import { expectCrashRecovered, hungWorkerRecovers, killWorkerAfterFirstTool, orchestratorKilledThenResumed } from "./scenarios.js"
 import { endLeftovers, leftovers, privateTmux, tempDir, waitFor } from "./support.js"
 
 const fast = { healthCheckIntervalSeconds: 1, stuckAfterSeconds: 3, idleAfterSeconds: 5, escalationIntervalSeconds: 2 }
