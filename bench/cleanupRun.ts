@@ -5,16 +5,7 @@ import * as path from "node:path"
 import type { CcoCopy } from "./build.js"
 import type { Leftover } from "./idle.js"
 import type { Measurement } from "./report.js"
-import { log, panePids, percentile, projectRoot, removeDir, runTimed, sessionCount, sleep, stopTmuxServer, untrackPid, waitUntil } from "./util.js"
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
+import { alive, log, panePids, percentile, projectRoot, removeDir, runTimed, sessionCount, sleep, stopTmuxServer, untrackPid, waitUntil } from "./util.js"
 
 export const cleanupRuns = async (leftover: Leftover, copy: CcoCopy): Promise<ReadonlyArray<Measurement>> => {
   const { fixture, folder, pid, child } = leftover

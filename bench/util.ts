@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
+import { alive } from "../test/support.js"
 
 export const projectRoot = path.resolve(import.meta.dirname, "..")
 export const clientScript = path.join(projectRoot, "bin", "cco-client.mjs")
@@ -21,14 +22,6 @@ const dirs = new Set<string>()
 const pids = new Set<number>()
 const finalizers: Array<() => void> = []
 
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** A private tmux server name, killed at exit. */
 export const newSocket = () => {
@@ -220,3 +213,5 @@ export const fmtSummary = (s: Summary) => `p50 ${fmtMs(s.p50)}, p95 ${fmtMs(s.p9
 export const loadAverage = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
 
 export const log = (text: string) => process.stderr.write(`${text}\n`)
+
+export { alive }

@@ -28,6 +28,7 @@ import {
   toolResults,
   userTexts
 } from "../src/MockModel.js"
+import { alive } from "./support.js"
 
 const claudePath = NodePath.resolve("node_modules/.bin/claude")
 const API_KEY = `sk-ant-test-${randomBytes(24).toString("hex")}`
@@ -104,14 +105,6 @@ const fixture = (brain: Brain) =>
         Effect.map((out) => out.split("\n").filter((l) => l !== "").map(Number)),
         Effect.orElseSucceed(() => [])
       )
-    const alive = (pid: number) => {
-      try {
-        process.kill(pid, 0)
-        return true
-      } catch {
-        return false
-      }
-    }
     const awaitExit = (pids: ReadonlyArray<number>) =>
       waitFor("claude to exit", Effect.sync(() => (pids.some(alive) ? undefined : true)), 10_000).pipe(Effect.ignore)
     // tmux leaves its socket file behind after kill-server; remove it too.

@@ -18,7 +18,7 @@ import {
   toolResults,
   userTexts
 } from "../src/MockModel.js"
-import { tempDir, uniqueSocket, waitFor } from "./support.js"
+import { alive, tempDir, uniqueSocket, waitFor } from "./support.js"
 
 const fakeClaude = fileURLToPath(new URL("./fake-agent/fake-claude.mjs", import.meta.url))
 const KEY = "sk-ant-fake-agent-test-0123456789abcdef"
@@ -30,15 +30,6 @@ const run = (command: string, args: ReadonlyArray<string>, cwd?: string) =>
       resume(error ? Effect.fail(new Error(`${command} ${args[0] ?? ""} ${args[2] ?? ""}: ${stderr || error.message}`)) : Effect.succeed(stdout))
     })
   })
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 // Killing the server hangs up the fakes; they still run their SessionEnd hooks, so wait for them to exit
 // before the temp dir they write into is removed.

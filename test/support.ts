@@ -74,3 +74,13 @@ export const leftovers = (root: string, command: string): Array<number> =>
 /** After the test (also when it fails), ends what `leftovers` finds, so a regression does not pile up sleeps. */
 export const endLeftovers = (root: string, command: string) =>
   Effect.addFinalizer(() => Effect.sync(() => leftovers(root, command).forEach((pid) => process.kill(pid, "SIGKILL"))))
+
+/** Whether a process exists (signal 0). */
+export const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
