@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
-import { alive } from "../test/support.js"
+import { alive, killTmuxServer } from "../test/support.js"
 
 export const projectRoot = path.resolve(import.meta.dirname, "..")
 export const clientScript = path.join(projectRoot, "bin", "cco-client.mjs")
@@ -30,17 +30,6 @@ export const newSocket = () => {
   return name
 }
 
-// Where tmux keeps the socket of `-L name`; a killed server can leave the file behind.
-const socketFile = (socket: string) => path.join(process.env.TMUX_TMPDIR ?? "/tmp", `tmux-${process.getuid?.() ?? 0}`, socket)
-
-export const killTmuxServer = (socket: string) => {
-  try {
-    execFileSync("tmux", ["-L", socket, "kill-server"], { stdio: "ignore" })
-  } catch {
-    // no server left
-  }
-  rmSync(socketFile(socket), { force: true })
-}
 
 /** Pids of the programs in every pane of a private tmux server. */
 export const panePids = (socket: string): Array<number> => {
@@ -214,4 +203,4 @@ export const loadAverage = () => readFileSync("/proc/loadavg", "utf8").split(" "
 
 export const log = (text: string) => process.stderr.write(`${text}\n`)
 
-export { alive }
+export { alive, killTmuxServer }

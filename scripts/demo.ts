@@ -10,6 +10,7 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { rateLimitKey, teamScript } from "../src/TeamScript.js"
+import { removeSocketFiles } from "../src/Tmux.js"
 
 const root = path.resolve(import.meta.dirname, "..")
 const args = process.argv.slice(2)
@@ -103,6 +104,7 @@ const main = Effect.gen(function*() {
       } catch {
         // the run stopped its sessions already
       }
+      removeSocketFiles(socket)
       if (keep) console.log(`\nkept: ${dir}`)
       else rmSync(dir, { recursive: true, force: true })
     })

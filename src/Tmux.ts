@@ -4,6 +4,7 @@ import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { Context, Effect, Layer, Redacted, Ref, Schema } from "effect"
 import { randomBytes } from "node:crypto"
+import { rmSync } from "node:fs"
 import { exec } from "./Exec.js"
 
 export class TmuxNotFound extends Schema.TaggedError<TmuxNotFound>()("TmuxNotFound", {
@@ -83,6 +84,15 @@ const envValue = (value: string | Redacted.Redacted<string>) =>
 
 // Reads the private env file, removes it, then becomes the program: secrets never touch argv.
 const LAUNCH_SCRIPT = 'for v in $CCO_UNSET; do unset "$v"; done; unset CCO_UNSET; . "$1" && rm -rf "$2" && shift 2 && exec "$@"'
+
+/**
+ * Removes what a `tmux -L socket` server leaves in its socket directory after it is gone: the socket file and
+ * its lock file. Only for a server known to be dead (after kill-server); a live server's socket is never touched.
+ */
+export const removeSocketFiles = (socket: string) => {
+  const dir = `${process.env.TMUX_TMPDIR ?? "/tmp"}/tmux-${process.getuid?.() ?? 0}`
+  for (const file of [socket, `${socket}.lock`]) rmSync(`${dir}/${file}`, { force: true })
+}
 
 const noServer = (stderr: string) => /no server running|error connecting to|No such file or directory/.test(stderr)
 const noSession = (stderr: string) => /can't find (session|pane|window)|session not found/.test(stderr)
@@ -230,9 +240,11 @@ export const makeLive = (socket: string) =>
       yield* run("kill-session", sessions.flatMap((s, i) => [...(i === 0 ? [] : [";"]), "kill-session", "-t", `=${s}`]))
     })
 
+    // The server gone, its socket files go too (tmux leaves them behind).
     const killServer = run("kill-server", ["kill-server"]).pipe(
       Effect.asVoid,
-      Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.void : Effect.fail(e))
+      Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.void : Effect.fail(e)),
+      Effect.tap(() => Effect.sync(() => removeSocketFiles(socket)))
     )
 
     return Tmux.of({

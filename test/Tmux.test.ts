@@ -2,8 +2,9 @@ import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
-import { Tmux, TmuxTest, TmuxTestControl } from "../src/Tmux.js"
-import { allArgv, privateTmux, tempDir, waitFor } from "./support.js"
+import { existsSync } from "node:fs"
+import { makeLive, Tmux, TmuxTest, TmuxTestControl } from "../src/Tmux.js"
+import { allArgv, privateTmux, tempDir, uniqueSocket, waitFor } from "./support.js"
 
 describe("Tmux (live, private server)", () => {
   // A server of its own per test: a server being killed by one test's finalizer must not meet the next test.
@@ -28,7 +29,8 @@ describe("Tmux (live, private server)", () => {
       expect(screen).toContain(`first line ${secret}`)
       expect(screen).toContain(`cwd=${dir}`)
       // The env file was removed after it was read.
-      const logText = yield* waitFor("log", Effect.map(fs.readFileString(log), (s) => s.includes("cwd=") ? s : undefined))
+      // The log file appears when tmux has started the pipe's `cat`, a moment after the session.
+      const logText = yield* waitFor("log", Effect.map(fs.readFileString(log).pipe(Effect.orElseSucceed(() => "")), (s) => s.includes("cwd=") ? s : undefined))
       expect(logText.startsWith("first line")).toBe(true)
 
       yield* tmux.sendText("cco-t-one", "hello through paste")
@@ -111,6 +113,22 @@ describe("Tmux (live, private server)", () => {
       const screen = yield* waitFor("output", Effect.map(tmux.capturePane("cco-t-unset"), (s) => s.includes("keep=") ? s : undefined))
       expect(screen).toContain("home=none keep=yes")
     }).pipe(Effect.provide(layer())))
+})
+
+describe("Tmux socket files", () => {
+  it.scopedLive("killServer leaves neither the socket file nor its lock behind", () =>
+    Effect.gen(function*() {
+      const socket = uniqueSocket()
+      const file = `${process.env.TMUX_TMPDIR ?? "/tmp"}/tmux-${process.getuid?.() ?? 0}/${socket}`
+      const tmux = yield* makeLive(socket)
+      yield* Effect.addFinalizer(() => tmux.killServer.pipe(Effect.ignore))
+      const dir = yield* tempDir()
+      yield* tmux.newSession({ name: "cco-sock", cwd: dir, command: ["sleep", "60"] })
+      expect(existsSync(file)).toBe(true)
+      yield* tmux.killServer
+      expect(existsSync(file)).toBe(false)
+      expect(existsSync(`${file}.lock`)).toBe(false)
+    }).pipe(Effect.provide(NodeContext.layer)))
 })
 
 describe("TmuxTest (in-memory)", () => {

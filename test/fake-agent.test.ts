@@ -18,7 +18,7 @@ import {
   toolResults,
   userTexts
 } from "../src/MockModel.js"
-import { alive, tempDir, uniqueSocket, waitFor } from "./support.js"
+import { alive, removeSocketFile, tempDir, uniqueSocket, waitFor } from "./support.js"
 
 const fakeClaude = fileURLToPath(new URL("./fake-agent/fake-claude.mjs", import.meta.url))
 const KEY = "sk-ant-fake-agent-test-0123456789abcdef"
@@ -39,9 +39,8 @@ const killServer = (socket: string) =>
     const pids = listed.split("\n").filter((l) => l.trim() !== "").map(Number)
     yield* run("tmux", ["-L", socket, "kill-server"]).pipe(Effect.ignore)
     yield* waitFor("panes to exit", Effect.sync(() => (pids.some(alive) ? undefined : true)), 5_000, 50).pipe(Effect.ignore)
-    // tmux leaves its socket file behind.
-    const socketDir = path.join(process.env.TMUX_TMPDIR ?? "/tmp", `tmux-${process.getuid?.() ?? 0}`)
-    yield* Effect.sync(() => fs.rmSync(path.join(socketDir, socket), { force: true }))
+    // tmux leaves its socket files behind.
+    yield* Effect.sync(() => removeSocketFile(socket))
   })
 
 /** tmux on a private server (started with `conf`) that is killed when the scope closes, also on failure. */

@@ -9,7 +9,7 @@ import * as path from "node:path"
 import { loadConfig } from "../src/Config.js"
 import * as Orchestrator from "../src/Orchestrator.js"
 import type { LogLine } from "../src/RunLog.js"
-import { removeSocketFile, uniqueSocket } from "./support.js"
+import { killTmuxServer, uniqueSocket } from "./support.js"
 
 export const projectRoot = path.resolve(import.meta.dirname, "..")
 export const claudeBin = path.join(projectRoot, "node_modules", ".bin", "claude")
@@ -85,12 +85,7 @@ export const makeFixture = (options: {
   }))
   writeFileSync(path.join(configDir, "api-keys.json"), JSON.stringify(keys, null, 2))
   const cleanup = () => {
-    try {
-      execFileSync("tmux", ["-L", socket, "kill-server"], { stdio: "ignore" })
-    } catch {
-      // no server left
-    }
-    removeSocketFile(socket)
+    killTmuxServer(socket)
     // CCO_KEEP_E2E=1 keeps the run folder, worktrees and bare repository for inspection.
     if (process.env.CCO_KEEP_E2E === undefined) rmSync(root, { recursive: true, force: true })
   }

@@ -20,17 +20,11 @@ import {
 } from "../src/index.js"
 import type { LogLine } from "../src/RunLog.js"
 import { DIRECTION, fakeClaudeBin, git, makeBareRepo, projectRoot, readLog } from "./harness.js"
-import { uniqueSocket } from "./support.js"
+import { killTmuxServer, uniqueSocket } from "./support.js"
 
 const KEY = `sk-ant-test-key-1-${"x".repeat(24)}`
 
-const killServer = (socket: string) => {
-  try {
-    execFileSync("tmux", ["-L", socket, "kill-server"], { stdio: "ignore" })
-  } catch {
-    // no server left
-  }
-}
+const killServer = killTmuxServer
 
 /** The sessions on a tmux server ("" when the server is gone). */
 const sessionsOn = (socket: string) => {

@@ -3,16 +3,23 @@ import { NodeContext } from "@effect/platform-node"
 import { FileSystem } from "@effect/platform"
 import { Effect, Layer } from "effect"
 import { execFileSync } from "node:child_process"
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { randomBytes } from "node:crypto"
 import * as Tmux from "../src/Tmux.js"
 
 export const uniqueSocket = () => `cco-test-${process.pid}-${randomBytes(4).toString("hex")}`
 
 /** tmux leaves its socket file behind after kill-server; tests remove theirs. */
-export const removeSocketFile = (socket: string) => {
-  const uid = process.getuid?.() ?? 0
-  rmSync(`${process.env.TMUX_TMPDIR ?? "/tmp"}/tmux-${uid}/${socket}`, { force: true })
+export const removeSocketFile = Tmux.removeSocketFiles
+
+/** Kills a private tmux server (if it still runs) and removes its socket files. */
+export const killTmuxServer = (socket: string) => {
+  try {
+    execFileSync("tmux", ["-L", socket, "kill-server"], { stdio: "ignore" })
+  } catch {
+    // no server left
+  }
+  removeSocketFile(socket)
 }
 
 /** A live Tmux on its own server; the server is killed (and its socket file removed) when the layer's scope closes. */
