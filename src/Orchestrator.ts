@@ -978,7 +978,9 @@ const orchestrate = (
           lastEventAt: inst.lastEventAt,
           progressAt: inst.progressAt,
           pendingWork: pendingWork(inst.spec, yield* Ref.get(board)),
-          blockingScreen: Supervisor.detectBlockingScreen(screen)
+          blockingScreen: Supervisor.detectBlockingScreen(screen),
+          // A task just assigned waits in the outbox until the instance takes it: that is not idling.
+          deliveryPending: inst.outbox.length > 0 && (inst.prompted || inst.roleQueued)
         }, inst.ladder, thresholds)
         const action = decision.action
         const screenBlocked = Supervisor.detectBlockingScreen(screen) !== undefined
@@ -1000,15 +1002,18 @@ const orchestrate = (
             return
           case "Restart":
             return yield* restart(name, action.reason)
+          // Under the instance's delivery lock, so that a nudge never lands in the middle of a prompt being pasted.
           case "Nudge":
             yield* runLog.log("supervisor.nudge", { instance: name, reason: action.reason })
             // A busy instance queues pasted text itself; an idle one takes it as its next prompt.
-            return yield* agent.deliver(name, action.message).pipe(Effect.ignore)
+            return yield* deliveryLocks.get(name)!.withPermits(1)(agent.deliver(name, action.message).pipe(Effect.ignore))
           case "Interrupt":
             yield* runLog.log("supervisor.interrupt", { instance: name, reason: action.reason })
-            yield* agent.interrupt(name).pipe(Effect.ignore)
-            yield* Effect.sleep(Duration.seconds(1))
-            return yield* agent.deliver(name, action.message).pipe(Effect.ignore)
+            return yield* deliveryLocks.get(name)!.withPermits(1)(Effect.gen(function*() {
+              yield* agent.interrupt(name).pipe(Effect.ignore)
+              yield* Effect.sleep(Duration.seconds(1))
+              yield* agent.deliver(name, action.message).pipe(Effect.ignore)
+            }))
           case "Dismiss":
             yield* runLog.log("supervisor.dismiss", { instance: name, reason: action.reason, keys: action.keys })
             return yield* tmux.sendKeys(agent.sessionName(name), action.keys).pipe(Effect.ignore)

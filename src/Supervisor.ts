@@ -22,6 +22,8 @@ export interface Observation {
   readonly pendingWork: string | undefined
   /** A dialog or question on screen that swallows input (see BLOCKING_SCREENS). */
   readonly blockingScreen: BlockingScreen | undefined
+  /** cco holds prompts for this instance that it will deliver as soon as it can: a resting instance is not idle. */
+  readonly deliveryPending?: boolean
 }
 
 export interface Ladder {
@@ -109,7 +111,7 @@ export const decide = (obs: Observation, ladder: Ladder, t: Thresholds): { reado
       nudge: `[cco] cco has seen no progress from you for ${minutes(quiet)}. If a command hangs, stop it and try a smaller step; if you are blocked, say what blocks you with cco team message; otherwise finish and report with cco team done.`,
       interrupt: `[cco] cco interrupted you: no progress for ${minutes(quiet)}. Continue your work in smaller steps (no long-running or interactive commands), commit, and report with cco team done.`
     }
-  } else if (resting && obs.pendingWork !== undefined && quiet > t.idleAfterMs) {
+  } else if (resting && obs.pendingWork !== undefined && obs.deliveryPending !== true && quiet > t.idleAfterMs) {
     problem = {
       reason: `idle for ${minutes(quiet)} with ${obs.pendingWork}`,
       nudge: `[cco] You have been idle for ${minutes(quiet)}, but ${obs.pendingWork}. Continue now; if you are blocked, say what blocks you with cco team message.`,

@@ -20,9 +20,10 @@ export interface TeamScriptOptions {
 
 type Role = "director" | "em" | "worker"
 
+// The role prompt's first line, wherever it starts a line: a message cco sent at the same moment may precede it.
 const roleOf = (first: string): { role: Role; name: string } | undefined => {
-  if (/^You are the Director\b/.test(first)) return { role: "director", name: "director" }
-  const m = /^You are ((?:em|worker)-\d+), an? (Engineering Manager|worker)\b/.exec(first)
+  if (/^You are the Director\b/m.test(first)) return { role: "director", name: "director" }
+  const m = /^You are ((?:em|worker)-\d+), an? (Engineering Manager|worker)\b/m.exec(first)
   if (m === null) return undefined
   return { role: m[1]!.startsWith("em-") ? "em" : "worker", name: m[1]! }
 }

@@ -56,6 +56,10 @@ describe("Supervisor escalation ladder", () => {
   it("an idle instance that owes work is nudged; one that owes nothing is left alone", () => {
     expect(simulate({ ...base, status: "idle" }, 0, 600_000)).toEqual(["Nudge@315", "Interrupt@435", "Restart@555"])
     expect(simulate({ ...base, status: "idle", pendingWork: undefined }, 0, 3_600_000)).toEqual([])
+    // A task just assigned and still waiting to be pasted in: the instance is about to work, not idling.
+    expect(simulate({ ...base, status: "idle", deliveryPending: true }, 0, 3_600_000)).toEqual([])
+    // Busy with no progress is still stuck, whatever waits for it.
+    expect(simulate({ ...base, status: "busy", deliveryPending: true }, 0, 900_000)[0]).toMatch(/^Nudge@/)
   })
 
   it("a crashed instance is restarted at once; a slow start is restarted after the start-up timeout", () => {
