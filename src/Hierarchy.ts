@@ -125,6 +125,23 @@ const firstLine = (text: string, max = 100) => {
 
 const cell = (text: string) => text.replaceAll("|", "\\|")
 
+/** What an instance still owes, as the supervisor reminds it; undefined when it may rest. */
+export const pendingWork = (spec: InstanceSpec, board: Board): string | undefined => {
+  const names = (xs: ReadonlyArray<string>) => xs.join(", ")
+  const own = currentTask(board, spec.name)
+  if (spec.role === "worker") return own?.status === "assigned" ? `task #${own.id} is not reported done` : undefined
+  const reports = spec.reports.map((r) => currentTask(board, r))
+  const toMerge = spec.reports.filter((_, i) => reports[i]?.status === "done")
+  if (toMerge.length > 0) return `${names(toMerge)} reported done and wait for cco team merge`
+  const working = reports.some((t) => t?.status === "assigned")
+  const ownOpen = spec.lead === undefined ? true : own?.status === "assigned"
+  if (!ownOpen || working) return undefined
+  const goal = spec.lead === undefined ? "the project is not reported done" : `your goal (task #${own!.id}) is not reported done`
+  // Say who has nothing to do: an assignment cut short (say, by a restart) is easy to miss.
+  const idle = spec.reports.filter((_, i) => reports[i] === undefined)
+  return idle.length === 0 ? goal : `${goal} and ${names(idle)} ${idle.length === 1 ? "has" : "have"} no task yet`
+}
+
 /** TEAM_STRUCTURE.md: kept on the target branch by cco; agents must not edit it. */
 export const renderTeamStructure = (
   specs: ReadonlyArray<InstanceSpec>,

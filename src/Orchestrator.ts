@@ -939,19 +939,6 @@ const orchestrate = (
       Effect.forkIn(scope)
     )
 
-    // What an instance still owes, as the supervisor should remind it.
-    const pendingWork = (spec: H.InstanceSpec, b: H.Board): string | undefined => {
-      const own = H.currentTask(b, spec.name)
-      if (spec.role === "worker") return own?.status === "assigned" ? `task #${own.id} is not reported done` : undefined
-      const reports = spec.reports.map((r) => H.currentTask(b, r))
-      const toMerge = spec.reports.filter((_, i) => reports[i]?.status === "done")
-      if (toMerge.length > 0) return `${list(toMerge)} reported done and wait for cco team merge`
-      const working = reports.some((t) => t?.status === "assigned")
-      const ownOpen = spec.lead === undefined ? true : own?.status === "assigned"
-      if (ownOpen && !working) return spec.lead === undefined ? "the project is not reported done" : `your goal (task #${own!.id}) is not reported done`
-      return undefined
-    }
-
     const thresholds: Supervisor.Thresholds = {
       stuckAfterMs: config.stuckAfterSeconds * 1000,
       idleAfterMs: config.idleAfterSeconds * 1000,
@@ -977,7 +964,7 @@ const orchestrate = (
           status: inst.status,
           lastEventAt: inst.lastEventAt,
           progressAt: inst.progressAt,
-          pendingWork: pendingWork(inst.spec, yield* Ref.get(board)),
+          pendingWork: H.pendingWork(inst.spec, yield* Ref.get(board)),
           blockingScreen: Supervisor.detectBlockingScreen(screen),
           // A task just assigned waits in the outbox until the instance takes it: that is not idling.
           deliveryPending: inst.outbox.length > 0 && (inst.prompted || inst.roleQueued)

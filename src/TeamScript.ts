@@ -116,8 +116,12 @@ const lead = (
   if (finished.length > 0) {
     return bash(finished.map((r) => `cco team merge ${r}`).join(" && "), `Merge ${finished.join(", ")}`)
   }
-  if (all.length === 0 || !/assigned /.test(all.join("\n"))) {
-    return bash(reports.map((r, i) => `cco team assign ${r} ${q(assignFor(r, i))}`).join(" && "), "Assign the work")
+  // Reports not yet seen assigned (a restart can cut an assignment command short): each assignment stands
+  // alone (`;`), so one refused (already working) does not keep the others from being made.
+  const assigned = all.join("\n")
+  const unassigned = reports.filter((r) => !done.has(r) && !new RegExp(`assigned task #\\d+ to ${r}\\b|${r} is still working on task|${r} reported task`).test(assigned))
+  if (unassigned.length > 0) {
+    return bash(unassigned.map((r) => `cco team assign ${r} ${q(assignFor(r, reports.indexOf(r)))}`).join("; "), "Assign the work")
   }
   return say("Noted; waiting for my team.")
 }

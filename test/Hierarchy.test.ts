@@ -72,4 +72,27 @@ describe("board and TEAM_STRUCTURE.md", () => {
     expect(md).toContain("Write the parser \\| fast")
     expect(md).toContain("| worker-2 | Worker | — | em-1 | `cco/r1/worker-2` | assigned |")
   })
+
+  it("pendingWork: what a worker, an EM or the top still owes, naming reports that have no task", () => {
+    const specs = H.instances(H.topology(6, 3), { target: "main", prefix: "cco/r" })
+    const spec = (name: string) => specs.find((s) => s.name === name)!
+    const now = "2026-11-26T00:00:00.000Z"
+    let b = H.emptyBoard
+    expect(H.pendingWork(spec("director"), b)).toBe("the project is not reported done and em-1, em-2 have no task yet")
+    expect(H.pendingWork(spec("worker-1"), b)).toBeUndefined()
+    b = H.assign(b, "em-1", "director", "goal 1", now)
+    b = H.assign(b, "em-2", "director", "goal 2", now)
+    expect(H.pendingWork(spec("director"), b)).toBeUndefined() // its EMs are working
+    // An assignment cut short: worker-3 never got its task.
+    b = H.assign(b, "worker-1", "em-1", "task a", now)
+    b = H.assign(b, "worker-2", "em-1", "task b", now)
+    expect(H.pendingWork(spec("em-1"), b)).toBeUndefined()
+    expect(H.pendingWork(spec("worker-1"), b)).toBe(`task #${H.currentTask(b, "worker-1")!.id} is not reported done`)
+    b = H.markDone(b, "worker-1", "done a", now)
+    expect(H.pendingWork(spec("em-1"), b)).toBe("worker-1 reported done and wait for cco team merge")
+    b = H.markMerged(H.markDone(H.markMerged(b, "worker-1", now), "worker-2", "done b", now), "worker-2", now)
+    const goal = H.currentTask(b, "em-1")!.id
+    expect(H.pendingWork(spec("em-1"), b)).toBe(`your goal (task #${goal}) is not reported done and worker-3 has no task yet`)
+  })
 })
+
