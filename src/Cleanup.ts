@@ -214,7 +214,7 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
     worktrees = (yield* Effect.forEach(todo, (a) =>
       // A worktree inside the run folder goes with its directory; the prune below forgets its registration,
       // which is what `git worktree remove --force` does, without a git process per worktree.
-      a.how === "remove" || path.resolve(a.wt).startsWith(worktreesDir)
+      path.resolve(a.wt).startsWith(worktreesDir)
         ? removeDir(a.wt)
         : git(plan.repoDir, ["worktree", "remove", "--force", a.wt]).pipe(
           Effect.flatMap((r) =>

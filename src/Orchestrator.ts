@@ -289,20 +289,18 @@ const orchestrate = (
 
     // --- branches, all at once (one ref transaction); worktrees in launch order
     yield* git.ensureBranches(repoDir, specs.map((s) => ({ branch: s.branch, base: s.baseBranch ?? target })))
-    const worktrees = new Map<string, string>()
+    const worktrees = new Map(specs.map((spec) => [spec.name, path.join(run.folder, "worktrees", spec.name)]))
     let made = 0
     const makeWorktree = (spec: H.InstanceSpec) =>
       Effect.gen(function*() {
-        const dir = path.join(run.folder, "worktrees", spec.name)
+        const dir = worktrees.get(spec.name)!
         yield* git.addWorktree(repoDir, dir, spec.branch)
         yield* git.copyEnvFiles(envSource, dir)
-        worktrees.set(spec.name, dir)
         made++
         yield* runLog.log("worktree.ready", { instance: spec.name, branch: spec.branch, progress: `${made}/${specs.length}` })
       })
     // The top's worktree now (TEAM_STRUCTURE.md lives there); every other one just before its instance starts,
     // so git work overlaps the start-up of the instances already launched.
-    for (const spec of specs) worktrees.set(spec.name, path.join(run.folder, "worktrees", spec.name))
     yield* makeWorktree(top)
     const topWorktree = worktrees.get(top.name)!
     if (config.useRunBranch) yield* git.push(topWorktree, target)

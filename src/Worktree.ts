@@ -224,10 +224,9 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       }
     )
 
-    const ensureBranch = Effect.fn("Worktree.ensureBranch")(function*(repoDir: string, name: string, from: string) {
-      const plan = yield* planBranch(repoDir, name, from)
-      if (plan._tag === "CreateFrom") yield* git(repoDir, ["branch", "--no-track", name, plan.start])
-    })
+    /** One branch from `from` unless it exists (see ensureBranches). */
+    const ensureBranch = (repoDir: string, name: string, from: string) => ensureBranches(repoDir, [{ branch: name, base: from }])
+
 
     const listWorktrees = Effect.fn("Worktree.listWorktrees")(function*(repoDir: string) {
       const out = yield* administering(git(repoDir, ["worktree", "list", "--porcelain"]))
