@@ -48,8 +48,11 @@ export interface MockModelOptions {
   readonly usage?: Partial<MockUsage>
   /** Display names for keys, so records and the ledger say "key-1" instead of "…abcd". */
   readonly keyNames?: Readonly<Record<string, string>>
-  /** Delay before each brain reply is sent, to keep an instance visibly busy "thinking". */
-  readonly latencyMs?: number
+  /**
+   * Delay before each reply to a Messages request is sent, to keep an instance visibly busy "thinking":
+   * a number for every request, or a function of the request (say, slow for one instance only).
+   */
+  readonly latencyMs?: number | ((req: MockRequest) => number)
 }
 
 /** One request as served. Keys appear only as a name or their last four characters. */
@@ -312,7 +315,8 @@ const emptyEntry: LedgerEntry = {
 const makeServer = (options: MockModelOptions) => {
   const usage: MockUsage = { ...defaultUsage, ...options.usage }
   const names = options.keyNames ?? {}
-  const latencyMs = options.latencyMs ?? 0
+  const latency = options.latencyMs
+  const latencyOf = typeof latency === "function" ? latency : () => latency ?? 0
   const records: Array<MockRecord> = []
   const ledger = new Map<string, LedgerEntry>()
   let brain = options.brain
@@ -379,6 +383,14 @@ const makeServer = (options: MockModelOptions) => {
       stream,
       sideRequest: isSideRequest(body, system)
     }
+    const delayMs = latencyOf(mockRequest)
+    if (delayMs > 0) setTimeout(() => answer(res, path, key, body, mockRequest), delayMs)
+    else answer(res, path, key, body, mockRequest)
+  }
+
+  // The reply to one parsed Messages request, recorded and accounted when it is sent.
+  const answer = (res: Http.ServerResponse, path: string, key: string, body: Record<string, unknown>, mockRequest: MockRequest) => {
+    const { model, stream } = mockRequest
     const reply: MockReply = mockRequest.sideRequest ? { _tag: "Text", text: sideAnswer(body) } : consult(mockRequest)
     records.push({
       at: Date.now(),
@@ -442,8 +454,7 @@ const makeServer = (options: MockModelOptions) => {
     req.on("data", (c: Buffer) => parts.push(c))
     req.on("end", () => {
       const body = Buffer.concat(parts).toString("utf8")
-      if (latencyMs > 0 && req.method === "POST") setTimeout(() => handle(req, res, body), latencyMs)
-      else handle(req, res, body)
+      handle(req, res, body)
     })
   })
 

@@ -471,7 +471,11 @@ const orchestrate = (
           if (i === undefined || !i.ready || !acceptsPrompt(i.status) || i.outbox.length === 0 || !(i.prompted || i.roleQueued)) {
             return [undefined, m] as const
           }
-          return [i.outbox, new Map(m).set(name, { ...i, outbox: [], inFlight: i.outbox, status: "busy" as Status, prompted: true })] as const
+          // New work going in restarts the supervisor's clocks: "busy with no progress" counts from now, not
+          // from the instance's last hook (the CLI may take seconds to submit it), and the ladder starts over.
+          const now = Date.now()
+          const next = { ...i, outbox: [], inFlight: i.outbox, status: "busy" as Status, prompted: true, lastEventAt: now, progressAt: now }
+          return [i.outbox, new Map(m).set(name, next)] as const
         })
         if (taken === undefined) return
         yield* awaitIdleTitle(name)

@@ -116,6 +116,11 @@ const lead = (
   if (finished.length > 0) {
     return bash(finished.map((r) => `cco team merge ${r}`).join(" && "), `Merge ${finished.join(", ")}`)
   }
+  // Everything merged but never reported (the turn that merged was cut short, or a prompt came in beside
+  // its result): a new prompt, such as a nudge, is the moment to report.
+  if (allMerged && merges && !all.some((r) => /^accepted: (?:the project is done|.*notified)/m.test(r))) {
+    return bash(`cco team done ${q(doneSummary)}`, "Everything is merged; report done")
+  }
   // Reports not yet seen assigned (a restart can cut an assignment command short): each assignment stands
   // alone (`;`), so one refused (already working) does not keep the others from being made.
   const assigned = all.join("\n")

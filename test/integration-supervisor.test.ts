@@ -30,6 +30,28 @@ describe("supervisor with the fake agent", () => {
 
   it.scopedLive("a hung worker is nudged, interrupted, then restarted, and its work still lands", () => hungWorkerRecovers(fakeClaudeBin, fast), { timeout: 120_000 })
 
+  it.scopedLive("a lead that waited longer than stuckAfterSeconds is not called stuck when its next prompt goes in", () =>
+    Effect.gen(function*() {
+      // The worker takes its time (well within stuckAfterSeconds between steps) while em-1 idles.
+      const mock = yield* startMockModel({
+        brain: teamScript(),
+        latencyMs: (req) => JSON.stringify(req.messages).includes("You are worker-1,") ? 2_500 : 0
+      })
+      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: { ...fast, stuckAfterSeconds: 5, idleAfterSeconds: 60 } })
+      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      // Each prompt takes a few health rounds to reach UserPromptSubmit, as with the real CLI under load.
+      const summary = yield* runFixture(fixture, fakeClaudeBin, undefined, { FAKE_CLAUDE_SUBMIT_DELAY_MS: "2500" })
+      expect(summary.reason).toBe("project-done")
+      const log = readLog(summary.runFolder)
+      const delivered = log.filter((l) => l.event === "prompt.delivered" && l.instance === "em-1")
+      // em-1 waited on worker-1 longer than stuckAfterSeconds before the report came in.
+      const assigned = Date.parse(String(log.find((l) => l.event === "task.assigned")!.time))
+      const reported = Date.parse(String(log.find((l) => l.event === "task.done" && l.instance === "worker-1")!.time))
+      expect(reported - assigned).toBeGreaterThan(5_000)
+      expect(delivered.length).toBeGreaterThanOrEqual(2)
+      expect(log.filter((l) => l.instance === "em-1" && String(l.reason ?? "").startsWith("stuck"))).toEqual([])
+    }), { timeout: 120_000 })
+
   it.scopedLive("at maxRunDurationMinutes the run winds down: reported work merged where clean, sessions stopped", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript({ idleLeads: ["em-1"] }) })

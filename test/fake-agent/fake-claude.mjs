@@ -45,6 +45,8 @@ const baseUrl = (env.ANTHROPIC_BASE_URL || "https://api.anthropic.com").replace(
 // 2.1.332's default with an API key; aliases such as "opus" are sent as given, not resolved.
 const model = opts.model || env.ANTHROPIC_MODEL || "claude-opus-5-5"
 const maxRetries = Math.max(0, Number.parseInt(env.CLAUDE_CODE_MAX_RETRIES ?? "0", 10) || 0)
+// Tests only: how long a submitted prompt waits before its UserPromptSubmit hook, as the real CLI does under load.
+const submitDelayMs = Math.max(0, Number.parseInt(env.FAKE_CLAUDE_SUBMIT_DELAY_MS ?? "0", 10) || 0)
 const permissionMode = opts.skipPermissions ? "bypassPermissions" : "default"
 
 // The real CLI's project folder name: every non-alphanumeric character becomes "-"; long paths get a hash.
@@ -729,6 +731,7 @@ const runTurn = async (prompt) => {
   interrupted = false
   promptId = randomUUID()
   printPrompt(prompt)
+  if (submitDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, submitDelayMs))
   await fireHook("UserPromptSubmit", { prompt })
   addUser(prompt, { promptId })
   if (!env.ANTHROPIC_API_KEY && !env.ANTHROPIC_AUTH_TOKEN) {
