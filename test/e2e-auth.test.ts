@@ -5,7 +5,7 @@ import { readdirSync, readFileSync } from "node:fs"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { rateLimitKey, rejectKey, teamScript } from "../src/TeamScript.js"
-import { claudeBin, filesOn, makeFixture, readLog, runFixture } from "./harness.js"
+import { claudeBin, filesOn, useFixture, readLog, runFixture } from "./harness.js"
 
 // The fixture's keys (see makeFixture).
 const key = (n: number) => `sk-ant-test-key-${n}-${"x".repeat(24)}`
@@ -28,8 +28,7 @@ describe("auth rotation, real claude", () => {
     Effect.gen(function*() {
       const brain = rateLimitKey(teamScript(), { apiKey: key(1), afterRequests: 2, retryAfterSeconds: 600 })
       const mock = yield* startMockModel({ brain, keyNames })
-      const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url, keys: 2, extra: { healthCheckIntervalSeconds: 1 } })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, keys: 2, extra: { healthCheckIntervalSeconds: 1 } })
       const summary = yield* runFixture(fixture, claudeBin)
       expect(summary.reason).toBe("project-done")
       const log = readLog(summary.runFolder)
@@ -54,8 +53,7 @@ describe("auth rotation, real claude", () => {
   it.scopedLive("an invalid key (401) is dropped for the run, named in the log, and its instances move on", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: rejectKey(teamScript(), key(1)), keyNames })
-      const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url, keys: 2, extra: { healthCheckIntervalSeconds: 1 } })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, keys: 2, extra: { healthCheckIntervalSeconds: 1 } })
       const summary = yield* runFixture(fixture, claudeBin)
       expect(summary.reason).toBe("project-done")
       const log = readLog(summary.runFolder)

@@ -5,19 +5,18 @@ import { Effect } from "effect"
 import * as Costs from "../src/Costs.js"
 import { startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
-import { claudeBin, makeFixture, readLog, runFixture } from "./harness.js"
+import { claudeBin, useFixture, readLog, runFixture } from "./harness.js"
 
 describe("cost limits, real claude", () => {
   it.scopedLive("crossing maxCostUsd winds the run down and reports the cost within 1 % of the mock's count", () =>
     Effect.gen(function*() {
       const usage = { input_tokens: 100_000, output_tokens: 5_000, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 }
       const mock = yield* startMockModel({ brain: teamScript(), usage })
-      const fixture = makeFixture({
+      const fixture = yield* useFixture({
         workerCount: 2,
         mockUrl: mock.url,
         extra: { maxCostUsd: 2, healthCheckIntervalSeconds: 1, stuckAfterSeconds: 600 }
       })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
       const summary = yield* runFixture(fixture, claudeBin)
       expect(summary.reason).toBe("cost-limit")
       const log = readLog(summary.runFolder)

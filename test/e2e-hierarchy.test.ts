@@ -6,14 +6,13 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
-import { claudeBin, fileOn, filesOn, makeFixture, runFixture } from "./harness.js"
+import { claudeBin, fileOn, filesOn, useFixture, runFixture } from "./harness.js"
 
 describe("real claude, end to end", () => {
   it.scopedLive("W=2: one EM and two workers; every worker's module lands on the target branch", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript() })
-      const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url })
       const lines: Array<string> = []
       const summary = yield* runFixture(fixture, claudeBin, (l) => lines.push(`${l.event} ${JSON.stringify(l)}`))
       expect(summary.reason).toBe("project-done")
@@ -40,8 +39,7 @@ describe("real claude, end to end", () => {
   it.scopedLive("W=5: a Director and two EMs; team branches merge into a run branch", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript() })
-      const fixture = makeFixture({ workerCount: 5, mockUrl: mock.url, useRunBranch: true })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 5, mockUrl: mock.url, useRunBranch: true })
       const summary = yield* runFixture(fixture, claudeBin)
       expect(summary.reason).toBe("project-done")
       expect(summary.targetBranch).toMatch(/^run\/\d{4}-\d{2}-\d{2}-\d{2}-\d{2}$/)
@@ -67,8 +65,7 @@ describe("real claude, end to end", () => {
       writeFileSync(path.join(home, ".bashrc"), "exit 1\n")
       writeFileSync(path.join(home, ".gitconfig"), "[user]\n\tname = cco e2e\n\temail = e2e@cco.invalid\n")
       const mock = yield* startMockModel({ brain: teamScript() })
-      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 1 })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 1 })
       const summary = yield* runFixture(fixture, claudeBin, undefined, { HOME: home })
       expect(summary.reason).toBe("project-done")
       expect(filesOn(fixture.bare, "main")).toContain("src/em-1/worker-1.js")

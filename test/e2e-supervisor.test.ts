@@ -5,7 +5,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
 import { type MockRequest, startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
-import { claudeBin, makeFixture, runFixture } from "./harness.js"
+import { claudeBin, useFixture, runFixture } from "./harness.js"
 import { expectCrashRecovered, hungWorkerRecovers, killWorkerAfterFirstTool, orchestratorKilledThenResumed } from "./scenarios.js"
 
 const fast = { healthCheckIntervalSeconds: 1, stuckAfterSeconds: 4, idleAfterSeconds: 6, escalationIntervalSeconds: 3 }
@@ -16,8 +16,7 @@ describe.skipIf(process.platform !== "linux")("real claude under the supervisor"
       const brain = teamScript()
       const seen: Array<MockRequest> = []
       const mock = yield* startMockModel({ brain: (req) => (seen.push(req), brain(req)), latencyMs: 500 })
-      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: fast })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, extra: fast })
       const run = yield* Effect.fork(runFixture(fixture, claudeBin))
       const killed = yield* killWorkerAfterFirstTool(fixture)
       // The pane's process was the CLI itself (the launcher execs it), so the CLI is what died.

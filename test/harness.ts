@@ -1,7 +1,7 @@
 // End-to-end fixtures: a local bare repository with a project direction, a config directory pointing cco
 // at it and at the mock model, and a run of the real orchestrator on a private tmux server.
 import { NodeContext } from "@effect/platform-node"
-import { Effect } from "effect"
+import { Effect, Exit } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -91,6 +91,20 @@ export const makeFixture = (options: {
   }
   return { root, bare, configDir, socket, cleanup }
 }
+
+/**
+ * A fixture for the current scope: removed when the scope closes. When the test fails or times out, the tail
+ * of the newest run's combined.log goes to stderr first, so a stall on a CI machine can be read afterwards.
+ */
+export const useFixture = (options: Parameters<typeof makeFixture>[0]) =>
+  Effect.acquireRelease(Effect.sync(() => makeFixture(options)), (fixture, exit) =>
+    Effect.sync(() => {
+      if (Exit.isFailure(exit)) {
+        const tail = readLog(latestRun(fixture)).slice(-60).map((l) => JSON.stringify(l).slice(0, 300))
+        process.stderr.write(`--- last ${tail.length} lines of ${latestRun(fixture)}/combined.log\n${tail.join("\n")}\n---\n`)
+      }
+      fixture.cleanup()
+    }))
 
 /** Loads the fixture's config and runs the orchestrator with the given claude executable. */
 export const runFixture = (

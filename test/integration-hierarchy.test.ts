@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
-import { fakeClaudeBin, fileOn, filesOn, git, makeFixture, runFixture } from "./harness.js"
+import { fakeClaudeBin, fileOn, filesOn, git, useFixture, runFixture } from "./harness.js"
 
 const logOf = (runFolder: string) =>
   readFileSync(path.join(runFolder, "combined.log"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>)
@@ -16,8 +16,7 @@ describe("hierarchy with the fake agent", () => {
   it.scopedLive("W=2: a conflict between two workers is resolved by the EM and lands; a report without commits is refused", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript({ conflictDrill: true, lazyWorkers: ["worker-2"] }) })
-      const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url })
       // The user's local env file (the repository is remote here, so it sits in the config directory).
       writeFileSync(path.join(fixture.configDir, ".env"), "DATABASE_URL=postgres://local\n")
       const summary = yield* runFixture(fixture, fakeClaudeBin)
@@ -56,8 +55,7 @@ describe("hierarchy with the fake agent", () => {
   it.scopedLive("W=6: a Director and two EMs of three; every worker's commit reaches the target branch", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript() })
-      const fixture = makeFixture({ workerCount: 6, mockUrl: mock.url })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 6, mockUrl: mock.url })
       const summary = yield* runFixture(fixture, fakeClaudeBin)
       expect(summary.reason).toBe("project-done")
       expect(summary.instances.map((i) => i.name)).toEqual(["director", "em-1", "em-2", ...[1, 2, 3, 4, 5, 6].map((n) => `worker-${n}`)])
@@ -75,8 +73,7 @@ describe("hierarchy with the fake agent", () => {
   it.scopedLive("refuses to start without PROJECT_DIRECTION.md, saying how to write one, and starts no session", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript() })
-      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, direction: undefined })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, direction: undefined })
       const error = yield* Effect.flip(runFixture(fixture, fakeClaudeBin))
       expect(error._tag).toBe("RunError")
       expect(error.message).toMatch(/PROJECT_DIRECTION\.md is missing.*Add one at the repository root/)

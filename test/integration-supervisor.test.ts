@@ -11,7 +11,7 @@ import { startMockModel } from "../src/MockModel.js"
 import * as RunLog from "../src/RunLog.js"
 import { hangCommand, teamScript } from "../src/TeamScript.js"
 import { Tmux } from "../src/Tmux.js"
-import { ccoRun, fakeClaudeBin, filesOn, latestRun, makeFixture, projectRoot, readLog, runFixture } from "./harness.js"
+import { ccoRun, fakeClaudeBin, filesOn, latestRun, useFixture, projectRoot, readLog, runFixture } from "./harness.js"
 import { expectCrashRecovered, hungWorkerRecovers, killWorkerAfterFirstTool, orchestratorKilledThenResumed } from "./scenarios.js"
 import { endLeftovers, leftovers, privateTmux, tempDir, waitFor } from "./support.js"
 
@@ -21,8 +21,7 @@ describe("supervisor with the fake agent", () => {
   it.scopedLive("kill -9 of a worker mid-task: restarted with --continue, its uncommitted file kept, its work lands", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 300 })
-      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: fast })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, extra: fast })
       const run = yield* Effect.fork(runFixture(fixture, fakeClaudeBin))
       yield* killWorkerAfterFirstTool(fixture)
       expectCrashRecovered(fixture, yield* Fiber.join(run))
@@ -37,8 +36,7 @@ describe("supervisor with the fake agent", () => {
         brain: teamScript(),
         latencyMs: (req) => JSON.stringify(req.messages).includes("You are worker-1,") ? 2_500 : 0
       })
-      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: { ...fast, stuckAfterSeconds: 5, idleAfterSeconds: 60 } })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, extra: { ...fast, stuckAfterSeconds: 5, idleAfterSeconds: 60 } })
       // Each prompt takes a few health rounds to reach UserPromptSubmit, as with the real CLI under load.
       const summary = yield* runFixture(fixture, fakeClaudeBin, undefined, { FAKE_CLAUDE_SUBMIT_DELAY_MS: "2500" })
       expect(summary.reason).toBe("project-done")
@@ -55,8 +53,7 @@ describe("supervisor with the fake agent", () => {
   it.scopedLive("at maxRunDurationMinutes the run winds down: reported work merged where clean, sessions stopped", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript({ idleLeads: ["em-1"] }) })
-      const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url, maxRunDurationMinutes: 0.25, extra: fast })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, maxRunDurationMinutes: 0.25, extra: fast })
       const summary = yield* runFixture(fixture, fakeClaudeBin)
       expect(summary.reason).toBe("time-limit")
       const log = readLog(summary.runFolder)
@@ -74,8 +71,7 @@ describe("supervisor with the fake agent", () => {
   it.scopedLive("Ctrl-C (SIGINT) to cco run: graceful wind-down, state written, exit code 130", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript({ hangUntilRestart: ["worker-1"] }) })
-      const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra: { ...fast, stuckAfterSeconds: 600 } })
-      yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, extra: { ...fast, stuckAfterSeconds: 600 } })
       yield* endLeftovers(fixture.root, hangCommand)
       const { child, exited, output } = ccoRun(fixture.configDir, fakeClaudeBin)
       yield* Effect.addFinalizer(() => Effect.sync(() => child.exitCode === null && child.kill("SIGKILL")))

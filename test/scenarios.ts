@@ -7,7 +7,7 @@ import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import type * as Orchestrator from "../src/Orchestrator.js"
 import { hangCommand, teamScript } from "../src/TeamScript.js"
-import { ccoRun, fileOn, filesOn, type Fixture, latestRun, makeFixture, panePid, readLog, runFixture } from "./harness.js"
+import { ccoRun, fileOn, filesOn, type Fixture, latestRun, useFixture, panePid, readLog, runFixture } from "./harness.js"
 import { endLeftovers, leftovers, waitFor } from "./support.js"
 
 /**
@@ -45,8 +45,7 @@ export const expectCrashRecovered = (fixture: Fixture, summary: Orchestrator.Run
 export const hungWorkerRecovers = (claudePath: string, extra: Readonly<Record<string, unknown>>) =>
   Effect.gen(function*() {
     const mock = yield* startMockModel({ brain: teamScript({ hangUntilRestart: ["worker-1"] }) })
-    const fixture = makeFixture({ workerCount: 1, mockUrl: mock.url, extra })
-    yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+    const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, extra })
     yield* endLeftovers(fixture.root, hangCommand)
     const summary = yield* runFixture(fixture, claudePath)
     expect(summary.reason).toBe("project-done")
@@ -67,8 +66,7 @@ export const hungWorkerRecovers = (claudePath: string, extra: Readonly<Record<st
 export const orchestratorKilledThenResumed = (claudePath: string, extra: Readonly<Record<string, unknown>>) =>
   Effect.gen(function*() {
     const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 400 })
-    const fixture = makeFixture({ workerCount: 2, mockUrl: mock.url, extra: { ...extra, idleAfterSeconds: 2 } })
-    yield* Effect.addFinalizer(() => Effect.sync(fixture.cleanup))
+    const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, extra: { ...extra, idleAfterSeconds: 2 } })
     const first = ccoRun(fixture.configDir, claudePath)
     yield* Effect.addFinalizer(() => Effect.sync(() => first.child.exitCode === null && first.child.kill("SIGKILL")))
     yield* waitFor("both workers busy", Effect.sync(() => {
