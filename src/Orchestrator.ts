@@ -475,15 +475,16 @@ const orchestrate = (
           // from the instance's last hook (the CLI may take seconds to submit it), and the ladder starts over.
           const now = Date.now()
           const next = { ...i, outbox: [], inFlight: i.outbox, status: "busy" as Status, prompted: true, lastEventAt: now, progressAt: now }
-          return [i.outbox, new Map(m).set(name, next)] as const
+          return [{ texts: i.outbox, from: i.status, generation: i.generation }, new Map(m).set(name, next)] as const
         })
         if (taken === undefined) return
+        yield* runLog.log("instance.state", { instance: name, from: taken.from, to: "busy", generation: taken.generation })
         yield* awaitIdleTitle(name)
-        const text = taken.join("\n\n")
+        const text = taken.texts.join("\n\n")
         yield* agent.deliver(name, text).pipe(
-          Effect.tap(() => runLog.log("prompt.delivered", { instance: name, chars: text.length, messages: taken.length })),
+          Effect.tap(() => runLog.log("prompt.delivered", { instance: name, chars: text.length, messages: taken.texts.length })),
           Effect.catchAll((e) =>
-            update(name, (i) => ({ ...i, outbox: [...taken, ...i.outbox], inFlight: [], status: "idle" })).pipe(
+            update(name, (i) => ({ ...i, outbox: [...taken.texts, ...i.outbox], inFlight: [], status: "idle" })).pipe(
               Effect.zipRight(runLog.log("prompt.failed", { instance: name, message: e.message }))
             ))
         )
