@@ -949,6 +949,10 @@ const orchestrate = (
       startupTimeoutMs: Math.max(120_000, config.healthCheckIntervalSeconds * 4000)
     }
 
+    // Something happened to an instance between two looks at it: a hook, a prompt taken, a restart.
+    const movedOn = (before: Instance, after: Instance) =>
+      after.lastEventAt !== before.lastEventAt || after.generation !== before.generation || after.restarting
+
     const healthCheck = (name: string) =>
       Effect.gen(function*() {
         if (yield* Ref.get(windingDown)) return
@@ -974,32 +978,46 @@ const orchestrate = (
         }, inst.ladder, thresholds)
         const action = decision.action
         const screenBlocked = Supervisor.detectBlockingScreen(screen) !== undefined
-        yield* update(name, (i) => ({
-          ...i,
-          ladder: decision.ladder,
-          status: !alive && i.status !== "stopped"
-            ? "crashed"
-            : screenBlocked
-            ? "waiting-for-input"
-            : i.status === "busy" && action._tag !== "None"
-            ? "stuck"
-            : i.status === "waiting-for-input" && !screenBlocked && quiet
-            ? "idle"
-            : i.status
-        }))
+        // The instance may have moved on while it was looked at (a hook came in, a prompt was taken): then this
+        // round's judgement is stale, and the next round judges it afresh. A dead session is acted on regardless.
+        let stale = false
+        yield* update(name, (i) => {
+          stale = alive && movedOn(inst, i)
+          if (stale) return i
+          return {
+            ...i,
+            ladder: decision.ladder,
+            status: !alive && i.status !== "stopped"
+              ? "crashed"
+              : screenBlocked
+              ? "waiting-for-input"
+              : i.status === "busy" && action._tag !== "None"
+              ? "stuck"
+              : i.status === "waiting-for-input" && !screenBlocked && quiet
+              ? "idle"
+              : i.status
+          }
+        })
+        if (stale) return
+        // Nudges and interrupts go under the instance's delivery lock, so that they never land in the middle of a
+        // prompt being pasted, and only if no prompt went in (nor hook came) while they waited for it.
+        const unlessMovedOn = (act: Effect.Effect<void>) =>
+          deliveryLocks.get(name)!.withPermits(1)(Effect.flatMap(get(name), (i) => movedOn(inst, i) ? Effect.void : act))
         switch (action._tag) {
           case "None":
             return
           case "Restart":
             return yield* restart(name, action.reason)
-          // Under the instance's delivery lock, so that a nudge never lands in the middle of a prompt being pasted.
           case "Nudge":
-            yield* runLog.log("supervisor.nudge", { instance: name, reason: action.reason })
             // A busy instance queues pasted text itself; an idle one takes it as its next prompt.
-            return yield* deliveryLocks.get(name)!.withPermits(1)(agent.deliver(name, action.message).pipe(Effect.ignore))
+            return yield* unlessMovedOn(
+              runLog.log("supervisor.nudge", { instance: name, reason: action.reason }).pipe(
+                Effect.zipRight(agent.deliver(name, action.message).pipe(Effect.ignore))
+              )
+            )
           case "Interrupt":
-            yield* runLog.log("supervisor.interrupt", { instance: name, reason: action.reason })
-            return yield* deliveryLocks.get(name)!.withPermits(1)(Effect.gen(function*() {
+            return yield* unlessMovedOn(Effect.gen(function*() {
+              yield* runLog.log("supervisor.interrupt", { instance: name, reason: action.reason })
               yield* agent.interrupt(name).pipe(Effect.ignore)
               yield* Effect.sleep(Duration.seconds(1))
               yield* agent.deliver(name, action.message).pipe(Effect.ignore)
