@@ -827,6 +827,15 @@ const orchestrate = (
         return Option.isSome(screen) ? Effect.succeed(screen.value) : tmux.capturePane(agent.sessionName(name)).pipe(Effect.orElseSucceed(() => ""))
       })
 
+    // Stops an instance's session and every process it started; then a git lock one of them left in its
+    // worktree (a commit cut short) is stale, and removed so that git works there again.
+    const stopInstance = (name: string) =>
+      agent.stop(name).pipe(
+        Effect.zipRight(git.removeStaleLock(worktrees.get(name)!)),
+        Effect.flatMap((lock) => lock === undefined ? Effect.void : runLog.log("worktree.lock-removed", { instance: name, file: lock })),
+        Effect.catchAll((e) => runLog.log("worktree.lock-check-failed", { instance: name, message: e.message }))
+      )
+
     const restart = (name: string, reason: string, next?: Credential) =>
       Effect.gen(function*() {
         // One restart at a time per instance: a rotation and a crash check must not both relaunch it.
@@ -862,7 +871,7 @@ const orchestrate = (
           ladder: Supervisor.initialLadder(Date.now())
         }))
         yield* runLog.log("instance.restarting", { instance: name, reason, restarts: inst.restarts + 1 })
-        yield* agent.stop(name)
+        yield* stopInstance(name)
         // --continue needs a conversation; before its first prompt an instance simply starts afresh.
         const credential = next ?? (yield* credentialFor(name))
         yield* costTracker.setCredential(name, credential.name)
@@ -1110,7 +1119,7 @@ const orchestrate = (
         yield* Ref.set(windingDown, true)
         yield* FiberMap.clear(supervisors)
         yield* runLog.log("run.ending", { reason })
-        yield* Effect.forEach(specs, (spec) => agent.stop(spec.name), { discard: true, concurrency: "unbounded" })
+        yield* Effect.forEach(specs, (spec) => stopInstance(spec.name), { discard: true, concurrency: "unbounded" })
         yield* locked(Effect.gen(function*() {
           // At a limit, reported work moves up first; uncommitted work is then saved on each instance's own
           // branch only, so it never reaches the target branch unreviewed.

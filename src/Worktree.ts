@@ -4,7 +4,7 @@ import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Data, Effect, Schema } from "effect"
+import { Data, Effect, Option, Schema } from "effect"
 import { exec, type ExecResult } from "./Exec.js"
 
 export class GitError extends Schema.TaggedError<GitError>()("GitError", {
@@ -435,6 +435,25 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       return yield* gitError("git commit -a", worktreePath, outputOf(result))
     })
 
+    /**
+     * Removes the index.lock a killed git process left in a worktree (say, a commit cut short by a restart),
+     * which would make every later git command there fail. Only for when nothing can be running git there.
+     * Returns the removed file's path.
+     */
+    const removeStaleLock = Effect.fn("Worktree.removeStaleLock")(function*(worktreePath: string) {
+      const dotGit = path.join(worktreePath, ".git")
+      const info = yield* fs.stat(dotGit).pipe(Effect.option)
+      if (Option.isNone(info)) return undefined
+      // A linked worktree's .git is a file naming its git directory; the main one's is the directory.
+      const gitDir = info.value.type === "Directory"
+        ? dotGit
+        : path.resolve(worktreePath, (yield* fs.readFileString(dotGit).pipe(Effect.mapError(fsError(`read ${dotGit}`, worktreePath)))).replace(/^gitdir:\s*/, "").trim())
+      const lock = path.join(gitDir, "index.lock")
+      if (!(yield* exists(lock, worktreePath))) return undefined
+      yield* fs.remove(lock).pipe(Effect.mapError(fsError(`remove ${lock}`, worktreePath)))
+      return lock
+    })
+
     const currentBranch = Effect.fn("Worktree.currentBranch")(function*(worktreePath: string) {
       const result = yield* run(worktreePath, ["symbolic-ref", "--short", "-q", "HEAD"])
       if (result.exitCode === 0) return result.stdout.trim()
@@ -481,6 +500,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       isClean,
       diffStat,
       commitAll,
+      removeStaleLock,
       headCommit,
       currentBranch,
       removeWorktree,

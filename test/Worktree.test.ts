@@ -425,6 +425,24 @@ describe("Worktree", () => {
         expect(yield* worktree.commitsAhead(worker, "team/1", "HEAD")).toBe(3)
       }))
 
+    it.scoped("removeStaleLock removes the index.lock a killed git left, in a linked worktree or the clone", () =>
+      Effect.gen(function*() {
+        const { worktree, worker, clone, path } = yield* setupTeam
+        expect(yield* worktree.removeStaleLock(worker)).toBeUndefined()
+        // What a commit killed mid-way leaves: git refuses to work in that worktree.
+        const lock = path.join(yield* sh(worker, "rev-parse", "--path-format=absolute", "--git-dir"), "index.lock")
+        yield* write(lock, "")
+        yield* write(`${worker}/src/a.ts`, "a\n")
+        expect((yield* Effect.either(worktree.commitAll(worker, "blocked")))._tag).toBe("Left")
+        expect(yield* worktree.removeStaleLock(worker)).toBe(lock)
+        expect(yield* exists(lock)).toBe(false)
+        expect(yield* worktree.commitAll(worker, "after the lock")).toBe(true)
+        // The clone itself has a .git directory.
+        yield* write(path.join(clone, ".git", "index.lock"), "")
+        expect(yield* worktree.removeStaleLock(clone)).toBe(path.join(clone, ".git", "index.lock"))
+        expect(yield* worktree.removeStaleLock(path.join(clone, "no-such-dir"))).toBeUndefined()
+      }))
+
     it.scoped("commitFile commits only when the content changed; readFileAt reads any ref", () =>
       Effect.gen(function*() {
         const { worktree, clone, director } = yield* setupTeam

@@ -2,17 +2,18 @@
 // run with either executable. (Apart from harness.ts, which the benchmarks import outside vitest.)
 import { expect } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import type * as Orchestrator from "../src/Orchestrator.js"
 import { hangCommand, teamScript } from "../src/TeamScript.js"
-import { ccoRun, fileOn, filesOn, type Fixture, latestRun, useFixture, panePid, readLog, runFixture } from "./harness.js"
+import { ccoRun, fileOn, filesOn, type Fixture, git, latestRun, panePid, readLog, runFixture, useFixture } from "./harness.js"
 import { endLeftovers, leftovers, waitFor } from "./support.js"
 
 /**
  * Waits until worker-1 has made its first tool call (its file is written, not yet committed), then kills the
- * program in its pane with SIGKILL. Returns its pid and command line (Linux).
+ * program in its pane with SIGKILL, as if in the middle of a commit: git's index.lock is left behind in its
+ * worktree. Returns its pid and command line (Linux).
  */
 export const killWorkerAfterFirstTool = (fixture: Fixture) =>
   Effect.gen(function*() {
@@ -23,17 +24,23 @@ export const killWorkerAfterFirstTool = (fixture: Fixture) =>
     expect(existsSync(path.join(latestRun(fixture), "worktrees", "worker-1", "src/em-1/worker-1.js"))).toBe(true)
     const pid = panePid(fixture, `cco-${String(log[0]!.runId)}-worker-1`)
     const command = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ")
+    const worktree = path.join(latestRun(fixture), "worktrees", "worker-1")
+    writeFileSync(path.join(git(worktree, "rev-parse", "--path-format=absolute", "--git-dir"), "index.lock"), "")
     process.kill(pid, "SIGKILL")
     return { pid, command }
   })
 
-/** What a crash of worker-1 must leave once the run is over: one restart with --continue, and its file on main. */
+/**
+ * What a crash of worker-1 must leave once the run is over: one restart with --continue, the stale git lock
+ * removed (or the worker could not commit), and its file on main.
+ */
 export const expectCrashRecovered = (fixture: Fixture, summary: Orchestrator.RunSummary) => {
   expect(summary.reason).toBe("project-done")
   const log = readLog(summary.runFolder)
   expect(log.some((l) => l.event === "instance.restarting" && l.instance === "worker-1" && String(l.reason).startsWith("crashed"))).toBe(true)
   expect(log.some((l) => l.event === "instance.launched" && l.instance === "worker-1" && l.resume === true)).toBe(true)
   expect(summary.instances.find((i) => i.name === "worker-1")?.restarts).toBe(1)
+  expect(log.filter((l) => l.event === "worktree.lock-removed").map((l) => l.instance)).toEqual(["worker-1"])
   // The file written before the crash survived the restart and landed.
   expect(fileOn(fixture.bare, "main", "src/em-1/worker-1.js")).toContain("written by worker-1")
 }
