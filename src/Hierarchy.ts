@@ -125,6 +125,14 @@ const firstLine = (text: string, max = 100) => {
 
 const cell = (text: string) => text.replaceAll("|", "\\|")
 
+/** A lead's reports that were never given a task. */
+export const reportsWithoutTask = (spec: InstanceSpec, board: Board): ReadonlyArray<string> =>
+  spec.reports.filter((r) => currentTask(board, r) === undefined)
+
+/** "worker-3 has no task yet", "worker-3, worker-4 have no task yet"; undefined for none. */
+export const noTaskYet = (names: ReadonlyArray<string>): string | undefined =>
+  names.length === 0 ? undefined : `${names.join(", ")} ${names.length === 1 ? "has" : "have"} no task yet`
+
 /** What an instance still owes, as the supervisor reminds it; undefined when it may rest. */
 export const pendingWork = (spec: InstanceSpec, board: Board): string | undefined => {
   const names = (xs: ReadonlyArray<string>) => xs.join(", ")
@@ -138,8 +146,8 @@ export const pendingWork = (spec: InstanceSpec, board: Board): string | undefine
   if (!ownOpen || working) return undefined
   const goal = spec.lead === undefined ? "the project is not reported done" : `your goal (task #${own!.id}) is not reported done`
   // Say who has nothing to do: an assignment cut short (say, by a restart) is easy to miss.
-  const idle = spec.reports.filter((_, i) => reports[i] === undefined)
-  return idle.length === 0 ? goal : `${goal} and ${names(idle)} ${idle.length === 1 ? "has" : "have"} no task yet`
+  const idle = noTaskYet(reportsWithoutTask(spec, board))
+  return idle === undefined ? goal : `${goal} and ${idle}`
 }
 
 /** TEAM_STRUCTURE.md: kept on the target branch by cco; agents must not edit it. */

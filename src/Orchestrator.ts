@@ -879,8 +879,11 @@ const orchestrate = (
         yield* dropSnapshots
         yield* update(name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: Date.now() }))
         if (inst.prompted) {
-          const task = H.currentTask(yield* Ref.get(board), name)
-          yield* send(name, `[cco] cco restarted you (${reason}); your conversation is restored. ${task !== undefined && task.status === "assigned" ? `Go on with task #${task.id}: commit your work and report with cco team done when it is finished.` : "Go on where you left off."}`)
+          const b = yield* Ref.get(board)
+          const task = H.currentTask(b, name)
+          // A lead cut off in the middle of its assignments is told who still has nothing to do.
+          const idle = H.noTaskYet(H.reportsWithoutTask(inst.spec, b))
+          yield* send(name, `[cco] cco restarted you (${reason}); your conversation is restored. ${task !== undefined && task.status === "assigned" ? `Go on with task #${task.id}: commit your work and report with cco team done when it is finished.` : "Go on where you left off."}${idle === undefined ? "" : ` Note: ${idle}.`}`)
         }
         yield* writeState
       }).pipe(Effect.catchAll((e) => runLog.log("instance.restart-failed", { instance: name, reason, message: e.message })))

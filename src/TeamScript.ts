@@ -92,6 +92,14 @@ const lead = (
   const last = pending.at(-1)
   const done = merged(all)
   const allMerged = reports.length > 0 && reports.every((r) => done.has(r))
+  // Reports not yet seen assigned (a restart can cut an assignment command short), as far as this conversation
+  // shows. Each assignment stands alone (`;`), so one refused (already working) does not keep the others back.
+  const unassigned = () => {
+    const seen = all.join("\n")
+    return reports.filter((r) => !done.has(r) && !new RegExp(`assigned task #\\d+ to ${r}\\b|${r} is still working on task|${r} reported task`).test(seen))
+  }
+  const assign = (rs: ReadonlyArray<string>) =>
+    bash(rs.map((r) => `cco team assign ${r} ${q(assignFor(r, reports.indexOf(r)))}`).join("; "), "Assign the work")
   if (last !== undefined) {
     const conflicted = conflictIn(last)
     if (conflicted !== undefined) {
@@ -108,6 +116,9 @@ const lead = (
     if (allMerged && !/cco team done/.test(last)) {
       return bash(`cco team done ${q(doneSummary)}`, "Everything is merged; report done")
     }
+    // After a merge, reports still without a task (an assignment cut short) get theirs.
+    const idle = unassigned()
+    if (idle.length > 0 && merges && /^merged (?:em|worker)-\d+/m.test(last)) return assign(idle)
     return say(allMerged ? "Done." : `Waiting for ${reports.filter((r) => !done.has(r)).join(", ")}.`)
   }
   // Every report announced anywhere in the conversation and not merged yet: a lost turn is caught up later.
@@ -121,13 +132,8 @@ const lead = (
   if (allMerged && merges && !all.some((r) => /^accepted: (?:the project is done|.*notified)/m.test(r))) {
     return bash(`cco team done ${q(doneSummary)}`, "Everything is merged; report done")
   }
-  // Reports not yet seen assigned (a restart can cut an assignment command short): each assignment stands
-  // alone (`;`), so one refused (already working) does not keep the others from being made.
-  const assigned = all.join("\n")
-  const unassigned = reports.filter((r) => !done.has(r) && !new RegExp(`assigned task #\\d+ to ${r}\\b|${r} is still working on task|${r} reported task`).test(assigned))
-  if (unassigned.length > 0) {
-    return bash(unassigned.map((r) => `cco team assign ${r} ${q(assignFor(r, reports.indexOf(r)))}`).join("; "), "Assign the work")
-  }
+  const idle = unassigned()
+  if (idle.length > 0) return assign(idle)
   return say("Noted; waiting for my team.")
 }
 

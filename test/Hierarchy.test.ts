@@ -87,6 +87,11 @@ describe("board and TEAM_STRUCTURE.md", () => {
     b = H.assign(b, "worker-1", "em-1", "task a", now)
     b = H.assign(b, "worker-2", "em-1", "task b", now)
     expect(H.pendingWork(spec("em-1"), b)).toBeUndefined()
+    // What a restart notice to em-1 names, even while others work.
+    expect(H.reportsWithoutTask(spec("em-1"), b)).toEqual(["worker-3"])
+    expect(H.noTaskYet(H.reportsWithoutTask(spec("em-1"), b))).toBe("worker-3 has no task yet")
+    expect(H.noTaskYet(H.reportsWithoutTask(spec("em-2"), b))).toBe("worker-4, worker-5, worker-6 have no task yet")
+    expect(H.noTaskYet(H.reportsWithoutTask(spec("worker-1"), b))).toBeUndefined()
     expect(H.pendingWork(spec("worker-1"), b)).toBe(`task #${H.currentTask(b, "worker-1")!.id} is not reported done`)
     b = H.markDone(b, "worker-1", "done a", now)
     expect(H.pendingWork(spec("em-1"), b)).toBe("worker-1 reported done and wait for cco team merge")

@@ -64,3 +64,26 @@ describe("teamScript, a lead", () => {
     expect(reply._tag).toBe("Text")
   })
 })
+
+describe("teamScript, a lead restarted in the middle of its assignments", () => {
+  const role2 = role.replace("worker-1.", "worker-1, worker-2.")
+  // The command assigning both was cut off by the restart: its result never reached the conversation.
+  const cut = [
+    prompt(role2),
+    toolUse("cco team assign worker-1 'task one'; cco team assign worker-2 'task two'"),
+    prompt("[cco] cco restarted you (rate limit); your conversation is restored. Go on where you left off."),
+    prompt("[cco] worker-1 reports done: Wrote it.\n\nReview it, then run: cco team merge worker-1")
+  ]
+
+  it("merges the report first, then assigns the report that has no task", () => {
+    const brain = teamScript()
+    expect(commandOf(brain(request(cut)))).toContain("cco team merge worker-1")
+    const after = [...cut, toolUse("cco team merge worker-1"), result("merged worker-1 into cco/run/em-1 (abc1234)")]
+    const next = commandOf(brain(request(after)))
+    expect(next).toContain("cco team assign worker-2")
+    expect(next).not.toContain("assign worker-1")
+    // Once that assignment is made, it waits.
+    const assigned = [...after, toolUse("cco team assign worker-2 'task two'"), result("assigned task #3 to worker-2")]
+    expect(brain(request(assigned))._tag).toBe("Text")
+  })
+})

@@ -7,11 +7,11 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import * as Agent from "../src/Agent.js"
 import * as Events from "../src/Events.js"
-import { startMockModel } from "../src/MockModel.js"
+import { type Brain, type MockRequest, startMockModel } from "../src/MockModel.js"
 import * as RunLog from "../src/RunLog.js"
 import { hangCommand, teamScript } from "../src/TeamScript.js"
 import { Tmux } from "../src/Tmux.js"
-import { ccoRun, fakeClaudeBin, filesOn, latestRun, useFixture, projectRoot, readLog, runFixture } from "./harness.js"
+import { ccoRun, fakeClaudeBin, filesOn, latestRun, panePid, projectRoot, readLog, runFixture, useFixture } from "./harness.js"
 import { expectCrashRecovered, hungWorkerRecovers, killWorkerAfterFirstTool, orchestratorKilledThenResumed } from "./scenarios.js"
 import { endLeftovers, leftovers, privateTmux, tempDir, waitFor } from "./support.js"
 
@@ -28,6 +28,38 @@ describe("supervisor with the fake agent", () => {
     }), { timeout: 120_000 })
 
   it.scopedLive("a hung worker is nudged, interrupted, then restarted, and its work still lands", () => hungWorkerRecovers(fakeClaudeBin, fast), { timeout: 120_000 })
+
+  it.scopedLive("a lead restarted in the middle of its assignments is told which reports have no task yet, and gives them one", () =>
+    Effect.gen(function*() {
+      const script = teamScript()
+      const seen: Array<MockRequest> = []
+      let cut = false
+      // em-1's first command assigns worker-1, then hangs before assigning worker-2: the restart cuts it there.
+      const brain: Brain = (req) => {
+        seen.push(req)
+        const reply = script(req)
+        if (cut || reply._tag !== "ToolUse") return reply
+        const command = String((reply.tools[0]!.input as { command: string }).command)
+        if (!command.includes("cco team assign worker-2")) return reply
+        cut = true
+        return { ...reply, tools: [{ name: "Bash", input: { command: `${command.split("; cco team assign worker-2")[0]}; sleep 31` } }] }
+      }
+      const mock = yield* startMockModel({ brain })
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, extra: { ...fast, idleAfterSeconds: 60 } })
+      const run = yield* Effect.fork(runFixture(fixture, fakeClaudeBin))
+      const log = yield* waitFor("worker-1's assignment", Effect.sync(() => {
+        const lines = readLog(latestRun(fixture))
+        return lines.some((l) => l.event === "task.assigned" && l.instance === "worker-1") ? lines : undefined
+      }), 60_000, 20)
+      process.kill(panePid(fixture, `cco-${String(log[0]!.runId)}-em-1`), "SIGKILL")
+      const summary = yield* Fiber.join(run)
+      expect(summary.reason).toBe("project-done")
+      const notice = seen.map((r) => JSON.stringify(r.messages)).find((m) => m.includes("cco restarted you"))
+      expect(notice).toContain("worker-2 has no task yet")
+      expect(filesOn(fixture.bare, "main")).toEqual(expect.arrayContaining(["src/em-1/worker-1.js", "src/em-1/worker-2.js"]))
+      // Without an idle nudge: the restart notice was enough.
+      expect(readLog(summary.runFolder).filter((l) => l.event === "supervisor.nudge")).toEqual([])
+    }), { timeout: 120_000 })
 
   it.scopedLive("a lead that waited longer than stuckAfterSeconds is not called stuck when its next prompt goes in", () =>
     Effect.gen(function*() {
