@@ -248,8 +248,9 @@ export const Pool = {
 
   /**
    * A rate or usage limit on a credential: it cools until `resetAt` when that is known and ahead, else for the
-   * backoff (60 s, doubling per limit since the last success, at most 1 h); a later cooling already in force is
-   * kept. All its users must move. An unknown or invalid credential changes nothing.
+   * backoff (60 s, doubling per limit since the last success, at most 1 h). All its users must move. Reported
+   * again while it cools (its other instances' 429s), it only takes a later stated reset; nobody moves again.
+   * An unknown or invalid credential changes nothing.
    */
   reportRateLimit: (
     state: PoolState,
@@ -262,6 +263,13 @@ export const Pool = {
       return { state, moved: [], until: undefined }
     }
     const reset = options.resetAt?.getTime()
+    if (c.status._tag === "Cooling" && c.status.until > now) {
+      // Already cooling: another of its instances met the same limit. That is not a further limit (no doubling),
+      // and its users are already moving; only a later stated reset extends the cooling.
+      const until = reset !== undefined && reset > c.status.until ? reset : c.status.until
+      const next = updateCredential(state, name, (x) => ({ ...x, status: CredentialStatus.Cooling({ until }) }))
+      return { state: next, moved: [], until }
+    }
     const computed = reset !== undefined && reset > now
       ? reset
       : now + Duration.toMillis(backoff(state.policy.rateLimit, c.consecutiveRateLimits))

@@ -169,6 +169,26 @@ describe("Auth pool", () => {
       expect(untilOf(yield* auth.snapshot, "key-2")! - (yield* Clock.currentTimeMillis)).toBe(60_000)
     }))
 
+  it.effect("a limit reported again while the credential cools (its other instances' 429s) neither doubles the backoff nor moves anyone again", () =>
+    Effect.gen(function*() {
+      const auth = yield* Auth.make({ authMode: "api-keys-only", apiKeys: KEYS })
+      yield* auth.acquire("worker-1") // key-1
+      yield* auth.acquire("worker-2") // key-2
+      yield* auth.acquire("worker-3") // key-1
+      expect(yield* auth.reportRateLimit("key-1")).toEqual(["worker-1", "worker-3"])
+      const first = untilOf(yield* auth.snapshot, "key-1")!
+      yield* TestClock.adjust(Duration.seconds(5))
+      expect(yield* auth.reportRateLimit("key-1")).toEqual([])
+      expect(untilOf(yield* auth.snapshot, "key-1")).toBe(first)
+      // A stated reset further out still extends it.
+      yield* auth.reportRateLimit("key-1", { resetAt: new Date(minutes(30)) })
+      expect(untilOf(yield* auth.snapshot, "key-1")).toBe(minutes(30))
+      // Once it has reset, the next limit is the second in a row: 120 s.
+      yield* TestClock.setTime(minutes(30))
+      yield* auth.reportRateLimit("key-1")
+      expect(untilOf(yield* auth.snapshot, "key-1")! - minutes(30)).toBe(120_000)
+    }))
+
   it.effect("a later cooling in force is kept when a shorter limit is reported", () =>
     Effect.gen(function*() {
       const auth = yield* Auth.make({ authMode: "api-keys-only", apiKeys: KEYS })
