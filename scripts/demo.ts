@@ -11,6 +11,7 @@ import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { rateLimitKey, teamScript } from "../src/TeamScript.js"
 import { removeSocketFiles } from "../src/Tmux.js"
+import { agentHome } from "../test/harness.js"
 
 const root = path.resolve(import.meta.dirname, "..")
 const args = process.argv.slice(2)
@@ -82,7 +83,9 @@ const runCco = (config: string) =>
       stdio: ["ignore", "inherit", "inherit"],
       // A group of its own: Ctrl-C reaches cco once, forwarded by this script, not twice.
       detached: true,
-      env: { ...process.env, CCO_CLAUDE_PATH: path.join(root, "node_modules", ".bin", "claude"), CLAUDE_CODE_MAX_RETRIES: "0" }
+      // The agents get a home of their own (they inherit cco's): this machine's shell start-up files neither slow
+      // the demo down nor get disturbed by it.
+      env: { ...process.env, CCO_CLAUDE_PATH: path.join(root, "node_modules", ".bin", "claude"), CLAUDE_CODE_MAX_RETRIES: "0", HOME: agentHome(path.dirname(config)) }
     })
     const exited = new Promise<void>((r) => child.on("exit", () => r()))
     child.on("exit", (code, signal) => resume(Effect.succeed(code ?? (signal ? 128 : 1))))

@@ -3,10 +3,12 @@
 // transcripts carry usage, --continue restores the conversation, and a 429 ends the turn with StopFailure.
 import { NodeContext } from "@effect/platform-node"
 import { FileSystem, Path } from "@effect/platform"
-import { describe, expect, it } from "@effect/vitest"
+import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Redacted } from "effect"
 import { execFile, execFileSync } from "node:child_process"
 import { randomBytes } from "node:crypto"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
 import {
   type InstanceLaunch,
@@ -28,15 +30,19 @@ import {
   toolResults,
   userTexts
 } from "../src/MockModel.js"
+import { agentHome } from "./harness.js"
 import { alive } from "./support.js"
 
 const claudePath = NodePath.resolve("node_modules/.bin/claude")
 const API_KEY = `sk-ant-test-${randomBytes(24).toString("hex")}`
 
-// The tmux server gets a minimal environment: nothing of the test runner's own credentials may leak into it.
+// The tmux server gets a minimal environment: nothing of the test runner's own credentials may leak into it,
+// and the CLI's shells start from a home of their own (see agentHome).
+const homeRoot = mkdtempSync(NodePath.join(tmpdir(), "cco-e2e-claude-"))
+afterAll(() => rmSync(homeRoot, { recursive: true, force: true }))
 const tmuxEnv = {
   PATH: process.env.PATH ?? "/usr/bin:/bin",
-  HOME: process.env.HOME ?? "/root",
+  HOME: agentHome(homeRoot),
   LANG: "C.UTF-8",
   TERM: "xterm-256color"
 }

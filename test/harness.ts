@@ -48,8 +48,24 @@ export interface Fixture {
   readonly root: string
   readonly bare: string
   readonly configDir: string
+  /** HOME for the agents (see agentHome). */
+  readonly home: string
   readonly socket: string
   readonly cleanup: () => void
+}
+
+/**
+ * A home directory of their own for the agents a test or the demo starts, beside the config directory: an
+ * empty .bashrc and a git identity. Claude Code's Bash tool snapshots the user's interactive shell; the
+ * machine's own start-up files (say, `pyenv init`, whose rehash lock a killed shell can leave behind, making
+ * every later shell wait 60 s) must not decide how long a test's commands take.
+ */
+export const agentHome = (root: string) => {
+  const home = path.join(root, "home")
+  mkdirSync(home, { recursive: true })
+  writeFileSync(path.join(home, ".bashrc"), "")
+  writeFileSync(path.join(home, ".gitconfig"), "[user]\n\tname = cco test\n\temail = test@cco.invalid\n")
+  return home
 }
 
 export const makeFixture = (options: {
@@ -89,7 +105,7 @@ export const makeFixture = (options: {
     // CCO_KEEP_E2E=1 keeps the run folder, worktrees and bare repository for inspection.
     if (process.env.CCO_KEEP_E2E === undefined) rmSync(root, { recursive: true, force: true })
   }
-  return { root, bare, configDir, socket, cleanup }
+  return { root, bare, configDir, home: agentHome(root), socket, cleanup }
 }
 
 /**
@@ -120,7 +136,7 @@ export const runFixture = (
       clientCommand: [process.execPath, path.join(projectRoot, "bin", "cco-client.mjs")],
       projectRoot,
       basePath: process.env.PATH ?? "/usr/bin:/bin",
-      extraEnv: { CLAUDE_CODE_MAX_RETRIES: "0", ...extraEnv },
+      extraEnv: { CLAUDE_CODE_MAX_RETRIES: "0", HOME: fixture.home, ...extraEnv },
       ...(onLog === undefined ? {} : { onLog })
     })
   }).pipe(Effect.provide(NodeContext.layer))
@@ -148,7 +164,8 @@ export const panePid = (fixture: Fixture, session: string) =>
 /** `cco run --config DIR` as a user starts it (bin/cco.js), with the given claude executable. */
 export const ccoRun = (configDir: string, claudePath: string, extraArgs: ReadonlyArray<string> = []) => {
   const child = spawn(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "run", "--config", configDir, ...extraArgs], {
-    env: { ...process.env, CCO_CLAUDE_PATH: claudePath, CLAUDE_CODE_MAX_RETRIES: "0" },
+    // The agents inherit cco's HOME: the fixture's agent home, beside the config directory.
+    env: { ...process.env, CCO_CLAUDE_PATH: claudePath, CLAUDE_CODE_MAX_RETRIES: "0", HOME: agentHome(path.dirname(configDir)) },
     stdio: ["ignore", "pipe", "pipe"]
   })
   let output = ""
