@@ -473,8 +473,8 @@ const orchestrate = (
           }
           // New work going in restarts the supervisor's clocks: "busy with no progress" counts from now, not
           // from the instance's last hook (the CLI may take seconds to submit it), and the ladder starts over.
-          const now = Date.now()
-          const next = { ...i, outbox: [], inFlight: i.outbox, status: "busy" as Status, prompted: true, lastEventAt: now, progressAt: now }
+          const at = Date.now()
+          const next = { ...i, outbox: [], inFlight: i.outbox, status: "busy" as Status, prompted: true, lastEventAt: at, progressAt: at }
           return [{ texts: i.outbox, from: i.status, generation: i.generation }, new Map(m).set(name, next)] as const
         })
         if (taken === undefined) return
