@@ -1,12 +1,11 @@
 // The real `claude` driven by cco in tmux against the mock model: whole runs in both topologies.
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
-import { claudeBin, fileOn, filesOn, useFixture, runFixture } from "./harness.js"
+import { claudeBin, fileOn, filesOn, runFixture, useFixture } from "./harness.js"
 
 describe("real claude, end to end", () => {
   it.scopedLive("W=2: one EM and two workers; every worker's module lands on the target branch", () =>
@@ -60,13 +59,10 @@ describe("real claude, end to end", () => {
     Effect.gen(function*() {
       // A shell start-up file that fails: Claude Code cannot snapshot the shell and runs commands in a login shell,
       // whose profile resets PATH (as under heavy load, when the snapshot times out).
-      const home = mkdtempSync(path.join(tmpdir(), "cco-e2e-home-"))
-      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(home, { recursive: true, force: true })))
-      writeFileSync(path.join(home, ".bashrc"), "exit 1\n")
-      writeFileSync(path.join(home, ".gitconfig"), "[user]\n\tname = cco e2e\n\temail = e2e@cco.invalid\n")
       const mock = yield* startMockModel({ brain: teamScript() })
       const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 1 })
-      const summary = yield* runFixture(fixture, claudeBin, undefined, { HOME: home })
+      writeFileSync(path.join(fixture.home, ".bashrc"), "exit 1\n")
+      const summary = yield* runFixture(fixture, claudeBin)
       expect(summary.reason).toBe("project-done")
       expect(filesOn(fixture.bare, "main")).toContain("src/em-1/worker-1.js")
     }), { timeout: 300_000 })
