@@ -9,7 +9,9 @@ import * as ClaudeCode from "./ClaudeCode.js"
 import { Events } from "./Events.js"
 import { exec } from "./Exec.js"
 import { RunLog } from "./RunLog.js"
+import * as Secrets from "./Secrets.js"
 import { Tmux } from "./Tmux.js"
+import { neutralise } from "./Untrusted.js"
 
 export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
   instance: Schema.String,
@@ -54,7 +56,7 @@ export interface AgentShape {
   readonly launch: (request: LaunchRequest) => Effect.Effect<number, AgentError>
   /** Takes over a live session of a resumed run: its saved token and generation are accepted again. */
   readonly attach: (instance: string, generation: number) => Effect.Effect<boolean>
-  /** Pastes text as one prompt and presses Enter. */
+  /** Pastes text as one prompt and presses Enter; the text is neutralised first (see Untrusted.neutralise). */
   readonly deliver: (instance: string, text: string) => Effect.Effect<void, AgentError>
   readonly interrupt: (instance: string) => Effect.Effect<void, AgentError>
   readonly stop: (instance: string) => Effect.Effect<void>
@@ -177,6 +179,7 @@ export const make = (settings: AgentSettings) =>
       const generation = ((yield* Ref.get(generations)).get(instance) ?? -1) + 1
       yield* Ref.update(generations, (m) => new Map(m).set(instance, generation))
       const token = yield* events.register(instance)
+      Secrets.remember(token, "control-token")
       yield* events.setGeneration(instance, generation)
       // Kept (0600) so that a resumed orchestrator can take over this live session.
       yield* fs.makeDirectory(path.dirname(tokenFile(instance)), { recursive: true, mode: 0o700 }).pipe(
@@ -239,8 +242,11 @@ export const make = (settings: AgentSettings) =>
       return generation
     })
 
-    const deliver = Effect.fn("Agent.deliver")(function*(instance: string, text: string) {
+    // Every prompt reaches the pane here, whoever composed it and whatever agent text it quotes: as text that can
+    // show but never act (no escape sequence, control key or end-of-paste), so one paste is one prompt.
+    const deliver = Effect.fn("Agent.deliver")(function*(instance: string, raw: string) {
       const session = sessionName(instance)
+      const text = neutralise(raw)
       yield* tmux.sendText(session, text).pipe(Effect.mapError(fail(instance, "paste prompt")))
       // The CLI takes a moment to absorb a large paste; Enter sent too soon lands inside it.
       yield* Effect.sleep(Math.min(1500, 150 + Math.floor(text.length / 20)))
@@ -285,6 +291,7 @@ export const make = (settings: AgentSettings) =>
     const attach = Effect.fn("Agent.attach")(function*(instance: string, generation: number) {
       const token = yield* fs.readFileString(tokenFile(instance)).pipe(Effect.option)
       if (Option.isNone(token)) return false
+      Secrets.remember(token.value.trim(), "control-token")
       yield* events.register(instance, token.value.trim())
       yield* events.setGeneration(instance, generation)
       yield* Ref.update(generations, (m) => new Map(m).set(instance, generation))

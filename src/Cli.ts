@@ -8,6 +8,7 @@ import * as Doctor from "./Doctor.js"
 import * as Orchestrator from "./Orchestrator.js"
 import { formatSummary, makeProgress } from "./Progress.js"
 import * as Status from "./Status.js"
+import { neutralise } from "./Untrusted.js"
 
 /** A subcommand that exists in the interface but has no implementation yet. */
 export class CommandNotAvailable extends Schema.TaggedError<CommandNotAvailable>()("CommandNotAvailable", {
@@ -39,6 +40,8 @@ export const runCommand = (
   resume?: string
 ): Effect.Effect<void, Orchestrator.RunError> => {
   const progress = makeProgress()
+  // What reaches the user's terminal shows text, never acts on the terminal, and carries no credential.
+  const write = (text: string) => env.write(neutralise(text, 100_000))
   return Orchestrator.run(config, {
     ...(resume === undefined ? {} : { resume }),
     claudePath: env.resolveClaude(config.claudeCommand),
@@ -49,10 +52,10 @@ export const runCommand = (
     ...(env.oauthToken === undefined ? {} : { oauthEnv: { CLAUDE_CODE_OAUTH_TOKEN: env.oauthToken } }),
     onLog: (line) => {
       const text = progress(line)
-      if (text !== undefined) env.write(text)
+      if (text !== undefined) write(text)
     }
   }).pipe(
-    Effect.tap((summary) => Effect.sync(() => env.write(formatSummary(summary)))),
+    Effect.tap((summary) => Effect.sync(() => write(formatSummary(summary)))),
     Effect.flatMap((summary) =>
       summary.reason === "project-done" || summary.reason === "time-limit" || summary.reason === "cost-limit"
         ? Effect.void

@@ -5,6 +5,7 @@ import { randomBytes, timingSafeEqual } from "node:crypto"
 import { chmodSync, rmSync } from "node:fs"
 import * as http from "node:http"
 import { RunLog } from "./RunLog.js"
+import { neutralise, REPLY_MAX } from "./Untrusted.js"
 
 export const HookName = Schema.Literal(
   "SessionStart",
@@ -167,7 +168,9 @@ export const make = (socketPath: string): Effect.Effect<EventsShape, Error, RunL
       })
 
     const server = http.createServer((req, res) => {
-      const respond = (status: number, text: string) => {
+      // Answers reach the calling agent's terminal and context: they quote other agents' texts, so neutralised.
+      const respond = (status: number, raw: string) => {
+        const text = neutralise(raw, REPLY_MAX)
         res.writeHead(status, { "content-type": "text/plain; charset=utf-8" })
         res.end(text.endsWith("\n") ? text : text + "\n")
       }

@@ -17,11 +17,13 @@ import { exec } from "./Exec.js"
 import * as H from "./Hierarchy.js"
 import * as Limits from "./Limits.js"
 import * as RunLogModule from "./RunLog.js"
+import * as Secrets from "./Secrets.js"
 import * as Supervisor from "./Supervisor.js"
 import { type LogLine, RunLog } from "./RunLog.js"
 import * as TmuxModule from "./Tmux.js"
 import { Tmux } from "./Tmux.js"
 import { decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
+import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
 import { type GitError, runBranchName, Worktree } from "./Worktree.js"
 
 export class RunError extends Schema.TaggedError<RunError>()("RunError", {
@@ -127,6 +129,9 @@ export type RunRequirements = FileSystem.FileSystem | Path.Path | CommandExecuto
 export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<RunSummary, RunError> =>
   Effect.scoped(
     Effect.gen(function*() {
+      // The run's credentials are scrubbed from everything it logs, writes, delivers or fails with.
+      for (const key of config.apiKeys) Secrets.rememberEnv(key.name, key.env)
+      if (options.oauthEnv !== undefined) Secrets.rememberEnv("oauth", options.oauthEnv)
       const fs = yield* FileSystem.FileSystem
       const path = yield* Path.Path
       const previous = options.resume === undefined ? undefined : yield* readResumable(options.resume)
@@ -165,7 +170,10 @@ export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<
     })
   ).pipe(
     Effect.provide(NodeContext.layer),
-    Effect.mapError(toRunError)
+    Effect.mapError((e) => {
+      const error = toRunError(e)
+      return new RunError({ reason: error.reason, message: neutralise(error.message, TERMINAL_MAX) })
+    })
   )
 
 const toRunError = (e: { readonly _tag?: string; readonly message: string }): RunError => {

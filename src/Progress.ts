@@ -2,11 +2,15 @@
 import { formatCostTable, formatUsd } from "./Costs.js"
 import type { RunSummary } from "./Orchestrator.js"
 import type { LogLine } from "./RunLog.js"
+import { neutralise, neutraliseLine } from "./Untrusted.js"
 
-const s = (v: unknown) => (typeof v === "string" ? v : v === undefined ? "" : JSON.stringify(v))
+// Field values reach the terminal as one neutral line each: no escape sequence or control character, and no
+// newline that would pass agent text off as a progress line of its own.
+const s = (v: unknown) => neutraliseLine(typeof v === "string" ? v : v === undefined ? "" : JSON.stringify(v) ?? "", 500)
 const firstLine = (v: unknown, max = 90) => {
-  const line = s(v).split("\n")[0] ?? ""
-  return line.length > max ? `${line.slice(0, max - 1)}…` : line
+  const line = neutralise(typeof v === "string" ? v : s(v), 100_000).split("\n")[0] ?? ""
+  const flat = neutraliseLine(line)
+  return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }
 
 /** A progress printer: returns the line to show for a log line, or undefined to stay quiet. */

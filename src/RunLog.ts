@@ -3,14 +3,19 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
 import { Context, Effect, Layer } from "effect"
+import { neutraliseValue, STATE_MAX } from "./Untrusted.js"
 
 export interface RunLogShape {
   readonly folder: string
   readonly runId: string
-  /** Appends one JSON line {time, event, ...fields} to combined.log. Never fails the caller. */
+  /**
+   * Appends one JSON line {time, event, ...fields} to combined.log. Never fails the caller. Every string in it is
+   * neutralised (no escape sequences or control characters, no credential, bounded length); listeners get the
+   * line as written.
+   */
   readonly log: (event: string, fields?: Readonly<Record<string, unknown>>) => Effect.Effect<void>
   readonly sessionLogPath: (instance: string) => string
-  /** Writes state.json atomically (temp file + rename). */
+  /** Writes state.json atomically (temp file + rename), its strings neutralised as the log's are. */
   readonly writeState: (state: unknown) => Effect.Effect<void>
   /** Lines logged so far in this process, newest last (tests and progress output read them). */
   readonly listen: (listener: (line: LogLine) => void) => Effect.Effect<void>
@@ -58,7 +63,7 @@ export const make = (folder: string, runId: string): Effect.Effect<RunLogShape, 
     const lock = yield* Effect.makeSemaphore(1)
 
     const log = (event: string, fields: Readonly<Record<string, unknown>> = {}) => {
-      const line: LogLine = { time: new Date().toISOString(), event, ...fields }
+      const line = neutraliseValue({ time: new Date().toISOString(), event, ...fields }) as LogLine
       return lock.withPermits(1)(
         fs.writeFileString(combined, JSON.stringify(line) + "\n", { flag: "a" })
       ).pipe(
@@ -72,7 +77,7 @@ export const make = (folder: string, runId: string): Effect.Effect<RunLogShape, 
     const writeState = (state: unknown) =>
       stateLock.withPermits(1)(Effect.gen(function*() {
         const tmp = `${statePath}.${process.pid}.tmp`
-        yield* fs.writeFileString(tmp, JSON.stringify(state, null, 2) + "\n", { mode: 0o600 })
+        yield* fs.writeFileString(tmp, JSON.stringify(neutraliseValue(state, STATE_MAX), null, 2) + "\n", { mode: 0o600 })
         yield* fs.rename(tmp, statePath)
       })).pipe(Effect.catchAll((e) => Effect.logWarning(`state.json write failed: ${e.message}`)))
 

@@ -5,6 +5,7 @@ import * as Path from "@effect/platform/Path"
 import { Clock, Duration, Effect, Option, Schedule, Schema } from "effect"
 import { type InstanceState, decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
 import * as Tmux from "./Tmux.js"
+import { neutraliseJson, neutraliseLine, STATE_MAX } from "./Untrusted.js"
 
 export class RunFolderNotFound extends Schema.TaggedError<RunFolderNotFound>()("RunFolderNotFound", {
   path: Schema.String,
@@ -152,8 +153,8 @@ const timeLeftOf = (s: RunSnapshot) => {
 
 const sessionAliveOf = (s: RunSnapshot, i: InstanceState) => s.sessions === undefined ? null : s.sessions.has(i.session)
 
-/** The `--json` document: the decoded state plus what status computes. */
-export const statusJson = (s: RunSnapshot) => ({
+/** The `--json` document: the decoded state plus what status computes; its strings neutralised (state.json may be old or edited). */
+export const statusJson = (s: RunSnapshot) => neutraliseJson({
   ...s.state,
   instances: s.state.instances.map((i) => ({
     ...i,
@@ -166,7 +167,7 @@ export const statusJson = (s: RunSnapshot) => ({
   timeLeftSeconds: timeLeftOf(s) ?? null,
   sessionsAlive: s.sessions === undefined ? null : s.state.instances.filter((i) => s.sessions!.has(i.session)).length,
   takenAt: new Date(s.takenAt).toISOString()
-})
+}, STATE_MAX)
 
 /** `42s`, `12m05s`, `3h07m`. */
 export const formatDuration = (seconds: number): string => {
@@ -185,9 +186,12 @@ const localTime = (iso: string) => {
 const dollars = (n: number) => `$${n.toFixed(2)}`
 const clip = (text: string, width: number) => text.length <= width ? text : `${text.slice(0, width - 1)}…`
 
+// Every cell is one neutral line: a task text or summary (an agent's words) can neither act on the terminal
+// nor pass for rows of its own.
 const table = (header: ReadonlyArray<string>, rows: ReadonlyArray<ReadonlyArray<string>>) => {
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)))
-  return [header, ...rows].map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd()).join("\n")
+  const safe = rows.map((r) => r.map((cell) => neutraliseLine(cell, 500)))
+  const widths = header.map((h, c) => Math.max(h.length, ...safe.map((r) => r[c]!.length)))
+  return [header, ...safe].map((r) => r.map((cell, c) => cell.padEnd(widths[c]!)).join("  ").trimEnd()).join("\n")
 }
 
 /** The human view: run totals, then one row per instance. */
@@ -242,7 +246,7 @@ export const renderStatus = (s: RunSnapshot): string => {
     ]
   })
   return [
-    ...totals.map(([k, v]) => `${k.padEnd(labelWidth)}  ${v}`),
+    ...totals.map(([k, v]) => `${k.padEnd(labelWidth)}  ${neutraliseLine(v, 500)}`),
     "",
     table(header, rows)
   ].join("\n")

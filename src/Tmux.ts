@@ -6,6 +6,7 @@ import { Context, Effect, Layer, Redacted, Ref, Schema } from "effect"
 import { randomBytes } from "node:crypto"
 import { rmSync } from "node:fs"
 import { exec } from "./Exec.js"
+import { neutralise } from "./Untrusted.js"
 
 export class TmuxNotFound extends Schema.TaggedError<TmuxNotFound>()("TmuxNotFound", {
   message: Schema.String
@@ -55,7 +56,7 @@ export interface PaneInfo {
 export interface TmuxShape {
   readonly socket: string
   readonly newSession: (spec: SessionSpec) => Effect.Effect<void, TmuxError>
-  /** Pastes text as one bracketed paste; does not press Enter. */
+  /** Pastes text as one bracketed paste (neutralised: nothing in it can end the paste or act); does not press Enter. */
   readonly sendText: (session: string, text: string) => Effect.Effect<void, TmuxError>
   /** Sends key names (e.g. "Enter", "Escape", "C-c"). */
   readonly sendKeys: (session: string, keys: ReadonlyArray<string>) => Effect.Effect<void, TmuxError>
@@ -144,8 +145,9 @@ export const makeLive = (socket: string) =>
 
     const sendText = Effect.fn("Tmux.sendText")(function*(session: string, text: string) {
       const buffer = `cco-${session}`
-      // One tmux call: load the buffer from stdin and paste it.
-      yield* run("paste-buffer", ["load-buffer", "-b", buffer, "-", ";", "paste-buffer", "-p", "-d", "-b", buffer, "-t", pane(session)], text, session)
+      // One tmux call: load the buffer from stdin and paste it. The last gate before a pane: whatever the caller
+      // composed, no ESC (an end-of-paste), CR (a submit) or control key gets through.
+      yield* run("paste-buffer", ["load-buffer", "-b", buffer, "-", ";", "paste-buffer", "-p", "-d", "-b", buffer, "-t", pane(session)], neutralise(text), session)
     })
 
     const sendKeys = Effect.fn("Tmux.sendKeys")(function*(session: string, keys: ReadonlyArray<string>) {
@@ -303,7 +305,7 @@ export const makeTest = Effect.gen(function*() {
             : Ref.set(sessions, new Map(m).set(spec.name, { spec, pid: nextPid++, title: "", screen: "", dead: false, input: [] }))
         )
       ),
-    sendText: (name, text) => Effect.map(get(name), (s) => void s.input.push(text)),
+    sendText: (name, text) => Effect.map(get(name), (s) => void s.input.push(neutralise(text))),
     sendKeys: (name, keys) => Effect.map(get(name), (s) => void s.input.push(...keys.map((k) => `<${k}>`))),
     capturePane: (name) => Effect.map(get(name), (s) => s.screen),
     pipePane: (name) => Effect.asVoid(get(name)),

@@ -8,6 +8,8 @@ import { Cause, Console, Effect, Exit, Option, Redacted } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./Config.js"
 import { findPackageRoot, resolveOnPath } from "./Library.js"
+import * as Secrets from "./Secrets.js"
+import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
 import { existsSync } from "node:fs"
 import { homedir } from "node:os"
 import * as nodePath from "node:path"
@@ -28,15 +30,23 @@ const exitCodeFor = (cause: Cause.Cause<unknown>): number => {
 /** One line on stderr for an expected failure; the full cause only for a defect (a bug in cco). */
 const report = (cause: Cause.Cause<unknown>): Effect.Effect<void> => {
   if (Cause.isInterruptedOnly(cause)) return Effect.void
+  // Error texts quote git, the CLI and the API, which may echo a key or an agent's text.
+  const print = (text: string, max = TERMINAL_MAX) => Console.error(neutralise(text, max))
   const failure = Cause.failureOption(cause)
-  if (Option.isNone(failure)) return Console.error(`cco: internal error\n${Cause.pretty(cause)}`)
+  if (Option.isNone(failure)) return print(`cco: internal error\n${Cause.pretty(cause)}`, 100_000)
   const error = failure.value
   // @effect/cli has already printed usage errors together with help.
   if (ValidationError.isValidationError(error)) return Effect.void
-  if (error instanceof ConfigError) return Console.error(`cco: ${error.summary}`)
-  if (error instanceof CommandNotAvailable) return Console.error(error.message)
-  if (error instanceof Error) return Console.error(`cco: ${error.message}`)
-  return Console.error(`cco: ${String(error)}`)
+  if (error instanceof ConfigError) return print(`cco: ${error.summary}`)
+  if (error instanceof CommandNotAvailable) return print(error.message)
+  if (error instanceof Error) return print(`cco: ${error.message}`)
+  return print(`cco: ${String(error)}`)
+}
+
+// Credentials the environment gives cco: scrubbed from whatever it writes or prints.
+for (const name of ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"]) {
+  const value = process.env[name]
+  if (value !== undefined) Secrets.remember(value, name)
 }
 
 const claudePath = process.env["CCO_CLAUDE_PATH"]

@@ -48,6 +48,9 @@ const maxRetries = Math.max(0, Number.parseInt(env.CLAUDE_CODE_MAX_RETRIES ?? "0
 // Tests only: how long a submitted prompt waits before its UserPromptSubmit hook, as the real CLI does under load.
 const submitDelayMs = Math.max(0, Number.parseInt(env.FAKE_CLAUDE_SUBMIT_DELAY_MS ?? "0", 10) || 0)
 const permissionMode = opts.skipPermissions ? "bypassPermissions" : "default"
+// Tests only: a directory where the CLI appends every byte it reads from its terminal, unparsed, to
+// <dir>/<name of its working directory>.input (what another program typed or pasted into its pane).
+const inputDir = env.FAKE_CLAUDE_INPUT_DIR
 
 // The real CLI's project folder name: every non-alphanumeric character becomes "-"; long paths get a hash.
 const projectFolderName = (p) => {
@@ -1012,6 +1015,13 @@ process.on("unhandledRejection", (e) => print(`● Error: ${e?.message ?? String
 if (process.stdin.isTTY) process.stdin.setRawMode(true)
 process.stdin.setEncoding("utf8")
 process.stdin.on("data", (chunk) => {
+  if (inputDir) {
+    try {
+      fs.appendFileSync(path.join(inputDir, `${path.basename(cwd)}.input`), chunk)
+    } catch {
+      // a test's directory may be gone already
+    }
+  }
   pending += chunk
   parseInput()
 })
