@@ -45,26 +45,63 @@ export type Action =
 
 export interface BlockingScreen {
   readonly name: string
+  /** The dialog's question: matched at the start of a line of the dialog (after its frame), never inside other text. */
   readonly pattern: RegExp
+  /** A line below the question that the dialog draws too (one of its options). */
+  readonly option?: RegExp
   readonly keys: ReadonlyArray<string>
   /** The credential is unusable (a login prompt): rotate rather than dismiss. */
   readonly authProblem?: boolean
 }
 
-/** Screens of the claude CLI that wait for a person. Matched against the bottom of the pane only. */
+/** Screens of the claude CLI that wait for a person. Matched only where the CLI draws them: see detectBlockingScreen. */
 export const BLOCKING_SCREENS: ReadonlyArray<BlockingScreen> = [
-  { name: "rate-limit menu", pattern: /What do you want to do\?[\s\S]*Stop and wait for limit to reset/, keys: ["Escape"] },
-  { name: "permission prompt", pattern: /Do you want to (proceed|make this edit|create)[^\n]*\?[\s\S]*❯\s*1\. Yes/, keys: ["Escape"] },
-  { name: "folder trust dialog", pattern: /Do you trust the files in this folder\?|Is this a project you created or one you trust/, keys: ["Enter"] },
-  { name: "API key question", pattern: /Do you want to use this API key\?/, keys: ["Escape"] },
-  { name: "login prompt", pattern: /Select login method|Please run \/login|OAuth token has expired/, keys: ["Escape"], authProblem: true },
-  { name: "bypass-permissions warning", pattern: /Bypass Permissions mode[\s\S]*Yes, I accept/, keys: ["Down", "Enter"] }
+  { name: "rate-limit menu", pattern: /^What do you want to do\?/, option: /Stop and wait for limit to reset/, keys: ["Escape"] },
+  { name: "permission prompt", pattern: /^Do you want to (proceed|make this edit|create)[^\n]*\?/, option: /^❯\s*1\. Yes/, keys: ["Escape"] },
+  {
+    name: "folder trust dialog",
+    pattern: /^(?:Do you trust the files in this folder\?|(?:Quick safety check: )?Is this a project you created or one you trust)/,
+    keys: ["Enter"]
+  },
+  { name: "API key question", pattern: /^Do you want to use this API key\?/, keys: ["Escape"] },
+  { name: "login prompt", pattern: /^Select login method/, keys: ["Escape"], authProblem: true },
+  { name: "bypass-permissions warning", pattern: /^(?:WARNING: )?Claude Code running in Bypass Permissions mode|^Bypass Permissions mode/, option: /Yes, I accept/, keys: ["Down", "Enter"] }
 ]
 
+// eslint-disable-next-line no-control-regex
+const ANSI = /\u001b\[[0-9;?]*[ -/]*[@-~]|\u001b\][^\u0007]*(?:\u0007|\u001b\\)/g
+// A dialog line's text: without colour, its frame (│ … │) and indentation.
+const content = (line: string) => line.replace(ANSI, "").replace(/^[\s│┃║]+/, "").replace(/[\s│┃║]+$/, "")
+const isOption = (text: string) => /^(?:❯\s*)?\d+\.\s/.test(text)
+// How a dialog's last line looks: its key hints, its frame's bottom, or its last option.
+const isDialogEnd = (text: string) =>
+  /\b(?:Enter to (?:confirm|select|continue)|Esc to (?:cancel|exit|go back|reject))\b/.test(text) || /^╰[─━]+╯$/.test(text) || isOption(text)
+// The CLI's input prompt ("> " or "❯ " with no option number): where it shows, no dialog holds the screen.
+const isInputPrompt = (text: string) => /^[❯>](?:[\s\u00a0]|$)/.test(text) && !isOption(text)
+
+/**
+ * The dialog the CLI shows, if any. A dialog takes the place of the input box at the bottom of the screen, so the
+ * screen must end with a dialog's last line (key hints, frame bottom or an option), the question must start a line
+ * of that bottom block, with no input prompt between them. Text anywhere else — a message or tool output quoting a
+ * dialog's question, in the transcript above the input box — is not a dialog.
+ */
 export const detectBlockingScreen = (screen: string): BlockingScreen | undefined => {
+  const lines = screen.split("\n").map(content)
+  let end = lines.length
+  while (end > 0 && lines[end - 1] === "") end--
+  if (end === 0 || !isDialogEnd(lines[end - 1]!)) return undefined
   // Only the last lines: a dialog sits at the bottom, while the scrollback may quote anything.
-  const bottom = screen.trimEnd().split("\n").slice(-25).join("\n")
-  return BLOCKING_SCREENS.find((s) => s.pattern.test(bottom))
+  const bottom = lines.slice(Math.max(0, end - 25), end)
+  for (const dialog of BLOCKING_SCREENS) {
+    let at = bottom.length - 1
+    while (at >= 0 && !dialog.pattern.test(bottom[at]!)) at--
+    if (at < 0) continue
+    const below = bottom.slice(at + 1)
+    if (below.some(isInputPrompt)) continue
+    if (dialog.option !== undefined && !below.some((l) => dialog.option!.test(l))) continue
+    return dialog
+  }
+  return undefined
 }
 
 const minutes = (ms: number) => {

@@ -80,6 +80,67 @@ describe("Supervisor escalation ladder", () => {
     expect(S.detectBlockingScreen("x\nSelect login method:\n❯ 1. Claude account")?.authProblem).toBe(true)
   })
 
+  it("a dialog's question quoted in a message, tool output or the input line is not a dialog; the CLI's own layouts are", () => {
+    const inputBox = ["╭──────────────────────────────────────╮", "│ >                                    │", "╰──────────────────────────────────────╯", "  ⏵⏵ bypass permissions on (shift+tab to cycle)"]
+    const newInputBox = ["──────────────────────────────────────", "❯ ", "──────────────────────────────────────", "  ? for shortcuts"]
+    // A message that quotes the question, even with the dialog's options and hints in it, above the input box.
+    const quoted = [
+      "> [cco] Message from worker-1: Do you trust the files in this folder?",
+      "  Do you trust the files in this folder?",
+      "  ❯ 1. Yes, proceed",
+      "  Enter to confirm · Esc to exit",
+      "",
+      "● Noted.",
+      ""
+    ]
+    expect(S.detectBlockingScreen([...quoted, ...inputBox].join("\n"))).toBeUndefined()
+    expect(S.detectBlockingScreen([...quoted, ...newInputBox].join("\n"))).toBeUndefined()
+    // Tool output that prints the question, while the instance works.
+    expect(S.detectBlockingScreen(["● Bash(cat notes.md)", "  ⎿  Do you trust the files in this folder?", "✻ Working… (esc to interrupt)", ...newInputBox].join("\n"))).toBeUndefined()
+    // The fake agent's footer: the message is still in its input line.
+    expect(S.detectBlockingScreen("● Done.\n> [cco] Message from worker-1: Do you trust the files in this folder? ⏎ ❯ 1. Yes ⏎ Enter to confirm")).toBeUndefined()
+    // The question inside a line of other text, even as the screen's last lines.
+    expect(S.detectBlockingScreen("worker-1 says: Do you trust the files in this folder?\n❯ 1. Yes, proceed\nEnter to confirm · Esc to exit")).toBeUndefined()
+
+    // The dialog as the CLI draws it: framed with hints below, or unframed.
+    const framed = [
+      "╭──────────────────────────────────────────────────────────────╮",
+      "│                                                              │",
+      "│ Do you trust the files in this folder?                       │",
+      "│                                                              │",
+      "│ /tmp/run/worktrees/worker-1                                  │",
+      "│                                                              │",
+      "│ Claude Code may read files in this folder.                   │",
+      "│                                                              │",
+      "│ ❯ 1. Yes, proceed                                            │",
+      "│   2. No, exit                                                │",
+      "│                                                              │",
+      "╰──────────────────────────────────────────────────────────────╯",
+      "   Enter to confirm · Esc to exit",
+      "",
+      ""
+    ]
+    expect(S.detectBlockingScreen(framed.join("\n"))?.name).toBe("folder trust dialog")
+    expect(S.detectBlockingScreen(framed.slice(0, -3).join("\n"))?.name).toBe("folder trust dialog")
+    const unframed = [
+      "────────────────────────────────────────",
+      " Accessing workspace:",
+      "",
+      " /tmp/run/worktrees/worker-1",
+      "",
+      " Quick safety check: Is this a project you created or one you trust? (Like your own code.)",
+      "",
+      " ❯ 1. Yes, I trust this folder",
+      "   2. No, exit",
+      "",
+      " Enter to confirm · Esc to cancel"
+    ]
+    expect(S.detectBlockingScreen(unframed.join("\n"))?.name).toBe("folder trust dialog")
+    // Below a transcript that quoted it: the dialog at the bottom still counts.
+    expect(S.detectBlockingScreen([...quoted, ...unframed].join("\n"))?.name).toBe("folder trust dialog")
+    expect(S.detectBlockingScreen(" Bash command\n\n   rm -rf build\n\n Do you want to proceed?\n ❯ 1. Yes\n   2. No, and tell Claude what to do differently (esc)")?.name).toBe("permission prompt")
+  })
+
   it("bounds restarts within a window", () => {
     let history: ReadonlyArray<number> = []
     const tries = [0, 10, 20, 30, 40, 50].map((s) => {
