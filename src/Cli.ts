@@ -63,6 +63,9 @@ export const runCommand = (
   )
 }
 
+// Reports that quote run folders, branches, git and tool output (an agent may have named a branch or file).
+const printNeutral = (text: string) => Console.log(neutralise(text, 100_000))
+
 const configOption = Options.directory("config").pipe(
   Options.withAlias("c"),
   Options.withPseudoName("DIR"),
@@ -147,7 +150,7 @@ export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironmen
         folders,
         ...(Option.isSome(resolved) ? { logDirectory: resolved.value.logDirectory } : {}),
         options: { dryRun, branches, all, ...(Option.isSome(resolved) ? { fallbackSocket: resolved.value.tmuxSocket } : {}) },
-        write: Console.log
+        write: printNeutral
       })
     })).pipe(Command.withDescription(
       "Kill leftover tmux sessions and remove worktrees of finished or crashed runs (every run in --config's log directory, or the RUN_FOLDERs); runs whose orchestrator is alive are left alone."
@@ -160,7 +163,7 @@ export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironmen
       resolveClaude: env?.resolveClaude ?? ((command) => command),
       ...(env?.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: env.oauthCredentialsFile }),
       nodeVersion: process.versions.node
-    }, Console.log)).pipe(
+    }, printNeutral)).pipe(
     Command.withDescription("Check tmux, git, claude and node; with --config also the config, credentials, repository and disk space.")
   )
 

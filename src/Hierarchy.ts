@@ -1,5 +1,6 @@
 // Who leads whom: the topology from workerCount and engineerManagerGroupSize, branch names,
 // the task board, and TEAM_STRUCTURE.md rendered from it. Pure data and functions.
+import { neutralise } from "./Untrusted.js"
 
 export type Role = "director" | "em" | "worker"
 
@@ -118,8 +119,10 @@ export const markDone = (board: Board, instance: string, summary: string, now: s
 export const markMerged = (board: Board, instance: string, now: string): Board =>
   updateCurrent(board, instance, (t) => ({ ...t, status: "merged", updatedAt: now }))
 
+// Agent text in a file committed to the target branch: its first line, neutral (no escape sequence, CR or bidi
+// override that would show differently in a terminal or a review).
 const firstLine = (text: string, max = 100) => {
-  const line = text.split("\n")[0]!.trim()
+  const line = neutralise(text, 10_000).split("\n")[0]!.replaceAll("\t", " ").trim()
   return line.length > max ? `${line.slice(0, max - 1)}…` : line
 }
 
