@@ -11,7 +11,7 @@ import { exec } from "./Exec.js"
 import { RunLog } from "./RunLog.js"
 import * as Secrets from "./Secrets.js"
 import { Tmux } from "./Tmux.js"
-import { neutralise } from "./Untrusted.js"
+import { neutralise, PANE_MAX } from "./Untrusted.js"
 
 export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
   instance: Schema.String,
@@ -247,6 +247,9 @@ export const make = (settings: AgentSettings) =>
     const deliver = Effect.fn("Agent.deliver")(function*(instance: string, raw: string) {
       const session = sessionName(instance)
       const text = neutralise(raw)
+      if (raw.length > PANE_MAX && /\[cco: \d+ more characters cut\]$/.test(text)) {
+        yield* runLog.log("prompt.cut", { instance, chars: raw.length, limit: PANE_MAX })
+      }
       yield* tmux.sendText(session, text).pipe(Effect.mapError(fail(instance, "paste prompt")))
       // The CLI takes a moment to absorb a large paste; Enter sent too soon lands inside it.
       yield* Effect.sleep(Math.min(1500, 150 + Math.floor(text.length / 20)))
