@@ -584,8 +584,15 @@ const orchestrate = (
           )
         )
 
+    // One assignment to an instance at a time, from the "still working" check to the task on the board: of two
+    // concurrent assigns to one report exactly one is accepted.
+    const assignLocks = new Map(specs.map((s) => [s.name, Effect.unsafeMakeSemaphore(1)]))
+    const oneAssignAtATime = <A, E, R>(target: string | undefined, self: Effect.Effect<A, E, R>) => {
+      const lock = target === undefined ? undefined : assignLocks.get(target)
+      return lock === undefined ? self : lock.withPermits(1)(self)
+    }
     const assign = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
-      Effect.gen(function*() {
+      oneAssignAtATime(args[0], Effect.gen(function*() {
         const [targetName, ...words] = args
         const text = words.join(" ").trim()
         if (targetName === undefined || text === "") return reply(false, "usage: cco team assign <instance> <task>")
@@ -610,7 +617,7 @@ const orchestrate = (
             : rolePrompt(to, text), { role: !(inst.prompted || inst.roleQueued) })
         yield* boardChanged
         return reply(true, `assigned task #${task.id} to ${targetName}`)
-      })
+      }))
 
     const done = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
       Effect.gen(function*() {
