@@ -1,15 +1,32 @@
-// What cco owes its instances survives races and crashes, with the fake agent: concurrent assigns to one report.
+// What cco owes its instances survives races and crashes, with the fake agent: concurrent assigns to one report,
+// state.json kept current, and the outbox carried over a kill -9 of the orchestrator.
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { readFileSync } from "node:fs"
+import * as path from "node:path"
 import { type Brain, type MockReply, type MockRequest, startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
-import { fakeClaudeBin, readLog, runFixture, useFixture } from "./harness.js"
+import { ccoRun, fakeClaudeBin, latestRun, readLog, runFixture, useFixture } from "./harness.js"
+import { waitFor } from "./support.js"
 
 const isFrom = (req: MockRequest, name: string) => JSON.stringify(req.messages).includes(`You are ${name},`)
 const commandOf = (reply: MockReply) =>
   reply._tag === "ToolUse" ? String((reply.tools[0]!.input as { command?: string }).command ?? "") : undefined
 const withCommand = (reply: MockReply, command: string): MockReply =>
   reply._tag === "ToolUse" ? { ...reply, tools: [{ name: "Bash", input: { command, description: "Run a command" } }] } : reply
+
+interface SavedInstance {
+  readonly name: string
+  readonly status: string
+  readonly outbox?: ReadonlyArray<string>
+}
+const stateOf = (folder: string): ReadonlyArray<SavedInstance> | undefined => {
+  try {
+    return (JSON.parse(readFileSync(path.join(folder, "state.json"), "utf8")) as { instances: ReadonlyArray<SavedInstance> }).instances
+  } catch {
+    return undefined
+  }
+}
 
 // Slow supervision and cost polls: nothing but the change itself writes state.json, and no idle nudge helps.
 const calm = { healthCheckIntervalSeconds: 10, stuckAfterSeconds: 120, idleAfterSeconds: 60, escalationIntervalSeconds: 60 }
@@ -39,4 +56,58 @@ describe("run state with the fake agent", () => {
       expect(refused).toEqual(Array.from({ length: 3 }, () => "refused: worker-1 is still working on task #2; wait for its report"))
       expect(readLog(summary.runFolder).filter((l) => l.event === "task.assigned").length).toBe(2)
     }), { timeout: 120_000 })
+
+  it.scopedLive("kill -9 right after a report is accepted: state.json held it, and after --resume the lead hears of it at once", () =>
+    Effect.gen(function*() {
+      const script = teamScript()
+      const toLead: Array<{ readonly at: number; readonly report: boolean }> = []
+      let slowed = false
+      // em-1 stays busy a while after assigning (a long command), so worker-1's report waits in its outbox.
+      const brain: Brain = (req) => {
+        const reply = script(req)
+        if (!isFrom(req, "em-1")) return reply
+        toLead.push({ at: Date.now(), report: JSON.stringify(req.messages).includes("[cco] worker-1 reports done") })
+        const command = commandOf(reply)
+        if (slowed || command === undefined || !command.includes("cco team assign worker-1")) return reply
+        slowed = true
+        return withCommand(reply, `${command}; sleep 12`)
+      }
+      const mock = yield* startMockModel({ brain })
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, extra: calm })
+      const first = ccoRun(fixture.configDir, fakeClaudeBin)
+      yield* Effect.addFinalizer(() => Effect.sync(() => first.child.exitCode === null && first.child.kill("SIGKILL")))
+      const folder = latestRun(fixture)
+
+      // The worker's turn ends after its accepted report: its status "done" reaches state.json within the debounce.
+      const stop = yield* waitFor("worker-1's Stop after its report", Effect.sync(() => {
+        const log = readLog(folder)
+        const done = log.findIndex((l) => l.event === "task.done" && l.instance === "worker-1")
+        return done < 0 ? undefined : log.slice(done).find((l) => l.hook === "Stop" && l.instance === "worker-1")
+      }), 60_000, 20)
+      const saved = yield* waitFor("state.json to show it", Effect.sync(() => {
+        const s = stateOf(folder)
+        const worker = s?.find((i) => i.name === "worker-1")
+        const lead = s?.find((i) => i.name === "em-1")
+        return worker?.status === "done" && lead?.outbox?.some((m) => m.includes("[cco] worker-1 reports done")) === true ? Date.now() : undefined
+      }), 5_000, 20)
+      expect(saved - Date.parse(String(stop.time))).toBeLessThan(2_000)
+      // The lead was busy all along: the report had not reached it.
+      expect(toLead.some((r) => r.report)).toBe(false)
+
+      process.kill(Number(readFileSync(path.join(folder, "cco.lock"), "utf8").trim()), "SIGKILL")
+      yield* Effect.promise(() => first.exited)
+
+      const resumedAt = Date.now()
+      const second = ccoRun(fixture.configDir, fakeClaudeBin, ["--resume"])
+      yield* Effect.addFinalizer(() => Effect.sync(() => second.child.exitCode === null && second.child.kill("SIGKILL")))
+      const heard = yield* waitFor("em-1 to receive worker-1's report", Effect.sync(() => toLead.find((r) => r.report)?.at), 40_000, 50)
+      // Well before any idle nudge (60 s): it was delivered from the saved outbox.
+      expect(heard - resumedAt).toBeLessThan(25_000)
+      const code = yield* Effect.promise(() => second.exited)
+      expect(code, second.output()).toBe(0)
+      const log = readLog(folder)
+      expect(log.some((l) => l.event === "instance.attached" && l.instance === "em-1")).toBe(true)
+      expect(log.at(-1)).toMatchObject({ event: "run.finished", reason: "project-done" })
+      expect(log.filter((l) => l.event === "supervisor.nudge")).toEqual([])
+    }), { timeout: 150_000 })
 })
