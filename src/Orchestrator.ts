@@ -116,6 +116,8 @@ interface Instance {
   readonly inFlight: ReadonlyArray<string>
   /** Whether inFlight has reached the pane (a resumed run re-sends it to a surviving session otherwise). */
   readonly inFlightPasted: boolean
+  /** Reminded after a Stop, and nothing done since (no tool, no new message): no second reminder. */
+  readonly reminded: boolean
   readonly ladder: Supervisor.Ladder
   readonly credential: string
 }
@@ -327,6 +329,7 @@ const orchestrate = (
         restarting: false,
         inFlight: [],
         inFlightPasted: true,
+        reminded: false,
         ladder: Supervisor.initialLadder(Date.now()),
         credential: ""
       }]))
@@ -509,6 +512,7 @@ const orchestrate = (
             outbox: [],
             inFlight: i.outbox,
             inFlightPasted: false,
+            reminded: false,
             status: "busy" as Status,
             prompted: true,
             lastEventAt: at,
@@ -550,6 +554,41 @@ const orchestrate = (
       )
     }
 
+    // A turn that ends with work pending (a report to merge, a task not reported) is followed by a reminder within
+    // seconds, if the instance still rests then and nothing waits in its outbox; see Supervisor.remindAfterStop.
+    const remindAfterStop = (name: string, stoppedAt: number) =>
+      Effect.gen(function*() {
+        const delay = Supervisor.reminderDelayMs(config.idleAfterSeconds * 1000)
+        yield* Effect.sleep(Duration.millis(delay))
+        if (yield* Deferred.isDone(end)) return
+        // Under the delivery lock: never in the middle of a prompt being pasted.
+        yield* deliveryLocks.get(name)!.withPermits(1)(Effect.gen(function*() {
+          const inst = yield* get(name)
+          if (inst.restarting) return
+          const decision = Supervisor.remindAfterStop({
+            now: Date.now(),
+            stoppedAt,
+            status: inst.status,
+            lastEventAt: inst.lastEventAt,
+            progressAt: inst.progressAt,
+            pendingWork: H.pendingWork(inst.spec, yield* Ref.get(board)),
+            deliveryPending: inst.outbox.length > 0,
+            remindedWithoutWork: inst.reminded
+          }, inst.ladder, delay)
+          if (decision.action._tag !== "Nudge") return
+          const { message, reason } = decision.action
+          let claimed = false
+          yield* update(name, (i) => {
+            if (i.lastEventAt !== stoppedAt || i.generation !== inst.generation || i.restarting || i.outbox.length > 0) return i
+            claimed = true
+            return { ...i, ladder: decision.ladder, reminded: true }
+          })
+          if (!claimed) return
+          yield* runLog.log("supervisor.reminder", { instance: name, reason })
+          yield* agent.deliver(name, message).pipe(Effect.ignore)
+        }))
+      }).pipe(Effect.catchAllCause((cause) => runLog.log("supervisor.error", { instance: name, cause: String(cause) })))
+
     // --- hook events
     const onHook = (event: HookEvent) =>
       Effect.gen(function*() {
@@ -566,7 +605,7 @@ const orchestrate = (
             break
           case "PostToolUse":
           case "PostToolUseFailure":
-            yield* update(name, (i) => ({ ...i, lastEventAt: at, progressAt: at }))
+            yield* update(name, (i) => ({ ...i, lastEventAt: at, progressAt: at, reminded: false }))
             fields.tool = event.payload.tool_name
             break
           case "Stop":
@@ -574,9 +613,11 @@ const orchestrate = (
               // A reported task makes the instance "done" until it gets new work.
               const task = H.currentTask(yield* Ref.get(board), name)
               const rests = task !== undefined && task.status !== "assigned" && task.assignee === name
-              yield* update(name, (i) => ({ ...i, status: rests ? "done" : "idle", inFlight: [], lastEventAt: at, progressAt: at }))
+              // The end of a turn that only answered a reminder is no progress: the ladder goes on from the reminder.
+              yield* update(name, (i) => ({ ...i, status: rests ? "done" : "idle", inFlight: [], lastEventAt: at, progressAt: i.reminded ? i.progressAt : at }))
               const inst = yield* get(name)
               if (inst.credential !== "") yield* auth.reportSuccess(inst.credential)
+              yield* Effect.forkIn(remindAfterStop(name, at), scope)
             }
             break
           case "StopFailure": {

@@ -1,7 +1,8 @@
 // What cco owes its instances survives races and crashes, with the fake agent: concurrent assigns to one report,
-// state.json kept current, and the outbox carried over a kill -9 of the orchestrator.
+// state.json kept current, the outbox carried over a kill -9 of the orchestrator, and the reminder after a Stop
+// with work pending.
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
 import { readFileSync } from "node:fs"
 import * as path from "node:path"
 import { type Brain, type MockReply, type MockRequest, startMockModel } from "../src/MockModel.js"
@@ -110,4 +111,40 @@ describe("run state with the fake agent", () => {
       expect(log.at(-1)).toMatchObject({ event: "run.finished", reason: "project-done" })
       expect(log.filter((l) => l.event === "supervisor.nudge")).toEqual([])
     }), { timeout: 150_000 })
+
+  it.scopedLive("a lead that ends its turn with a report waiting is reminded within seconds, once, naming the report", () =>
+    Effect.gen(function*() {
+      const script = teamScript({ idleLeads: ["em-1"] })
+      const toLead: Array<string> = []
+      const brain: Brain = (req) => {
+        if (isFrom(req, "em-1")) toLead.push(JSON.stringify(req.messages))
+        return script(req)
+      }
+      const mock = yield* startMockModel({ brain })
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, extra: calm })
+      const run = yield* Effect.fork(runFixture(fixture, fakeClaudeBin))
+      const folder = latestRun(fixture)
+      // em-1 takes the report in, notes it, and ends its turn without merging.
+      const stop = yield* waitFor("em-1's Stop after taking the report in", Effect.sync(() => {
+        const log = readLog(folder)
+        const done = log.findIndex((l) => l.event === "task.done" && l.instance === "worker-1")
+        const delivered = log.findIndex((l, i) => done >= 0 && i > done && l.event === "prompt.delivered" && l.instance === "em-1")
+        return delivered < 0 ? undefined : log.slice(delivered).find((l) => l.hook === "Stop" && l.instance === "em-1")
+      }), 60_000, 20)
+      const reminder = yield* waitFor("the reminder", Effect.sync(() => readLog(folder).find((l) => l.event === "supervisor.reminder" && l.instance === "em-1")), 15_000, 50)
+      const after = Date.parse(String(reminder.time)) - Date.parse(String(stop.time))
+      expect(after).toBeGreaterThanOrEqual(4_500)
+      expect(after).toBeLessThan(9_000)
+      expect(reminder.reason).toBe("ended its turn with worker-1 reported done and wait for cco team merge")
+      // The reminder's turn ends without work: no second reminder (the ladder takes over after idleAfter).
+      yield* waitFor("em-1's turn after the reminder", Effect.sync(() => {
+        const log = readLog(folder)
+        return log.slice(log.indexOf(log.find((l) => l.event === "supervisor.reminder")!)).some((l) => l.hook === "Stop" && l.instance === "em-1") ? true : undefined
+      }), 15_000, 50)
+      expect(toLead.at(-1)).toContain("[cco] You ended your turn, but worker-1 reported done and wait for cco team merge.")
+      yield* Effect.sleep("8 seconds")
+      expect(readLog(folder).filter((l) => l.event === "supervisor.reminder").length).toBe(1)
+      expect(readLog(folder).filter((l) => l.event === "supervisor.nudge")).toEqual([])
+      yield* Fiber.interrupt(run)
+    }), { timeout: 120_000 })
 })
