@@ -571,7 +571,7 @@ const orchestrate = (
             status: inst.status,
             lastEventAt: inst.lastEventAt,
             progressAt: inst.progressAt,
-            pendingWork: H.pendingWork(inst.spec, yield* Ref.get(board)),
+            pendingWork: H.workAfterStop(inst.spec, yield* Ref.get(board)),
             deliveryPending: inst.outbox.length > 0,
             remindedWithoutWork: inst.reminded
           }, inst.ladder, delay)
