@@ -112,6 +112,43 @@ describe("run state with the fake agent", () => {
       expect(log.filter((l) => l.event === "supervisor.nudge")).toEqual([])
     }), { timeout: 150_000 })
 
+  it.scopedLive("a worker floods its busy lead with cco team message: the outbox keeps the newest, with a notice, and the report still lands", () =>
+    Effect.gen(function*() {
+      const script = teamScript()
+      const toLead: Array<string> = []
+      let slowed = false
+      let flooded = false
+      const brain: Brain = (req) => {
+        const reply = script(req)
+        const command = commandOf(reply)
+        if (isFrom(req, "em-1")) {
+          toLead.push(JSON.stringify(req.messages))
+          if (slowed || command === undefined || !command.includes("cco team assign worker-1")) return reply
+          slowed = true
+          return withCommand(reply, `${command}; sleep 20`)
+        }
+        if (flooded || command === undefined || !command.includes("cco team done")) return reply
+        flooded = true
+        // 30 notes of 2,500 characters before the report: more than the outbox keeps, by count and by size.
+        return withCommand(reply, `for i in $(seq 1 30); do cco team message em-1 "note $i $(printf '%2500s' | tr ' ' n)" >/dev/null; done; ${command}`)
+      }
+      const mock = yield* startMockModel({ brain })
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, extra: calm })
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("project-done")
+      expect(flooded).toBe(true)
+      const log = readLog(summary.runFolder)
+      const trimmed = log.filter((l) => l.event === "outbox.trimmed" && l.instance === "em-1")
+      expect(trimmed.length).toBeGreaterThan(0)
+      expect(trimmed.every((l) => Number(l.waiting) <= 20)).toBe(true)
+      // What em-1 was handed after its long command: the notice, the newest notes, and the report.
+      const batch = toLead.find((m) => m.includes("[cco] worker-1 reports done"))!
+      expect(batch).toMatch(/\[cco\] \d+ older messages to you were dropped/)
+      expect(batch).toContain("note 30 ")
+      expect(batch).not.toContain("note 1 ")
+      expect(batch.length).toBeLessThan(80_000)
+    }), { timeout: 120_000 })
+
   it.scopedLive("a lead that ends its turn with a report waiting is reminded within seconds, once, naming the report", () =>
     Effect.gen(function*() {
       const script = teamScript({ idleLeads: ["em-1"] })
