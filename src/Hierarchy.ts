@@ -153,6 +153,18 @@ export const pendingWork = (spec: InstanceSpec, board: Board): string | undefine
   return idle === undefined ? goal : `${goal} and ${idle}`
 }
 
+/**
+ * What an instance that just ended its turn is reminded of: what it owes (pendingWork), or else, for a lead whose
+ * own goal is open, the reports it left without a task while others work. Only the reminder after a Stop names
+ * the latter: a lead may have fewer tasks than reports, so the idle ladder does not press it.
+ */
+export const workAfterStop = (spec: InstanceSpec, board: Board): string | undefined => {
+  const pending = pendingWork(spec, board)
+  if (pending !== undefined || spec.role === "worker") return pending
+  const ownOpen = spec.lead === undefined || currentTask(board, spec.name)?.status === "assigned"
+  return ownOpen ? noTaskYet(reportsWithoutTask(spec, board)) : undefined
+}
+
 /** TEAM_STRUCTURE.md: kept on the target branch by cco; agents must not edit it. */
 export const renderTeamStructure = (
   specs: ReadonlyArray<InstanceSpec>,

@@ -14,8 +14,10 @@ import type { ResolvedConfig } from "./Config.js"
 import * as EventsModule from "./Events.js"
 import { Events, type HookEvent, type TeamReply, type TeamRequest } from "./Events.js"
 import { exec } from "./Exec.js"
+import * as Debounce from "./Debounce.js"
 import * as H from "./Hierarchy.js"
 import * as Limits from "./Limits.js"
+import * as Outbox from "./Outbox.js"
 import * as RunLogModule from "./RunLog.js"
 import * as Secrets from "./Secrets.js"
 import * as Supervisor from "./Supervisor.js"
@@ -114,6 +116,10 @@ interface Instance {
   readonly restarting: boolean
   /** Messages pasted whose turn has not completed (no Stop yet): queued again if the session is replaced. */
   readonly inFlight: ReadonlyArray<string>
+  /** Whether inFlight has reached the pane (a resumed run re-sends it to a surviving session otherwise). */
+  readonly inFlightPasted: boolean
+  /** Reminded after a Stop, and nothing done since (no tool, no new message): no second reminder. */
+  readonly reminded: boolean
   readonly ladder: Supervisor.Ladder
   readonly credential: string
 }
@@ -330,6 +336,8 @@ const orchestrate = (
         restartHistory: [],
         restarting: false,
         inFlight: [],
+        inFlightPasted: true,
+        reminded: false,
         ladder: Supervisor.initialLadder(Date.now()),
         credential: ""
       }]))
@@ -344,6 +352,11 @@ const orchestrate = (
           generation: saved.generation,
           restarts: saved.restarts,
           prompted: saved.prompted ?? false,
+          // What it was owed when the orchestrator died (older state files have none).
+          roleQueued: saved.roleQueued ?? false,
+          outbox: saved.outbox ?? [],
+          inFlight: saved.inFlight ?? [],
+          inFlightPasted: saved.inFlightPasted ?? true,
           credential: saved.credential
         })
       })
@@ -353,18 +366,34 @@ const orchestrate = (
     const deliveryLocks = new Map(specs.map((s) => [s.name, Effect.unsafeMakeSemaphore(1)]))
     const locked = <A, E, R>(self: Effect.Effect<A, E, R>) => gitLock.withPermits(1)(self)
     const now = () => new Date().toISOString()
+    // state.json follows what cco status and --resume need (status, generation, credential, what is owed), coalesced.
+    const stateChanged = yield* Debounce.makeSignal
+    const signalState = Queue.offer(stateChanged, undefined)
+    const persisted = (a: Instance, b: Instance) =>
+      a.status === b.status && a.generation === b.generation && a.credential === b.credential && a.outbox === b.outbox &&
+      a.inFlight === b.inFlight && a.inFlightPasted === b.inFlightPasted && a.prompted === b.prompted &&
+      a.roleQueued === b.roleQueued && a.restarts === b.restarts
     const update = (name: string, f: (i: Instance) => Instance) =>
       Ref.modify(instances, (m) => {
         const i = m.get(name)
         if (i === undefined) return [undefined, m] as const
         const next = f(i)
-        return [next.status === i.status ? undefined : { from: i.status, to: next.status, generation: next.generation }, new Map(m).set(name, next)] as const
-      }).pipe(Effect.flatMap((change) => change === undefined ? Effect.void : runLog.log("instance.state", { instance: name, ...change })))
+        const change = next.status === i.status ? undefined : { from: i.status, to: next.status, generation: next.generation }
+        return [{ change, dirty: !persisted(i, next) }, new Map(m).set(name, next)] as const
+      }).pipe(Effect.flatMap((r) =>
+        Effect.zipRight(
+          r?.dirty === true ? signalState : Effect.void,
+          r?.change === undefined ? Effect.void : runLog.log("instance.state", { instance: name, ...r.change })
+        )
+      ))
     const get = (name: string) => Effect.map(Ref.get(instances), (m) => m.get(name)!)
 
     const ended = yield* Ref.make<{ readonly at: string; readonly reason: EndReason } | undefined>(undefined)
     const costTracker = yield* Costs.makeCostTracker(specs.map((spec) => ({ name: spec.name, role: spec.role, configDir: agent.configDir(spec.name) })))
-    const writeState = Effect.gen(function*() {
+    // One writer at a time, from reading the state to renaming the file: a write that read the state earlier
+    // can never land after one that read it later (say, the end of the run).
+    const stateLock = yield* Effect.makeSemaphore(1)
+    const writeState = stateLock.withPermits(1)(Effect.gen(function*() {
       const costs = yield* costTracker.snapshot
       const costOf = new Map(costs.instances.map((c) => [c.name, c.usd]))
       const all = yield* Ref.get(instances)
@@ -398,6 +427,9 @@ const orchestrate = (
             lastEventAt: new Date(i.lastEventAt).toISOString(),
             costUsd: costOf.get(i.spec.name) ?? 0,
             prompted: i.prompted,
+            ...(i.roleQueued ? { roleQueued: true } : {}),
+            ...(i.outbox.length === 0 ? {} : { outbox: i.outbox }),
+            ...(i.inFlight.length === 0 ? {} : { inFlight: i.inFlight, inFlightPasted: i.inFlightPasted }),
             ...(task === undefined ? {} : { currentTask: `#${task.id} ${task.status}: ${task.text.split("\n")[0]!.slice(0, 120)}` })
           }
         }),
@@ -412,7 +444,8 @@ const orchestrate = (
         costUsd: costs.total.usd
       }
       yield* runLog.writeState(state)
-    })
+    }))
+    yield* Effect.forkIn(Debounce.coalesce(stateChanged, writeState, Duration.seconds(1)), scope)
 
     // TEAM_STRUCTURE.md lives on the target branch; only cco writes it.
     const structureDirty = yield* Ref.make(false)
@@ -482,29 +515,87 @@ const orchestrate = (
           // New work going in restarts the supervisor's clocks: "busy with no progress" counts from now, not
           // from the instance's last hook (the CLI may take seconds to submit it), and the ladder starts over.
           const at = Date.now()
-          const next = { ...i, outbox: [], inFlight: i.outbox, status: "busy" as Status, prompted: true, lastEventAt: at, progressAt: at }
-          return [{ texts: i.outbox, from: i.status, generation: i.generation }, new Map(m).set(name, next)] as const
+          const next = {
+            ...i,
+            outbox: [],
+            inFlight: i.outbox,
+            inFlightPasted: false,
+            reminded: false,
+            status: "busy" as Status,
+            prompted: true,
+            lastEventAt: at,
+            progressAt: at
+          }
+          return [{ texts: i.outbox, from: i.status, generation: i.generation, prompted: i.prompted }, new Map(m).set(name, next)] as const
         })
         if (taken === undefined) return
+        yield* signalState
         yield* runLog.log("instance.state", { instance: name, from: taken.from, to: "busy", generation: taken.generation })
         yield* awaitIdleTitle(name)
         const text = taken.texts.join("\n\n")
         yield* agent.deliver(name, text).pipe(
+          Effect.tap(() => update(name, (i) => i.inFlight === taken.texts ? { ...i, inFlightPasted: true } : i)),
           Effect.tap(() => runLog.log("prompt.delivered", { instance: name, chars: text.length, messages: taken.texts.length })),
           Effect.catchAll((e) =>
-            update(name, (i) => ({ ...i, outbox: [...taken.texts, ...i.outbox], inFlight: [], status: "idle" })).pipe(
+            // A role prompt that did not go in is not delivered: the instance is not "prompted" by it.
+            update(name, (i) => ({ ...i, outbox: [...taken.texts, ...i.outbox], inFlight: [], status: "idle", prompted: taken.prompted && i.prompted })).pipe(
               Effect.zipRight(runLog.log("prompt.failed", { instance: name, message: e.message }))
             ))
         )
       }))
 
-    const send = (name: string, text: string, options: { readonly role?: boolean } = {}) =>
-      update(name, (i) => options.role === true
-        ? { ...i, outbox: [text, ...i.outbox], roleQueued: true }
-        : { ...i, outbox: [...i.outbox, text] }).pipe(
+    // Each outbox is bounded (Outbox.OUTBOX_LIMITS): the oldest messages give way, never the role prompt.
+    const send = (name: string, text: string, options: { readonly role?: boolean } = {}) => {
+      let trimmed: Outbox.Enqueued | undefined
+      return update(name, (i) => {
+        const role = options.role === true
+        trimmed = Outbox.enqueue(i.outbox, text, { role, roleFirst: i.roleQueued && !i.prompted })
+        return { ...i, outbox: trimmed.outbox, ...(role ? { roleQueued: true } : {}) }
+      }).pipe(
+        Effect.zipRight(Effect.suspend(() =>
+          trimmed !== undefined && (trimmed.dropped > 0 || trimmed.truncated)
+            ? runLog.log("outbox.trimmed", { instance: name, dropped: trimmed.dropped, droppedChars: trimmed.droppedChars, cut: trimmed.truncated, waiting: trimmed.outbox.length })
+            : Effect.void
+        )),
         Effect.zipRight(Effect.forkIn(flush(name), scope)),
         Effect.asVoid
       )
+    }
+
+    // A turn that ends with work pending (a report to merge, a task not reported) is followed by a reminder within
+    // seconds, if the instance still rests then and nothing waits in its outbox; see Supervisor.remindAfterStop.
+    const remindAfterStop = (name: string, stoppedAt: number) =>
+      Effect.gen(function*() {
+        const delay = Supervisor.reminderDelayMs(config.idleAfterSeconds * 1000)
+        yield* Effect.sleep(Duration.millis(delay))
+        if (yield* Deferred.isDone(end)) return
+        // Under the delivery lock: never in the middle of a prompt being pasted.
+        yield* deliveryLocks.get(name)!.withPermits(1)(Effect.gen(function*() {
+          const inst = yield* get(name)
+          if (inst.restarting) return
+          const decision = Supervisor.remindAfterStop({
+            now: Date.now(),
+            stoppedAt,
+            status: inst.status,
+            lastEventAt: inst.lastEventAt,
+            progressAt: inst.progressAt,
+            pendingWork: H.workAfterStop(inst.spec, yield* Ref.get(board)),
+            deliveryPending: inst.outbox.length > 0,
+            remindedWithoutWork: inst.reminded
+          }, inst.ladder, delay)
+          if (decision.action._tag !== "Nudge") return
+          const { message, reason } = decision.action
+          let claimed = false
+          yield* update(name, (i) => {
+            if (i.lastEventAt !== stoppedAt || i.generation !== inst.generation || i.restarting || i.outbox.length > 0) return i
+            claimed = true
+            return { ...i, ladder: decision.ladder, reminded: true }
+          })
+          if (!claimed) return
+          yield* runLog.log("supervisor.reminder", { instance: name, reason })
+          yield* agent.deliver(name, message).pipe(Effect.ignore)
+        }))
+      }).pipe(Effect.catchAllCause((cause) => runLog.log("supervisor.error", { instance: name, cause: String(cause) })))
 
     // --- hook events
     const onHook = (event: HookEvent) =>
@@ -522,7 +613,7 @@ const orchestrate = (
             break
           case "PostToolUse":
           case "PostToolUseFailure":
-            yield* update(name, (i) => ({ ...i, lastEventAt: at, progressAt: at }))
+            yield* update(name, (i) => ({ ...i, lastEventAt: at, progressAt: at, reminded: false }))
             fields.tool = event.payload.tool_name
             break
           case "Stop":
@@ -530,9 +621,11 @@ const orchestrate = (
               // A reported task makes the instance "done" until it gets new work.
               const task = H.currentTask(yield* Ref.get(board), name)
               const rests = task !== undefined && task.status !== "assigned" && task.assignee === name
-              yield* update(name, (i) => ({ ...i, status: rests ? "done" : "idle", inFlight: [], lastEventAt: at, progressAt: at }))
+              // The end of a turn that only answered a reminder is no progress: the ladder goes on from the reminder.
+              yield* update(name, (i) => ({ ...i, status: rests ? "done" : "idle", inFlight: [], lastEventAt: at, progressAt: i.reminded ? i.progressAt : at }))
               const inst = yield* get(name)
               if (inst.credential !== "") yield* auth.reportSuccess(inst.credential)
+              yield* Effect.forkIn(remindAfterStop(name, at), scope)
             }
             break
           case "StopFailure": {
@@ -592,8 +685,15 @@ const orchestrate = (
           )
         )
 
+    // One assignment to an instance at a time, from the "still working" check to the task on the board: of two
+    // concurrent assigns to one report exactly one is accepted.
+    const assignLocks = new Map(specs.map((s) => [s.name, Effect.unsafeMakeSemaphore(1)]))
+    const oneAssignAtATime = <A, E, R>(target: string | undefined, self: Effect.Effect<A, E, R>) => {
+      const lock = target === undefined ? undefined : assignLocks.get(target)
+      return lock === undefined ? self : lock.withPermits(1)(self)
+    }
     const assign = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
-      Effect.gen(function*() {
+      oneAssignAtATime(args[0], Effect.gen(function*() {
         const [targetName, ...words] = args
         const text = words.join(" ").trim()
         if (targetName === undefined || text === "") return reply(false, "usage: cco team assign <instance> <task>")
@@ -618,7 +718,7 @@ const orchestrate = (
             : rolePrompt(to, text), { role: !(inst.prompted || inst.roleQueued) })
         yield* boardChanged
         return reply(true, `assigned task #${task.id} to ${targetName}`)
-      })
+      }))
 
     const done = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
       Effect.gen(function*() {
@@ -776,7 +876,20 @@ const orchestrate = (
         if (spec !== top && run.previous === undefined) yield* makeWorktree(spec)
         const inst = yield* get(spec.name)
         if (run.previous !== undefined && (yield* agent.isAlive(spec.name)) && (yield* agent.attach(spec.name, inst.generation))) {
-          return yield* update(spec.name, (i) => ({ ...i, ready: true, status: "idle", lastEventAt: Date.now() }))
+          // What it was owed when the orchestrator died goes in at once; a message taken but never pasted, too.
+          yield* update(spec.name, (i) => ({
+            ...i,
+            ready: true,
+            status: "idle",
+            lastEventAt: Date.now(),
+            ...(i.inFlightPasted ? {} : { outbox: [...i.inFlight, ...i.outbox], inFlight: [], inFlightPasted: true })
+          }))
+          yield* Effect.forkIn(flush(spec.name), scope)
+          return
+        }
+        // A session that did not survive takes what its predecessor was given and never finished, as after a restart.
+        if (run.previous !== undefined) {
+          yield* update(spec.name, (i) => ({ ...i, outbox: [...i.inFlight, ...i.outbox], inFlight: [], inFlightPasted: true }))
         }
         const credential = yield* credentialFor(spec.name)
         const generation = yield* agent.launch({
@@ -799,7 +912,9 @@ const orchestrate = (
     // In hierarchy order, eight at a time: the registration of one worktree overlaps the launch of others.
     yield* Effect.forEach(specs, startInstance, { concurrency: 8, discard: true })
     yield* writeState
-    if (!(yield* get(top.name)).prompted) yield* send(top.name, rolePrompt(top, direction), { role: true })
+    // (A resumed run may hold the top's role prompt in its outbox already.)
+    const topNow = yield* get(top.name)
+    if (!topNow.prompted && !topNow.roleQueued) yield* send(top.name, rolePrompt(top, direction), { role: true })
     yield* runLog.log("run.started", { instances: specs.length, target, attach: `tmux -L ${tmux.socket} attach -t ${agent.sessionName(top.name)}` })
 
     // --- supervision: one fiber per instance, a health check every interval

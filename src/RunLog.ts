@@ -1,4 +1,4 @@
-// The run folder: combined.log (JSON lines), session-<name>.log per instance, state.json, and a `latest` link.
+// The run folder: combined.log (JSON lines, rotated), session-<name>.log per instance, state.json, and a `latest` link.
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
@@ -52,7 +52,21 @@ export const createRunFolder = (logDirectory: string, date: Date) =>
     return { folder, runId }
   })
 
-export const make = (folder: string, runId: string): Effect.Effect<RunLogShape, PlatformError, FileSystem.FileSystem | Path.Path> =>
+/** combined.log is rotated before it would grow past this size: combined.log.1 is the newest of the older files. */
+export const COMBINED_LOG_MAX_BYTES = 50 * 1024 * 1024
+/** How many rotated combined.log files are kept (combined.log.1 … combined.log.3); older ones are removed. */
+export const COMBINED_LOG_KEEP = 3
+
+export interface RunLogOptions {
+  readonly combinedMaxBytes?: number
+  readonly combinedKeep?: number
+}
+
+export const make = (
+  folder: string,
+  runId: string,
+  options: RunLogOptions = {}
+): Effect.Effect<RunLogShape, PlatformError, FileSystem.FileSystem | Path.Path> =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
@@ -61,12 +75,30 @@ export const make = (folder: string, runId: string): Effect.Effect<RunLogShape, 
     const listeners: Array<(line: LogLine) => void> = []
     // One writer: lines from concurrent fibers never interleave.
     const lock = yield* Effect.makeSemaphore(1)
+    const maxBytes = Math.max(1, options.combinedMaxBytes ?? COMBINED_LOG_MAX_BYTES)
+    const keep = Math.max(1, Math.floor(options.combinedKeep ?? COMBINED_LOG_KEEP))
+    // The size is counted as lines are written (a resumed run appends to its log), never asked of the disk per line.
+    let size = yield* fs.stat(combined).pipe(Effect.map((info) => Number(info.size)), Effect.orElseSucceed(() => 0))
+
+    // combined.log → combined.log.1 → … → combined.log.<keep>; the oldest goes. Under the write lock: no line is lost.
+    const rotate = Effect.gen(function*() {
+      yield* fs.remove(`${combined}.${keep}`).pipe(Effect.ignore)
+      for (let i = keep - 1; i >= 1; i--) yield* fs.rename(`${combined}.${i}`, `${combined}.${i + 1}`).pipe(Effect.ignore)
+      yield* fs.rename(combined, `${combined}.1`).pipe(Effect.ignore)
+      size = 0
+    })
+
+    const append = (text: string) =>
+      Effect.gen(function*() {
+        const bytes = Buffer.byteLength(text)
+        if (size > 0 && size + bytes > maxBytes) yield* rotate
+        yield* fs.writeFileString(combined, text, { flag: "a" })
+        size += bytes
+      })
 
     const log = (event: string, fields: Readonly<Record<string, unknown>> = {}) => {
       const line = neutraliseValue({ time: new Date().toISOString(), event, ...fields }) as LogLine
-      return lock.withPermits(1)(
-        fs.writeFileString(combined, JSON.stringify(line) + "\n", { flag: "a" })
-      ).pipe(
+      return lock.withPermits(1)(append(JSON.stringify(line) + "\n")).pipe(
         Effect.tap(() => Effect.sync(() => listeners.forEach((l) => l(line)))),
         Effect.catchAll((e) => Effect.logWarning(`combined.log write failed: ${e.message}`))
       )
@@ -91,4 +123,4 @@ export const make = (folder: string, runId: string): Effect.Effect<RunLogShape, 
     }
   })
 
-export const layer = (folder: string, runId: string) => Layer.effect(RunLog, make(folder, runId))
+export const layer = (folder: string, runId: string, options?: RunLogOptions) => Layer.effect(RunLog, make(folder, runId, options))

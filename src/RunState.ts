@@ -17,7 +17,15 @@ export const InstanceState = Schema.Struct({
   currentTask: Schema.optional(Schema.String),
   /** Whether its role prompt was delivered (a restart then continues the conversation). */
   prompted: Schema.optional(Schema.Boolean),
-  costUsd: Schema.optional(Schema.Number)
+  costUsd: Schema.optional(Schema.Number),
+  /** Its role prompt is queued (in outbox, or delivered). */
+  roleQueued: Schema.optional(Schema.Boolean),
+  /** Messages waiting for delivery: a resumed run delivers them at once. */
+  outbox: Schema.optional(Schema.Array(Schema.String)),
+  /** Messages taken for delivery whose turn had not ended. */
+  inFlight: Schema.optional(Schema.Array(Schema.String)),
+  /** Whether inFlight reached the pane; if not, a resumed run sends it again. */
+  inFlightPasted: Schema.optional(Schema.Boolean)
 })
 export type InstanceState = typeof InstanceState.Type
 

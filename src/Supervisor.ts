@@ -186,3 +186,42 @@ export const watchDeadline = <E, R>(durationMs: number, onWarn: Effect.Effect<vo
     Effect.zipRight(Effect.sleep(Duration.millis(lead)))
   )
 }
+
+/** How soon after a Stop with work pending the instance is reminded: a few seconds, never later than the idle nudge. */
+export const reminderDelayMs = (idleAfterMs: number) => Math.max(0, Math.min(5_000, idleAfterMs))
+
+export interface StopObservation {
+  readonly now: number
+  /** When the Stop came in that ended the instance's turn. */
+  readonly stoppedAt: number
+  readonly status: string
+  readonly lastEventAt: number
+  readonly progressAt: number
+  /** What this instance still owes (Hierarchy.pendingWork); undefined when it may rest. */
+  readonly pendingWork: string | undefined
+  /** cco holds messages for it (the outbox): they go in instead. */
+  readonly deliveryPending: boolean
+  /** The turn that ended answered a reminder without doing anything (no tool, no new message): not again. */
+  readonly remindedWithoutWork: boolean
+}
+
+/**
+ * A turn ended while the instance still owes work (a report waiting to be merged, a task not reported): it is
+ * reminded within seconds instead of after idleAfter, once per Stop and never twice in a row without work in
+ * between. The reminder is the ladder's first step: what follows (interrupt, restart) runs as for any idle nudge.
+ */
+export const remindAfterStop = (obs: StopObservation, ladder: Ladder, delayMs: number): { readonly action: Action; readonly ladder: Ladder } => {
+  const resting = obs.status === "idle" || obs.status === "done" || obs.status === "error"
+  if (
+    !resting || obs.pendingWork === undefined || obs.deliveryPending || obs.remindedWithoutWork ||
+    obs.lastEventAt !== obs.stoppedAt || obs.now - obs.stoppedAt < delayMs
+  ) return { action: none, ladder }
+  return {
+    action: {
+      _tag: "Nudge",
+      reason: `ended its turn with ${obs.pendingWork}`,
+      message: `[cco] You ended your turn, but ${obs.pendingWork}. Continue now; if you are blocked, say what blocks you with cco team message.`
+    },
+    ladder: { step: 1, lastActionAt: obs.now, progressAt: Math.max(ladder.progressAt, obs.progressAt) }
+  }
+}

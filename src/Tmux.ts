@@ -43,9 +43,19 @@ export interface SessionSpec {
   readonly unsetEnv?: ReadonlyArray<string>
   readonly width?: number
   readonly height?: number
-  /** Terminal output appended to this file from the first byte. */
+  /** Terminal output appended to this file from the first byte, rotated (see sessionLogCommand). */
   readonly logFile?: string
+  readonly logLimits?: SessionLogLimits
 }
+
+export interface SessionLogLimits {
+  /** A session log is rotated before it reaches this size. */
+  readonly maxBytes: number
+  /** Rotated files kept: <log>.1 (newest) … <log>.<keep>. */
+  readonly keep: number
+}
+
+export const SESSION_LOG_LIMITS: SessionLogLimits = { maxBytes: 10 * 1024 * 1024, keep: 2 }
 
 export interface PaneInfo {
   readonly title: string
@@ -95,6 +105,29 @@ export const removeSocketFiles = (socket: string) => {
   for (const file of [socket, `${socket}.lock`]) rmSync(`${dir}/${file}`, { force: true })
 }
 
+/**
+ * The pipe-pane command that writes a session's terminal output to `file`, rotated: GNU split cuts the stream
+ * into chunks of half the cap and hands each chunk to a filter that first rotates the log if it is half full
+ * (<file> → <file>.1 → … → <file>.<keep>, the oldest dropped), then appends the chunk as it streams in. So a
+ * file never reaches the cap, the newest file always ends with the newest output, and the cost per byte is a
+ * copy through two small C programs. Without GNU split (BSD) the log is appended to unrotated, as before.
+ */
+export const sessionLogCommand = (file: string, limits: SessionLogLimits = SESSION_LOG_LIMITS) => {
+  const chunk = Math.max(1, Math.floor(limits.maxBytes / 2))
+  const keep = Math.max(1, Math.floor(limits.keep))
+  const rotate = [
+    `if [ -f "$CCO_LOG" ] && [ "$(wc -c < "$CCO_LOG")" -ge ${chunk} ]; then`,
+    `i=${keep}; while [ "$i" -gt 1 ]; do j=$((i - 1)); if [ -f "$CCO_LOG.$j" ]; then mv -f "$CCO_LOG.$j" "$CCO_LOG.$i"; fi; i=$j; done;`,
+    `mv -f "$CCO_LOG" "$CCO_LOG.1"; fi; exec cat >> "$CCO_LOG"`
+  ].join(" ")
+  return [
+    `CCO_LOG=${shellQuote(file)}; export CCO_LOG;`,
+    `if split --filter=: /dev/null 2>/dev/null;`,
+    `then SHELL=/bin/sh exec split -b ${chunk} -a 9 --filter=${shellQuote(rotate)} - "$CCO_LOG.chunk-";`,
+    `else exec cat >> "$CCO_LOG"; fi`
+  ].join(" ")
+}
+
 const noServer = (stderr: string) => /no server running|error connecting to|No such file or directory/.test(stderr)
 const noSession = (stderr: string) => /can't find (session|pane|window)|session not found/.test(stderr)
 
@@ -136,7 +169,7 @@ export const makeLive = (socket: string) =>
       ]
       // pipe-pane in the same tmux invocation: attached before the server reads the pane's first output.
       if (spec.logFile !== undefined) {
-        args.push(";", "pipe-pane", "-t", pane(spec.name), `cat >> ${shellQuote(spec.logFile)}`)
+        args.push(";", "pipe-pane", "-t", pane(spec.name), sessionLogCommand(spec.logFile, spec.logLimits))
       }
       yield* run("new-session", args).pipe(
         Effect.tapError(() => fs.remove(dir, { recursive: true }).pipe(Effect.ignore))
@@ -161,7 +194,7 @@ export const makeLive = (socket: string) =>
     })
 
     const pipePane = Effect.fn("Tmux.pipePane")(function*(session: string, file: string) {
-      yield* run("pipe-pane", ["pipe-pane", "-t", pane(session), `cat >> ${shellQuote(file)}`], undefined, session)
+      yield* run("pipe-pane", ["pipe-pane", "-t", pane(session), sessionLogCommand(file)], undefined, session)
     })
 
     const paneInfo = Effect.fn("Tmux.paneInfo")(function*(session: string) {

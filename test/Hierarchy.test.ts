@@ -111,5 +111,24 @@ describe("board and TEAM_STRUCTURE.md", () => {
     const goal = H.currentTask(b, "em-1")!.id
     expect(H.pendingWork(spec("em-1"), b)).toBe(`your goal (task #${goal}) is not reported done and worker-3 has no task yet`)
   })
+
+  it("workAfterStop: what owes, and also the reports a lead left without a task while others work", () => {
+    const specs = H.instances(H.topology(6, 3), { target: "main", prefix: "cco/r" })
+    const spec = (name: string) => specs.find((s) => s.name === name)!
+    const now = "2026-11-26T00:00:00.000Z"
+    let b = H.assign(H.assign(H.emptyBoard, "em-1", "director", "goal 1", now), "em-2", "director", "goal 2", now)
+    b = H.assign(b, "worker-1", "em-1", "task a", now)
+    // worker-1 works, worker-2 and worker-3 have nothing: the idle ladder leaves em-1 alone, the reminder names them.
+    expect(H.pendingWork(spec("em-1"), b)).toBeUndefined()
+    expect(H.workAfterStop(spec("em-1"), b)).toBe("worker-2, worker-3 have no task yet")
+    expect(H.workAfterStop(spec("director"), b)).toBeUndefined()
+    b = H.markDone(b, "worker-1", "done a", now)
+    expect(H.workAfterStop(spec("em-1"), b)).toBe("worker-1 reported done and wait for cco team merge")
+    expect(H.workAfterStop(spec("worker-1"), b)).toBeUndefined()
+    expect(H.workAfterStop(spec("worker-4"), b)).toBeUndefined()
+    // A lead that reported its own goal done owes nothing more.
+    b = H.markDone(H.markMerged(b, "worker-1", now), "em-1", "goal done", now)
+    expect(H.workAfterStop(spec("em-1"), b)).toBeUndefined()
+  })
 })
 

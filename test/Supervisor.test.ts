@@ -153,6 +153,56 @@ describe("Supervisor escalation ladder", () => {
   })
 })
 
+describe("reminder after a Stop with work pending", () => {
+  const delay = S.reminderDelayMs(t.idleAfterMs)
+  const stop: S.StopObservation = {
+    now: 100_000,
+    stoppedAt: 100_000,
+    status: "idle",
+    lastEventAt: 100_000,
+    progressAt: 100_000,
+    pendingWork: "worker-1 reported done and wait for cco team merge",
+    deliveryPending: false,
+    remindedWithoutWork: false
+  }
+  const remind = (obs: Partial<S.StopObservation>) => S.remindAfterStop({ ...stop, ...obs }, S.initialLadder(0), delay)
+
+  it("a lead that ends its turn with a report waiting is reminded within seconds, naming the work, not after idleAfter", () => {
+    expect(delay).toBe(5_000)
+    expect(remind({ now: 102_000 }).action._tag).toBe("None")
+    const r = remind({ now: 105_000 })
+    expect(r.action).toMatchObject({ _tag: "Nudge", reason: "ended its turn with worker-1 reported done and wait for cco team merge" })
+    expect(r.action._tag === "Nudge" && r.action.message).toContain("worker-1 reported done and wait for cco team merge")
+    expect(r.ladder).toEqual({ step: 1, lastActionAt: 105_000, progressAt: 100_000 })
+    // A worker that stops without reporting, an instance marked done with work of its own: the same.
+    expect(remind({ now: 105_000, status: "done", pendingWork: "task #3 is not reported done" }).action._tag).toBe("Nudge")
+  })
+
+  it("no reminder when nothing is owed, something happened since, messages wait for delivery, or the turn answered a reminder without work", () => {
+    const at = 106_000
+    expect(remind({ now: at, pendingWork: undefined }).action._tag).toBe("None")
+    expect(remind({ now: at, lastEventAt: 103_000 }).action._tag).toBe("None") // a prompt went in, a hook came
+    expect(remind({ now: at, status: "busy" }).action._tag).toBe("None")
+    expect(remind({ now: at, status: "waiting-for-input" }).action._tag).toBe("None")
+    expect(remind({ now: at, deliveryPending: true }).action._tag).toBe("None")
+    expect(remind({ now: at, remindedWithoutWork: true }).action._tag).toBe("None")
+  })
+
+  it("the ladder goes on from the reminder: an instance that still idles is interrupted, then restarted", () => {
+    let ladder = remind({ now: 105_000 }).ladder
+    // The reminder's turn ends at 110 s without work: that Stop is not progress (progressAt stays at 100 s).
+    const idle = { ...base, status: "idle", lastEventAt: 110_000, progressAt: 100_000 }
+    const actions: Array<string> = []
+    for (let now = 110_000; now <= 110_000 + 600_000; now += 15_000) {
+      const r = S.decide({ ...idle, now }, ladder, t)
+      ladder = r.ladder
+      if (r.action._tag !== "None") actions.push(`${r.action._tag}@${now / 1000}`)
+      if (r.action._tag === "Restart") break
+    }
+    expect(actions).toEqual(["Interrupt@425", "Restart@545"])
+  })
+})
+
 describe("run deadline", () => {
   it.effect("warns shortly before the limit and ends at the limit (TestClock)", () =>
     Effect.gen(function*() {
