@@ -145,7 +145,7 @@ export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<
         : path.join(yield* fs.makeTempDirectoryScoped({ prefix: "cco-" }).pipe(Effect.orDie), "control.sock")
       const base = Layer.mergeAll(
         Layer.succeed(RunLog, runLog),
-        TmuxModule.layer(config.tmuxSocket),
+        TmuxModule.layer(config.tmuxSocket, { hiddenEnv: config.apiKeys.flatMap((k) => Object.keys(k.env)) }),
         Worktree.Default
       )
       const events = EventsModule.layer(socketPath).pipe(Layer.provide(base))
