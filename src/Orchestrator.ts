@@ -901,7 +901,7 @@ const orchestrate = (
           const until = next.left.until
           yield* update(name, (i) => ({ ...i, status: "rate-limited" }))
           yield* runLog.log("credentials.exhausted", { instance: name, until: until.toISOString(), cooling: next.left.cooling })
-          yield* Effect.sleep(Duration.millis(Math.max(1000, until.getTime() - Date.now())))
+          yield* Effect.sleep(Auth.waitSlice(until.getTime(), Date.now(), 1000))
           return yield* moveOff(name, from, why)
         }
         const credential = next.right
@@ -914,14 +914,27 @@ const orchestrate = (
         yield* restart(name, `${why} on credential ${from}; moved to ${credential.name}`, credential)
       })
 
-    const onLimit = (name: string, generation: number, limit: Limits.Limit) =>
+    const onLimit = (name: string, generation: number, claimed: Limits.Limit) =>
       Effect.gen(function*() {
+        // A hook can be forged by the agent: the CLI's own error line on the pane decides (see Limits.confirmStopFailure).
+        const line = claimed._tag === "Other" ? undefined : yield* Limits.awaitCliErrorLine(tmux.capturePane(agent.sessionName(name)))
+        const verdict = Limits.confirmStopFailure(claimed, line, new Date())
         const inst = yield* get(name)
         // A failure of a session being replaced (or already replaced) says nothing about the new credential.
         if (generation !== inst.generation || inst.status === "starting" || inst.restarting) {
-          return yield* runLog.log("api.error-ignored", { instance: name, generation, current: inst.generation, limit: limit._tag })
+          return yield* runLog.log("api.error-ignored", { instance: name, generation, current: inst.generation, limit: claimed._tag })
         }
         const from = inst.credential
+        if (verdict._tag === "Unconfirmed") {
+          // Nothing in the pool changes; only this instance is told to go on, later, if it still rests on the error.
+          yield* runLog.log("api.error-unconfirmed", { instance: name, credential: from, claimed: claimed._tag, retryInMs: Duration.toMillis(Limits.UNCONFIRMED_RETRY) })
+          yield* update(name, (i) => i.generation === generation && i.status === "rate-limited" ? { ...i, status: "error" } : i)
+          yield* Effect.sleep(Limits.UNCONFIRMED_RETRY)
+          const later = yield* get(name)
+          if (later.generation !== generation || later.status !== "error" || later.restarting) return
+          return yield* send(name, "[cco] Your last turn ended on an API error. Continue your task; resend what failed.")
+        }
+        const limit = verdict.limit
         switch (limit._tag) {
           case "RateLimited":
           case "UsageLimit": {
