@@ -356,6 +356,28 @@ const orchestrate = (
 
     const ended = yield* Ref.make<{ readonly at: string; readonly reason: EndReason } | undefined>(undefined)
     const costTracker = yield* Costs.makeCostTracker(specs.map((spec) => ({ name: spec.name, role: spec.role, configDir: agent.configDir(spec.name) })))
+    // Limits warn at 80 % and end the run at 100 %, checked when spending happens (each Stop and tool use reads
+    // that instance's new transcript lines) and by the timed poll below.
+    const budget = Costs.makeBudget({
+      ...(config.maxCostUsd === undefined ? {} : { maxCostUsd: config.maxCostUsd }),
+      ...(config.maxCostUsdPerInstance === undefined ? {} : { maxCostUsdPerInstance: config.maxCostUsdPerInstance }),
+      ...(config.maxTokens === undefined ? {} : { maxTokens: config.maxTokens })
+    })
+    const checkCosts = (snapshot: Costs.CostSnapshot) =>
+      Effect.gen(function*() {
+        for (const model of snapshot.newUnknownModels) {
+          yield* runLog.log("cost.unknown-model", { model, pricedAs: Costs.UNKNOWN_MODEL_FAMILY })
+        }
+        const check = budget.check(snapshot)
+        for (const w of check.warnings) {
+          yield* runLog.log("cost.warning", { limit: w.limit, subject: w.subject, value: w.value, max: w.max, message: w.message })
+        }
+        // Whichever check sees the limit first ends the run; the others find it ended.
+        if (check.exceeded.length > 0 && (yield* Deferred.succeed(end, "cost-limit"))) {
+          yield* runLog.log("cost.limit", { limits: check.exceeded.map((e) => e.message) })
+        }
+      })
+    const spendWatch = Costs.makeSpendWatch(costTracker, checkCosts, scope)
     const writeState = Effect.gen(function*() {
       const costs = yield* costTracker.snapshot
       const costOf = new Map(costs.instances.map((c) => [c.name, c.usd]))
@@ -555,6 +577,7 @@ const orchestrate = (
         }
         yield* runLog.log("hook", fields)
         if (event.hook === "SessionStart" || event.hook === "Stop") yield* Effect.forkIn(flush(name), scope)
+        if (event.hook === "Stop" || event.hook === "PostToolUse" || event.hook === "PostToolUseFailure") yield* spendWatch.spent(name)
       })
 
     yield* Stream.fromPubSub(events.hooks).pipe(
@@ -1066,32 +1089,8 @@ const orchestrate = (
       )
     }
 
-    // --- costs: transcripts read incrementally; limits warn at 80 % and end the run at 100 %
-    const warned = new Set<string>()
-    const limits: Costs.CostLimits = {
-      ...(config.maxCostUsd === undefined ? {} : { maxCostUsd: config.maxCostUsd }),
-      ...(config.maxCostUsdPerInstance === undefined ? {} : { maxCostUsdPerInstance: config.maxCostUsdPerInstance }),
-      ...(config.maxTokens === undefined ? {} : { maxTokens: config.maxTokens })
-    }
-    const pollCosts = Effect.gen(function*() {
-      const snapshot = yield* costTracker.poll
-      for (const model of snapshot.newUnknownModels) {
-        yield* runLog.log("cost.unknown-model", { model, pricedAs: Costs.UNKNOWN_MODEL_FAMILY })
-      }
-      const check = Costs.checkLimits(snapshot, limits)
-      for (const w of check.warnings) {
-        const key = `${w.limit}:${w.subject}`
-        if (!warned.has(key)) {
-          warned.add(key)
-          yield* runLog.log("cost.warning", { limit: w.limit, subject: w.subject, value: w.value, max: w.max, message: w.message })
-        }
-      }
-      if (check.exceeded.length > 0 && !(yield* Deferred.isDone(end))) {
-        yield* runLog.log("cost.limit", { limits: check.exceeded.map((e) => e.message) })
-        yield* Deferred.succeed(end, "cost-limit")
-      }
-      return snapshot
-    })
+    // --- costs: transcripts read incrementally; all of them on a timer (besides each instance as it spends)
+    const pollCosts = Effect.tap(costTracker.poll, checkCosts)
     let lastCostLog = 0
     yield* pollCosts.pipe(
       Effect.flatMap((snapshot) => {
