@@ -118,11 +118,31 @@ export interface PoolPolicy {
   readonly rateLimit: Backoff
   /** Retry delay on the same credential after a 529: 10 s, doubling, at most 5 min. */
   readonly overload: Backoff
+  /**
+   * The longest a credential cools, whatever reset time was stated (8 days: a weekly limit's reset fits). A reset
+   * further ahead (a misread date, a monthly limit) is tried again then, rather than never.
+   */
+  readonly maxCooling: Duration.Duration
 }
 
 export const defaultPolicy: PoolPolicy = {
   rateLimit: { initial: Duration.seconds(60), max: Duration.hours(1) },
-  overload: { initial: Duration.seconds(10), max: Duration.minutes(5) }
+  overload: { initial: Duration.seconds(10), max: Duration.minutes(5) },
+  maxCooling: Duration.days(8)
+}
+
+/**
+ * The longest single sleep while waiting for a cooling credential. A wait is slept in slices of at most this and
+ * checked again after each, so no timer is ever asked for more than it can hold (setTimeout's 2^31 ms, about 24.8
+ * days, beyond which Effect's sleep never wakes).
+ */
+export const MAX_WAIT_SLICE: Duration.Duration = Duration.hours(1)
+
+/** How long to sleep now when waiting until `until` (epoch ms): at least `min` ms, at most MAX_WAIT_SLICE. */
+export const waitSlice = (until: number, now: number, min = 1): Duration.Duration => {
+  const slice = Duration.toMillis(MAX_WAIT_SLICE)
+  const left = until - now
+  return Duration.millis(Number.isFinite(left) ? Math.min(slice, Math.max(min, left)) : slice)
 }
 
 export interface PoolState {
@@ -247,8 +267,8 @@ export const Pool = {
   release: (state: PoolState, instance: string): PoolState => withoutUser(state, instance),
 
   /**
-   * A rate or usage limit on a credential: it cools until `resetAt` when that is known and ahead, else for the
-   * backoff (60 s, doubling per limit since the last success, at most 1 h). All its users must move. Reported
+   * A rate or usage limit on a credential: it cools until `resetAt` when that is known and ahead (at most
+   * `maxCooling` from now), else for the backoff (60 s, doubling per limit since the last success, at most 1 h). All its users must move. Reported
    * again while it cools (its other instances' 429s), it only takes a later stated reset; nobody moves again.
    * An unknown or invalid credential changes nothing.
    */
@@ -262,7 +282,10 @@ export const Pool = {
     if (c === undefined || c.status._tag === "Invalid") {
       return { state, moved: [], until: undefined }
     }
-    const reset = options.resetAt?.getTime()
+    // A stated reset beyond maxCooling (or an unreadable one) is cut to maxCooling.
+    const stated = options.resetAt?.getTime()
+    const latest = now + Duration.toMillis(state.policy.maxCooling)
+    const reset = stated === undefined || Number.isNaN(stated) ? undefined : Math.min(stated, latest)
     if (c.status._tag === "Cooling" && c.status.until > now) {
       // Already cooling: another of its instances met the same limit. That is not a further limit (no doubling),
       // and its users are already moving; only a later stated reset extends the cooling.
@@ -420,7 +443,8 @@ export const make = Effect.fn("Auth.make")(function*(options: AuthOptions) {
       Effect.catchTag("AllCredentialsCooling", (cooling) =>
         Effect.gen(function*() {
           const now = yield* Clock.currentTimeMillis
-          yield* Effect.sleep(Duration.millis(Math.max(1, cooling.until.getTime() - now)))
+          // In slices: a far reset never becomes one timer too long to fire.
+          yield* Effect.sleep(waitSlice(cooling.until.getTime(), now))
           return yield* acquireOrWait(instance)
         }))
     )

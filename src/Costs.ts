@@ -2,7 +2,7 @@
 // JSONL transcripts and priced with one table of Anthropic list prices; plus the end-of-run table and budget checks.
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import { Effect, Option, Schema } from "effect"
+import { Effect, Option, Schema, type Scope } from "effect"
 
 // ---------------------------------------------------------------------------------------------
 // Prices
@@ -405,6 +405,11 @@ export const NO_CREDENTIAL = "(none)"
 export interface CostTracker {
   /** Reads what was appended to each instance's transcripts since the last poll and returns the running totals. */
   readonly poll: Effect.Effect<CostSnapshot>
+  /**
+   * As poll, for one instance only: what was appended to its transcripts since they were last read. Cheap enough
+   * to run whenever the instance spends (a turn ended, a tool ran). An unknown instance reads nothing.
+   */
+  readonly pollInstance: (instance: string) => Effect.Effect<CostSnapshot>
   /** The running totals without reading anything. */
   readonly snapshot: Effect.Effect<CostSnapshot>
   /**
@@ -585,6 +590,17 @@ export const makeCostTracker = (
       })
     ).pipe(Effect.withSpan("CostTracker.poll"))
 
+    const pollOne = Effect.fn("CostTracker.pollInstance")(function*(name: string) {
+      return yield* lock.withPermits(1)(
+        Effect.gen(function*() {
+          newUnknown = []
+          const known = instances.find((i) => i.name === name)
+          if (known !== undefined) yield* pollInstance(known)
+          return yield* currentSnapshot
+        })
+      )
+    })
+
     const setCredential = Effect.fn("CostTracker.setCredential")(function*(instance: string, credential: string) {
       yield* lock.withPermits(1)(
         Effect.gen(function*() {
@@ -599,8 +615,77 @@ export const makeCostTracker = (
       yield* lock.withPermits(1)(Effect.sync(() => add(instance)))
     })
 
-    return { poll, snapshot: lock.withPermits(1)(currentSnapshot), setCredential, addInstance }
+    return { poll, pollInstance: pollOne, snapshot: lock.withPermits(1)(currentSnapshot), setCredential, addInstance }
   })
+
+// ---------------------------------------------------------------------------------------------
+// Checking the budget when spending happens
+
+export interface SpendWatch {
+  /**
+   * The instance spent (a turn ended, a tool ran): its new transcript lines are read and the snapshot handed on,
+   * in the background. Bursts coalesce: while a read for the instance runs, any number of further calls make
+   * exactly one more read after it.
+   */
+  readonly spent: (instance: string) => Effect.Effect<void>
+}
+
+/**
+ * Reads one instance's transcripts (incrementally) each time it spends and hands the snapshot to `onSnapshot`,
+ * which checks the limits: a fast team meets its budget within one response rather than at the next timed poll.
+ * The reads run in fibers of the given scope; a failing `onSnapshot` costs that read only.
+ */
+export const makeSpendWatch = (
+  tracker: Pick<CostTracker, "pollInstance">,
+  onSnapshot: (snapshot: CostSnapshot) => Effect.Effect<void>,
+  scope: Scope.Scope
+): SpendWatch => {
+  // Per instance: a read is running ("running"), or running with another one asked for ("again").
+  const reading = new Map<string, "running" | "again">()
+  const readLoop = (instance: string): Effect.Effect<void> =>
+    tracker.pollInstance(instance).pipe(
+      Effect.flatMap(onSnapshot),
+      Effect.catchAllCause((cause) => Effect.logWarning(`cost tracking: reading ${instance} failed`, cause)),
+      Effect.zipRight(Effect.suspend(() => {
+        if (reading.get(instance) !== "again") return Effect.sync(() => reading.delete(instance))
+        reading.set(instance, "running")
+        return readLoop(instance)
+      }))
+    )
+  return {
+    spent: (instance) =>
+      Effect.suspend(() => {
+        if (reading.has(instance)) {
+          reading.set(instance, "again")
+          return Effect.void
+        }
+        reading.set(instance, "running")
+        return readLoop(instance).pipe(
+          Effect.onInterrupt(() => Effect.sync(() => reading.delete(instance))),
+          Effect.forkIn(scope),
+          Effect.asVoid
+        )
+      })
+  }
+}
+
+/** Limit checks that name each 80 % warning once: `check` returns the warnings not seen before and what is exceeded. */
+export const makeBudget = (limits: CostLimits) => {
+  const warned = new Set<string>()
+  return {
+    limits,
+    check: (snapshot: CostSnapshot): LimitCheck => {
+      const result = checkLimits(snapshot, limits)
+      const fresh = result.warnings.filter((w) => {
+        const key = `${w.limit}:${w.subject}`
+        if (warned.has(key)) return false
+        warned.add(key)
+        return true
+      })
+      return { warnings: fresh, exceeded: result.exceeded }
+    }
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // Reporting and limits

@@ -15,6 +15,18 @@ export interface ExecOptions {
   readonly cwd?: string
   readonly stdin?: string
   readonly env?: Readonly<Record<string, string>>
+  /** Variables of this process's environment the program must not inherit (names only). */
+  readonly unsetEnv?: ReadonlyArray<string> | ((name: string) => boolean)
+}
+
+/** This process's environment without the given names: for a program that must not inherit them. */
+const inheritedWithout = (unset: ReadonlyArray<string> | ((name: string) => boolean)): Record<string, string> => {
+  const drop = typeof unset === "function" ? unset : (name: string) => unset.includes(name)
+  const env: Record<string, string> = {}
+  for (const [name, value] of Object.entries(process.env)) {
+    if (value !== undefined && !drop(name)) env[name] = value
+  }
+  return env
 }
 
 const collect = <E>(stream: Stream.Stream<Uint8Array, E>) =>
@@ -29,7 +41,9 @@ export const exec = (
     Effect.gen(function*() {
       let command = Command.make(program, ...args)
       if (options.cwd !== undefined) command = Command.workingDirectory(command, options.cwd)
-      if (options.env !== undefined) command = Command.env(command, options.env)
+      if (options.unsetEnv !== undefined) {
+        command = Command.env(command, { ...inheritedWithout(options.unsetEnv), ...options.env }, { extendEnv: false })
+      } else if (options.env !== undefined) command = Command.env(command, options.env)
       if (options.stdin !== undefined) command = Command.feed(command, options.stdin)
       const proc = yield* Command.start(command)
       const [stdout, stderr, exitCode] = yield* Effect.all(

@@ -1,7 +1,7 @@
 // Exact detection of the limits and credential failures Claude Code reports: the StopFailure hook payload, the
 // CLI's own final error line in a pane, subscription usage-limit wordings with their reset times, and API headers.
 // Nothing here matches broad words ("429", "rate limit") in arbitrary text: only the CLI's own error line is read.
-import { Data } from "effect"
+import { Data, Duration, Effect } from "effect"
 
 /** What a failed turn means for the credential it ran on. */
 export type Limit = Data.TaggedEnum<{
@@ -464,6 +464,63 @@ export const findCliErrorLine = (pane: string | ReadonlyArray<string>): string |
     return isCliErrorText(text) ? text : undefined
   }
   return undefined
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Confirming a StopFailure hook against the pane
+
+/**
+ * What cco acts on after a StopFailure hook. A hook's payload is written by whatever runs in the agent's
+ * environment, so an agent can forge one; the CLI's own error line on the instance's pane is what decides:
+ * - `Confirmed`: the pane's line names the failure (its kind and reset time come from the line, not the hook);
+ * - `Unconfirmed`: the hook claims a limit, an authentication failure or an overload the pane does not show.
+ *   Nothing in the credential pool changes on it: no credential is cooled, retired or backed off.
+ * A claim of `Other` needs no confirmation: cco only logs it.
+ */
+export type StopFailureVerdict = Data.TaggedEnum<{
+  Confirmed: { readonly limit: Limit; readonly line: string | undefined }
+  Unconfirmed: { readonly claimed: Limit }
+}>
+export const StopFailureVerdict = Data.taggedEnum<StopFailureVerdict>()
+
+/**
+ * After an unconfirmed claim, how long cco waits before telling the instance (if it still rests on the error) to
+ * go on: a genuine failure whose wording cco does not know is retried on the same credential at this pace.
+ */
+export const UNCONFIRMED_RETRY: Duration.Duration = Duration.seconds(30)
+
+/** The verdict on a hook's claimed limit, given the CLI error line found on the pane (if any). */
+export const confirmStopFailure = (
+  claimed: Limit,
+  paneLine: string | undefined,
+  now: Date,
+  options: ParseOptions = {}
+): StopFailureVerdict => {
+  const shown = paneLine === undefined ? undefined : classifyErrorLine(paneLine, now, options)
+  if (shown !== undefined && shown._tag !== "Other") return StopFailureVerdict.Confirmed({ limit: shown, line: paneLine })
+  if (claimed._tag === "Other") return StopFailureVerdict.Confirmed({ limit: claimed, line: paneLine })
+  return StopFailureVerdict.Unconfirmed({ claimed })
+}
+
+/**
+ * Reads the pane until it shows the CLI's final error line: the CLI may draw it a moment after its hook fired.
+ * Undefined when none appears within `attempts` reads `interval` apart, or the pane cannot be read.
+ */
+export const awaitCliErrorLine = <E, R>(
+  capture: Effect.Effect<string, E, R>,
+  options: { readonly attempts?: number; readonly interval?: Duration.DurationInput } = {}
+): Effect.Effect<string | undefined, never, R> => {
+  const attempts = Math.max(1, options.attempts ?? 12)
+  const interval = options.interval ?? Duration.millis(250)
+  const attempt = (n: number): Effect.Effect<string | undefined, never, R> =>
+    capture.pipe(
+      Effect.map(findCliErrorLine),
+      Effect.orElseSucceed(() => undefined),
+      Effect.flatMap((line) =>
+        line !== undefined || n + 1 >= attempts ? Effect.succeed(line) : Effect.zipRight(Effect.sleep(interval), attempt(n + 1))
+      )
+    )
+  return attempt(0)
 }
 
 /**

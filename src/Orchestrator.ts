@@ -156,7 +156,7 @@ export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<
         : path.join(yield* fs.makeTempDirectoryScoped({ prefix: "cco-" }).pipe(Effect.orDie), "control.sock")
       const base = Layer.mergeAll(
         Layer.succeed(RunLog, runLog),
-        TmuxModule.layer(config.tmuxSocket),
+        TmuxModule.layer(config.tmuxSocket, { hiddenEnv: config.apiKeys.flatMap((k) => Object.keys(k.env)) }),
         Worktree.Default
       )
       const events = EventsModule.layer(socketPath).pipe(Layer.provide(base))
@@ -390,6 +390,28 @@ const orchestrate = (
 
     const ended = yield* Ref.make<{ readonly at: string; readonly reason: EndReason } | undefined>(undefined)
     const costTracker = yield* Costs.makeCostTracker(specs.map((spec) => ({ name: spec.name, role: spec.role, configDir: agent.configDir(spec.name) })))
+    // Limits warn at 80 % and end the run at 100 %, checked when spending happens (each Stop and tool use reads
+    // that instance's new transcript lines) and by the timed poll below.
+    const budget = Costs.makeBudget({
+      ...(config.maxCostUsd === undefined ? {} : { maxCostUsd: config.maxCostUsd }),
+      ...(config.maxCostUsdPerInstance === undefined ? {} : { maxCostUsdPerInstance: config.maxCostUsdPerInstance }),
+      ...(config.maxTokens === undefined ? {} : { maxTokens: config.maxTokens })
+    })
+    const checkCosts = (snapshot: Costs.CostSnapshot) =>
+      Effect.gen(function*() {
+        for (const model of snapshot.newUnknownModels) {
+          yield* runLog.log("cost.unknown-model", { model, pricedAs: Costs.UNKNOWN_MODEL_FAMILY })
+        }
+        const check = budget.check(snapshot)
+        for (const w of check.warnings) {
+          yield* runLog.log("cost.warning", { limit: w.limit, subject: w.subject, value: w.value, max: w.max, message: w.message })
+        }
+        // Whichever check sees the limit first ends the run; the others find it ended.
+        if (check.exceeded.length > 0 && (yield* Deferred.succeed(end, "cost-limit"))) {
+          yield* runLog.log("cost.limit", { limits: check.exceeded.map((e) => e.message) })
+        }
+      })
+    const spendWatch = Costs.makeSpendWatch(costTracker, checkCosts, scope)
     // One writer at a time, from reading the state to renaming the file: a write that read the state earlier
     // can never land after one that read it later (say, the end of the run).
     const stateLock = yield* Effect.makeSemaphore(1)
@@ -656,6 +678,7 @@ const orchestrate = (
         }
         yield* runLog.log("hook", fields)
         if (event.hook === "SessionStart" || event.hook === "Stop") yield* Effect.forkIn(flush(name), scope)
+        if (event.hook === "Stop" || event.hook === "PostToolUse" || event.hook === "PostToolUseFailure") yield* spendWatch.spent(name)
       })
 
     yield* Stream.fromPubSub(events.hooks).pipe(
@@ -1024,7 +1047,7 @@ const orchestrate = (
           const until = next.left.until
           yield* update(name, (i) => ({ ...i, status: "rate-limited" }))
           yield* runLog.log("credentials.exhausted", { instance: name, until: until.toISOString(), cooling: next.left.cooling })
-          yield* Effect.sleep(Duration.millis(Math.max(1000, until.getTime() - Date.now())))
+          yield* Effect.sleep(Auth.waitSlice(until.getTime(), Date.now(), 1000))
           return yield* moveOff(name, from, why)
         }
         const credential = next.right
@@ -1037,14 +1060,27 @@ const orchestrate = (
         yield* restart(name, `${why} on credential ${from}; moved to ${credential.name}`, credential)
       })
 
-    const onLimit = (name: string, generation: number, limit: Limits.Limit) =>
+    const onLimit = (name: string, generation: number, claimed: Limits.Limit) =>
       Effect.gen(function*() {
+        // A hook can be forged by the agent: the CLI's own error line on the pane decides (see Limits.confirmStopFailure).
+        const line = claimed._tag === "Other" ? undefined : yield* Limits.awaitCliErrorLine(tmux.capturePane(agent.sessionName(name)))
+        const verdict = Limits.confirmStopFailure(claimed, line, new Date())
         const inst = yield* get(name)
         // A failure of a session being replaced (or already replaced) says nothing about the new credential.
         if (generation !== inst.generation || inst.status === "starting" || inst.restarting) {
-          return yield* runLog.log("api.error-ignored", { instance: name, generation, current: inst.generation, limit: limit._tag })
+          return yield* runLog.log("api.error-ignored", { instance: name, generation, current: inst.generation, limit: claimed._tag })
         }
         const from = inst.credential
+        if (verdict._tag === "Unconfirmed") {
+          // Nothing in the pool changes; only this instance is told to go on, later, if it still rests on the error.
+          yield* runLog.log("api.error-unconfirmed", { instance: name, credential: from, claimed: claimed._tag, retryInMs: Duration.toMillis(Limits.UNCONFIRMED_RETRY) })
+          yield* update(name, (i) => i.generation === generation && i.status === "rate-limited" ? { ...i, status: "error" } : i)
+          yield* Effect.sleep(Limits.UNCONFIRMED_RETRY)
+          const later = yield* get(name)
+          if (later.generation !== generation || later.status !== "error" || later.restarting) return
+          return yield* send(name, "[cco] Your last turn ended on an API error. Continue your task; resend what failed.")
+        }
+        const limit = verdict.limit
         switch (limit._tag) {
           case "RateLimited":
           case "UsageLimit": {
@@ -1176,32 +1212,8 @@ const orchestrate = (
       )
     }
 
-    // --- costs: transcripts read incrementally; limits warn at 80 % and end the run at 100 %
-    const warned = new Set<string>()
-    const limits: Costs.CostLimits = {
-      ...(config.maxCostUsd === undefined ? {} : { maxCostUsd: config.maxCostUsd }),
-      ...(config.maxCostUsdPerInstance === undefined ? {} : { maxCostUsdPerInstance: config.maxCostUsdPerInstance }),
-      ...(config.maxTokens === undefined ? {} : { maxTokens: config.maxTokens })
-    }
-    const pollCosts = Effect.gen(function*() {
-      const snapshot = yield* costTracker.poll
-      for (const model of snapshot.newUnknownModels) {
-        yield* runLog.log("cost.unknown-model", { model, pricedAs: Costs.UNKNOWN_MODEL_FAMILY })
-      }
-      const check = Costs.checkLimits(snapshot, limits)
-      for (const w of check.warnings) {
-        const key = `${w.limit}:${w.subject}`
-        if (!warned.has(key)) {
-          warned.add(key)
-          yield* runLog.log("cost.warning", { limit: w.limit, subject: w.subject, value: w.value, max: w.max, message: w.message })
-        }
-      }
-      if (check.exceeded.length > 0 && !(yield* Deferred.isDone(end))) {
-        yield* runLog.log("cost.limit", { limits: check.exceeded.map((e) => e.message) })
-        yield* Deferred.succeed(end, "cost-limit")
-      }
-      return snapshot
-    })
+    // --- costs: transcripts read incrementally; all of them on a timer (besides each instance as it spends)
+    const pollCosts = Effect.tap(costTracker.poll, checkCosts)
     let lastCostLog = 0
     yield* pollCosts.pipe(
       Effect.flatMap((snapshot) => {

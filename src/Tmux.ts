@@ -128,13 +128,33 @@ export const sessionLogCommand = (file: string, limits: SessionLogLimits = SESSI
   ].join(" ")
 }
 
+/**
+ * Variables of cco's own environment that its tmux server must not hold: the server's global environment is
+ * readable by every program in its panes (`tmux show-environment -g`), and every session inherits it. Each
+ * instance gets its credential through its own launch env instead.
+ */
+export const SERVER_HIDDEN_ENV: ReadonlyArray<string> = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"]
+
+/** cco's own variables (CCO_TOKEN, CCO_SOCKET, … of an orchestrator started from inside an instance) are hidden too. */
+const hiddenFromServer = (extra: ReadonlyArray<string>) => {
+  const names = new Set([...SERVER_HIDDEN_ENV, ...extra])
+  return (name: string) => names.has(name) || name.startsWith("CCO_")
+}
+
+export interface LiveOptions {
+  /** More variable names to keep from the server: the env names of api-keys.json's credentials. */
+  readonly hiddenEnv?: ReadonlyArray<string>
+}
+
 const noServer = (stderr: string) => /no server running|error connecting to|No such file or directory/.test(stderr)
 const noSession = (stderr: string) => /can't find (session|pane|window)|session not found/.test(stderr)
 
-export const makeLive = (socket: string) =>
+export const makeLive = (socket: string, options: LiveOptions = {}) =>
   Effect.gen(function*() {
     const executor = yield* CommandExecutor.CommandExecutor
     const fs = yield* FileSystem.FileSystem
+    // Any tmux command may start the server, which keeps the environment of the command that started it.
+    const unsetEnv = hiddenFromServer(options.hiddenEnv ?? [])
 
     const run = (
       operation: string,
@@ -142,7 +162,7 @@ export const makeLive = (socket: string) =>
       stdin?: string,
       session?: string
     ): Effect.Effect<string, TmuxError> =>
-      exec("tmux", ["-L", socket, "-f", "/dev/null", ...args], stdin === undefined ? {} : { stdin }).pipe(
+      exec("tmux", ["-L", socket, "-f", "/dev/null", ...args], stdin === undefined ? { unsetEnv } : { stdin, unsetEnv }).pipe(
         Effect.provideService(CommandExecutor.CommandExecutor, executor),
         Effect.mapError(() => new TmuxNotFound({ message: "tmux is not installed or not on PATH (install it: apt-get install tmux)" })),
         Effect.flatMap((result): Effect.Effect<string, SessionNotFound | TmuxCommandFailed> => {
@@ -301,7 +321,7 @@ export const makeLive = (socket: string) =>
   })
 
 /** Live tmux on the private server `tmux -L socket`. */
-export const layer = (socket: string) => Layer.effect(Tmux, makeLive(socket))
+export const layer = (socket: string, options: LiveOptions = {}) => Layer.effect(Tmux, makeLive(socket, options))
 
 // ---------------------------------------------------------------------------
 // TmuxTest: an in-memory tmux for unit tests.

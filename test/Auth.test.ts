@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Duration, Effect, Either, Exit, Fiber, Redacted, TestClock } from "effect"
+import { Chunk, Clock, Duration, Effect, Either, Exit, Fiber, Redacted, TestClock } from "effect"
 import * as Auth from "../src/Auth.js"
 import type { ApiKeyCredential } from "../src/Config.js"
 
@@ -242,6 +242,54 @@ describe("Auth pool", () => {
       const credential = yield* Fiber.join(fiber)
       expect(credential.name).toBe("oauth")
     }))
+
+  it.effect("a reset stated far ahead (beyond setTimeout's 24.8 days) cools for 8 days at most, and the wait wakes then", () =>
+    Effect.gen(function*() {
+      const auth = yield* Auth.make({ authMode: "oauth", apiKeys: [] })
+      // "Claude AI usage limit reached|9999999999": the year 2286.
+      yield* auth.reportRateLimit("oauth", { resetAt: new Date(9_999_999_999_000) })
+      const cap = Duration.toMillis(Auth.defaultPolicy.maxCooling)
+      expect(cap).toBe(8 * 24 * 60 * minutes(1))
+      expect(untilOf(yield* auth.snapshot, "oauth")).toBe(cap)
+      const fiber = yield* Effect.fork(auth.acquireOrWait("worker-1"))
+      yield* TestClock.adjust(Duration.millis(cap - minutes(1)))
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust(Duration.minutes(1))
+      expect((yield* Fiber.join(fiber)).name).toBe("oauth")
+    }))
+
+  it.effect("a stated reset that is no date at all falls back to the backoff", () =>
+    Effect.gen(function*() {
+      const auth = yield* Auth.make({ authMode: "oauth", apiKeys: [] })
+      yield* auth.reportRateLimit("oauth", { resetAt: new Date(Number.NaN) })
+      expect(untilOf(yield* auth.snapshot, "oauth")).toBe(minutes(1))
+    }))
+
+  it.effect("waiting for a cooling credential sleeps in slices of at most an hour, never one long timer", () =>
+    Effect.gen(function*() {
+      const auth = yield* Auth.make({ authMode: "oauth", apiKeys: [] })
+      yield* auth.reportRateLimit("oauth", { resetAt: new Date(Duration.toMillis(Duration.days(7))) })
+      const fiber = yield* Effect.fork(auth.acquireOrWait("worker-1"))
+      for (let hour = 0; hour < 7 * 24; hour++) {
+        yield* Effect.yieldNow()
+        const now = yield* Clock.currentTimeMillis
+        const sleeps = Chunk.toReadonlyArray(yield* TestClock.sleeps())
+        expect(sleeps.length).toBe(1)
+        expect(sleeps.every((wake) => wake - now <= minutes(60))).toBe(true)
+        expect(fiber.unsafePoll()).toBeNull()
+        yield* TestClock.adjust(Duration.hours(1))
+      }
+      expect((yield* Fiber.join(fiber)).name).toBe("oauth")
+    }))
+
+  it("waitSlice: the time left, at least the minimum, at most an hour", () => {
+    const hour = minutes(60)
+    expect(Duration.toMillis(Auth.waitSlice(5_000, 0))).toBe(5_000)
+    expect(Duration.toMillis(Auth.waitSlice(30 * 24 * hour, 0))).toBe(hour)
+    expect(Duration.toMillis(Auth.waitSlice(-5, 0, 1000))).toBe(1000)
+    expect(Duration.toMillis(Auth.waitSlice(Number.NaN, 0))).toBe(hour)
+    expect(Duration.toMillis(Auth.waitSlice(Number.POSITIVE_INFINITY, 0))).toBe(hour)
+  })
 
   it.effect("all invalid: NoUsableCredential naming each credential and why", () =>
     Effect.gen(function*() {

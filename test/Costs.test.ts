@@ -4,7 +4,7 @@
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, type Scope } from "effect"
+import { Deferred, Effect, type Scope } from "effect"
 import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs"
@@ -15,7 +15,9 @@ import {
   type CostTotals,
   familyOf,
   formatCostTable,
+  makeBudget,
   makeCostTracker,
+  makeSpendWatch,
   NO_CREDENTIAL,
   parseTranscriptLines,
   PRICES,
@@ -376,6 +378,116 @@ describe("incremental tracker", () => {
       expect(formatCostTable(second)).toContain("claude-nova-9-9")
     }))
   )
+})
+
+describe("checking the budget as an instance spends", () => {
+  it.scoped("pollInstance reads only that instance's new lines, incrementally, and never counts a response twice", () =>
+    withNode(Effect.gen(function*() {
+      const a = yield* configDirWithProject
+      const b = yield* configDirWithProject
+      const tracker = yield* makeCostTracker([
+        { name: "worker-1", role: "worker", configDir: a.configDir },
+        { name: "worker-2", role: "worker", configDir: b.configDir }
+      ])
+      const opus = linesOf(fixture(OPUS))
+      const half = opus.findIndex((l) => l.includes("and now plain"))
+      const first = independent(opus.slice(0, half).join(""))
+      const all = independent(opus.join(""))
+      expect(first.responses).toBeGreaterThan(0)
+      expect(all.responses).toBeGreaterThan(first.responses)
+      yield* append(NodePath.join(a.project, "s.jsonl"), opus.slice(0, half).join(""))
+      yield* append(NodePath.join(b.project, "s.jsonl"), fixture(SONNET))
+
+      const row = (snap: CostSnapshot, name: string) => snap.instances.find((i) => i.name === name)!
+      let snap = yield* tracker.pollInstance("worker-1")
+      expect(row(snap, "worker-1").responses).toBe(first.responses)
+      // worker-2's transcript was not read.
+      expect(row(snap, "worker-2").responses).toBe(0)
+      expect(snap.total.responses).toBe(first.responses)
+
+      // The rest of worker-1's session: only the appended lines are read, nothing is counted twice.
+      yield* append(NodePath.join(a.project, "s.jsonl"), opus.slice(half).join(""))
+      snap = yield* tracker.pollInstance("worker-1")
+      expect(row(snap, "worker-1").responses).toBe(all.responses)
+      expect(row(snap, "worker-1").tokens).toEqual(all.tokens)
+      expect((yield* tracker.pollInstance("worker-1")).total.responses).toBe(all.responses)
+
+      // The timed poll then reads worker-2, and worker-1's lines are not read again.
+      snap = yield* tracker.poll
+      expect(row(snap, "worker-1").responses).toBe(all.responses)
+      expect(row(snap, "worker-2").responses).toBe(independent(fixture(SONNET)).responses)
+      expect((yield* tracker.pollInstance("nobody")).total.responses).toBe(snap.total.responses)
+    }))
+  )
+
+  it.scoped("a burst of spending coalesces: one read runs, and at most one more after it, per instance", () =>
+    Effect.gen(function*() {
+      const reads: Array<string> = []
+      const gate = yield* Deferred.make<void>()
+      const seen: Array<number> = []
+      const snapshot = (n: number): CostSnapshot => ({ ...snapshotOf([{ name: "worker-1", role: "worker", usd: n, tokens: 0 }]) })
+      const tracker = {
+        pollInstance: (name: string) =>
+          Effect.sync(() => reads.push(name)).pipe(
+            Effect.zipLeft(Deferred.await(gate)),
+            Effect.map(() => snapshot(reads.length))
+          )
+      }
+      const scope = yield* Effect.scope
+      const watch = makeSpendWatch(tracker, (snap) => Effect.sync(() => seen.push(snap.total.usd)), scope)
+      for (let i = 0; i < 10; i++) yield* watch.spent("worker-1")
+      yield* watch.spent("worker-2")
+      yield* Effect.yieldNow()
+      // The first read of each instance is under way; nine more calls for worker-1 wait as one.
+      expect(reads).toEqual(["worker-1", "worker-2"])
+      yield* Deferred.succeed(gate, undefined)
+      for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
+      expect(reads).toEqual(["worker-1", "worker-2", "worker-1"])
+      expect(seen).toHaveLength(3)
+      // Idle again: the next spending reads at once.
+      yield* watch.spent("worker-1")
+      for (let i = 0; i < 10; i++) yield* Effect.yieldNow()
+      expect(reads).toHaveLength(4)
+    }))
+
+  it.scoped("a failing check costs that read only; later spending is still read", () =>
+    Effect.gen(function*() {
+      let reads = 0
+      const tracker = { pollInstance: () => Effect.sync(() => (reads++, snapshotOf([]))) }
+      const scope = yield* Effect.scope
+      const watch = makeSpendWatch(tracker, () => reads === 1 ? Effect.die("boom") : Effect.void, scope)
+      yield* watch.spent("worker-1")
+      for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+      yield* watch.spent("worker-1")
+      for (let i = 0; i < 5; i++) yield* Effect.yieldNow()
+      expect(reads).toBe(2)
+    }))
+
+  it.scoped("with the real tracker: the limit is checked against what the instance has just written", () =>
+    withNode(Effect.gen(function*() {
+      const { configDir, project } = yield* configDirWithProject
+      const tracker = yield* makeCostTracker([{ name: "worker-1", role: "worker", configDir }])
+      const opus = linesOf(fixture(OPUS))
+      const total = independent(opus.join("")).responses
+      const budget = makeBudget({ maxCostUsd: 1e-9 })
+      const exceeded = yield* Deferred.make<number>()
+      const scope = yield* Effect.scope
+      const watch = makeSpendWatch(tracker, (snap) =>
+        budget.check(snap).exceeded.length > 0 ? Deferred.succeed(exceeded, snap.total.responses) : Effect.void, scope)
+      yield* append(NodePath.join(project, "s.jsonl"), opus.join(""))
+      yield* watch.spent("worker-1")
+      expect(yield* Deferred.await(exceeded)).toBe(total)
+    }))
+  )
+
+  it("makeBudget names each 80 % warning once and reports what is exceeded every time", () => {
+    const budget = makeBudget({ maxCostUsd: 10 })
+    const at = (usd: number) => snapshotOf([{ name: "director", role: "director", usd, tokens: 0 }])
+    expect(budget.check(at(8)).warnings).toHaveLength(1)
+    expect(budget.check(at(9)).warnings).toHaveLength(0)
+    expect(budget.check(at(10)).exceeded).toHaveLength(1)
+    expect(budget.check(at(11)).exceeded).toHaveLength(1)
+  })
 })
 
 // ---------------------------------------------------------------------------------------------

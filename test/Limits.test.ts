@@ -1,6 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
+import { Duration, Effect, Fiber, TestClock } from "effect"
 import {
+  awaitCliErrorLine,
   classifyErrorLine,
+  confirmStopFailure,
   classifyStopFailure,
   findCliErrorLine,
   isUsageLimitMenu,
@@ -341,6 +344,85 @@ describe("finding the CLI's own error line in a pane", () => {
     ])).toBe(true)
     expect(isUsageLimitMenu(pane429)).toBe(false)
   })
+})
+
+describe("a StopFailure hook is confirmed by the pane, never taken on its word", () => {
+  const now = at("2026-03-10T12:00:00Z")
+  const forgedAuth = classifyStopFailure({ error: "authentication_failed", last_assistant_message: "Invalid API key · Fix external API key" }, now)
+  const forgedRate = classifyStopFailure({ error: "rate_limit", last_assistant_message: "API Error: Request rejected (429) · slow down" }, now)
+  // The pane of an agent that forges the hook from a Bash command: its tool is still running.
+  const runningTool = [
+    ...BANNER,
+    "❯ add the parser",
+    "",
+    "● Bash(echo '{\"error\":\"authentication_failed\"}' | cco hook StopFailure)",
+    "",
+    "✶ Working… (esc to interrupt)",
+    "",
+    ...inputBox()
+  ].join("\n")
+  // The fake agent's pane (test/fake-agent): the input line between two rules, the hint under them.
+  const fakePane = (line: string) =>
+    ["✻ Welcome to Claude Code (fake 2.1.332)", "> add the parser", `● ${line}`, "─".repeat(80), ">", "─".repeat(80), "  Resend your message to try again"].join("\n")
+
+  it("forged authentication_failed and rate_limit hooks: unconfirmed when the pane shows no CLI error line", () => {
+    expect(forgedAuth._tag).toBe("AuthFailed")
+    expect(forgedRate._tag).toBe("RateLimited")
+    for (const pane of [runningTool, "", [...BANNER, "❯ hi", "● Done.", "", ...inputBox()].join("\n")]) {
+      expect(confirmStopFailure(forgedAuth, findCliErrorLine(pane), now)._tag).toBe("Unconfirmed")
+      expect(confirmStopFailure(forgedRate, findCliErrorLine(pane), now)._tag).toBe("Unconfirmed")
+    }
+    expect(confirmStopFailure(classifyStopFailure({ error: "overloaded" }, now), undefined, now)._tag).toBe("Unconfirmed")
+  })
+
+  it("a genuine failure: the pane's own line confirms it, from the real CLI's pane or the fake agent's", () => {
+    const v401 = confirmStopFailure(forgedAuth, findCliErrorLine(pane401), now)
+    expect(v401._tag === "Confirmed" && v401.limit._tag).toBe("AuthFailed")
+    const fake401 = confirmStopFailure(forgedAuth, findCliErrorLine(fakePane("Invalid API key · Fix external API key")), now)
+    expect(fake401._tag === "Confirmed" && fake401.limit._tag).toBe("AuthFailed")
+    const v429 = confirmStopFailure(forgedRate, findCliErrorLine(pane429), now)
+    expect(v429._tag === "Confirmed" && v429.limit._tag).toBe("RateLimited")
+  })
+
+  it("the pane decides the kind and the reset time, not the hook", () => {
+    // The hook claims an auth failure (or a usage limit centuries away); the pane shows a plain 429.
+    const v = confirmStopFailure(forgedAuth, findCliErrorLine(pane429), now)
+    expect(v._tag === "Confirmed" && v.limit._tag).toBe("RateLimited")
+    const farClaim = classifyStopFailure({ error: "rate_limit", last_assistant_message: "Claude AI usage limit reached|9999999999" }, now)
+    expect(farClaim._tag === "UsageLimit" && farClaim.resetAt?.getUTCFullYear()).toBe(2286)
+    const far = confirmStopFailure(farClaim, findCliErrorLine(pane429), now)
+    expect(far._tag === "Confirmed" && far.limit._tag === "RateLimited" && far.limit.resetAt).toBeUndefined()
+    // A usage limit on the pane brings its own reset.
+    const usage = confirmStopFailure(forgedRate, "You've hit your session limit · resets 5:10pm (Europe/Paris)", now)
+    expect(usage._tag === "Confirmed" && usage.limit._tag === "UsageLimit" && usage.limit.resetAt?.toISOString()).toBe("2026-03-10T16:10:00.000Z")
+  })
+
+  it("a claim of Other needs no confirmation (cco only logs it)", () => {
+    const other = classifyStopFailure({ error: "invalid_request", last_assistant_message: "Prompt is too long" }, now)
+    expect(confirmStopFailure(other, undefined, now)._tag).toBe("Confirmed")
+  })
+
+  it.effect("awaitCliErrorLine reads the pane until the CLI has drawn its line (TestClock)", () =>
+    Effect.gen(function*() {
+      let reads = 0
+      const capture = Effect.sync(() => ++reads < 3 ? runningTool : pane429)
+      const fiber = yield* Effect.fork(awaitCliErrorLine(capture, { attempts: 12, interval: Duration.millis(250) }))
+      yield* TestClock.adjust(Duration.millis(250))
+      expect(fiber.unsafePoll()).toBeNull()
+      yield* TestClock.adjust(Duration.millis(250))
+      expect(yield* Fiber.join(fiber)).toContain("API Error: Request rejected (429)")
+      expect(reads).toBe(3)
+    }))
+
+  it.effect("awaitCliErrorLine gives up after its attempts, and on a pane that cannot be read", () =>
+    Effect.gen(function*() {
+      let reads = 0
+      const fiber = yield* Effect.fork(awaitCliErrorLine(Effect.sync(() => (reads++, runningTool)), { attempts: 4, interval: Duration.seconds(1) }))
+      yield* TestClock.adjust(Duration.seconds(3))
+      expect(yield* Fiber.join(fiber)).toBeUndefined()
+      expect(reads).toBe(4)
+      expect(yield* awaitCliErrorLine(Effect.fail("no such session"), { attempts: 1 })).toBeUndefined()
+    }))
 })
 
 describe("rate-limit headers", () => {

@@ -2,6 +2,7 @@ import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
+import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { makeLive, Tmux, TmuxTest, TmuxTestControl } from "../src/Tmux.js"
 import { allArgv, privateTmux, tempDir, uniqueSocket, waitFor } from "./support.js"
@@ -128,6 +129,47 @@ describe("Tmux socket files", () => {
       yield* tmux.killServer
       expect(existsSync(file)).toBe(false)
       expect(existsSync(`${file}.lock`)).toBe(false)
+    }).pipe(Effect.provide(NodeContext.layer)))
+})
+
+describe("Tmux server environment", () => {
+  it.scopedLive("the server and its sessions hold none of cco's credentials, whatever cco's own environment has", () =>
+    Effect.gen(function*() {
+      const socket = uniqueSocket()
+      const secret = (name: string) => `sk-ant-${name}-${Math.random().toString(36).slice(2)}`
+      const planted: Record<string, string> = {
+        ANTHROPIC_API_KEY: secret("api"),
+        ANTHROPIC_AUTH_TOKEN: secret("auth"),
+        CLAUDE_CODE_OAUTH_TOKEN: secret("oauth"),
+        CCO_TOKEN: secret("cco"),
+        // The env name of a credential in api-keys.json.
+        TEAM_KEY_A: secret("team")
+      }
+      const visible = secret("visible")
+      const saved = new Map([...Object.keys(planted), "CCO_VISIBLE_CHECK"].map((k) => [k, process.env[k]]))
+      yield* Effect.addFinalizer(() => Effect.sync(() => {
+        for (const [k, v] of saved) {
+          if (v === undefined) delete process.env[k]
+          else process.env[k] = v
+        }
+      }))
+      Object.assign(process.env, planted, { PLAIN_VISIBLE_CHECK: visible })
+      yield* Effect.addFinalizer(() => Effect.sync(() => delete process.env.PLAIN_VISIBLE_CHECK))
+      const tmux = yield* makeLive(socket, { hiddenEnv: ["TEAM_KEY_A"] })
+      yield* Effect.addFinalizer(() => tmux.killServer.pipe(Effect.ignore))
+      const dir = yield* tempDir()
+      yield* tmux.newSession({ name: "cco-env", cwd: dir, command: ["sh", "-c", "env; echo END-OF-ENV; exec cat"] })
+      const screen = yield* waitFor("env", Effect.map(tmux.capturePane("cco-env", 500), (s) => s.includes("END-OF-ENV") ? s : undefined))
+      const global = execFileSync("tmux", ["-L", socket, "show-environment", "-g"], { encoding: "utf8" })
+      const session = execFileSync("tmux", ["-L", socket, "show-environment", "-t", "cco-env"], { encoding: "utf8" })
+      // What the server was started with is there (the check reads the right place) ...
+      expect(global).toContain(visible)
+      // ... and no credential is, neither in the server's environment nor the session's nor its program's.
+      for (const [name, value] of Object.entries(planted)) {
+        expect(global, name).not.toContain(value)
+        expect(session, name).not.toContain(value)
+        expect(screen, name).not.toContain(value)
+      }
     }).pipe(Effect.provide(NodeContext.layer)))
 })
 

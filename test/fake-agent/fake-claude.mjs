@@ -104,9 +104,11 @@ const drawFooter = () => {
   const lines = []
   if (busy) lines.push(fit(`${SPINNER[spinnerFrame % SPINNER.length]} Working… (esc to interrupt)`))
   if (queue.length > 0) lines.push(fit(`  ⎿  queued: ${queue.join(" ⏎ ")}`))
+  // The input box as the real CLI draws it: the input line between two rules (cco reads the CLI's own error line
+  // just above it), the hint under it.
+  const rule = "─".repeat(Math.min(width(), 80))
+  lines.push(rule, fit(`> ${input}`), rule)
   if (hint !== "") lines.push(fit(`  ${hint}`))
-  // The input line comes last, so the cursor rests at its end.
-  lines.push(fit(`> ${input}`))
   out(lines.join("\r\n"))
   footerRows = lines.length
 }
