@@ -1,6 +1,9 @@
 // The control socket: Claude Code hook events and team commands arrive here from every instance,
-// authenticated by a per-instance token and tagged with the instance's generation.
-import { Context, Effect, Layer, Option, PubSub, Ref, Runtime, Schema, Scope } from "effect"
+// authenticated by a per-instance token and tagged with the instance's generation. Everything that arrives is untrusted: requests are
+// bounded in size, number and time, and a hook's payload is decoded to the few bounded fields cco reads
+// before anything else sees it.
+import { Cause, Context, Effect, Either, Layer, Option, PubSub, Ref, Runtime, Schema, Scope, Stream } from "effect"
+import type { ParseResult } from "effect"
 import { randomBytes, timingSafeEqual } from "node:crypto"
 import { chmodSync, rmSync } from "node:fs"
 import * as http from "node:http"
@@ -21,29 +24,93 @@ export const HookName = Schema.Literal(
 )
 export type HookName = typeof HookName.Type
 
+/** A string cut to `max` characters: a long text costs its tail, never the event. */
+const Text = (max: number) =>
+  Schema.transform(Schema.String, Schema.String, {
+    strict: true,
+    decode: (s) => (s.length > max ? s.slice(0, max) : s),
+    encode: (s) => s
+  })
+
+// Absent or null both mean "not sent"; any other type than a string makes the event undecodable.
+const Short = Schema.optionalWith(Text(256), { nullable: true })
+const FilePath = Schema.optionalWith(Text(4096), { nullable: true })
+const Long = Schema.optionalWith(Text(16_384), { nullable: true })
+
+/**
+ * The hook payload fields cco reads (and a few that help a person reading combined.log), each a bounded string.
+ * Everything else the CLI sends — tool inputs and responses, nested objects of any depth — is dropped.
+ */
+export const HookPayload = Schema.Struct({
+  session_id: Short,
+  transcript_path: FilePath,
+  cwd: FilePath,
+  hook_event_name: Short,
+  /** SessionStart: startup, resume, clear, compact. */
+  source: Short,
+  model: Short,
+  /** UserPromptSubmit. */
+  prompt: Long,
+  /** PreToolUse, PostToolUse, PostToolUseFailure. */
+  tool_name: Short,
+  tool_use_id: Short,
+  /** StopFailure: rate_limit, authentication_failed, …; PostToolUseFailure: the tool's error text. */
+  error: Long,
+  /** Stop, SubagentStop, StopFailure: the turn's last text (for StopFailure the CLI's error line). */
+  last_assistant_message: Long,
+  /** Notification. */
+  notification_type: Short,
+  message: Long,
+  title: Short,
+  /** PreCompact. */
+  trigger: Short,
+  /** SessionEnd. */
+  reason: Short
+})
+export type HookPayload = typeof HookPayload.Type
+
+type PayloadField = keyof typeof HookPayload.fields
+const common: ReadonlyArray<PayloadField> = ["session_id", "transcript_path", "cwd", "hook_event_name"]
+const fieldsOf: Readonly<Record<HookName, ReadonlyArray<PayloadField>>> = {
+  SessionStart: ["source", "model"],
+  UserPromptSubmit: ["prompt"],
+  PreToolUse: ["tool_name", "tool_use_id"],
+  PostToolUse: ["tool_name", "tool_use_id"],
+  PostToolUseFailure: ["tool_name", "tool_use_id", "error"],
+  Stop: ["last_assistant_message"],
+  StopFailure: ["error", "last_assistant_message"],
+  SubagentStop: ["last_assistant_message"],
+  Notification: ["notification_type", "message", "title"],
+  PreCompact: ["trigger"],
+  SessionEnd: ["reason"]
+}
+const payloadOf = (hook: HookName) => HookPayload.pipe(Schema.pick(...common, ...fieldsOf[hook]))
+
+// Names are cco's own (director, em-3, worker-12), commands are short words: anything longer is not a client.
 const Envelope = Schema.Struct({
-  instance: Schema.String,
+  instance: Schema.String.pipe(Schema.maxLength(64)),
   generation: Schema.Number,
-  token: Schema.String
+  token: Schema.String.pipe(Schema.maxLength(256))
 })
 
 const HookMessage = Schema.Struct({
   ...Envelope.fields,
   hook: HookName,
-  payload: Schema.Record({ key: Schema.String, value: Schema.Unknown })
+  payload: Schema.Object
 })
 
 const TeamMessage = Schema.Struct({
   ...Envelope.fields,
-  command: Schema.String,
-  args: Schema.Array(Schema.String)
+  command: Schema.String.pipe(Schema.maxLength(64)),
+  args: Schema.Array(Schema.String).pipe(Schema.maxItems(1000))
 })
 
 export interface HookEvent {
   readonly instance: string
   readonly generation: number
   readonly hook: HookName
-  readonly payload: Readonly<Record<string, unknown>>
+  /** Decoded: only the fields of HookPayload that this hook sends, each a bounded string. */
+  readonly payload: Partial<HookPayload>
   readonly receivedAt: number
 }
 
@@ -60,6 +127,25 @@ export interface TeamReply {
 }
 
 export type TeamHandler = (request: TeamRequest) => Effect.Effect<TeamReply>
+
+/** What the socket accepts. Team commands may wait long for their answer; only receiving a request is bounded. */
+export interface ControlLimits {
+  /** Largest request body; a larger one is answered 413 and the connection closed. */
+  readonly maxBodyBytes: number
+  /** Connections open at once; more are closed as they arrive. */
+  readonly maxConnections: number
+  /** Time to send the request's headers, from the moment the connection opens. */
+  readonly headersTimeoutMs: number
+  /** Time to send the whole request (headers and body). The handler's own time does not count. */
+  readonly requestTimeoutMs: number
+}
+
+export const defaultLimits: ControlLimits = {
+  maxBodyBytes: 256 * 1024,
+  maxConnections: 128,
+  headersTimeoutMs: 5_000,
+  requestTimeoutMs: 10_000
+}
 
 export interface EventsShape {
   readonly socketPath: string
@@ -83,22 +169,89 @@ const sameToken = (a: Buffer, b: string) => {
   return a.length === bb.length && timingSafeEqual(a, bb)
 }
 
+/** The path (field names) of the first problem in a failed decode, without formatting the offending value. */
+const firstPath = (issue: ParseResult.ParseIssue): ReadonlyArray<PropertyKey> => {
+  switch (issue._tag) {
+    case "Pointer":
+      return [...(Array.isArray(issue.path) ? issue.path : [issue.path as PropertyKey]), ...firstPath(issue.issue)]
+    case "Composite": {
+      const inner = Array.isArray(issue.issues) ? issue.issues[0] : issue.issues as ParseResult.ParseIssue
+      return inner === undefined ? [] : firstPath(inner)
+    }
+    case "Refinement":
+    case "Transformation":
+      return firstPath(issue.issue)
+    default:
+      return []
+  }
+}
+
+/** Decodes one hook's payload, or says which field is wrong. */
+export const decodeHookPayload = (hook: HookName, payload: unknown): Either.Either<Partial<HookPayload>, string> =>
+  Either.mapLeft(
+    Schema.decodeUnknownEither(payloadOf(hook), { errors: "first", onExcessProperty: "ignore" })(payload),
+    (e) => {
+      const where = firstPath(e.issue).map((k) => String(k).slice(0, 64)).join(".")
+      return `invalid ${hook} payload${where === "" ? "" : `: ${where} is not a string`}`
+    }
+  )
+
+/**
+ * Runs `handle` for every hook event, for as long as the scope lives. A failure or defect in handling one event
+ * is logged (`hook.failed`) and costs that event only: the next one is handled as usual.
+ */
+export const consumeHooks = <R>(
+  hooks: PubSub.PubSub<HookEvent>,
+  handle: (event: HookEvent) => Effect.Effect<void, unknown, R>
+): Effect.Effect<void, never, R | RunLog> =>
+  Effect.flatMap(RunLog, (runLog) =>
+    Stream.fromPubSub(hooks).pipe(
+      Stream.runForEach((event) =>
+        Effect.suspend(() => handle(event)).pipe(
+          Effect.catchAllCause((cause) =>
+            Cause.isInterruptedOnly(cause) ? Effect.interrupt : runLog.log("hook.failed", {
+              instance: event.instance,
+              generation: event.generation,
+              hook: event.hook,
+              cause: Cause.pretty(cause).slice(0, 2000)
+            })
+          )
+        )
+      )
+    ))
+
+/** Arguments of a team command as combined.log keeps them: at most 10, each cut to 200 characters. */
+export const argsForLog = (args: ReadonlyArray<string>): ReadonlyArray<string> => [
+  ...args.slice(0, 10).map((a) => (a.length > 200 ? `${a.slice(0, 200)}… (${a.length} chars)` : a)),
+  ...(args.length > 10 ? [`… (${args.length - 10} more)`] : [])
+]
+
+class BodyTooLarge {
+  readonly _tag = "BodyTooLarge"
+}
+
 const readBody = (req: http.IncomingMessage, limit: number) =>
   new Promise<string>((resolve, reject) => {
     let size = 0
+    let over = false
     const chunks: Array<Buffer> = []
     req.on("data", (c: Buffer) => {
+      if (over) return
       size += c.length
       if (size > limit) {
-        reject(new Error("body too large"))
-        req.destroy()
+        over = true
+        chunks.length = 0
+        reject(new BodyTooLarge())
       } else chunks.push(c)
     })
     req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")))
     req.on("error", reject)
   })
 
-export const make = (socketPath: string): Effect.Effect<EventsShape, Error, RunLog | Scope.Scope> =>
+export const make = (
+  socketPath: string,
+  limits: ControlLimits = defaultLimits
+): Effect.Effect<EventsShape, Error, RunLog | Scope.Scope> =>
   Effect.gen(function*() {
     const runLog = yield* RunLog
     const registry = yield* Ref.make<ReadonlyMap<string, Registration>>(new Map())
@@ -125,7 +278,7 @@ export const make = (socketPath: string): Effect.Effect<EventsShape, Error, RunL
       Effect.gen(function*() {
         const json = yield* Effect.try(() => JSON.parse(body) as unknown).pipe(Effect.option)
         if (Option.isNone(json)) {
-          yield* runLog.log("control.rejected", { path, reason: "malformed JSON" })
+          yield* runLog.log("control.rejected", { path: path.slice(0, 64), reason: "malformed JSON" })
           return [400, "refused: malformed JSON"] as const
         }
         if (path === "/hook") {
@@ -137,11 +290,16 @@ export const make = (socketPath: string): Effect.Effect<EventsShape, Error, RunL
           const msg = decoded.value
           const refusal = yield* authenticate(msg, `hook:${msg.hook}`)
           if (Option.isSome(refusal)) return refusal.value
+          const payload = decodeHookPayload(msg.hook, msg.payload)
+          if (Either.isLeft(payload)) {
+            yield* runLog.log("control.rejected", { instance: msg.instance, kind: `hook:${msg.hook}`, reason: payload.left })
+            return [400, `refused: ${payload.left}`] as const
+          }
           yield* PubSub.publish(hooks, {
             instance: msg.instance,
             generation: msg.generation,
             hook: msg.hook,
-            payload: msg.payload,
+            payload: payload.right,
             receivedAt: Date.now()
           })
           return [200, "ok"] as const
@@ -166,21 +324,39 @@ export const make = (socketPath: string): Effect.Effect<EventsShape, Error, RunL
         return [404, "unknown path"] as const
       })
 
-    const server = http.createServer((req, res) => {
-      const respond = (status: number, text: string) => {
-        res.writeHead(status, { "content-type": "text/plain; charset=utf-8" })
+    const tooLarge = `refused: the request is larger than ${Math.round(limits.maxBodyBytes / 1024)} KiB; send less text`
+    // Node checks the header and request timeouts on this interval; its default (30 s) would let a slow sender
+    // hold its connection that much longer.
+    const server = http.createServer({
+      connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      maxHeaderSize: 8 * 1024
+    }, (req, res) => {
+      const respond = (status: number, text: string, close = false) => {
+        if (res.headersSent || res.destroyed) return
+        res.writeHead(status, { "content-type": "text/plain; charset=utf-8", ...(close ? { connection: "close" } : {}) })
         res.end(text.endsWith("\n") ? text : text + "\n")
       }
-      if (req.method !== "POST") return respond(405, "POST only")
-      readBody(req, 4 * 1024 * 1024).then(
+      const refuseLarge = () => {
+        Runtime.runFork(runtime)(runLog.log("control.rejected", { path: (req.url ?? "/").slice(0, 64), reason: "body too large" }))
+        respond(413, tooLarge, true)
+      }
+      if (req.method !== "POST") return respond(405, "POST only", true)
+      // Announced too large: answered before a byte of the body is read.
+      if (Number(req.headers["content-length"] ?? 0) > limits.maxBodyBytes) return refuseLarge()
+      readBody(req, limits.maxBodyBytes).then(
         (body) =>
           Runtime.runPromise(runtime)(handle(req.url ?? "/", body)).then(
             ([status, text]) => respond(status, text),
             (e) => respond(500, `error: ${String(e)}`)
           ),
-        () => respond(413, "refused: body too large")
+        (e) => (e instanceof BodyTooLarge ? refuseLarge() : req.destroy())
       )
     })
+    server.maxConnections = limits.maxConnections
+    server.keepAliveTimeout = 1000
+    server.on("drop", () => Runtime.runFork(runtime)(runLog.log("control.dropped", { reason: `more than ${limits.maxConnections} connections` })))
 
     yield* Effect.acquireRelease(
       Effect.async<void, Error>((resume) => {
@@ -220,4 +396,4 @@ export const make = (socketPath: string): Effect.Effect<EventsShape, Error, RunL
     }
   })
 
-export const layer = (socketPath: string) => Layer.scoped(Events, make(socketPath))
+export const layer = (socketPath: string, limits?: ControlLimits) => Layer.scoped(Events, make(socketPath, limits))

@@ -4,7 +4,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Deferred, Duration, Effect, FiberMap, Layer, Option, Queue, Redacted, Ref, Schedule, Schema, Stream } from "effect"
+import { Deferred, Duration, Effect, FiberMap, Layer, Option, Queue, Redacted, Ref, Schedule, Schema } from "effect"
 import * as AgentModule from "./Agent.js"
 import { Agent, type Credential } from "./Agent.js"
 import * as Auth from "./Auth.js"
@@ -423,6 +423,7 @@ const orchestrate = (
     const boardChanged = Ref.set(structureDirty, true).pipe(Effect.zipRight(writeState))
     yield* Ref.getAndSet(structureDirty, false).pipe(
       Effect.flatMap((dirty) => dirty ? writeTeamStructure("team progress") : Effect.void),
+      Effect.catchAllCause((cause) => runLog.log("team-structure.failed", { message: String(cause).slice(0, 2000) })),
       Effect.repeat(Schedule.spaced(Duration.seconds(10))),
       Effect.forkIn(scope)
     )
@@ -557,10 +558,8 @@ const orchestrate = (
         if (event.hook === "SessionStart" || event.hook === "Stop") yield* Effect.forkIn(flush(name), scope)
       })
 
-    yield* Stream.fromPubSub(events.hooks).pipe(
-      Stream.runForEach(onHook),
-      Effect.forkIn(scope)
-    )
+    // A bad event costs that event only: the loop outlives any failure in handling one.
+    yield* EventsModule.consumeHooks(events.hooks, onHook).pipe(Effect.forkIn(scope))
 
     // --- team commands
     const reply = (ok: boolean, text: string): TeamReply => ({ ok, text })
@@ -728,7 +727,7 @@ const orchestrate = (
             return Effect.succeed(reply(false, `unknown command "${request.command}"; try: assign, done, merge, message, status`))
         }
       })()
-      return runLog.log("team.command", { instance: from.name, command: request.command, args: request.args }).pipe(
+      return runLog.log("team.command", { instance: from.name, command: request.command, args: EventsModule.argsForLog(request.args) }).pipe(
         Effect.zipRight(handled),
         Effect.catchTag("GitError", (e) => Effect.succeed(reply(false, `error: git failed: ${e.message}`))),
         Effect.tap((r) => runLog.log("team.reply", { instance: from.name, command: request.command, ok: r.ok, text: r.text.slice(0, 500) }))
@@ -949,7 +948,13 @@ const orchestrate = (
         }
       })
     yield* Queue.take(limitEvents).pipe(
-      Effect.flatMap(({ generation, instance, limit }) => Effect.forkIn(onLimit(instance, generation, limit), scope)),
+      Effect.flatMap(({ generation, instance, limit }) =>
+        Effect.forkIn(
+          onLimit(instance, generation, limit).pipe(
+            Effect.catchAllCause((cause) => runLog.log("limit.failed", { instance, limit: limit._tag, cause: String(cause).slice(0, 2000) }))
+          ),
+          scope
+        )),
       Effect.forever,
       Effect.forkIn(scope)
     )
