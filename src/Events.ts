@@ -1,10 +1,10 @@
 // The control socket: Claude Code hook events and team commands arrive here from every instance,
-// authenticated by a per-instance token and tagged with the instance's generation. Everything that arrives is untrusted: requests are
+// authenticated by a per-instance, per-generation token. Everything that arrives is untrusted: requests are
 // bounded in size, number and time, and a hook's payload is decoded to the few bounded fields cco reads
 // before anything else sees it.
 import { Cause, Context, Effect, Either, Layer, Option, PubSub, Ref, Runtime, Schema, Scope, Stream } from "effect"
 import type { ParseResult } from "effect"
-import { randomBytes, timingSafeEqual } from "node:crypto"
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import { chmodSync, rmSync } from "node:fs"
 import * as http from "node:http"
 import { RunLog } from "./RunLog.js"
@@ -149,8 +149,13 @@ export const defaultLimits: ControlLimits = {
 
 export interface EventsShape {
   readonly socketPath: string
-  /** Registers an instance (or returns its existing token); generation starts at 0. A known token re-attaches a resumed instance. */
-  readonly register: (instance: string, token?: string) => Effect.Effect<string>
+  /**
+   * Issues a fresh token for an instance's next generation; every token issued before stops working. Only the
+   * token's digest is kept: the token itself goes to the instance's environment and nowhere else.
+   */
+  readonly register: (instance: string) => Effect.Effect<string>
+  /** Accepts again the token whose digest (tokenDigest) was saved, for a live session of a resumed run. */
+  readonly restore: (instance: string, digest: string, generation: number) => Effect.Effect<void>
   readonly setGeneration: (instance: string, generation: number) => Effect.Effect<void>
   readonly generation: (instance: string) => Effect.Effect<number>
   readonly hooks: PubSub.PubSub<HookEvent>
@@ -160,13 +165,17 @@ export interface EventsShape {
 export class Events extends Context.Tag("cco/Events")<Events, EventsShape>() {}
 
 interface Registration {
-  readonly token: Buffer
+  /** sha256 of the token. */
+  readonly digest: Buffer
   readonly generation: number
 }
 
-const sameToken = (a: Buffer, b: string) => {
-  const bb = Buffer.from(b)
-  return a.length === bb.length && timingSafeEqual(a, bb)
+/** The hex sha256 of a token: what is kept in memory and on disk instead of the token. */
+export const tokenDigest = (token: string) => createHash("sha256").update(token, "utf8").digest("hex")
+
+const sameToken = (digest: Buffer, presented: string) => {
+  const given = createHash("sha256").update(presented, "utf8").digest()
+  return digest.length === given.length && timingSafeEqual(digest, given)
 }
 
 /** The path (field names) of the first problem in a failed decode, without formatting the offending value. */
@@ -263,7 +272,7 @@ export const make = (
     const authenticate = (msg: typeof Envelope.Type, kind: string) =>
       Effect.gen(function*(): Effect.fn.Return<Option.Option<readonly [number, string]>> {
         const reg = (yield* Ref.get(registry)).get(msg.instance)
-        if (reg === undefined || !sameToken(reg.token, msg.token)) {
+        if (reg === undefined || !sameToken(reg.digest, msg.token)) {
           yield* runLog.log("control.rejected", { instance: msg.instance, kind, reason: "bad token" })
           return Option.some([403, "refused: unknown instance or wrong token"] as const)
         }
@@ -374,17 +383,18 @@ export const make = (
         }).pipe(Effect.ensuring(Effect.sync(() => rmSync(socketPath, { force: true }))))
     )
 
-    const register = (instance: string, known?: string) =>
-      Ref.modify(registry, (m) => {
-        const existing = m.get(instance)
-        if (existing !== undefined && known === undefined) return [existing.token.toString(), m] as const
-        const token = known ?? randomBytes(24).toString("hex")
-        return [token, new Map(m).set(instance, { token: Buffer.from(token), generation: 0 })] as const
-      })
+    const register = (instance: string) =>
+      Effect.sync(() => randomBytes(24).toString("hex")).pipe(
+        Effect.tap((token) =>
+          Ref.update(registry, (m) =>
+            new Map(m).set(instance, { digest: Buffer.from(tokenDigest(token), "hex"), generation: m.get(instance)?.generation ?? 0 })))
+      )
 
     return {
       socketPath,
       register,
+      restore: (instance, digest, generation) =>
+        Ref.update(registry, (m) => new Map(m).set(instance, { digest: Buffer.from(digest.trim(), "hex"), generation })),
       setGeneration: (instance, generation) =>
         Ref.update(registry, (m) => {
           const reg = m.get(instance)

@@ -77,6 +77,16 @@ export const instances = (topo: Topology, branches: Branches): ReadonlyArray<Ins
   return out
 }
 
+/**
+ * Whom an instance may send a `cco team message`: its lead, its reports and its siblings (the same lead), in
+ * that order. Nobody else: a worker cannot reach another team, nor the Director.
+ */
+export const messageable = (from: InstanceSpec, specs: ReadonlyArray<InstanceSpec>): ReadonlyArray<string> => [
+  ...(from.lead === undefined ? [] : [from.lead]),
+  ...from.reports,
+  ...(from.lead === undefined ? [] : specs.filter((s) => s.lead === from.lead && s.name !== from.name).map((s) => s.name))
+]
+
 // ---------------------------------------------------------------------------
 // The task board.
 

@@ -693,7 +693,9 @@ const orchestrate = (
       Effect.gen(function*() {
         const [to, ...words] = args
         const text = words.join(" ").trim()
-        if (to === undefined || text === "" || !specOf.has(to)) return reply(false, `usage: cco team message <instance> <text> (instances: ${list(specs.map((s) => s.name))})`)
+        const team = H.messageable(from, specs)
+        if (to === undefined || text === "") return reply(false, `usage: cco team message <instance> <text> (your team: ${list(team)})`)
+        if (!team.includes(to)) return reply(false, `refused: ${from.name} can message only its lead, reports and siblings: ${list(team)}`)
         yield* send(to, `[cco] Message from ${from.name}: ${text}`)
         return reply(true, `sent to ${to}`)
       })

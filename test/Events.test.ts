@@ -204,6 +204,33 @@ describe("hook payloads are decoded before anyone sees them", () => {
     }).pipe(Effect.provide(NodeContext.layer)), { timeout: 10_000 })
 })
 
+describe("tokens", () => {
+  it.scoped("each generation gets a fresh token and the old one stops working; only a digest is kept, and the digest is no token", () =>
+    Effect.gen(function*() {
+      const { dir, events } = yield* setup
+      const send = (token: string, generation: number) => post(events.socketPath, "/hook", hookBody("em-1", token, "Stop", {}, generation))
+      const first = yield* events.register("em-1")
+      expect((yield* send(first, 0)).status).toBe(200)
+      // A restart: generation 1 with a new token.
+      const second = yield* events.register("em-1")
+      yield* events.setGeneration("em-1", 1)
+      expect(second).not.toBe(first)
+      expect((yield* send(first, 1)).status).toBe(403)
+      expect((yield* send(first, 0)).status).toBe(403)
+      expect((yield* send(second, 1)).status).toBe(200)
+      // What a resumed orchestrator gets from disk: the digest. It re-admits the live session's token ...
+      const digest = Events.tokenDigest(second)
+      const resumed = yield* setup
+      yield* resumed.events.restore("em-1", digest, 1)
+      const again = (token: string) => post(resumed.events.socketPath, "/hook", hookBody("em-1", token, "Stop", {}, 1))
+      expect((yield* again(second)).status).toBe(200)
+      // ... and is worth nothing to an agent that reads it.
+      expect((yield* again(digest)).status).toBe(403)
+      expect((yield* send(digest, 1)).status).toBe(403)
+      expect(readFileSync(`${dir}/combined.log`, "utf8")).not.toContain(second)
+    }).pipe(Effect.provide(NodeContext.layer)))
+})
+
 describe("control socket limits", () => {
   const limits: Events.ControlLimits = { maxBodyBytes: 256 * 1024, maxConnections: 8, headersTimeoutMs: 500, requestTimeoutMs: 1000 }
   const limitedSetup = Effect.gen(function*() {

@@ -58,6 +58,25 @@ describe("instances and branches", () => {
   })
 })
 
+describe("message scope", () => {
+  const specs = H.instances(H.topology(5, 2), { target: "main", prefix: "cco/r1" })
+  const scope = (name: string) => H.messageable(specs.find((s) => s.name === name)!, specs)
+
+  it("an instance may message its lead, its reports and its siblings, nobody else", () => {
+    // director → em-1 (worker-1, worker-2), em-2 (worker-3, worker-4), em-3 (worker-5)
+    expect(scope("director")).toEqual(["em-1", "em-2", "em-3"])
+    expect(scope("em-2")).toEqual(["director", "worker-3", "worker-4", "em-1", "em-3"])
+    expect(scope("worker-1")).toEqual(["em-1", "worker-2"])
+    expect(scope("worker-5")).toEqual(["em-3"])
+  })
+
+  it("without a Director the EM reaches its workers, and workers their EM and each other", () => {
+    const single = H.instances(H.topology(2, 4), { target: "main", prefix: "cco/r1" })
+    expect(H.messageable(single[0]!, single)).toEqual(["worker-1", "worker-2"])
+    expect(H.messageable(single[2]!, single)).toEqual(["em-1", "worker-1"])
+  })
+})
+
 describe("board and TEAM_STRUCTURE.md", () => {
   it("tracks the current task per instance and renders every instance", () => {
     const specs = H.instances(H.topology(2, 4), { target: "main", prefix: "cco/r1" })
