@@ -615,6 +615,8 @@ const orchestrate = (
       Effect.gen(function*() {
         const summary = args.join(" ").trim()
         if (summary === "") return reply(false, "usage: cco team done <summary>")
+        const taskless = H.doneRefusal(from, yield* Ref.get(board))
+        if (taskless !== undefined) return reply(false, `refused: ${taskless}`)
         const inst = yield* get(from.name)
         const unmerged = (yield* Ref.get(board)).tasks.filter((t) => from.reports.includes(t.assignee) && t.status === "done")
         if (unmerged.length > 0) {
@@ -693,9 +695,9 @@ const orchestrate = (
       Effect.gen(function*() {
         const [to, ...words] = args
         const text = words.join(" ").trim()
-        const team = H.messageable(from, specs)
-        if (to === undefined || text === "") return reply(false, `usage: cco team message <instance> <text> (your team: ${list(team)})`)
-        if (!team.includes(to)) return reply(false, `refused: ${from.name} can message only its lead, reports and siblings: ${list(team)}`)
+        if (to === undefined || text === "") return reply(false, `usage: cco team message <instance> <text> (your team: ${list(H.messageable(from, specs))})`)
+        const refusal = H.messageRefusal(from, to, text, specs, specOf.has(to) ? (yield* get(to)).outbox.length : 0)
+        if (refusal !== undefined) return reply(false, `refused: ${refusal}`)
         yield* send(to, `[cco] Message from ${from.name}: ${text}`)
         return reply(true, `sent to ${to}`)
       })

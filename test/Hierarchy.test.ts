@@ -77,6 +77,26 @@ describe("message scope", () => {
   })
 })
 
+describe("message and done refusals", () => {
+  const specs = H.instances(H.topology(4, 2), { target: "main", prefix: "cco/r1" })
+  const spec = (name: string) => specs.find((s) => s.name === name)!
+
+  it("a message goes to the team only, is short, and waits behind at most a few others", () => {
+    expect(H.messageRefusal(spec("worker-1"), "em-1", "hi", specs, 0)).toBeUndefined()
+    expect(H.messageRefusal(spec("worker-1"), "worker-3", "hi", specs, 0)).toBe("worker-1 can message only its lead, reports and siblings: em-1, worker-2")
+    expect(H.messageRefusal(spec("worker-1"), "worker-2", "x".repeat(H.MAX_MESSAGE_CHARS + 1), specs, 0)).toMatch(/at most 4000 characters \(this one has 4001\)/)
+    expect(H.messageRefusal(spec("em-1"), "director", "hi", specs, H.MAX_WAITING_MESSAGES)).toBe("director has 20 messages waiting; send yours once it has read them")
+    expect(H.messageRefusal(spec("em-1"), "director", "hi", specs, H.MAX_WAITING_MESSAGES - 1)).toBeUndefined()
+  })
+
+  it("only the top may report done without a task", () => {
+    const board = H.assign(H.emptyBoard, "worker-1", "em-1", "write a.js", "t0")
+    expect(H.doneRefusal(spec("worker-1"), board)).toBeUndefined()
+    expect(H.doneRefusal(spec("worker-2"), board)).toBe("worker-2 has no task to report on; wait for one from em-1")
+    expect(H.doneRefusal(spec("director"), H.emptyBoard)).toBeUndefined()
+  })
+})
+
 describe("board and TEAM_STRUCTURE.md", () => {
   it("tracks the current task per instance and renders every instance", () => {
     const specs = H.instances(H.topology(2, 4), { target: "main", prefix: "cco/r1" })
