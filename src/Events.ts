@@ -2,7 +2,7 @@
 // authenticated by a per-instance, per-generation token. Everything that arrives is untrusted: requests are
 // bounded in size, number and time, and a hook's payload is decoded to the few bounded fields cco reads
 // before anything else sees it.
-import { Cause, Context, Effect, Either, Layer, Option, PubSub, Ref, Runtime, Schema, Scope, Stream } from "effect"
+import { Cause, Clock, Context, Effect, Either, Layer, Option, PubSub, Ref, Runtime, Schema, Scope, Stream } from "effect"
 import type { ParseResult } from "effect"
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import { chmodSync, rmSync } from "node:fs"
@@ -140,6 +140,20 @@ export interface ControlLimits {
   readonly requestTimeoutMs: number
 }
 
+/** Team commands one instance may have waiting for their answers at once; more are refused (429) at once. */
+export const MAX_COMMANDS_IN_FLIGHT = 4
+
+// Refusals anyone can cause (no valid token needed) must not fill combined.log: at most this many lines per
+// window; the number left out goes with the next line written.
+const REFUSAL_LOG_BURST = 20
+const REFUSAL_LOG_WINDOW_MS = 10_000
+
+interface RefusalWindow {
+  readonly windowStart: number
+  readonly written: number
+  readonly suppressed: number
+}
+
 export const defaultLimits: ControlLimits = {
   maxBodyBytes: 256 * 1024,
   maxConnections: 128,
@@ -267,13 +281,27 @@ export const make = (
     const hooks = yield* Effect.acquireRelease(PubSub.unbounded<HookEvent>(), PubSub.shutdown)
     const teamHandler = yield* Ref.make<Option.Option<TeamHandler>>(Option.none())
     const runtime = yield* Effect.runtime<never>()
+    const inFlight = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
+    const refusals = yield* Ref.make<RefusalWindow>({ windowStart: 0, written: 0, suppressed: 0 })
+
+    const logRefusal = (event: string, fields: Readonly<Record<string, unknown>>) =>
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
+        const before = yield* Ref.modify(refusals, (r): readonly [number | undefined, RefusalWindow] => {
+          const current = now - r.windowStart >= REFUSAL_LOG_WINDOW_MS ? { ...r, windowStart: now, written: 0 } : r
+          if (current.written >= REFUSAL_LOG_BURST) return [undefined, { ...current, suppressed: current.suppressed + 1 }]
+          return [current.suppressed, { ...current, written: current.written + 1, suppressed: 0 }]
+        })
+        if (before === undefined) return
+        yield* runLog.log(event, before > 0 ? { ...fields, suppressedBefore: before } : fields)
+      })
 
     // Checks token and generation; answers [status, reason] on refusal.
     const authenticate = (msg: typeof Envelope.Type, kind: string) =>
       Effect.gen(function*(): Effect.fn.Return<Option.Option<readonly [number, string]>> {
         const reg = (yield* Ref.get(registry)).get(msg.instance)
         if (reg === undefined || !sameToken(reg.digest, msg.token)) {
-          yield* runLog.log("control.rejected", { instance: msg.instance, kind, reason: "bad token" })
+          yield* logRefusal("control.rejected", { instance: msg.instance, kind, reason: "bad token" })
           return Option.some([403, "refused: unknown instance or wrong token"] as const)
         }
         if (msg.generation !== reg.generation) {
@@ -287,13 +315,13 @@ export const make = (
       Effect.gen(function*() {
         const json = yield* Effect.try(() => JSON.parse(body) as unknown).pipe(Effect.option)
         if (Option.isNone(json)) {
-          yield* runLog.log("control.rejected", { path: path.slice(0, 64), reason: "malformed JSON" })
+          yield* logRefusal("control.rejected", { path: path.slice(0, 64), reason: "malformed JSON" })
           return [400, "refused: malformed JSON"] as const
         }
         if (path === "/hook") {
           const decoded = Schema.decodeUnknownOption(HookMessage)(json.value)
           if (Option.isNone(decoded)) {
-            yield* runLog.log("control.rejected", { path, reason: "invalid hook message" })
+            yield* logRefusal("control.rejected", { path, reason: "invalid hook message" })
             return [400, "refused: invalid hook message"] as const
           }
           const msg = decoded.value
@@ -301,7 +329,7 @@ export const make = (
           if (Option.isSome(refusal)) return refusal.value
           const payload = decodeHookPayload(msg.hook, msg.payload)
           if (Either.isLeft(payload)) {
-            yield* runLog.log("control.rejected", { instance: msg.instance, kind: `hook:${msg.hook}`, reason: payload.left })
+            yield* logRefusal("control.rejected", { instance: msg.instance, kind: `hook:${msg.hook}`, reason: payload.left })
             return [400, `refused: ${payload.left}`] as const
           }
           yield* PubSub.publish(hooks, {
@@ -316,7 +344,7 @@ export const make = (
         if (path === "/team") {
           const decoded = Schema.decodeUnknownOption(TeamMessage)(json.value)
           if (Option.isNone(decoded)) {
-            yield* runLog.log("control.rejected", { path, reason: "invalid team message" })
+            yield* logRefusal("control.rejected", { path, reason: "invalid team message" })
             return [400, "refused: invalid team command"] as const
           }
           const msg = decoded.value
@@ -325,8 +353,18 @@ export const make = (
           const handler = yield* Ref.get(teamHandler)
           if (Option.isNone(handler)) return [503, "refused: the orchestrator is not ready yet, try again in a moment"] as const
           const request = { instance: msg.instance, generation: msg.generation, command: msg.command, args: msg.args }
+          // Each waiting command holds a connection: one instance may not hold them all.
+          const admitted = yield* Ref.modify(inFlight, (m) => {
+            const n = m.get(msg.instance) ?? 0
+            return n >= MAX_COMMANDS_IN_FLIGHT ? [false, m] as const : [true, new Map(m).set(msg.instance, n + 1)] as const
+          })
+          if (!admitted) {
+            yield* runLog.log("control.busy", { instance: msg.instance, command: msg.command })
+            return [429, `refused: ${MAX_COMMANDS_IN_FLIGHT} of your cco team commands are still waiting for their answers; wait for them`] as const
+          }
           const reply = yield* handler.value(request).pipe(
-            Effect.catchAllDefect((d) => Effect.succeed({ ok: false, text: `error: ${String(d)}` }))
+            Effect.catchAllDefect((d) => Effect.succeed({ ok: false, text: `error: ${String(d)}` })),
+            Effect.ensuring(Ref.update(inFlight, (m) => new Map(m).set(msg.instance, (m.get(msg.instance) ?? 1) - 1)))
           )
           return [reply.ok ? 200 : 422, reply.text] as const
         }
@@ -348,7 +386,7 @@ export const make = (
         res.end(text.endsWith("\n") ? text : text + "\n")
       }
       const refuseLarge = () => {
-        Runtime.runFork(runtime)(runLog.log("control.rejected", { path: (req.url ?? "/").slice(0, 64), reason: "body too large" }))
+        Runtime.runFork(runtime)(logRefusal("control.rejected", { path: (req.url ?? "/").slice(0, 64), reason: "body too large" }))
         respond(413, tooLarge, true)
       }
       if (req.method !== "POST") return respond(405, "POST only", true)
@@ -365,7 +403,7 @@ export const make = (
     })
     server.maxConnections = limits.maxConnections
     server.keepAliveTimeout = 1000
-    server.on("drop", () => Runtime.runFork(runtime)(runLog.log("control.dropped", { reason: `more than ${limits.maxConnections} connections` })))
+    server.on("drop", () => Runtime.runFork(runtime)(logRefusal("control.dropped", { reason: `more than ${limits.maxConnections} connections` })))
 
     yield* Effect.acquireRelease(
       Effect.async<void, Error>((resume) => {

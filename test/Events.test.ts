@@ -1,6 +1,6 @@
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, Layer, PubSub, Queue, Stream } from "effect"
+import { Deferred, Effect, Fiber, Layer, PubSub, Queue, Stream, TestClock } from "effect"
 import { execFile } from "node:child_process"
 import { readFileSync, statSync } from "node:fs"
 import * as http from "node:http"
@@ -316,5 +316,45 @@ describe("control socket limits", () => {
       expect((yield* client(env, ["hook", "PostToolUse"], JSON.stringify(payload))).code).toBe(0)
       const ev = yield* Queue.take(sub)
       expect(ev).toMatchObject({ hook: "PostToolUse", payload: { tool_name: "Read", tool_use_id: "t1" } })
+    }).pipe(Effect.provide(NodeContext.layer)))
+})
+
+describe("what one instance or a stranger can cost", () => {
+  it.scoped("refusals anyone can cause write at most 20 lines per 10 s; the count left out goes with the next line", () =>
+    Effect.gen(function*() {
+      const { dir, events } = yield* setup
+      for (let i = 0; i < 50; i++) {
+        expect((yield* post(events.socketPath, "/hook", hookBody("worker-1", "guess", "Stop", {}))).status).toBe(403)
+      }
+      expect(logLines(dir).filter((l) => l.event === "control.rejected")).toHaveLength(20)
+      yield* TestClock.adjust("10 seconds")
+      expect((yield* post(events.socketPath, "/team", "{")).status).toBe(400)
+      const last = logLines(dir).filter((l) => l.event === "control.rejected").at(-1)
+      expect(last).toMatchObject({ reason: "malformed JSON", suppressedBefore: 30 })
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scoped("one instance may have at most 4 team commands waiting; a fifth is refused at once, and others go on", () =>
+    Effect.gen(function*() {
+      const { events } = yield* setup
+      const em1 = yield* events.register("em-1")
+      const em2 = yield* events.register("em-2")
+      const release = yield* Deferred.make<void>()
+      let entered = 0
+      yield* events.setTeamHandler((req) =>
+        req.command === "merge"
+          ? Effect.sync(() => entered++).pipe(Effect.zipRight(Deferred.await(release)), Effect.as({ ok: true, text: "merged" }))
+          : Effect.succeed({ ok: true, text: "status" }))
+      const command = (instance: string, token: string, name: string) =>
+        post(events.socketPath, "/team", JSON.stringify({ instance, generation: 0, token, command: name, args: [] }))
+      const waiting = yield* Effect.all(Array.from({ length: 4 }, () => command("em-1", em1, "merge")), { concurrency: "unbounded" }).pipe(Effect.fork)
+      while (entered < 4) yield* Effect.promise(() => new Promise((r) => setTimeout(r, 10)))
+      const fifth = yield* command("em-1", em1, "merge")
+      expect(fifth.status).toBe(429)
+      expect(fifth.text).toContain("4 of your cco team commands are still waiting")
+      expect(yield* command("em-2", em2, "status")).toEqual({ status: 200, text: "status\n" })
+      yield* Deferred.succeed(release, undefined)
+      expect((yield* Fiber.join(waiting)).map((r) => r.status)).toEqual([200, 200, 200, 200])
+      // Answered commands free their places.
+      expect((yield* command("em-1", em1, "merge")).status).toBe(200)
     }).pipe(Effect.provide(NodeContext.layer)))
 })
