@@ -219,6 +219,15 @@ export const decodeHookPayload = (hook: HookName, payload: unknown): Either.Eith
     }
   )
 
+/** A cause as text for the log, bounded; a defect that cannot even be printed (too deep, say) is named as such. */
+export const describeCause = (cause: Cause.Cause<unknown>): string => {
+  try {
+    return Cause.pretty(cause).slice(0, 2000)
+  } catch {
+    return "a failure that cannot be printed"
+  }
+}
+
 /**
  * Runs `handle` for every hook event, for as long as the scope lives. A failure or defect in handling one event
  * is logged (`hook.failed`) and costs that event only: the next one is handled as usual.
@@ -236,7 +245,7 @@ export const consumeHooks = <R>(
               instance: event.instance,
               generation: event.generation,
               hook: event.hook,
-              cause: Cause.pretty(cause).slice(0, 2000)
+              cause: describeCause(cause)
             })
           )
         )

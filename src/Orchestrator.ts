@@ -423,7 +423,7 @@ const orchestrate = (
     const boardChanged = Ref.set(structureDirty, true).pipe(Effect.zipRight(writeState))
     yield* Ref.getAndSet(structureDirty, false).pipe(
       Effect.flatMap((dirty) => dirty ? writeTeamStructure("team progress") : Effect.void),
-      Effect.catchAllCause((cause) => runLog.log("team-structure.failed", { message: String(cause).slice(0, 2000) })),
+      Effect.catchAllCause((cause) => runLog.log("team-structure.failed", { message: EventsModule.describeCause(cause) })),
       Effect.repeat(Schedule.spaced(Duration.seconds(10))),
       Effect.forkIn(scope)
     )
@@ -955,7 +955,7 @@ const orchestrate = (
       Effect.flatMap(({ generation, instance, limit }) =>
         Effect.forkIn(
           onLimit(instance, generation, limit).pipe(
-            Effect.catchAllCause((cause) => runLog.log("limit.failed", { instance, limit: limit._tag, cause: String(cause).slice(0, 2000) }))
+            Effect.catchAllCause((cause) => runLog.log("limit.failed", { instance, limit: limit._tag, cause: EventsModule.describeCause(cause) }))
           ),
           scope
         )),
@@ -1055,7 +1055,7 @@ const orchestrate = (
         supervisors,
         spec.name,
         healthCheck(spec.name).pipe(
-          Effect.catchAllCause((cause) => runLog.log("supervisor.error", { instance: spec.name, cause: String(cause) })),
+          Effect.catchAllCause((cause) => runLog.log("supervisor.error", { instance: spec.name, cause: EventsModule.describeCause(cause) })),
           Effect.repeat(Schedule.spaced(Duration.seconds(config.healthCheckIntervalSeconds))),
           Effect.delay(Duration.seconds(config.healthCheckIntervalSeconds))
         )
@@ -1099,7 +1099,7 @@ const orchestrate = (
           byInstance: Object.fromEntries(snapshot.instances.map((c) => [c.name, c.usd]))
         }).pipe(Effect.zipRight(writeState))
       }),
-      Effect.catchAllCause((cause) => runLog.log("cost.error", { cause: String(cause) })),
+      Effect.catchAllCause((cause) => runLog.log("cost.error", { cause: EventsModule.describeCause(cause) })),
       Effect.repeat(Schedule.spaced(Duration.seconds(Math.min(15, config.healthCheckIntervalSeconds * 2)))),
       Effect.forkIn(scope)
     )

@@ -185,6 +185,8 @@ describe("hook payloads are decoded before anyone sees them", () => {
         Effect.sync(() => {
           // What the orchestrator did with an unchecked payload: String() of an object with a non-callable toString.
           if (event.payload.message === "boom") String({ toString: 1 } as unknown as string)
+          // A defect too deep to print.
+          if (event.payload.message === "deep") throw JSON.parse("[".repeat(20_000) + "]".repeat(20_000))
           handled.push(event.payload.message ?? event.hook)
         })
       yield* Events.consumeHooks(events.hooks, handle).pipe(Effect.provideService(RunLog.RunLog, runLog), Effect.forkScoped)
@@ -193,6 +195,7 @@ describe("hook payloads are decoded before anyone sees them", () => {
       yield* Effect.gen(function*() {
         while (!handled.includes("after")) {
           yield* PubSub.publish(events.hooks, event("boom"))
+          yield* PubSub.publish(events.hooks, event("deep"))
           yield* PubSub.publish(events.hooks, event("after"))
           yield* Effect.sleep("100 millis")
         }
