@@ -372,7 +372,7 @@ export const make = (
             return [429, `refused: ${MAX_COMMANDS_IN_FLIGHT} of your cco team commands are still waiting for their answers; wait for them`] as const
           }
           const reply = yield* handler.value(request).pipe(
-            Effect.catchAllDefect((d) => Effect.succeed({ ok: false, text: `error: ${String(d)}` })),
+            Effect.catchAllDefect((d) => Effect.succeed({ ok: false, text: `error: ${describeCause(Cause.die(d)).slice(0, 500)}` })),
             Effect.ensuring(Ref.update(inFlight, (m) => new Map(m).set(msg.instance, (m.get(msg.instance) ?? 1) - 1)))
           )
           return [reply.ok ? 200 : 422, reply.text] as const
@@ -405,7 +405,7 @@ export const make = (
         (body) =>
           Runtime.runPromise(runtime)(handle(req.url ?? "/", body)).then(
             ([status, text]) => respond(status, text),
-            (e) => respond(500, `error: ${String(e)}`)
+            () => respond(500, "error: cco failed to handle this request")
           ),
         (e) => (e instanceof BodyTooLarge ? refuseLarge() : req.destroy())
       )

@@ -323,6 +323,17 @@ describe("control socket limits", () => {
 })
 
 describe("what one instance or a stranger can cost", () => {
+  it.scoped("a team command whose handling dies, even with a value too deep to print, is answered and the socket serves on", () =>
+    Effect.gen(function*() {
+      const { events } = yield* setup
+      const token = yield* events.register("em-1")
+      yield* events.setTeamHandler((req) =>
+        req.command === "status" ? Effect.succeed({ ok: true, text: "fine" }) : Effect.die(JSON.parse("[".repeat(20_000) + "]".repeat(20_000))))
+      const command = (name: string) => post(events.socketPath, "/team", JSON.stringify({ instance: "em-1", generation: 0, token, command: name, args: [] }))
+      expect(yield* command("merge")).toEqual({ status: 422, text: "error: a failure that cannot be printed\n" })
+      expect(yield* command("status")).toEqual({ status: 200, text: "fine\n" })
+    }).pipe(Effect.provide(NodeContext.layer)))
+
   it.scoped("refusals anyone can cause write at most 20 lines per 10 s; the count left out goes with the next line", () =>
     Effect.gen(function*() {
       const { dir, events } = yield* setup
