@@ -64,6 +64,30 @@ const keepCcoOnPath = () => {
   }
 }
 
+// The control socket takes at most 256 KiB a request. A larger event (a PostToolUse whose tool_response is a big
+// file) still arrives: its nested fields are left out and its long texts cut, within this budget.
+const MAX_PAYLOAD_BYTES = 192 * 1024
+const MAX_TEXT = 16 * 1024
+
+const fitPayload = (payload) => {
+  try {
+    if (Buffer.byteLength(JSON.stringify(payload)) <= MAX_PAYLOAD_BYTES) return payload
+  } catch {
+    // Nested too deep to serialise: trimmed like an oversize one.
+  }
+  const small = { cco_trimmed: true }
+  let budget = MAX_PAYLOAD_BYTES - 1024
+  for (const [key, value] of Object.entries(payload ?? {})) {
+    const kept = typeof value === "string" ? value.slice(0, MAX_TEXT) : typeof value === "number" || typeof value === "boolean" ? value : undefined
+    if (kept === undefined) continue
+    const cost = Buffer.byteLength(JSON.stringify(key) + JSON.stringify(kept)) + 2
+    if (cost > budget) continue
+    budget -= cost
+    small[key] = kept
+  }
+  return small
+}
+
 // A hook must never break the Claude Code session: it always exits 0, quietly.
 const hook = async (name) => {
   const id = identity()
@@ -77,7 +101,8 @@ const hook = async (name) => {
     payload = { unparsed: raw.slice(0, 2000) }
   }
   try {
-    await post(id.socket, "/hook", { instance: id.instance, generation: id.generation, token: id.token, hook: name, payload }, 3000)
+    const body = { instance: id.instance, generation: id.generation, token: id.token, hook: name, payload: fitPayload(payload) }
+    await post(id.socket, "/hook", body, 3000)
   } catch {
     // The orchestrator may be restarting; the supervisor notices missing events through the pane.
   }

@@ -6,7 +6,7 @@ import * as Path from "@effect/platform/Path"
 import { Context, Duration, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import * as ClaudeCode from "./ClaudeCode.js"
-import { Events } from "./Events.js"
+import * as Events from "./Events.js"
 import { exec } from "./Exec.js"
 import { RunLog } from "./RunLog.js"
 import * as Secrets from "./Secrets.js"
@@ -54,7 +54,7 @@ export interface AgentShape {
   readonly configDir: (instance: string) => string
   /** Prepares the config dir and starts the session; returns the generation it runs as. */
   readonly launch: (request: LaunchRequest) => Effect.Effect<number, AgentError>
-  /** Takes over a live session of a resumed run: its saved token and generation are accepted again. */
+  /** Takes over a live session of a resumed run: its token (known by its saved digest) and generation are accepted again. */
   readonly attach: (instance: string, generation: number) => Effect.Effect<boolean>
   /** Pastes text as one prompt and presses Enter; the text is neutralised first (see Untrusted.neutralise). */
   readonly deliver: (instance: string, text: string) => Effect.Effect<void, AgentError>
@@ -150,7 +150,7 @@ const withIdentity = (fs: FileSystem.FileSystem, socketPath: string, instance: s
 export const make = (settings: AgentSettings) =>
   Effect.gen(function*() {
     const tmux = yield* Tmux
-    const events = yield* Events
+    const events = yield* Events.Events
     const runLog = yield* RunLog
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
@@ -169,7 +169,9 @@ export const make = (settings: AgentSettings) =>
     const hookCommand = ["env", "-u", "NODE_EXTRA_CA_CERTS", ...settings.clientCommand.map(shellQuote), "hook"].join(" ")
 
     const sessionName = (instance: string) => `${settings.sessionPrefix}${instance}`
-    const tokenFile = (instance: string) => path.join(settings.runFolder, "instances", instance, "token")
+    // Only the sha256 of an instance's token is kept on disk (worktrees lie inside the run folder, so an agent can
+    // read it): enough for a resumed orchestrator to recognise a live session's token, useless to present as one.
+    const digestFile = (instance: string) => path.join(settings.runFolder, "instances", instance, "token.sha256")
     const configDir = (instance: string) => path.join(settings.runFolder, "instances", instance, "claude")
     const fail = (instance: string, operation: string) => (e: { readonly message: string }) =>
       new AgentError({ instance, operation, message: e.message })
@@ -178,13 +180,13 @@ export const make = (settings: AgentSettings) =>
       const { instance } = request
       const generation = ((yield* Ref.get(generations)).get(instance) ?? -1) + 1
       yield* Ref.update(generations, (m) => new Map(m).set(instance, generation))
+      // A fresh token for every generation: the one the replaced session had stops working.
       const token = yield* events.register(instance)
       Secrets.remember(token, "control-token")
       yield* events.setGeneration(instance, generation)
-      // Kept (0600) so that a resumed orchestrator can take over this live session.
-      yield* fs.makeDirectory(path.dirname(tokenFile(instance)), { recursive: true, mode: 0o700 }).pipe(
-        Effect.zipRight(fs.writeFileString(tokenFile(instance), token, { mode: 0o600 })),
-        Effect.mapError(fail(instance, "save token"))
+      yield* fs.makeDirectory(path.dirname(digestFile(instance)), { recursive: true, mode: 0o700 }).pipe(
+        Effect.zipRight(fs.writeFileString(digestFile(instance), `${Events.tokenDigest(token)}\n`, { mode: 0o600 })),
+        Effect.mapError(fail(instance, "save token digest"))
       )
       const launchSpec: ClaudeCode.InstanceLaunch = {
         configDir: configDir(instance),
@@ -292,11 +294,9 @@ export const make = (settings: AgentSettings) =>
     })
 
     const attach = Effect.fn("Agent.attach")(function*(instance: string, generation: number) {
-      const token = yield* fs.readFileString(tokenFile(instance)).pipe(Effect.option)
-      if (Option.isNone(token)) return false
-      Secrets.remember(token.value.trim(), "control-token")
-      yield* events.register(instance, token.value.trim())
-      yield* events.setGeneration(instance, generation)
+      const digest = yield* fs.readFileString(digestFile(instance)).pipe(Effect.option)
+      if (Option.isNone(digest)) return false
+      yield* events.restore(instance, digest.value.trim(), generation)
       yield* Ref.update(generations, (m) => new Map(m).set(instance, generation))
       yield* runLog.log("instance.attached", { instance, generation, session: sessionName(instance) })
       return true

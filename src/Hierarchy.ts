@@ -78,6 +78,44 @@ export const instances = (topo: Topology, branches: Branches): ReadonlyArray<Ins
   return out
 }
 
+/**
+ * Whom an instance may send a `cco team message`: its lead, its reports and its siblings (the same lead), in
+ * that order. Nobody else: a worker cannot reach another team, nor the Director.
+ */
+export const messageable = (from: InstanceSpec, specs: ReadonlyArray<InstanceSpec>): ReadonlyArray<string> => [
+  ...(from.lead === undefined ? [] : [from.lead]),
+  ...from.reports,
+  ...(from.lead === undefined ? [] : specs.filter((s) => s.lead === from.lead && s.name !== from.name).map((s) => s.name))
+]
+
+/** `cco team message` is for short notes; longer texts belong in a file on the sender's branch. */
+export const MAX_MESSAGE_CHARS = 4000
+/** Messages that may wait for one instance at once; more are refused until it has taken them. */
+export const MAX_WAITING_MESSAGES = 20
+
+/** Why a `cco team message` from `from` to `to` is refused, or undefined when it may go. */
+export const messageRefusal = (
+  from: InstanceSpec,
+  to: string,
+  text: string,
+  specs: ReadonlyArray<InstanceSpec>,
+  waiting: number
+): string | undefined => {
+  const team = messageable(from, specs)
+  if (!team.includes(to)) return `${from.name} can message only its lead, reports and siblings: ${team.join(", ")}`
+  if (text.length > MAX_MESSAGE_CHARS) {
+    return `a message is at most ${MAX_MESSAGE_CHARS} characters (this one has ${text.length}); commit longer text to a file on your branch and name it`
+  }
+  if (waiting >= MAX_WAITING_MESSAGES) return `${to} has ${waiting} messages waiting; send yours once it has read them`
+  return undefined
+}
+
+/** Why `cco team done` from `spec` is refused before any git check, or undefined: only the top reports without a task. */
+export const doneRefusal = (spec: InstanceSpec, board: Board): string | undefined =>
+  spec.lead !== undefined && currentTask(board, spec.name) === undefined
+    ? `${spec.name} has no task to report on; wait for one from ${spec.lead}`
+    : undefined
+
 // ---------------------------------------------------------------------------
 // The task board.
 

@@ -4,7 +4,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Deferred, Duration, Effect, FiberMap, Layer, Option, Queue, Redacted, Ref, Schedule, Schema, Stream } from "effect"
+import { Deferred, Duration, Effect, FiberMap, Layer, Option, Queue, Redacted, Ref, Schedule, Schema } from "effect"
 import * as AgentModule from "./Agent.js"
 import { Agent, type Credential } from "./Agent.js"
 import * as Auth from "./Auth.js"
@@ -486,6 +486,7 @@ const orchestrate = (
     const boardChanged = Ref.set(structureDirty, true).pipe(Effect.zipRight(writeState))
     yield* Ref.getAndSet(structureDirty, false).pipe(
       Effect.flatMap((dirty) => dirty ? writeTeamStructure("team progress") : Effect.void),
+      Effect.catchAllCause((cause) => runLog.log("team-structure.failed", { message: EventsModule.describeCause(cause) })),
       Effect.repeat(Schedule.spaced(Duration.seconds(10))),
       Effect.forkIn(scope)
     )
@@ -681,10 +682,8 @@ const orchestrate = (
         if (event.hook === "Stop" || event.hook === "PostToolUse" || event.hook === "PostToolUseFailure") yield* spendWatch.spent(name)
       })
 
-    yield* Stream.fromPubSub(events.hooks).pipe(
-      Stream.runForEach(onHook),
-      Effect.forkIn(scope)
-    )
+    // A bad event costs that event only: the loop outlives any failure in handling one.
+    yield* EventsModule.consumeHooks(events.hooks, onHook).pipe(Effect.forkIn(scope))
 
     // --- team commands
     const reply = (ok: boolean, text: string): TeamReply => ({ ok, text })
@@ -747,6 +746,8 @@ const orchestrate = (
       Effect.gen(function*() {
         const summary = args.join(" ").trim()
         if (summary === "") return reply(false, "usage: cco team done <summary>")
+        const taskless = H.doneRefusal(from, yield* Ref.get(board))
+        if (taskless !== undefined) return reply(false, `refused: ${taskless}`)
         const inst = yield* get(from.name)
         const unmerged = (yield* Ref.get(board)).tasks.filter((t) => from.reports.includes(t.assignee) && t.status === "done")
         if (unmerged.length > 0) {
@@ -825,7 +826,9 @@ const orchestrate = (
       Effect.gen(function*() {
         const [to, ...words] = args
         const text = words.join(" ").trim()
-        if (to === undefined || text === "" || !specOf.has(to)) return reply(false, `usage: cco team message <instance> <text> (instances: ${list(specs.map((s) => s.name))})`)
+        if (to === undefined || text === "") return reply(false, `usage: cco team message <instance> <text> (your team: ${list(H.messageable(from, specs))})`)
+        const refusal = H.messageRefusal(from, to, text, specs, specOf.has(to) ? (yield* get(to)).outbox.length : 0)
+        if (refusal !== undefined) return reply(false, `refused: ${refusal}`)
         yield* send(to, `[cco] Message from ${from.name}: ${text}`)
         return reply(true, `sent to ${to}`)
       })
@@ -859,7 +862,7 @@ const orchestrate = (
             return Effect.succeed(reply(false, `unknown command "${request.command}"; try: assign, done, merge, message, status`))
         }
       })()
-      return runLog.log("team.command", { instance: from.name, command: request.command, args: request.args }).pipe(
+      return runLog.log("team.command", { instance: from.name, command: request.command, args: EventsModule.argsForLog(request.args) }).pipe(
         Effect.zipRight(handled),
         Effect.catchTag("GitError", (e) => Effect.succeed(reply(false, `error: git failed: ${e.message}`))),
         Effect.tap((r) => runLog.log("team.reply", { instance: from.name, command: request.command, ok: r.ok, text: r.text.slice(0, 500) }))
@@ -1108,7 +1111,13 @@ const orchestrate = (
         }
       })
     yield* Queue.take(limitEvents).pipe(
-      Effect.flatMap(({ generation, instance, limit }) => Effect.forkIn(onLimit(instance, generation, limit), scope)),
+      Effect.flatMap(({ generation, instance, limit }) =>
+        Effect.forkIn(
+          onLimit(instance, generation, limit).pipe(
+            Effect.catchAllCause((cause) => runLog.log("limit.failed", { instance, limit: limit._tag, cause: EventsModule.describeCause(cause) }))
+          ),
+          scope
+        )),
       Effect.forever,
       Effect.forkIn(scope)
     )
@@ -1205,7 +1214,7 @@ const orchestrate = (
         supervisors,
         spec.name,
         healthCheck(spec.name).pipe(
-          Effect.catchAllCause((cause) => runLog.log("supervisor.error", { instance: spec.name, cause: String(cause) })),
+          Effect.catchAllCause((cause) => runLog.log("supervisor.error", { instance: spec.name, cause: EventsModule.describeCause(cause) })),
           Effect.repeat(Schedule.spaced(Duration.seconds(config.healthCheckIntervalSeconds))),
           Effect.delay(Duration.seconds(config.healthCheckIntervalSeconds))
         )
@@ -1225,7 +1234,7 @@ const orchestrate = (
           byInstance: Object.fromEntries(snapshot.instances.map((c) => [c.name, c.usd]))
         }).pipe(Effect.zipRight(writeState))
       }),
-      Effect.catchAllCause((cause) => runLog.log("cost.error", { cause: String(cause) })),
+      Effect.catchAllCause((cause) => runLog.log("cost.error", { cause: EventsModule.describeCause(cause) })),
       Effect.repeat(Schedule.spaced(Duration.seconds(Math.min(15, config.healthCheckIntervalSeconds * 2)))),
       Effect.forkIn(scope)
     )

@@ -58,6 +58,45 @@ describe("instances and branches", () => {
   })
 })
 
+describe("message scope", () => {
+  const specs = H.instances(H.topology(5, 2), { target: "main", prefix: "cco/r1" })
+  const scope = (name: string) => H.messageable(specs.find((s) => s.name === name)!, specs)
+
+  it("an instance may message its lead, its reports and its siblings, nobody else", () => {
+    // director → em-1 (worker-1, worker-2), em-2 (worker-3, worker-4), em-3 (worker-5)
+    expect(scope("director")).toEqual(["em-1", "em-2", "em-3"])
+    expect(scope("em-2")).toEqual(["director", "worker-3", "worker-4", "em-1", "em-3"])
+    expect(scope("worker-1")).toEqual(["em-1", "worker-2"])
+    expect(scope("worker-5")).toEqual(["em-3"])
+  })
+
+  it("without a Director the EM reaches its workers, and workers their EM and each other", () => {
+    const single = H.instances(H.topology(2, 4), { target: "main", prefix: "cco/r1" })
+    expect(H.messageable(single[0]!, single)).toEqual(["worker-1", "worker-2"])
+    expect(H.messageable(single[2]!, single)).toEqual(["em-1", "worker-1"])
+  })
+})
+
+describe("message and done refusals", () => {
+  const specs = H.instances(H.topology(4, 2), { target: "main", prefix: "cco/r1" })
+  const spec = (name: string) => specs.find((s) => s.name === name)!
+
+  it("a message goes to the team only, is short, and waits behind at most a few others", () => {
+    expect(H.messageRefusal(spec("worker-1"), "em-1", "hi", specs, 0)).toBeUndefined()
+    expect(H.messageRefusal(spec("worker-1"), "worker-3", "hi", specs, 0)).toBe("worker-1 can message only its lead, reports and siblings: em-1, worker-2")
+    expect(H.messageRefusal(spec("worker-1"), "worker-2", "x".repeat(H.MAX_MESSAGE_CHARS + 1), specs, 0)).toMatch(/at most 4000 characters \(this one has 4001\)/)
+    expect(H.messageRefusal(spec("em-1"), "director", "hi", specs, H.MAX_WAITING_MESSAGES)).toBe("director has 20 messages waiting; send yours once it has read them")
+    expect(H.messageRefusal(spec("em-1"), "director", "hi", specs, H.MAX_WAITING_MESSAGES - 1)).toBeUndefined()
+  })
+
+  it("only the top may report done without a task", () => {
+    const board = H.assign(H.emptyBoard, "worker-1", "em-1", "write a.js", "t0")
+    expect(H.doneRefusal(spec("worker-1"), board)).toBeUndefined()
+    expect(H.doneRefusal(spec("worker-2"), board)).toBe("worker-2 has no task to report on; wait for one from em-1")
+    expect(H.doneRefusal(spec("director"), H.emptyBoard)).toBeUndefined()
+  })
+})
+
 describe("board and TEAM_STRUCTURE.md", () => {
   it("tracks the current task per instance and renders every instance", () => {
     const specs = H.instances(H.topology(2, 4), { target: "main", prefix: "cco/r1" })

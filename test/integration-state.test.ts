@@ -129,8 +129,8 @@ describe("run state with the fake agent", () => {
         }
         if (flooded || command === undefined || !command.includes("cco team done")) return reply
         flooded = true
-        // 30 notes of 2,500 characters before the report: more than the outbox keeps, by count and by size.
-        return withCommand(reply, `for i in $(seq 1 30); do cco team message em-1 "note $i $(printf '%2500s' | tr ' ' n)" >/dev/null; done; ${command}`)
+        // 30 notes of 3,900 characters (each under the 4,000 a message may have) before the report: more than the outbox keeps by size, so the oldest give way before the count of waiting messages refuses any.
+        return withCommand(reply, `for i in $(seq 1 30); do cco team message em-1 "note $i $(printf '%3900s' | tr ' ' n)" >/dev/null; done; ${command}`)
       }
       const mock = yield* startMockModel({ brain })
       const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, extra: calm })
