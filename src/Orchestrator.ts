@@ -25,7 +25,7 @@ import { type LogLine, RunLog } from "./RunLog.js"
 import * as TmuxModule from "./Tmux.js"
 import { Tmux } from "./Tmux.js"
 import { decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
-import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
+import { neutralise, PANE_MAX, TERMINAL_MAX } from "./Untrusted.js"
 import { type GitError, runBranchName, Worktree } from "./Worktree.js"
 
 export class RunError extends Schema.TaggedError<RunError>()("RunError", {
@@ -538,10 +538,12 @@ const orchestrate = (
           // New work going in restarts the supervisor's clocks: "busy with no progress" counts from now, not
           // from the instance's last hook (the CLI may take seconds to submit it), and the ladder starts over.
           const at = Date.now()
+          // One paste carries at most PANE_MAX characters: what does not fit waits for the next turn, uncut.
+          const [batch, rest] = Outbox.nextBatch(i.outbox, PANE_MAX)
           const next = {
             ...i,
-            outbox: [],
-            inFlight: i.outbox,
+            outbox: rest,
+            inFlight: batch,
             inFlightPasted: false,
             reminded: false,
             status: "busy" as Status,
@@ -549,13 +551,13 @@ const orchestrate = (
             lastEventAt: at,
             progressAt: at
           }
-          return [{ texts: i.outbox, from: i.status, generation: i.generation, prompted: i.prompted }, new Map(m).set(name, next)] as const
+          return [{ texts: batch, from: i.status, generation: i.generation, prompted: i.prompted }, new Map(m).set(name, next)] as const
         })
         if (taken === undefined) return
         yield* signalState
         yield* runLog.log("instance.state", { instance: name, from: taken.from, to: "busy", generation: taken.generation })
         yield* awaitIdleTitle(name)
-        const text = taken.texts.join("\n\n")
+        const text = taken.texts.join(Outbox.SEPARATOR)
         yield* agent.deliver(name, text).pipe(
           Effect.tap(() => update(name, (i) => i.inFlight === taken.texts ? { ...i, inFlightPasted: true } : i)),
           Effect.tap(() => runLog.log("prompt.delivered", { instance: name, chars: text.length, messages: taken.texts.length })),

@@ -9,7 +9,8 @@ export interface OutboxLimits {
   readonly maxChars: number
 }
 
-export const OUTBOX_LIMITS: OutboxLimits = { maxMessages: 20, maxChars: 64 * 1024 }
+// Well under what one paste carries (Untrusted.PANE_MAX), so that a full outbox goes in as one prompt beside a role prompt.
+export const OUTBOX_LIMITS: OutboxLimits = { maxMessages: 20, maxChars: 32 * 1024 }
 
 const NOTICE = /^\[cco\] (\d+) older messages? to you (?:was|were) dropped\b/
 
@@ -62,4 +63,21 @@ export const enqueue = (
     droppedChars,
     truncated: cut
   }
+}
+
+/** How texts in one delivery are joined. */
+export const SEPARATOR = "\n\n"
+
+/**
+ * The messages that go in as one prompt: the oldest ones whose joined text fits `maxChars` (at least one), so a
+ * full outbox never runs past what one paste carries and nothing at its end is cut; the rest wait for the next turn.
+ */
+export const nextBatch = (outbox: ReadonlyArray<string>, maxChars: number): readonly [ReadonlyArray<string>, ReadonlyArray<string>] => {
+  let n = 1
+  let size = outbox[0]?.length ?? 0
+  while (n < outbox.length && size + SEPARATOR.length + outbox[n]!.length <= maxChars) {
+    size += SEPARATOR.length + outbox[n]!.length
+    n++
+  }
+  return [outbox.slice(0, n), outbox.slice(n)]
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as O from "../src/Outbox.js"
+import { PANE_MAX } from "../src/Untrusted.js"
 
 const limits: O.OutboxLimits = { maxMessages: 5, maxChars: 1_000 }
 const add = (outbox: ReadonlyArray<string>, text: string, roleFirst = false) => O.enqueue(outbox, text, { role: false, roleFirst }, limits)
@@ -43,5 +44,17 @@ describe("Outbox", () => {
     const r = O.enqueue(["[cco] Message from em-1: hi"], role, { role: true, roleFirst: false }, limits)
     expect(r.outbox).toEqual([role, "[cco] Message from em-1: hi"])
     expect(add(r.outbox, "next", true).outbox).toEqual([role, "[cco] Message from em-1: hi", "next"])
+  })
+
+  it("one delivery takes the oldest messages that fit one paste, at least one; the rest wait for the next turn", () => {
+    const [batch, rest] = O.nextBatch(["a".repeat(40), "b".repeat(40), "c".repeat(40)], 90)
+    expect(batch).toEqual(["a".repeat(40), "b".repeat(40)])
+    expect(rest).toEqual(["c".repeat(40)])
+    expect(O.nextBatch(["x".repeat(500), "y"], 100)).toEqual([["x".repeat(500)], ["y"]])
+    expect(O.nextBatch(["a", "b"], 1_000)).toEqual([["a", "b"], []])
+  })
+
+  it("a full outbox fits in one paste with room for a role prompt", () => {
+    expect(O.OUTBOX_LIMITS.maxChars + O.OUTBOX_LIMITS.maxMessages * O.SEPARATOR.length).toBeLessThan(PANE_MAX - 10_000)
   })
 })
