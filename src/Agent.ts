@@ -74,6 +74,9 @@ const inheritedCredentials = [
   "ANTHROPIC_BASE_URL",
   "CLAUDE_CODE_OAUTH_TOKEN",
   "CLAUDE_CONFIG_DIR",
+  // The pane's own tmux server: its programs have no business driving other instances' panes.
+  "TMUX",
+  "TMUX_PANE",
   "CCO_SOCKET",
   "CCO_INSTANCE",
   "CCO_TOKEN",
@@ -188,12 +191,17 @@ export const make = (settings: AgentSettings) =>
         Effect.zipRight(fs.writeFileString(digestFile(instance), `${Events.tokenDigest(token)}\n`, { mode: 0o600 })),
         Effect.mapError(fail(instance, "save token digest"))
       )
+      // --continue needs a conversation to continue; without one the instance starts afresh.
+      const continueSession = request.continueSession && (yield* ClaudeCode.hasConversation(configDir(instance)).pipe(
+        Effect.provideService(FileSystem.FileSystem, fs),
+        Effect.provideService(Path.Path, path)
+      ))
       const launchSpec: ClaudeCode.InstanceLaunch = {
         configDir: configDir(instance),
         worktree: request.worktree,
         claudePath: settings.claudePath,
         ...(settings.model === undefined ? {} : { model: settings.model }),
-        continueSession: request.continueSession,
+        continueSession,
         credentialEnv: request.credential.env,
         hookCommand,
         extraEnv: {
@@ -237,7 +245,7 @@ export const make = (settings: AgentSettings) =>
         instance,
         generation,
         credential: request.credential.name,
-        resume: request.continueSession,
+        resume: continueSession,
         session,
         attach: `tmux -L ${tmux.socket} attach -t ${session}`
       })

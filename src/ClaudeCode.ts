@@ -165,6 +165,25 @@ const quietEnv: Readonly<Record<string, string>> = {
 }
 
 /** argv carries no secret; the credential travels only in env, as Redacted. */
+/**
+ * Whether the instance's config dir holds a conversation that `--continue` can pick up: a transcript under
+ * `projects/`. An instance stopped while its first prompt was being pasted has none, and `claude --continue`
+ * would then exit at once ("No conversation found to continue") on every restart. Each config dir belongs to one
+ * instance and one worktree, so any transcript there is its own.
+ */
+export const hasConversation = (configDir: string): Effect.Effect<boolean, never, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const projects = path.join(configDir, "projects")
+    const dirs = yield* fs.readDirectory(projects).pipe(Effect.orElseSucceed(() => []))
+    for (const dir of dirs) {
+      const files = yield* fs.readDirectory(path.join(projects, dir)).pipe(Effect.orElseSucceed(() => []))
+      if (files.some((f) => f.endsWith(".jsonl"))) return true
+    }
+    return false
+  })
+
 export const launchCommand = (launch: InstanceLaunch): {
   readonly argv: ReadonlyArray<string>
   readonly env: Readonly<Record<string, Redacted.Redacted<string> | string>>

@@ -198,4 +198,29 @@ describe.skipIf(process.platform !== "linux")("stopping an instance", () => {
       expect(yield* tmux.listSessions("cco-relaunch-")).toEqual([session])
       yield* agent.stop("worker-1")
     }).pipe(Effect.provide(Layer.merge(privateTmux(), NodeContext.layer))), { timeout: 60_000 })
+
+  it.scopedLive("Agent.launch continues a conversation only when there is one, and its pane knows no tmux server", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("cco-continue-")
+      const cli = path.join(dir, "recording-claude")
+      // Records its arguments and environment, then stays up as a session would.
+      writeFileSync(cli, `#!/bin/sh\necho "$@" > ${dir}/argv\nenv > ${dir}/env\nexec sleep 604\n`, { mode: 0o755 })
+      const agent = yield* makeAgent(dir, "continue", cli)
+      const launch = agent.launch({ instance: "worker-1", worktree: dir, credential: { name: "none", env: {} }, continueSession: true })
+      const recorded = (file: string) => waitFor(file, Effect.sync(() => existsSync(path.join(dir, file)) ? readFileSync(path.join(dir, file), "utf8") : undefined))
+      // Stopped before its first prompt went in: nothing to continue, so it starts afresh.
+      yield* launch
+      expect(yield* recorded("argv")).not.toContain("--continue")
+      const env = yield* recorded("env")
+      expect(env).toContain("CCO_INSTANCE=worker-1")
+      expect(env).not.toMatch(/^TMUX(_PANE)?=/m)
+      // Once a transcript exists, a restart picks the conversation up.
+      const project = path.join(agent.configDir("worker-1"), "projects", "-work")
+      mkdirSync(project, { recursive: true })
+      writeFileSync(path.join(project, "a1b2.jsonl"), "{}\n")
+      yield* Effect.sync(() => writeFileSync(path.join(dir, "argv"), ""))
+      yield* launch
+      yield* waitFor("--continue", Effect.sync(() => readFileSync(path.join(dir, "argv"), "utf8").includes("--continue") ? true : undefined))
+      yield* agent.stop("worker-1")
+    }).pipe(Effect.provide(Layer.merge(privateTmux(), NodeContext.layer))), { timeout: 60_000 })
 })
