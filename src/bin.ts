@@ -41,6 +41,27 @@ const report = (cause: Cause.Cause<unknown>): Effect.Effect<void> => {
 
 const claudePath = process.env["CCO_CLAUDE_PATH"]
 
+// Colour (help, usage errors) only for a terminal, and not when NO_COLOR is set (https://no-color.org): piped
+// into a file or a CI log, the escape codes are noise.
+const SGR = /\u001b\[[0-9;]*m/g
+const colourOn = (stream: NodeJS.WriteStream) => stream.isTTY === true && (process.env["NO_COLOR"] ?? "") === ""
+const plain = (args: ReadonlyArray<unknown>) => args.map((a) => typeof a === "string" ? a.replace(SGR, "") : a)
+
+const withColourPolicy = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Console.consoleWith((base) => {
+    const out = colourOn(process.stdout)
+    const err = colourOn(process.stderr)
+    if (out && err) return effect
+    const console: Console.Console = {
+      ...base,
+      log: (...args) => base.log(...(out ? args : plain(args))),
+      info: (...args) => base.info(...(out ? args : plain(args))),
+      error: (...args) => base.error(...(err ? args : plain(args))),
+      warn: (...args) => base.warn(...(err ? args : plain(args)))
+    }
+    return Effect.withConsole(effect, console)
+  })
+
 const main = Effect.gen(function*() {
   const path = yield* Path.Path
   const { root, version } = yield* findPackageRoot
@@ -65,6 +86,7 @@ const main = Effect.gen(function*() {
   return yield* cli(process.argv)
 }).pipe(
   Effect.tapErrorCause(report),
+  withColourPolicy,
   Effect.provide(NodeContext.layer)
 )
 
