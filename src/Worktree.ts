@@ -317,7 +317,9 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
     const copyEnvFiles = Effect.fn("Worktree.copyEnvFiles")(function*(repoDir: string, worktreePath: string) {
       const present: Array<string> = []
       for (const name of envFileNames) {
-        if (yield* exists(path.join(repoDir, name), repoDir)) present.push(name)
+        // Regular files only: copying a FIFO would wait for a writer forever.
+        const info = yield* fs.stat(path.join(repoDir, name)).pipe(Effect.option)
+        if (Option.isSome(info) && info.value.type === "File") present.push(name)
       }
       if (present.length === 0) return [] as ReadonlyArray<string>
       const [commonDirOut, trackedOut] = yield* Effect.all([

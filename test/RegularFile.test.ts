@@ -67,6 +67,18 @@ describe("files an agent can reach are read as regular files only", () => {
       expect(error.message).toContain("not a regular file")
     }).pipe(Effect.provide(Worktree.Default))), 15_000)
 
+  it.scoped("an env file that is a FIFO is not copied into a worktree", () =>
+    withNode(Effect.gen(function*() {
+      const repo = yield* tempDir("cco-repo-")
+      const worktreeDir = yield* tempDir("cco-worktree-")
+      execFileSync("git", ["init", "-q", worktreeDir])
+      mkfifo(path.join(repo, ".env"))
+      writeFileSync(path.join(repo, ".env.local"), "A=1\n")
+      const worktree = yield* Worktree
+      expect(yield* worktree.copyEnvFiles(repo, worktreeDir)).toEqual([".env.local"])
+      expect(readFileSync(path.join(worktreeDir, ".env.local"), "utf8")).toBe("A=1\n")
+    }).pipe(Effect.provide(Worktree.Default))), 15_000)
+
   it.scoped("scripts/cleanup.sh without the CLI does not wait on a FIFO state.json", () =>
     withNode(Effect.gen(function*() {
       const folder = yield* tempDir("cco-run-")
