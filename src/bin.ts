@@ -42,22 +42,26 @@ const report = (cause: Cause.Cause<unknown>): Effect.Effect<void> => {
 const claudePath = process.env["CCO_CLAUDE_PATH"]
 
 // Colour (help, usage errors) only for a terminal, and not when NO_COLOR is set (https://no-color.org): piped
-// into a file or a CI log, the escape codes are noise.
+// into a file or a CI log, escape codes are noise. Off a terminal every control sequence goes (status --watch's
+// clear-screen too); on one with NO_COLOR, only the colours.
 const SGR = /\u001b\[[0-9;]*m/g
+const CSI = /\u001b\[[0-9;?]*[ -/]*[@-~]/g
 const colourOn = (stream: NodeJS.WriteStream) => stream.isTTY === true && (process.env["NO_COLOR"] ?? "") === ""
-const plain = (args: ReadonlyArray<unknown>) => args.map((a) => typeof a === "string" ? a.replace(SGR, "") : a)
+const plainFor = (stream: NodeJS.WriteStream) => (args: ReadonlyArray<unknown>) =>
+  args.map((a) => typeof a === "string" ? a.replace(stream.isTTY === true ? SGR : CSI, "") : a)
 
 const withColourPolicy = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
   Console.consoleWith((base) => {
     const out = colourOn(process.stdout)
     const err = colourOn(process.stderr)
     if (out && err) return effect
+    const [plainOut, plainErr] = [plainFor(process.stdout), plainFor(process.stderr)]
     const console: Console.Console = {
       ...base,
-      log: (...args) => base.log(...(out ? args : plain(args))),
-      info: (...args) => base.info(...(out ? args : plain(args))),
-      error: (...args) => base.error(...(err ? args : plain(args))),
-      warn: (...args) => base.warn(...(err ? args : plain(args)))
+      log: (...args) => base.log(...(out ? args : plainOut(args))),
+      info: (...args) => base.info(...(out ? args : plainOut(args))),
+      error: (...args) => base.error(...(err ? args : plainErr(args))),
+      warn: (...args) => base.warn(...(err ? args : plainErr(args)))
     }
     return Effect.withConsole(effect, console)
   })

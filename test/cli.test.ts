@@ -262,7 +262,7 @@ describe("cco command line", () => {
       expect(plain.stdout).not.toContain("\u001b")
     }), 60_000)
 
-  it.scoped("a FIFO in place of orchestrator.json, state.json or cco.lock fails at once (or is ignored), never hangs", () =>
+  it.scoped("a FIFO in place of orchestrator.json, state.json or cco.lock fails at once (or is ignored), never hangs; status --watch piped clears no screen", () =>
     Effect.gen(function*() {
       const config = yield* tempDir("cco-cli-")
       execFileSync("mkfifo", [path.join(config, "orchestrator.json")])
@@ -277,12 +277,16 @@ describe("cco command line", () => {
         instances: [], board: { tasks: [] }, merges: []
       }))
       execFileSync("mkfifo", [path.join(locked, "cco.lock")])
-      const [validate, status, cleanup, lockStatus] = yield* Effect.all([
+      const [validate, status, cleanup, lockStatus, watch] = yield* Effect.all([
         ccoQuick(["validate", "--config", config]),
         ccoQuick(["status", run]),
         ccoQuick(["cleanup", "--dry-run", run]),
-        ccoQuick(["status", "--json", locked])
+        ccoQuick(["status", "--json", locked]),
+        // Watching until killed; piped, it does not clear a screen it does not have.
+        ccoQuick(["status", "--watch", locked], 25)
       ], { concurrency: "unbounded" })
+      expect(watch.stdout).toContain("refreshing every 2 s")
+      expect(watch.stdout).not.toContain("\u001b")
       expect(validate.stderr).toBe(`cco: ${config}/orchestrator.json: is a FIFO (named pipe), not a regular file\n`)
       expect(validate.code).toBe(2)
       expect(status.stderr).toBe(`cco: ${run}/state.json: is a FIFO (named pipe), not a regular file\n`)
