@@ -54,6 +54,8 @@ fi
 
 # Prints `key<TAB>value` for the top-level string fields of a JSON file, then `session`/`worktree` lines per instance.
 json_fields() {
+  # Regular files only: reading a FIFO would wait for a writer forever.
+  [ -f "$1" ] || return 1
   case "$reader" in
     node)
       node -e '

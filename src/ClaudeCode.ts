@@ -4,6 +4,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Option, Redacted, Schema } from "effect"
+import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 
 export interface InstanceLaunch {
   /** Private CLAUDE_CONFIG_DIR for this instance; transcripts live in its projects/. */
@@ -127,16 +128,24 @@ export const prepareConfigDir: (
   function*(launch: InstanceLaunch, options: PrepareOptions = {}) {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
+    // Written in place of whatever is there: writing through a FIFO blocks, through a link lands elsewhere.
     const write = (file: string, content: string) =>
-      fs.writeFileString(file, content, { mode: 0o600 }).pipe(Effect.zipRight(fs.chmod(file, 0o600)))
+      Effect.gen(function*() {
+        const isLink = Option.isSome(yield* fs.readLink(file).pipe(Effect.option))
+        const info = yield* fs.stat(file).pipe(Effect.option)
+        if (isLink || (Option.isSome(info) && info.value.type !== "File")) yield* fs.remove(file, { recursive: !isLink })
+        yield* fs.writeFileString(file, content, { mode: 0o600 })
+        yield* fs.chmod(file, 0o600)
+      })
 
     yield* fs.makeDirectory(launch.configDir, { recursive: true, mode: 0o700 })
     yield* fs.chmod(launch.configDir, 0o700)
 
     const claudeJson = path.join(launch.configDir, ".claude.json")
-    const existing = (yield* fs.exists(claudeJson))
-      ? Option.getOrElse(decodeJsonObject(yield* fs.readFileString(claudeJson)), (): JsonObject => ({}))
-      : {}
+    const existing = Option.getOrElse(
+      Option.flatMap(yield* readRegularFile(claudeJson, MAX_BYTES.state).pipe(Effect.option), decodeJsonObject),
+      (): JsonObject => ({})
+    )
     yield* write(claudeJson, JSON.stringify(seededClaudeJson(existing, launch), null, 2))
     yield* write(path.join(launch.configDir, "settings.json"), JSON.stringify(instanceSettings(launch), null, 2))
 

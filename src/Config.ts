@@ -3,6 +3,7 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import { Context, Effect, Either, ParseResult, Redacted, Schema } from "effect"
+import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 
 export type AuthMode = "oauth" | "api-keys-first" | "api-keys-only"
 
@@ -75,52 +76,117 @@ export const API_KEYS_FILE = "api-keys.json"
 // ---------------------------------------------------------------------------------------------------------------
 // orchestrator.json
 
+/**
+ * Text from a config file made safe to show on one line of a terminal: control, format (bidi, zero-width) and
+ * line-separator characters as escapes, long text cut.
+ */
+export const printable = (text: string, max = 60): string => {
+  const escaped = text.replace(
+    /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu,
+    (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`
+  )
+  return escaped.length > max ? `${escaped.slice(0, max - 3)}...` : escaped
+}
+
 const show = (actual: unknown): string => {
   if (actual === undefined) return "nothing"
+  // JSON.stringify turns Infinity (what JSON's 1e400 parses to) into null.
+  if (typeof actual === "number") return String(actual)
   const json = JSON.stringify(actual)
-  if (json === undefined) return String(actual)
-  return json.length > 60 ? `${json.slice(0, 57)}...` : json
+  return printable(json === undefined ? String(actual) : json)
 }
 
 /** A type error that shows the offending value (never used for secrets). */
 const expected = (what: string) => (issue: ParseResult.ParseIssue) =>
   `must be ${what}, got ${show(issue.actual)}`
 
+/** Longer than any path, URL or command line cco needs; keeps a pasted blob out of error lines and state. */
+const MAX_TEXT = 4096
+
 const NonEmptyText = (what: string) =>
   Schema.String.annotations({ message: expected(what) }).pipe(
-    Schema.filter((s) => s.trim().length > 0 || "must not be empty")
+    Schema.filter((s) => s.trim().length > 0 || "must not be empty"),
+    Schema.filter((s) => s.length <= MAX_TEXT || `must be at most ${MAX_TEXT} characters, got ${s.length}`),
+    Schema.filter((s) =>
+      !/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/u.test(s) ||
+      `must not contain control or invisible formatting characters, got ${show(s)}`
+    )
   )
 
 const RepositoryUrl = NonEmptyText("a git URL or a path to a repository")
 
-const BranchName = NonEmptyText("a branch name").pipe(
-  Schema.filter((s) =>
-    (/^[^\s~^:?*[\\]+$/.test(s) && !s.startsWith("-") && !s.startsWith("/") && !s.endsWith("/") &&
-      !s.endsWith(".lock") && !s.includes("..") && !s.includes("@{")) ||
-    `${show(s)} is not a valid git branch name`
+/** cco names the branches of a run `cco/<runId>/<instance>`; a target branch there would collide with them. */
+const RUN_BRANCH_PREFIX = "cco"
+
+/**
+ * Why `name` is not a branch git accepts (the rules of git check-ref-format, plus what `git branch` refuses), or
+ * undefined when it is one. Anything that is not printable ASCII-or-letters is refused too: a branch name ends up
+ * in prompts, terminals and ref files.
+ */
+export const branchNameProblem = (name: string): string | undefined => {
+  if (name.length > 200) return `is longer than 200 characters`
+  if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\p{Co}\p{Cn}]/u.test(name)) return "contains control or invisible characters"
+  if (/\s/u.test(name)) return "contains white space"
+  const bad = /[~^:?*[\\]/.exec(name)
+  if (bad) return `contains ${JSON.stringify(bad[0])}`
+  if (name.startsWith("-")) return `starts with "-"`
+  if (name.startsWith("/") || name.endsWith("/")) return `starts or ends with "/"`
+  if (name.includes("//")) return `contains "//"`
+  if (name.includes("..")) return `contains ".."`
+  if (name.includes("@{")) return `contains "@{"`
+  if (name === "@" || name === "HEAD") return `is ${JSON.stringify(name)}, which git reserves`
+  if (name.endsWith(".")) return `ends with "."`
+  for (const part of name.split("/")) {
+    if (part.startsWith(".")) return `has a part starting with "." (${JSON.stringify(part)})`
+    if (part.endsWith(".lock")) return `has a part ending in ".lock" (${JSON.stringify(part)})`
+  }
+  if (name === RUN_BRANCH_PREFIX || name.startsWith(`${RUN_BRANCH_PREFIX}/`)) {
+    return `is inside "${RUN_BRANCH_PREFIX}/", where cco keeps the branches of its runs`
+  }
+  return undefined
+}
+
+const BranchName = Schema.String.annotations({ message: expected("a branch name") }).pipe(
+  Schema.filter((s) => s.length > 0 || "must not be empty"),
+  Schema.filter((s) => {
+    const problem = branchNameProblem(s)
+    return problem === undefined || `${show(s)} is not a valid git branch name: it ${problem}`
+  })
+)
+
+const decimal = (n: number) => String(n)
+
+/**
+ * A number from `min` to `max` (a whole number when `whole`); every error says the range and the unit. Finite by
+ * construction: JSON's 1e400 is Infinity.
+ */
+const Bounded = (o: {
+  readonly min: number
+  readonly max: number
+  readonly whole?: boolean
+  readonly unit?: string
+  /** Said after the range: "(7 days)". */
+  readonly note?: string
+}) => {
+  const range = `${o.whole ? "a whole number" : "a number"}${o.unit === undefined ? "" : ` of ${o.unit}`} from ${
+    decimal(o.min)
+  } to ${decimal(o.max)}${o.note === undefined ? "" : ` ${o.note}`}`
+  return Schema.Number.annotations({ message: expected(range) }).pipe(
+    Schema.filter((n) =>
+      (Number.isFinite(n) && n >= o.min && n <= o.max && (!o.whole || Number.isInteger(n))) ||
+      `must be ${range}, got ${show(n)}`
+    )
   )
-)
+}
 
-const WholeNumber = (what: string, min: number, max?: number) =>
-  Schema.Number.annotations({ message: expected(what) }).pipe(
-    Schema.filter((n) => Number.isInteger(n) || `must be a whole number, got ${n}`),
-    Schema.filter((n) => (n >= min && (max === undefined || n <= max)) || `must be ${what}, got ${n}`)
-  )
-
-const WorkerCount = WholeNumber("a whole number from 1 to 20", 1, 20)
-const GroupSize = WholeNumber("a whole number of at least 1", 1)
-
-const Minutes = Schema.Number.annotations({ message: expected("a number of minutes greater than 0") }).pipe(
-  Schema.filter((n) => (Number.isFinite(n) && n > 0) || `must be a number of minutes greater than 0, got ${n}`)
-)
-
-const Seconds = Schema.Number.annotations({ message: expected("a number of seconds greater than 0") }).pipe(
-  Schema.filter((n) => (Number.isFinite(n) && n > 0) || `must be a number of seconds greater than 0, got ${n}`)
-)
-
-const Dollars = Schema.Number.annotations({ message: expected("an amount in US dollars greater than 0") }).pipe(
-  Schema.filter((n) => (Number.isFinite(n) && n > 0) || `must be an amount in US dollars greater than 0, got ${n}`)
-)
+const WorkerCount = Bounded({ whole: true, min: 1, max: 20 })
+const GroupSize = Bounded({ whole: true, min: 1, max: 20 })
+// Below a minute only for tests; a week is the longest a run may be (timers stop at 2^31 ms, 24.8 days).
+const RunMinutes = Bounded({ unit: "minutes", min: 0.1, max: 10_080, note: "(7 days)" })
+const Seconds = (max: number, note: string) => Bounded({ unit: "seconds", min: 1, max, note })
+const Restarts = Bounded({ whole: true, min: 1, max: 100 })
+const Dollars = Bounded({ unit: "US dollars", min: 0.01, max: 100_000 })
+const Tokens = Bounded({ whole: true, min: 1, max: 1_000_000_000_000 })
 
 const Flag = Schema.Boolean.annotations({ message: expected("true or false") })
 
@@ -159,19 +225,19 @@ export const OrchestratorFile = Schema.Struct({
   logDirectory: Schema.optional(NonEmptyText("a directory path")),
   model: Schema.optional(Model),
   engineerManagerGroupSize: Schema.optionalWith(GroupSize, { default: () => 4 }),
-  maxRunDurationMinutes: Schema.optionalWith(Minutes, { default: () => 120 }),
+  maxRunDurationMinutes: Schema.optionalWith(RunMinutes, { default: () => 120 }),
   claudeCommand: Schema.optionalWith(NonEmptyText("the name or path of the claude executable"), {
     default: () => "claude"
   }),
   tmuxSocket: Schema.optionalWith(SocketName, { default: () => "cco" }),
-  healthCheckIntervalSeconds: Schema.optionalWith(Seconds, { default: () => 15 }),
-  stuckAfterSeconds: Schema.optionalWith(Seconds, { default: () => 600 }),
-  idleAfterSeconds: Schema.optionalWith(Seconds, { default: () => 300 }),
-  escalationIntervalSeconds: Schema.optionalWith(Seconds, { default: () => 120 }),
-  maxRestartsPerInstance: Schema.optionalWith(WholeNumber("a whole number of at least 1", 1), { default: () => 5 }),
+  healthCheckIntervalSeconds: Schema.optionalWith(Seconds(600, "(10 minutes)"), { default: () => 15 }),
+  stuckAfterSeconds: Schema.optionalWith(Seconds(86_400, "(a day)"), { default: () => 600 }),
+  idleAfterSeconds: Schema.optionalWith(Seconds(86_400, "(a day)"), { default: () => 300 }),
+  escalationIntervalSeconds: Schema.optionalWith(Seconds(3_600, "(an hour)"), { default: () => 120 }),
+  maxRestartsPerInstance: Schema.optionalWith(Restarts, { default: () => 5 }),
   maxCostUsd: Schema.optional(Dollars),
   maxCostUsdPerInstance: Schema.optional(Dollars),
-  maxTokens: Schema.optional(WholeNumber("a whole number of at least 1", 1))
+  maxTokens: Schema.optional(Tokens)
 })
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -245,7 +311,7 @@ export const ApiKeysFile = Schema.Array(ApiKeyEntry).annotations({
 // Turning parse problems into one line
 
 /** Levenshtein distance, for "did you mean". */
-const editDistance = (a: string, b: string): number => {
+export const editDistance = (a: string, b: string): number => {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
   for (let i = 1; i <= a.length; i++) {
     const current = [i]
@@ -275,7 +341,8 @@ export const unknownOption = (kind: string, name: string, known: ReadonlyArray<s
 
 const fieldName = (path: ReadonlyArray<PropertyKey>): string =>
   path.reduce<string>(
-    (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
+    (acc, key) =>
+      typeof key === "number" ? `${acc}[${key}]` : acc === "" ? printable(String(key)) : `${acc}.${printable(String(key))}`,
     ""
   )
 
@@ -311,23 +378,41 @@ const lineAndColumn = (text: string, offset: number) => {
   return { line, column }
 }
 
+/** A problem found in JSON text: where, why, and (for a duplicate key) the path of the key. */
+export interface JsonProblem {
+  readonly offset: number
+  readonly reason: string
+  readonly path?: ReadonlyArray<string | number>
+}
+
+/** Deeper nesting than any cco file needs; also keeps the scanner's recursion off the stack limit. */
+const MAX_JSON_DEPTH = 256
+
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y
+
 /**
- * Where and why JSON text is invalid. JSON.parse does not always give a position, and its message can quote the
- * text (which may hold a secret), so the position and reason are found here instead.
+ * Where and why JSON text is invalid, or the first key that appears twice in one object (JSON.parse keeps the last
+ * one silently). JSON.parse does not always give a position, and its message can quote the text (which may hold a
+ * secret), so the position and reason are found here instead.
  */
-export const locateJsonError = (text: string): { offset: number; reason: string } | undefined => {
+export const locateJsonError = (text: string): JsonProblem | undefined => {
   let i = 0
-  const fail = (offset: number, reason: string) => ({ offset, reason })
-  type Failure = { offset: number; reason: string }
+  let depth = 0
+  const path: Array<string | number> = []
+  const fail = (offset: number, reason: string): JsonProblem => ({ offset, reason })
   const ws = () => {
     while (i < text.length && " \t\n\r".includes(text[i]!)) i++
   }
-  const value = (): Failure | undefined => {
+  const value = (): JsonProblem | undefined => {
     ws()
     if (i >= text.length) return fail(i, "unexpected end of file, expected a value")
     const c = text[i]!
-    if (c === "{") return object()
-    if (c === "[") return array()
+    if (c === "{" || c === "[") {
+      if (++depth > MAX_JSON_DEPTH) return fail(i, `nested more than ${MAX_JSON_DEPTH} levels deep`)
+      const problem = c === "{" ? object() : array()
+      depth--
+      return problem
+    }
     if (c === "\"") return string()
     if (c === "-" || (c >= "0" && c <= "9")) return number()
     for (const word of ["true", "false", "null"]) {
@@ -339,32 +424,43 @@ export const locateJsonError = (text: string): { offset: number; reason: string 
     if (c === "'") return fail(i, "strings must use double quotes")
     return fail(i, "expected a value (a string in double quotes, a number, true, false, null, an object or an array)")
   }
-  const object = (): Failure | undefined => {
+  const object = (): JsonProblem | undefined => {
     i++
     ws()
     if (text[i] === "}") {
       i++
       return undefined
     }
+    const seen = new Map<string, number>()
     while (true) {
       ws()
       if (i >= text.length) return fail(i, "unexpected end of file inside an object")
       if (text[i] !== "\"") {
         return fail(i, text[i] === "}" ? "trailing comma before '}'" : "expected a property name in double quotes")
       }
+      const keyAt = i
       const s = string()
       if (s) return s
+      const key = JSON.parse(text.slice(keyAt, i)) as string
+      const first = seen.get(key)
+      if (first !== undefined) {
+        const { column, line } = lineAndColumn(text, first)
+        return { offset: keyAt, reason: `line ${line}, column ${column}`, path: [...path, key] }
+      }
+      seen.set(key, keyAt)
       ws()
       if (text[i] !== ":") return fail(i, "expected ':' after the property name")
       i++
+      path.push(key)
       const v = value()
+      path.pop()
       if (v) return v
       const n = next("}", "an object", "a property value")
       if (n !== "more") return n
     }
   }
   // After an item: ',' goes on to the next one, the closing bracket ends the container.
-  const next = (close: "}" | "]", inside: string, after: string): Failure | undefined | "more" => {
+  const next = (close: "}" | "]", inside: string, after: string): JsonProblem | undefined | "more" => {
     ws()
     if (text[i] === ",") {
       i++
@@ -376,23 +472,25 @@ export const locateJsonError = (text: string): { offset: number; reason: string 
     }
     return fail(i, i >= text.length ? `unexpected end of file inside ${inside}` : `expected ',' or '${close}' after ${after}`)
   }
-  const array = (): Failure | undefined => {
+  const array = (): JsonProblem | undefined => {
     i++
     ws()
     if (text[i] === "]") {
       i++
       return undefined
     }
-    while (true) {
+    for (let index = 0;; index++) {
       ws()
       if (text[i] === "]") return fail(i, "trailing comma before ']'")
+      path.push(index)
       const v = value()
+      path.pop()
       if (v) return v
       const n = next("]", "an array", "a value")
       if (n !== "more") return n
     }
   }
-  const string = (): Failure | undefined => {
+  const string = (): JsonProblem | undefined => {
     const start = i
     i++
     while (i < text.length) {
@@ -419,8 +517,9 @@ export const locateJsonError = (text: string): { offset: number; reason: string 
     }
     return fail(start, "string is never closed")
   }
-  const number = (): Failure | undefined => {
-    const match = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/.exec(text.slice(i))
+  const number = (): JsonProblem | undefined => {
+    NUMBER.lastIndex = i
+    const match = NUMBER.exec(text)
     if (!match) return fail(i, "malformed number")
     i += match[0].length
     return undefined
@@ -432,18 +531,38 @@ export const locateJsonError = (text: string): { offset: number; reason: string 
   return undefined
 }
 
-/** Parses JSON text; failures say line and column but never quote the text. */
-export const parseJson = (text: string): Either.Either<unknown, string> => {
+/** Why JSON text was refused: a message, and the field it is about when there is one (a duplicate key). */
+export interface JsonRefusal {
+  readonly field?: string
+  readonly message: string
+}
+
+/**
+ * Parses JSON text; failures say line and column but never quote the text. A key given twice in one object is
+ * refused (naming its path) rather than resolved silently as JSON.parse does.
+ */
+export const parseJson = (text: string): Either.Either<unknown, JsonRefusal> => {
   const body = text.startsWith("\uFEFF") ? text.slice(1) : text
-  if (body.trim() === "") return Either.left("file is empty, expected JSON")
+  if (body.trim() === "") return Either.left({ message: "file is empty, expected JSON" })
+  let parsed: unknown
   try {
-    return Either.right(JSON.parse(body))
+    parsed = JSON.parse(body)
   } catch {
-    const located = locateJsonError(body)
-    if (located === undefined) return Either.left("is not valid JSON")
-    const { column, line } = lineAndColumn(body, located.offset)
-    return Either.left(`invalid JSON at line ${line}, column ${column}: ${located.reason}`)
+    parsed = undefined
   }
+  const located = locateJsonError(body)
+  if (located === undefined) {
+    return parsed === undefined ? Either.left({ message: "is not valid JSON" }) : Either.right(parsed)
+  }
+  const { column, line } = lineAndColumn(body, located.offset)
+  if (located.path !== undefined) {
+    // A key given twice: its second place is where the problem is, the reason holds its first.
+    return Either.left({
+      field: fieldName(located.path),
+      message: `duplicate key: given at ${located.reason} and again at line ${line}, column ${column}; give it once`
+    })
+  }
+  return Either.left({ message: `invalid JSON at line ${line}, column ${column}: ${located.reason}` })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -461,17 +580,12 @@ const ORCHESTRATOR_KEYS = Object.keys(OrchestratorFile.fields)
 const ENTRY_KEYS = ["name", "env"]
 const ENV_KEYS = Object.keys(EnvFields)
 
-const readJson = (fs: FileSystem.FileSystem, file: string, notFound: string) =>
-  fs.readFileString(file).pipe(
-    Effect.mapError((e) =>
-      new ConfigError({
-        file,
-        message: e._tag === "SystemError" && e.reason === "NotFound" ? notFound : `cannot be read (${e.message})`
-      })
-    ),
+const readJson = (file: string, notFound: string) =>
+  readRegularFile(file, MAX_BYTES.config).pipe(
+    Effect.mapError((e) => new ConfigError({ file, message: e.reason === "NotFound" ? notFound : e.message })),
     Effect.flatMap((text) =>
       Either.match(parseJson(text), {
-        onLeft: (message) => Effect.fail(new ConfigError({ file, message })),
+        onLeft: ({ field, message }) => Effect.fail(new ConfigError({ file, message, ...(field === undefined ? {} : { field }) })),
         onRight: Effect.succeed
       })
     )
@@ -503,7 +617,7 @@ export const loadConfig = Effect.fn("Config.load")(function*(configDir: string, 
   }
 
   const orchestratorPath = path.join(dir, ORCHESTRATOR_FILE)
-  const raw = yield* readJson(fs, orchestratorPath, "file not found; every config directory needs one")
+  const raw = yield* readJson(orchestratorPath, "file not found; every config directory needs one")
   if (!isPlainObject(raw)) {
     return yield* new ConfigError({
       file: orchestratorPath,
@@ -598,7 +712,7 @@ const loadApiKeys = (fs: FileSystem.FileSystem, file: string, authMode: AuthMode
         message: `file not found; authMode "${authMode}" in ${ORCHESTRATOR_FILE} needs at least one API key here`
       })
     }
-    const raw = yield* readJson(fs, file, "file not found")
+    const raw = yield* readJson(file, "file not found")
     const entries = yield* Schema.decodeUnknown(ApiKeysFile, decodeOptions)(raw).pipe(
       Effect.mapError((error) => {
         const { field, message } = firstProblem(error, (p) =>

@@ -509,6 +509,8 @@ export const makeCostTracker = (
     // Complete lines appended to one file since `from`, and the offset just past the last of them.
     const readAppended = (file: string, from: number) =>
       Effect.scoped(Effect.gen(function*() {
+        // Only regular files: opening a FIFO left among the transcripts would block until a writer came.
+        if ((yield* fs.stat(file)).type !== "File") return { entries: [] as Array<TranscriptEntry>, offset: from }
         const handle = yield* fs.open(file, { flag: "r" })
         const size = Number((yield* handle.stat).size)
         // A file that shrank was replaced or rewritten: read it again; the response memory prevents double counts.

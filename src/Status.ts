@@ -2,7 +2,8 @@
 // table or as JSON. The run-folder readers here are shared with `cco cleanup`.
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import { Clock, Duration, Effect, Option, Schedule, Schema } from "effect"
+import { Clock, Duration, Effect, Either, Option, Schedule, Schema } from "effect"
+import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { type InstanceState, decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
 import * as Tmux from "./Tmux.js"
 import { neutraliseJson, neutraliseLine, STATE_MAX } from "./Untrusted.js"
@@ -47,11 +48,11 @@ export const pidAlive = (pid: number): Effect.Effect<boolean> =>
   })
 
 export const readLock = Effect.fn("Status.readLock")(function*(folder: string) {
-  const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
-  const text = yield* fs.readFileString(path.join(folder, LOCK_FILE)).pipe(Effect.option)
-  if (Option.isNone(text)) return { _tag: "NoLock" } as LockInfo
-  const trimmed = text.value.trim()
+  const read = yield* readRegularFile(path.join(folder, LOCK_FILE), MAX_BYTES.lock).pipe(Effect.either)
+  if (Either.isLeft(read) && read.left.reason === "NotFound") return { _tag: "NoLock" } as LockInfo
+  // A lock that is there but cannot be read (not a regular file, too large) names no pid, as garbage in it would.
+  const trimmed = Either.getOrElse(read, () => "").trim()
   const pid = /^\d+$/.test(trimmed) ? Number(trimmed) : undefined
   const alive = pid === undefined ? false : yield* pidAlive(pid)
   return { _tag: "Lock", pid, alive } as LockInfo
@@ -91,16 +92,15 @@ export const locateRunFolder = Effect.fn("Status.locateRunFolder")(function*(tar
 })
 
 export const readRunState = Effect.fn("Status.readRunState")(function*(folder: string) {
-  const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
   const file = path.join(folder, STATE_FILE)
-  const text = yield* fs.readFileString(file).pipe(
+  const text = yield* readRegularFile(file, MAX_BYTES.state).pipe(
     Effect.mapError((e) =>
       new RunStateUnreadable({
         folder,
-        reason: e._tag === "SystemError" && e.reason === "NotFound"
+        reason: e.reason === "NotFound"
           ? "missing: the run stopped before its instances were set up; see combined.log there"
-          : `cannot be read (${e.message})`
+          : e.message
       })
     )
   )

@@ -6,6 +6,7 @@ import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Data, Effect, Option, Schema } from "effect"
 import { exec, type ExecResult } from "./Exec.js"
+import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 
 export class GitError extends Schema.TaggedError<GitError>()("GitError", {
   operation: Schema.String,
@@ -316,7 +317,9 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
     const copyEnvFiles = Effect.fn("Worktree.copyEnvFiles")(function*(repoDir: string, worktreePath: string) {
       const present: Array<string> = []
       for (const name of envFileNames) {
-        if (yield* exists(path.join(repoDir, name), repoDir)) present.push(name)
+        // Regular files only: copying a FIFO would wait for a writer forever.
+        const info = yield* fs.stat(path.join(repoDir, name)).pipe(Effect.option)
+        if (Option.isSome(info) && info.value.type === "File") present.push(name)
       }
       if (present.length === 0) return [] as ReadonlyArray<string>
       const [commonDirOut, trackedOut] = yield* Effect.all([
@@ -333,7 +336,10 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       const excludeFile = path.join(infoDir, "exclude")
       yield* sharedFiles.withPermits(1)(Effect.gen(function*() {
         const current = (yield* exists(excludeFile, worktreePath))
-          ? yield* fs.readFileString(excludeFile).pipe(Effect.mapError(fsError(`read ${excludeFile}`, worktreePath)))
+          ? yield* readRegularFile(excludeFile, MAX_BYTES.config).pipe(
+            Effect.provideService(FileSystem.FileSystem, fs),
+            Effect.mapError(fsError(`read ${excludeFile}`, worktreePath))
+          )
           : ""
         const lines = new Set(current.split("\n").map((l) => l.trim()))
         const missing = toCopy.map((name) => `/${name}`).filter((pattern) => !lines.has(pattern))
@@ -447,7 +453,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       // A linked worktree's .git is a file naming its git directory; the main one's is the directory.
       const gitDir = info.value.type === "Directory"
         ? dotGit
-        : path.resolve(worktreePath, (yield* fs.readFileString(dotGit).pipe(Effect.mapError(fsError(`read ${dotGit}`, worktreePath)))).replace(/^gitdir:\s*/, "").trim())
+        : path.resolve(worktreePath, (yield* readRegularFile(dotGit, MAX_BYTES.lock).pipe(Effect.provideService(FileSystem.FileSystem, fs), Effect.mapError(fsError(`read ${dotGit}`, worktreePath)))).replace(/^gitdir:\s*/, "").trim())
       const lock = path.join(gitDir, "index.lock")
       if (!(yield* exists(lock, worktreePath))) return undefined
       yield* fs.remove(lock).pipe(Effect.mapError(fsError(`remove ${lock}`, worktreePath)))

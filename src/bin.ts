@@ -51,6 +51,31 @@ for (const name of ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OA
 
 const claudePath = process.env["CCO_CLAUDE_PATH"]
 
+// Colour (help, usage errors) only for a terminal, and not when NO_COLOR is set (https://no-color.org): piped
+// into a file or a CI log, escape codes are noise. Off a terminal every control sequence goes (status --watch's
+// clear-screen too); on one with NO_COLOR, only the colours.
+const SGR = /\u001b\[[0-9;]*m/g
+const CSI = /\u001b\[[0-9;?]*[ -/]*[@-~]/g
+const colourOn = (stream: NodeJS.WriteStream) => stream.isTTY === true && (process.env["NO_COLOR"] ?? "") === ""
+const plainFor = (stream: NodeJS.WriteStream) => (args: ReadonlyArray<unknown>) =>
+  args.map((a) => typeof a === "string" ? a.replace(stream.isTTY === true ? SGR : CSI, "") : a)
+
+const withColourPolicy = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> =>
+  Console.consoleWith((base) => {
+    const out = colourOn(process.stdout)
+    const err = colourOn(process.stderr)
+    if (out && err) return effect
+    const [plainOut, plainErr] = [plainFor(process.stdout), plainFor(process.stderr)]
+    const console: Console.Console = {
+      ...base,
+      log: (...args) => base.log(...(out ? args : plainOut(args))),
+      info: (...args) => base.info(...(out ? args : plainOut(args))),
+      error: (...args) => base.error(...(err ? args : plainErr(args))),
+      warn: (...args) => base.warn(...(err ? args : plainErr(args)))
+    }
+    return Effect.withConsole(effect, console)
+  })
+
 const main = Effect.gen(function*() {
   const path = yield* Path.Path
   const { root, version } = yield* findPackageRoot
@@ -75,6 +100,7 @@ const main = Effect.gen(function*() {
   return yield* cli(process.argv)
 }).pipe(
   Effect.tapErrorCause(report),
+  withColourPolicy,
   Effect.provide(NodeContext.layer)
 )
 

@@ -1,8 +1,10 @@
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Redacted } from "effect"
+import { Effect, Either, Redacted, Schema } from "effect"
+import { execFileSync } from "node:child_process"
 import * as Config from "../src/Config.js"
+import { readRegularFile } from "../src/RegularFile.js"
 import { tempDir } from "./support.js"
 
 const SECRET = "sk-ant-TOPSECRET-0123456789abcdef"
@@ -126,7 +128,7 @@ describe("Config: rejected input gives one line naming file and field", () => {
     withNode(Effect.gen(function*() {
       const { error } = yield* reject({ "orchestrator.json": { ...minimal, workerCount: 2.5 } })
       expect(error.field).toBe("workerCount")
-      expect(error.message).toBe("must be a whole number, got 2.5")
+      expect(error.message).toBe("must be a whole number from 1 to 20, got 2.5")
     })))
 
   it.scoped("unknown option close to a known one: did you mean", () =>
@@ -165,8 +167,8 @@ describe("Config: rejected input gives one line naming file and field", () => {
     withNode(Effect.gen(function*() {
       const cases: Array<[Record<string, unknown>, string, string]> = [
         [{ useRunBranch: "yes" }, "useRunBranch", `must be true or false, got "yes"`],
-        [{ maxRunDurationMinutes: 0 }, "maxRunDurationMinutes", "greater than 0, got 0"],
-        [{ engineerManagerGroupSize: 0 }, "engineerManagerGroupSize", "at least 1, got 0"],
+        [{ maxRunDurationMinutes: 0 }, "maxRunDurationMinutes", "from 0.1 to 10080 (7 days), got 0"],
+        [{ engineerManagerGroupSize: 0 }, "engineerManagerGroupSize", "from 1 to 20, got 0"],
         [{ branch: "feature branch" }, "branch", "not a valid git branch name"],
         [{ repositoryUrl: "" }, "repositoryUrl", "must not be empty"],
         [{ logDirectory: 7 }, "logDirectory", "must be a directory path, got 7"],
@@ -294,6 +296,196 @@ describe("Config: rejected input gives one line naming file and field", () => {
       expect(missing.error.field).toBe("[0].env")
       expect(missing.error.message).toBe("is required")
     })))
+})
+
+/** Every number of orchestrator.json: a value below, above, and (for whole numbers) between; the range the error says. */
+const NUMBER_RANGES: ReadonlyArray<{ field: string; min: number; max: number; whole: boolean; range: string }> = [
+  { field: "workerCount", min: 1, max: 20, whole: true, range: "a whole number from 1 to 20" },
+  { field: "engineerManagerGroupSize", min: 1, max: 20, whole: true, range: "a whole number from 1 to 20" },
+  { field: "maxRunDurationMinutes", min: 0.1, max: 10_080, whole: false, range: "a number of minutes from 0.1 to 10080 (7 days)" },
+  { field: "healthCheckIntervalSeconds", min: 1, max: 600, whole: false, range: "a number of seconds from 1 to 600 (10 minutes)" },
+  { field: "stuckAfterSeconds", min: 1, max: 86_400, whole: false, range: "a number of seconds from 1 to 86400 (a day)" },
+  { field: "idleAfterSeconds", min: 1, max: 86_400, whole: false, range: "a number of seconds from 1 to 86400 (a day)" },
+  { field: "escalationIntervalSeconds", min: 1, max: 3_600, whole: false, range: "a number of seconds from 1 to 3600 (an hour)" },
+  { field: "maxRestartsPerInstance", min: 1, max: 100, whole: true, range: "a whole number from 1 to 100" },
+  { field: "maxCostUsd", min: 0.01, max: 100_000, whole: false, range: "a number of US dollars from 0.01 to 100000" },
+  { field: "maxCostUsdPerInstance", min: 0.01, max: 100_000, whole: false, range: "a number of US dollars from 0.01 to 100000" },
+  { field: "maxTokens", min: 1, max: 1_000_000_000_000, whole: true, range: "a whole number from 1 to 1000000000000" }
+]
+
+/** A FIFO at `file`; reading it blocks until a writer comes, which no test provides. */
+const mkfifo = (file: string) => execFileSync("mkfifo", [file])
+
+describe("Config: every number has a range, every file is a regular one, every key is given once", () => {
+  it("the table covers every number of orchestrator.json: every other field refuses a number", () => {
+    const numbers = NUMBER_RANGES.map((r) => r.field)
+    for (const field of Object.keys(Config.OrchestratorFile.fields)) {
+      const decoded = Schema.decodeUnknownEither(Config.OrchestratorFile)({ ...minimal, [field]: 5 })
+      expect(Either.isRight(decoded), field).toBe(numbers.includes(field))
+    }
+  })
+
+  it.scoped("a number outside its range, not whole where it must be, or infinite is refused with the range", () =>
+    withNode(Effect.gen(function*() {
+      for (const { field, max, min, range, whole } of NUMBER_RANGES) {
+        const cases: Array<[string, string]> = [
+          [String(min / 2 - (min === 1 ? 0.5 : 0)), String(min / 2 - (min === 1 ? 0.5 : 0))],
+          [String(max * 2), String(max * 2)],
+          ["1e300", "1e+300"],
+          // JSON.parse makes 1e400 Infinity.
+          ["1e400", "Infinity"],
+          ["-5", "-5"],
+          ...(whole ? [[`${min + 0.5}`, `${min + 0.5}`] as [string, string]] : [])
+        ]
+        for (const [json, shown] of cases) {
+          const others = field === "workerCount" ? "" : `"workerCount": 2, `
+          const text = `{"repositoryUrl": "${minimal.repositoryUrl}", ${others}"${field}": ${json}}`
+          const { error, orchestrator } = yield* reject({ "orchestrator.json": text })
+          expect(error.summary, `${field}: ${json}`).toBe(`${orchestrator}: ${field}: must be ${range}, got ${shown}`)
+        }
+        const wrongType = yield* reject({ "orchestrator.json": { ...minimal, [field]: "5" } })
+        expect(wrongType.error.message).toBe(`must be ${range}, got "5"`)
+        // Both ends are allowed.
+        for (const value of [min, max]) {
+          const { config } = yield* load({ "orchestrator.json": { ...minimal, [field]: value } })
+          expect(config[field as keyof typeof config], `${field}: ${value}`).toBe(value)
+        }
+      }
+    })))
+
+  it.scoped("branch names git would refuse, or with control or invisible characters, are refused", () =>
+    withNode(Effect.gen(function*() {
+      const refused: Array<[string, string]> = [
+        ["main\u0007", "control or invisible characters"],
+        ["ma\u202ein", "control or invisible characters"],
+        ["feat\u200bure", "control or invisible characters"],
+        ["release\u0085", "control or invisible characters"],
+        ["a\u2028b", "control or invisible characters"],
+        ["a\u00a0b", "white space"],
+        ["feature branch", "white space"],
+        ["a~1", `contains "~"`],
+        ["a^", `contains "^"`],
+        ["a:b", `contains ":"`],
+        ["a?", `contains "?"`],
+        ["a*", `contains "*"`],
+        ["a[b", `contains "["`],
+        ["a\\b", `contains "\\\\"`],
+        ["-x", `starts with "-"`],
+        ["/x", `starts or ends with "/"`],
+        ["x/", `starts or ends with "/"`],
+        ["a//b", `contains "//"`],
+        ["a..b", `contains ".."`],
+        ["a@{1}", `contains "@{"`],
+        ["@", "git reserves"],
+        ["HEAD", "git reserves"],
+        ["main.", `ends with "."`],
+        [".hidden", `part starting with "."`],
+        ["team/.x", `part starting with "."`],
+        ["main.lock", `ending in ".lock"`],
+        ["a.lock/b", `ending in ".lock"`],
+        ["cco", `inside "cco/"`],
+        ["cco/2026/director", `inside "cco/"`],
+        ["x".repeat(201), "longer than 200"]
+      ]
+      for (const [branch, why] of refused) {
+        const { error } = yield* reject({ "orchestrator.json": { ...minimal, branch } })
+        expect(error.field, branch).toBe("branch")
+        expect(error.message, branch).toContain("is not a valid git branch name")
+        expect(error.message, branch).toContain(why)
+        // The offending character is shown escaped, never as itself.
+        expect(error.summary, branch).not.toMatch(/[\u0000-\u001f\u007f-\u009f\u200b\u202e\u2028]/)
+      }
+      for (const branch of ["main", "feature/login", "release-1.2", "übung", "team/a.b", "run/2026-11-28"]) {
+        const { config } = yield* load({ "orchestrator.json": { ...minimal, branch } })
+        expect(config.branch).toBe(branch)
+      }
+    })))
+
+  it.scoped("paths and names with control characters are refused and shown escaped", () =>
+    withNode(Effect.gen(function*() {
+      for (const field of ["logDirectory", "claudeCommand", "repositoryUrl"]) {
+        const { error } = yield* reject({ "orchestrator.json": { ...minimal, [field]: "x\u001b[2Jy" } })
+        expect(error.field).toBe(field)
+        expect(error.message).toBe(`must not contain control or invisible formatting characters, got "x\\u001b[2Jy"`)
+      }
+      const long = yield* reject({ "orchestrator.json": { ...minimal, logDirectory: "d".repeat(5000) } })
+      expect(long.error.message).toBe("must be at most 4096 characters, got 5000")
+      // An unknown option's name is shown escaped too.
+      const key = yield* reject({ "orchestrator.json": `{"repositoryUrl": "${minimal.repositoryUrl}", "workerCount": 2, "\\u001b[2J": 1}` })
+      expect(key.error.field).toBe("\\u{1b}[2J")
+      expect(key.error.summary).not.toContain("\u001b")
+    })))
+
+  it.scoped("a key given twice is refused with its path, in orchestrator.json and api-keys.json", () =>
+    withNode(Effect.gen(function*() {
+      const top = yield* reject({
+        "orchestrator.json": `{\n  "repositoryUrl": "${minimal.repositoryUrl}",\n  "workerCount": 2,\n  "workerCount": 20\n}\n`
+      })
+      expect(top.error.summary).toBe(
+        `${top.orchestrator}: workerCount: duplicate key: given at line 3, column 3 and again at line 4, column 3; give it once`
+      )
+      // The same key spelt with an escape is the same key.
+      const escaped = yield* reject({
+        "orchestrator.json": `{"repositoryUrl": "${minimal.repositoryUrl}", "workerCount": 2, "work\\u0065rCount": 3}`
+      })
+      expect(escaped.error.field).toBe("workerCount")
+      const nested = yield* reject({
+        "orchestrator.json": minimal,
+        "api-keys.json": `[\n  { "name": "a", "env": { "ANTHROPIC_API_KEY": "${SECRET}" } },\n  { "name": "b", "env": {\n    "ANTHROPIC_API_KEY": "${TOKEN}",\n    "ANTHROPIC_API_KEY": "${SECRET}" } }\n]\n`
+      })
+      expect(nested.error.summary).toBe(
+        `${nested.apiKeys}: [1].env.ANTHROPIC_API_KEY: duplicate key: given at line 4, column 5 and again at line 5, column 5; give it once`
+      )
+      // The same key in two different objects is fine.
+      const { config } = yield* load({
+        "orchestrator.json": { ...minimal, authMode: "api-keys-only" },
+        "api-keys.json": [oneKey[0], { name: "key-2", env: { ANTHROPIC_API_KEY: TOKEN } }]
+      })
+      expect(config.apiKeys).toHaveLength(2)
+    })))
+
+  it.scoped("JSON nested deeper than any config needs is refused, not a stack overflow", () =>
+    withNode(Effect.gen(function*() {
+      const deep = `{"repositoryUrl": "${minimal.repositoryUrl}", "workerCount": 2, "x": ${"[".repeat(100_000)}${"]".repeat(100_000)}}`
+      const { error } = yield* reject({ "orchestrator.json": deep })
+      expect(error.message).toMatch(/^invalid JSON at line 1, column \d+: nested more than 256 levels deep$/)
+    })))
+
+  it.scoped("orchestrator.json or api-keys.json that is a FIFO or a directory fails at once", () =>
+    withNode(Effect.gen(function*() {
+      const fifo = yield* configDir({})
+      mkfifo(`${fifo}/orchestrator.json`)
+      const error = yield* Config.loadConfig(fifo).pipe(Effect.flip)
+      expect(error.summary).toBe(`${fifo}/orchestrator.json: is a FIFO (named pipe), not a regular file`)
+
+      const keys = yield* configDir({ "orchestrator.json": { ...minimal, authMode: "api-keys-only" } })
+      mkfifo(`${keys}/api-keys.json`)
+      const keysError = yield* Config.loadConfig(keys).pipe(Effect.flip)
+      expect(keysError.summary).toBe(`${keys}/api-keys.json: is a FIFO (named pipe), not a regular file`)
+
+      const dir = yield* configDir({ "orchestrator.json/x": "" })
+      const dirError = yield* Config.loadConfig(dir).pipe(Effect.flip)
+      expect(dirError.summary).toBe(`${dir}/orchestrator.json: is a directory, not a regular file`)
+
+      const big = yield* reject({ "orchestrator.json": `{"repositoryUrl": "${minimal.repositoryUrl}", "workerCount": 2}${" ".repeat(1024 * 1024)}` })
+      expect(big.error.message).toBe("is larger than 1 MiB")
+    })), 15_000)
+
+  it.scoped("readRegularFile: a symbolic link to a regular file is read, the bound is exact, a FIFO behind a link is refused", () =>
+    withNode(Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const dir = yield* configDir({ "ten.txt": "0123456789" })
+      yield* fs.symlink(`${dir}/ten.txt`, `${dir}/link`)
+      expect(yield* readRegularFile(`${dir}/link`, 10)).toBe("0123456789")
+      const over = yield* readRegularFile(`${dir}/ten.txt`, 9).pipe(Effect.flip)
+      expect([over.reason, over.message]).toEqual(["TooLarge", "is larger than 9 bytes"])
+      mkfifo(`${dir}/pipe`)
+      yield* fs.symlink(`${dir}/pipe`, `${dir}/pipe-link`)
+      const fifo = yield* readRegularFile(`${dir}/pipe-link`, 10).pipe(Effect.flip)
+      expect(fifo.reason).toBe("NotRegular")
+      const missing = yield* readRegularFile(`${dir}/nope`, 10).pipe(Effect.flip)
+      expect(missing.reason).toBe("NotFound")
+    })), 15_000)
 })
 
 describe("Config: accepted input", () => {

@@ -2,10 +2,10 @@ import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { execFile } from "node:child_process"
+import { execFile, execFileSync, spawnSync } from "node:child_process"
 import { copyFileSync, mkdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
-import { tempDir } from "./support.js"
+import { killTmuxServer, tempDir, uniqueSocket } from "./support.js"
 
 const SECRET = "sk-ant-CLITESTSECRET-0123456789"
 const version = (JSON.parse(readFileSync("package.json", "utf8")) as { version: string }).version
@@ -17,9 +17,15 @@ interface Result {
 }
 
 /** Runs a command to completion; never fails, the exit code is part of the result. */
-const spawnCli = (file: string, args: ReadonlyArray<string>, env: Record<string, string> = {}) =>
+const spawnCli = (
+  file: string,
+  args: ReadonlyArray<string>,
+  env: Record<string, string> = {},
+  timeout = 60_000,
+  killSignal: NodeJS.Signals = "SIGTERM"
+) =>
   Effect.async<Result>((resume) => {
-    const child = execFile(file, args, { env: { ...process.env, NO_COLOR: "1", ...env }, timeout: 60_000 }, (error, stdout, stderr) =>
+    const child = execFile(file, args, { env: { ...process.env, NO_COLOR: "1", ...env }, timeout, killSignal }, (error, stdout, stderr) =>
       resume(Effect.succeed({ code: error ? (typeof error.code === "number" ? error.code : -1) : 0, stdout, stderr })))
     child.stdin?.end()
   })
@@ -27,6 +33,13 @@ const spawnCli = (file: string, args: ReadonlyArray<string>, env: Record<string,
 /** `cco` from source, as `npm run dev` runs it. */
 const cco = (args: ReadonlyArray<string>, env?: Record<string, string>) =>
   spawnCli(process.execPath, ["--import", "tsx", "src/bin.ts", ...args], env)
+
+/**
+ * `cco` from source, killed after `seconds`: for what must fail at once rather than hang. SIGKILL, because a cco
+ * blocked opening a FIFO cannot finish the interruption SIGTERM starts.
+ */
+const ccoQuick = (args: ReadonlyArray<string>, seconds = 45) =>
+  spawnCli(process.execPath, ["--import", "tsx", "src/bin.ts", ...args], {}, seconds * 1000, "SIGKILL")
 
 /** `cco` through the published executable. */
 const ccoBin = (args: ReadonlyArray<string>) =>
@@ -169,4 +182,120 @@ describe("cco command line", () => {
       expect(r.code).toBe(0)
       expect(r.stdout).toContain("usage: npm run bench")
     }))
+
+  it.scoped("an unknown option or command is refused by name, with the nearest known one, exit 2, before anything runs", () =>
+    Effect.gen(function*() {
+      const fs = yield* FileSystem.FileSystem
+      const socket = uniqueSocket()
+      yield* Effect.addFinalizer(() => Effect.sync(() => killTmuxServer(socket)))
+      // A valid config whose repository is a local directory that is not one: a run that did start would create
+      // its run folder under logs/ and fail at the clone, with no network and no claude.
+      const dir = yield* tempDir("cco-cli-")
+      mkdirSync(path.join(dir, "not-a-repo"))
+      writeFileSync(path.join(dir, "orchestrator.json"), JSON.stringify({
+        repositoryUrl: "not-a-repo",
+        workerCount: 1,
+        logDirectory: "logs",
+        tmuxSocket: socket,
+        claudeCommand: "/bin/false"
+      }))
+      const cases: Array<[ReadonlyArray<string>, string]> = [
+        [["run", "--config", dir, "--resmue"], "cco run: unknown option --resmue; did you mean --resume?"],
+        [["cleanup", "--config", dir, "--dryrun"], "cco cleanup: unknown option --dryrun; did you mean --dry-run?"],
+        [["status", "--config", dir, "--jsn"], "cco status: unknown option --jsn; did you mean --json?"],
+        [["run", "--dashboard", "--config", dir], "cco run: unknown option --dashboard; its options are --config, --resume (see cco run --help)"],
+        [["--config", dir, "--dashboard"], "cco: unknown option --dashboard; its options are --config (see cco --help)"],
+        [["--config", dir, "--resume"], "cco: unknown option --resume; it is an option of cco run"],
+        [["validate", "--cnofig", dir], "cco validate: unknown option --cnofig; did you mean --config?"],
+        [["doctor", "--config", dir, "-x"], "cco doctor: unknown option -x; its options are --config (see cco doctor --help)"],
+        [["run", "--config", dir, "--hlep"], "cco run: unknown option --hlep; did you mean --help?"],
+        [["status", "--config", dir, "--watch=3"], "cco status: --watch takes no value (got --watch=3)"],
+        [["rnu", "--config", dir], "cco: unknown command rnu; did you mean run?"],
+        [["status", "--config", dir, "--\u001b[2J"], "cco status: unknown option --\\u{1b}[2J; its options are --config, --watch, --json (see cco status --help)"]
+      ]
+      const results = yield* Effect.forEach(cases, ([args]) => ccoQuick(args), { concurrency: 4 })
+      for (const [i, r] of results.entries()) {
+        const [args, message] = cases[i]!
+        expect(r.stderr, args.join(" ")).toBe(`${message}\n`)
+        expect(r.code, args.join(" ")).toBe(2)
+        expect(r.stdout, args.join(" ")).toBe("")
+      }
+      expect((yield* fs.readDirectory(dir)).sort()).toEqual(["not-a-repo", "orchestrator.json"])
+      // Known options, in any order, with = or a separate value, and after "--" anything, still work.
+      const ok = yield* Effect.all([
+        ccoQuick(["validate", `--config=${dir}`]),
+        ccoQuick(["validate", "-c", dir, "--help"]),
+        ccoQuick(["run", "--config", dir, "-h"]),
+        ccoQuick(["status", "--json", "--config", dir, "--", "--no-such-folder"])
+      ], { concurrency: "unbounded" })
+      expect(ok.map((r) => r.code)).toEqual([0, 0, 0, 1])
+      expect(ok[2]!.stdout).toContain("--resume")
+      expect(ok[3]!.stderr).toContain("--no-such-folder: no such directory")
+    }).pipe(Effect.provide(NodeContext.layer)), 120_000)
+
+  it.effect("--help piped (not a terminal) is plain text, as are usage errors", () =>
+    Effect.gen(function*() {
+      // NO_COLOR empty counts as unset.
+      const env = { NO_COLOR: "" }
+      const [root, run, usage] = yield* Effect.all([cco(["--help"], env), cco(["run", "--help"], env), cco(["validate"], env)], {
+        concurrency: "unbounded"
+      })
+      expect(root.code).toBe(0)
+      expect(root.stdout).toContain("--config")
+      expect(run.stdout).toContain("--resume")
+      expect(usage.code).toBe(2)
+      expect(usage.stderr).toContain("--config")
+      for (const r of [root, run, usage]) expect(r.stdout + r.stderr).not.toContain("\u001b")
+    }), 60_000)
+
+  const hasScript = spawnSync("script", ["--version"]).status === 0
+  it.effect.skipIf(!hasScript)("--help on a terminal is in colour, unless NO_COLOR is set", () =>
+    Effect.gen(function*() {
+      // script(1) gives the command a pseudo-terminal.
+      const onTerminal = (noColor: string) =>
+        spawnCli("script", ["-qec", `${process.execPath} --import tsx src/bin.ts --help`, "/dev/null"], { NO_COLOR: noColor })
+      const [coloured, plain] = yield* Effect.all([onTerminal(""), onTerminal("1")], { concurrency: "unbounded" })
+      expect(coloured.code).toBe(0)
+      expect(coloured.stdout).toContain("\u001b[")
+      expect(plain.code).toBe(0)
+      expect(plain.stdout).toContain("--config")
+      expect(plain.stdout).not.toContain("\u001b")
+    }), 60_000)
+
+  it.scoped("a FIFO in place of orchestrator.json, state.json or cco.lock fails at once (or is ignored), never hangs; status --watch piped clears no screen", () =>
+    Effect.gen(function*() {
+      const config = yield* tempDir("cco-cli-")
+      execFileSync("mkfifo", [path.join(config, "orchestrator.json")])
+      const run = yield* tempDir("cco-run-")
+      execFileSync("mkfifo", [path.join(run, "state.json")])
+      // A run folder whose state.json is fine and whose cco.lock is a FIFO.
+      const locked = yield* tempDir("cco-run-")
+      const now = new Date().toISOString()
+      writeFileSync(path.join(locked, "state.json"), JSON.stringify({
+        runId: "r1", runFolder: locked, repositoryUrl: "x", repoDir: path.join(locked, "repo"), targetBranch: "main",
+        startedAt: now, deadline: now, endedAt: now, endReason: "project-done", tmuxSocket: uniqueSocket(), pid: 1,
+        instances: [], board: { tasks: [] }, merges: []
+      }))
+      execFileSync("mkfifo", [path.join(locked, "cco.lock")])
+      const [validate, status, cleanup, lockStatus, watch] = yield* Effect.all([
+        ccoQuick(["validate", "--config", config]),
+        ccoQuick(["status", run]),
+        ccoQuick(["cleanup", "--dry-run", run]),
+        ccoQuick(["status", "--json", locked]),
+        // Watching until killed; piped, it does not clear a screen it does not have.
+        ccoQuick(["status", "--watch", locked], 25)
+      ], { concurrency: "unbounded" })
+      expect(watch.stdout).toContain("refreshing every 2 s")
+      expect(watch.stdout).not.toContain("\u001b")
+      expect(validate.stderr).toBe(`cco: ${config}/orchestrator.json: is a FIFO (named pipe), not a regular file\n`)
+      expect(validate.code).toBe(2)
+      expect(status.stderr).toBe(`cco: ${run}/state.json: is a FIFO (named pipe), not a regular file\n`)
+      expect(status.code).toBe(1)
+      // cleanup reports it and goes on with the folder's layout.
+      expect(cleanup.code, cleanup.stderr).not.toBe(-1)
+      expect(cleanup.stdout + cleanup.stderr).toContain("is a FIFO (named pipe), not a regular file")
+      expect(lockStatus.stderr).toBe("")
+      expect(lockStatus.code).toBe(0)
+      expect(JSON.parse(lockStatus.stdout)).toMatchObject({ alive: false, lockPid: null })
+    }).pipe(Effect.provide(NodeContext.layer)), 120_000)
 })
