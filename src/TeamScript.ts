@@ -16,6 +16,8 @@ export interface TeamScriptOptions {
   readonly hangUntilRestart?: ReadonlyArray<string>
   /** EMs that never merge their workers' reports (the run's limits must wind it down). */
   readonly idleLeads?: ReadonlyArray<string>
+  /** Leads that "resolve" a conflict by committing it with the markers still in, and fix it only when refused. */
+  readonly markerLeads?: ReadonlyArray<string>
 }
 
 type Role = "director" | "em" | "worker"
@@ -86,7 +88,8 @@ const lead = (
   reports: ReadonlyArray<string>,
   assignFor: (report: string, index: number) => string,
   doneSummary: string,
-  merges = true
+  merges = true,
+  commitsMarkers = false
 ): MockReply => {
   const { all, pending, texts } = turn(req)
   const last = pending.at(-1)
@@ -102,6 +105,17 @@ const lead = (
     bash(rs.map((r) => `cco team assign ${r} ${q(assignFor(r, reports.indexOf(r)))}`).join("; "), "Assign the work")
   if (last !== undefined) {
     const conflicted = conflictIn(last)
+    if (conflicted !== undefined && commitsMarkers) {
+      return bash(`git add -A && git commit -q --no-edit && cco team merge ${conflicted}`, `Commit the merge with ${conflicted}`)
+    }
+    // Refused for committed conflict markers: remove the marker lines, commit, and ask again.
+    const markers = /conflict markers .* committed in[\s\S]*run cco team merge ((?:em|worker)-\d+) again/.exec(last)?.[1]
+    if (markers !== undefined) {
+      return bash(
+        `for f in $(git grep -l -e '^<<<<<<< ' -- .); do sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' "$f"; done && git add -A && git commit -q -m 'Remove conflict markers' && cco team merge ${markers}`,
+        `Remove the conflict markers and merge ${markers} again`
+      )
+    }
     if (conflicted !== undefined) {
       // Keep both sides: drop the markers, then commit the merge and ask cco again.
       return bash(
@@ -189,7 +203,8 @@ export const teamScript = (options: TeamScriptOptions = {}): Brain => (req) => {
           return `Create \`${file}\` with a small module for ${w} and check it with node --check, then commit and report done.`
         },
         `${who.name}: ${reports.length} tasks written, checked and merged.`,
-        options.idleLeads?.includes(who.name) !== true
+        options.idleLeads?.includes(who.name) !== true,
+        options.markerLeads?.includes(who.name) === true
       )
     case "worker":
       return worker(req, who.name, options)

@@ -75,6 +75,32 @@ const splitNul = (text: string) => text.split("\0").filter((s) => s !== "")
 
 const splitLines = (text: string) => text.split("\n").map((s) => s.trim()).filter((s) => s !== "")
 
+/**
+ * Whether these lines (a file's added lines, in order) hold a conflict as git writes one: a `<<<<<<< ` line, later a
+ * line of exactly as many `=`, later a `>>>>>>> ` line of the same size. A lone `=======` (a Markdown or RST
+ * underline) or a quoted `>>>>>>>` is no conflict.
+ */
+export const hasConflictStructure = (lines: Iterable<string>): boolean => {
+  let size: number | undefined
+  let separated = false
+  for (const raw of lines) {
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw
+    const start = /^(<{7,})(?: |$)/.exec(line)
+    if (start !== null) {
+      size = start[1]!.length
+      separated = false
+    } else if (size !== undefined && !separated && line === "=".repeat(size)) {
+      separated = true
+    } else if (size !== undefined && separated && line.startsWith(">".repeat(size)) && /^(?: |$)/.test(line.slice(size))) {
+      return true
+    }
+  }
+  return false
+}
+
+// The empty tree: what a history without a common ancestor is compared against.
+const emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
 export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
   dependencies: [NodeContext.layer],
   effect: Effect.gen(function*() {
@@ -398,6 +424,36 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       return splitNul(result.stdout) as ReadonlyArray<string>
     })
 
+    /**
+     * Files in which the commits of `head` since its merge base with `base` add a conflict (see
+     * hasConflictStructure), judged on the committed content: what a merge of `head` would bring, whatever the
+     * working tree shows. Markers the base already had (a test fixture, a file only renamed) do not count.
+     */
+    const addedConflictMarkers = Effect.fn("Worktree.addedConflictMarkers")(
+      function*(repoDir: string, base: string, head: string) {
+        const mergeBase = yield* run(repoDir, ["merge-base", base, head])
+        if (mergeBase.exitCode > 1) return yield* gitError(`git merge-base ${base} ${head}`, repoDir, outputOf(mergeBase))
+        const from = mergeBase.exitCode === 0 ? mergeBase.stdout.trim() : emptyTree
+        // -G narrows to the files whose added or removed lines start a conflict, so the patch read below stays
+        // small however large the change; binary files are skipped by both calls alike.
+        const diff = ["-c", "core.quotePath=false", "diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", "-G^<<<<<<<", from, head]
+        const names = splitNul(yield* git(repoDir, [...diff, "--name-only", "-z", "--"]))
+        if (names.length === 0) return [] as ReadonlyArray<string>
+        const patch = yield* git(repoDir, [...diff, "-U0", "--"])
+        const sections = patch.split(/^diff --git /m).slice(1)
+        if (sections.length !== names.length) {
+          return yield* gitError(`git diff ${from} ${head}`, repoDir, `expected ${names.length} file diffs, found ${sections.length}`)
+        }
+        const flagged = names.filter((_, i) => {
+          const lines = sections[i]!.split("\n")
+          const hunk = lines.findIndex((l) => l.startsWith("@@"))
+          if (hunk < 0) return false
+          return hasConflictStructure(lines.slice(hunk).filter((l) => l.startsWith("+")).map((l) => l.slice(1)))
+        })
+        return flagged as ReadonlyArray<string>
+      }
+    )
+
     const push = Effect.fn("Worktree.push")(function*(worktreePath: string, branch: string) {
       yield* sharedFiles.withPermits(1)(
         git(worktreePath, ["push", "--quiet", "--set-upstream", "origin", `refs/heads/${branch}:refs/heads/${branch}`])
@@ -495,6 +551,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       merge,
       mergeInProgress,
       conflictMarkers,
+      addedConflictMarkers,
       push,
       commitsAhead,
       isClean,

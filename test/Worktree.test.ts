@@ -5,7 +5,7 @@ import { NodeContext } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { exec } from "../src/Exec.js"
-import { GitError, MergeResult, runBranchName, stripCredentials, Worktree } from "../src/Worktree.js"
+import { GitError, hasConflictStructure, MergeResult, runBranchName, stripCredentials, Worktree } from "../src/Worktree.js"
 
 // Behave like a machine with no git config at all (no identity, no signing, no hooks path).
 const savedEnv = { global: process.env.GIT_CONFIG_GLOBAL, nosystem: process.env.GIT_CONFIG_NOSYSTEM }
@@ -122,8 +122,74 @@ describe("stripCredentials", () => {
   })
 })
 
+describe("hasConflictStructure", () => {
+  it("needs <<<<<<<, a separator of the same size, then >>>>>>>; an underline or a quote alone is no conflict", () => {
+    expect(hasConflictStructure(["<<<<<<< HEAD", "a", "=======", "b", ">>>>>>> worker/2"])).toBe(true)
+    expect(hasConflictStructure(["<<<<<<< ours", "a", "||||||| base", "o", "=======", "b", ">>>>>>> theirs"])).toBe(true)
+    expect(hasConflictStructure(["<<<<<<< HEAD\r", "a\r", "=======\r", ">>>>>>> x\r"])).toBe(true)
+    expect(hasConflictStructure(["<<<<<<<", "=======", ">>>>>>>"])).toBe(true)
+    // RST / Markdown underlines, quoted mail, a marker only mentioned in a sentence.
+    expect(hasConflictStructure(["Title", "=======", "", "text"])).toBe(false)
+    expect(hasConflictStructure([">>>>>>> deeply quoted", "=======", ">>>>>>> x"])).toBe(false)
+    expect(hasConflictStructure(["<<<<<<< HEAD", "a", ">>>>>>> x"])).toBe(false)
+    expect(hasConflictStructure(["use <<<<<<< HEAD to see", "=======", ">>>>>>> x"])).toBe(false)
+    expect(hasConflictStructure(["<<<<<<<< eight", "=======", ">>>>>>> seven"])).toBe(false)
+    expect(hasConflictStructure(["<<<<<<<x", "=======", ">>>>>>> x"])).toBe(false)
+  })
+})
+
 describe("Worktree", () => {
   it.layer(TestLayer)((it) => {
+    it.scoped("addedConflictMarkers: committed markers on a branch, and a resolution committed with them, are found", () =>
+      Effect.gen(function*() {
+        const { worktree, clone, director, em, worker, wt } = yield* setupTeam
+        const start = yield* sh(clone, "rev-parse", "main")
+        const conflict = "a\n<<<<<<< HEAD\nmine\n=======\ntheirs\n>>>>>>> other\nz\n"
+        // A fixture that holds markers on purpose, already on the base: never counted, edited or renamed.
+        yield* commitIn(director, "test/fixture.txt", conflict, "fixture")
+        yield* agentGit(em, "merge", "--quiet", "main")
+        // Counted against a start before it (it came during the run), not against one after.
+        expect(yield* worktree.addedConflictMarkers(em, start, "main")).toEqual(["test/fixture.txt"])
+        const emStart = yield* sh(em, "rev-parse", "HEAD")
+        expect(yield* worktree.addedConflictMarkers(em, emStart, "HEAD")).toEqual([])
+        yield* agentGit(worker, "merge", "--quiet", "team/1")
+        expect(yield* worktree.addedConflictMarkers(worker, "team/1", "worker/1")).toEqual([])
+
+        yield* commitIn(worker, "docs/guide.rst", "Guide\n=======\n\n>>>>>>> quoted\n", "an underline and a quote")
+        yield* agentGit(worker, "mv", "test/fixture.txt", "test/moved.txt")
+        yield* agentGit(worker, "commit", "--quiet", "-m", "rename the fixture")
+        yield* commitIn(worker, "test/moved.txt", `${conflict}more\n`, "extend the fixture")
+        expect(yield* worktree.addedConflictMarkers(worker, "team/1", "worker/1")).toEqual([])
+
+        // Committed markers, as a worker's `git add -A && git commit` takes them, in a file with spaces in its name.
+        yield* commitIn(worker, "src/my file.ts", "export const a = 1\n<<<<<<< HEAD\nb\n=======\nc\n>>>>>>> x\n", "markers")
+        expect(yield* worktree.addedConflictMarkers(worker, "team/1", "worker/1")).toEqual(["src/my file.ts"])
+        expect(yield* worktree.addedConflictMarkers(em, "HEAD", "worker/1")).toEqual(["src/my file.ts"])
+        // The working tree is clean: the old check sees nothing.
+        expect(yield* worktree.conflictMarkers(worker)).toEqual([])
+        yield* commitIn(worker, "src/my file.ts", "export const a = 1\nb\nc\n", "fixed")
+        expect(yield* worktree.addedConflictMarkers(worker, "team/1", "worker/1")).toEqual([])
+
+        // A lead resolves a conflict by committing the markers: found on its branch against the run's start.
+        yield* worktree.addWorktree(clone, wt("worker-2"), "worker/2", "team/1")
+        yield* commitIn(worker, "README.md", "# project\nfrom worker one\n", "one")
+        yield* commitIn(wt("worker-2"), "README.md", "# project\nfrom worker two\n", "two")
+        expect((yield* worktree.merge(em, "worker/1", { message: "m1" }))._tag).toBe("Merged")
+        expect(yield* worktree.addedConflictMarkers(em, emStart, "HEAD")).toEqual([])
+        expect((yield* worktree.merge(em, "worker/2", { message: "m2", keepConflict: true }))._tag).toBe("Conflict")
+        yield* agentGit(em, "add", "-A")
+        yield* agentGit(em, "commit", "--quiet", "--no-edit")
+        expect(yield* worktree.mergeInProgress(em)).toBe(false)
+        expect(yield* worktree.conflictMarkers(em)).toEqual([])
+        expect(yield* worktree.addedConflictMarkers(em, emStart, "HEAD")).toEqual(["README.md"])
+        expect((yield* worktree.merge(em, "worker/2", { message: "again" }))._tag).toBe("AlreadyUpToDate")
+        yield* commitIn(em, "README.md", "# project\nfrom worker one\nfrom worker two\n", "resolve properly")
+        expect(yield* worktree.addedConflictMarkers(em, emStart, "HEAD")).toEqual([])
+        // A binary file is not read as text.
+        yield* commitIn(em, "blob.bin", "\0<<<<<<< x\n=======\n>>>>>>> y\n", "binary")
+        expect(yield* worktree.addedConflictMarkers(em, emStart, "HEAD")).toEqual([])
+      }))
+
     it.scoped("prepareClone clones with a detached HEAD and an identity, then fetches on the second call", () =>
       Effect.gen(function*() {
         const { worktree, clone, bare, seed, path, root } = yield* setup
