@@ -259,7 +259,7 @@ const orchestrate = (
     // --- repository, target branch, direction
     const repoDir = path.join(run.folder, "repo")
     yield* runLog.log("git.cloning", { repositoryUrl: config.repositoryUrl })
-    yield* git.prepareClone(config.repositoryUrl, repoDir)
+    yield* git.prepareClone(config.repositoryUrl, repoDir, config.branch)
     const direction = yield* git.readFileAt(repoDir, `origin/${config.branch}`, "PROJECT_DIRECTION.md").pipe(
       Effect.catchTag("GitError", (e) =>
         Effect.fail(new RunError({ reason: "branch", message: `branch ${config.branch} cannot be read from ${config.repositoryUrl}: ${e.message}` })))

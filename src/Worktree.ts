@@ -177,7 +177,12 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
         if (!keys.has("user.email")) yield* git(repoDir, ["config", "--local", "user.email", ccoIdentity.email])
       })
 
-    const prepareClone = Effect.fn("Worktree.prepareClone")(function*(repositoryUrl: string, dir: string) {
+    /**
+     * The run's clone of `repositoryUrl` in `dir` (fetched when it is there already), its HEAD detached at
+     * origin's `branch` when one is given. Origin's own HEAD does not matter: a bare repository whose HEAD names a
+     * branch that was never pushed (what `git init --bare` leaves when its default branch differs) clones too.
+     */
+    const prepareClone = Effect.fn("Worktree.prepareClone")(function*(repositoryUrl: string, dir: string, branch?: string) {
       const target = path.resolve(dir)
       if (yield* exists(path.join(target, ".git"), target)) {
         const origin = (yield* run(target, ["config", "--get", "remote.origin.url"])).stdout.trim()
@@ -190,10 +195,27 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
         }
         yield* git(target, ["fetch", "--quiet", "--prune", "origin"])
       } else {
-        yield* git(undefined, ["clone", "--quiet", "--", repositoryUrl, target])
+        // --no-checkout: origin's HEAD may name a branch yet to be born; the checkout below picks the commit.
+        yield* git(undefined, ["clone", "--quiet", "--no-checkout", "--", repositoryUrl, target])
+      }
+      let start = "HEAD"
+      if (branch !== undefined) {
+        start = `refs/remotes/origin/${branch}`
+        const found = yield* run(target, ["rev-parse", "--quiet", "--verify", `${start}^{commit}`])
+        if (found.exitCode !== 0) {
+          const others = splitLines(yield* git(target, ["for-each-ref", "--format=%(refname:lstrip=3)", "refs/remotes/origin/"]))
+            .filter((name) => name !== "HEAD")
+          return yield* gitError(
+            "prepareClone",
+            target,
+            `branch ${branch} does not exist in ${repositoryUrl} (${others.length === 0 ? "it has no branches" : `its branches: ${others.slice(0, 10).join(", ")}${others.length > 10 ? ", …" : ""}`})`
+          )
+        }
+      } else if ((yield* run(target, ["rev-parse", "--quiet", "--verify", "HEAD^{commit}"])).exitCode !== 0) {
+        return yield* gitError("prepareClone", target, `${repositoryUrl}: its HEAD names no branch that exists; say which branch to use`)
       }
       // Any branch may have to go to a worktree, and a branch can be checked out only once.
-      yield* git(target, ["checkout", "--quiet", "--detach"])
+      yield* git(target, ["checkout", "--quiet", "--detach", start])
       yield* ensureIdentity(target)
       return target
     })

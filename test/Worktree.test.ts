@@ -140,6 +140,27 @@ describe("hasConflictStructure", () => {
 
 describe("Worktree", () => {
   it.layer(TestLayer)((it) => {
+    it.scoped("prepareClone works whatever origin's HEAD names; a configured branch that does not exist is named", () =>
+      Effect.gen(function*() {
+        const { worktree, bare, root, path } = yield* setup
+        // What `git init --bare` leaves when its default branch is not the one pushed.
+        yield* sh(bare, "--git-dir", bare, "symbolic-ref", "HEAD", "refs/heads/nonexistent")
+        const clone = yield* worktree.prepareClone(bare, path.join(root, "unborn-head"), "main")
+        expect(yield* worktree.currentBranch(clone)).toBe("HEAD")
+        expect(yield* sh(clone, "rev-parse", "HEAD")).toBe(yield* sh(clone, "rev-parse", "origin/main"))
+        expect(yield* read(path.join(clone, "PROJECT_DIRECTION.md"))).toBe("Build the thing.\n")
+        // The branches and worktrees of a run come from it as usual; a second call fetches.
+        yield* worktree.ensureBranch(clone, "main", "origin/main")
+        yield* worktree.addWorktree(clone, path.join(root, "unborn-wt"), "team/1", "main")
+        expect(yield* worktree.prepareClone(bare, clone, "main")).toBe(clone)
+
+        const missing = yield* Effect.flip(worktree.prepareClone(bare, path.join(root, "no-branch"), "develop"))
+        expect(missing._tag).toBe("GitError")
+        expect(missing.message).toBe(`branch develop does not exist in ${bare} (its branches: main)`)
+        const again = yield* Effect.flip(worktree.prepareClone(bare, clone, "develop"))
+        expect(again.message).toContain("branch develop does not exist")
+      }))
+
     it.scoped("addedConflictMarkers: committed markers on a branch, and a resolution committed with them, are found", () =>
       Effect.gen(function*() {
         const { worktree, clone, director, em, worker, wt } = yield* setupTeam
