@@ -628,10 +628,9 @@ const orchestrate = (
           if (from.baseBranch !== undefined && (yield* git.commitsAhead(inst.worktree, from.baseBranch, from.branch)) === 0) {
             return `your branch ${from.branch} has no new commits since ${from.baseBranch}; commit your work, then report again`
           }
-          const markers = yield* git.addedConflictMarkers(inst.worktree, from.baseBranch ?? startCommit, from.branch)
-          if (markers.length > 0) {
-            return `your branch ${from.branch} has conflict markers (<<<<<<< ======= >>>>>>>) committed in ${list(markers)}; edit those files to the intended content, git add, git commit, then report again`
-          }
+          // The top's branch is the target, where cco writes TEAM_STRUCTURE.md itself.
+          const problems = yield* git.vetCommits(inst.worktree, from.baseBranch ?? startCommit, from.branch, { ccoOwned: from.baseBranch !== undefined })
+          if (problems.length > 0) return `your branch ${from.branch} brings ${problems.join("; ")}. Then report again`
           if (from.lead !== undefined) yield* git.push(inst.worktree, from.branch)
           return undefined
         }))
@@ -678,11 +677,11 @@ const orchestrate = (
             const markers = yield* git.conflictMarkers(worktree)
             return reply(false, `refused: a merge is still in progress in your worktree${markers.length > 0 ? ` (conflict markers in ${list(markers)})` : ""}; resolve it, git add, git commit, then run cco team merge ${name} again`)
           }
-          // Conflict markers committed on the report's branch never enter the lead's.
-          const theirs = yield* git.addedConflictMarkers(worktree, "HEAD", report.branch)
+          // Committed conflict markers, changes to cco's files, huge files on the report's branch never enter the lead's.
+          const theirs = yield* git.vetCommits(worktree, "HEAD", report.branch)
           if (theirs.length > 0) {
-            yield* runLog.log("merge.refused", { from: name, into: from.branch, reason: "conflict markers", files: theirs })
-            return reply(false, `refused: ${name}'s branch ${report.branch} has conflict markers (<<<<<<< ======= >>>>>>>) committed in ${list(theirs)}; nothing was merged. Ask ${name} to fix them and report again (cco team message ${name} …), or merge it yourself (git merge ${report.branch}), fix those files, git add, git commit, then run cco team merge ${name} again.`)
+            yield* runLog.log("merge.refused", { from: name, into: from.branch, problems: theirs })
+            return reply(false, `refused: ${name}'s branch ${report.branch} brings ${theirs.join("; ")}. Nothing was merged. Tell ${name} (cco team message ${name} …) to fix it and report again.`)
           }
           const result = yield* git.merge(worktree, report.branch, { message: `Merge ${name} (${report.branch}) into ${from.branch}`, keepConflict: true })
           if (result._tag === "Conflict") {
@@ -692,10 +691,10 @@ const orchestrate = (
           const markers = yield* git.conflictMarkers(worktree)
           if (markers.length > 0) return reply(false, `refused: conflict markers remain in ${list(markers)}; fix and commit them first`)
           // A resolution committed with the markers still in (git add -A && git commit) is refused too: nothing is pushed.
-          const ours = yield* git.addedConflictMarkers(worktree, startCommit, "HEAD")
+          const ours = yield* git.vetCommits(worktree, startCommit, "HEAD", { ccoOwned: false })
           if (ours.length > 0) {
-            yield* runLog.log("merge.refused", { from: name, into: from.branch, reason: "conflict markers", files: ours })
-            return reply(false, `refused: your branch ${from.branch} has conflict markers (<<<<<<< ======= >>>>>>>) committed in ${list(ours)}; nothing was pushed. Edit those files to the intended content (no marker lines left), git add, git commit, then run cco team merge ${name} again.`)
+            yield* runLog.log("merge.refused", { from: name, into: from.branch, problems: ours })
+            return reply(false, `refused: your branch ${from.branch} brings ${ours.join("; ")}. Nothing was pushed. Then run cco team merge ${name} again.`)
           }
           if (task.status === "merged" && result._tag === "AlreadyUpToDate") return reply(true, `merged ${name} already; nothing new`)
           const commit = yield* recordMerge(from, report, worktree)
@@ -1128,12 +1127,12 @@ const orchestrate = (
         const dir = worktrees.get(lead.name)!
         if (yield* git.mergeInProgress(dir)) return
         if ((yield* git.commitsAhead(dir, lead.branch, report.branch)) === 0) return
-        // Committed conflict markers on either side stay where they are, for a person.
-        const markers = [...new Set([
-          ...(yield* git.addedConflictMarkers(dir, lead.branch, report.branch)),
-          ...(yield* git.addedConflictMarkers(dir, startCommit, lead.branch))
-        ])]
-        if (markers.length > 0) return yield* runLog.log("merge.skipped", { from: report.name, into: lead.branch, reason: "conflict markers", files: markers })
+        // Committed conflict markers (either side), changes to cco's files, huge files stay where they are, for a person.
+        const problems = [
+          ...(yield* git.vetCommits(dir, lead.branch, report.branch)),
+          ...(yield* git.vetCommits(dir, startCommit, lead.branch, { ccoOwned: false }))
+        ]
+        if (problems.length > 0) return yield* runLog.log("merge.skipped", { from: report.name, into: lead.branch, problems })
         const result = yield* git.merge(dir, report.branch, { message: `Merge ${report.name} (${report.branch}) into ${lead.branch} at the end of the run` })
         if (result._tag === "Conflict") return yield* runLog.log("merge.skipped", { from: report.name, into: lead.branch, files: result.files })
         if (result._tag === "Merged") yield* recordMerge(lead, report, dir)
@@ -1160,10 +1159,10 @@ const orchestrate = (
           yield* Effect.forEach(specs.filter((s) => s !== top), saveWork, { discard: true })
         }))
         yield* writeTeamStructure(`run ended: ${reason}`)
-        // Never a target branch whose new commits add conflict markers: origin keeps the last good push.
+        // Never a target branch whose new commits add conflict markers or huge files: origin keeps the last good push.
         yield* locked(Effect.gen(function*() {
-          const markers = yield* git.addedConflictMarkers(topWorktree, startCommit, target)
-          if (markers.length > 0) return yield* runLog.log("push.refused", { branch: target, reason: "conflict markers", files: markers })
+          const problems = yield* git.vetCommits(topWorktree, startCommit, target, { ccoOwned: false })
+          if (problems.length > 0) return yield* runLog.log("push.refused", { branch: target, problems })
           yield* git.push(topWorktree, target)
         })).pipe(
           Effect.catchAll((e) => runLog.log("push.failed", { branch: target, message: e.message }))

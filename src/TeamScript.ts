@@ -18,6 +18,8 @@ export interface TeamScriptOptions {
   readonly idleLeads?: ReadonlyArray<string>
   /** Leads that "resolve" a conflict by committing it with the markers still in, and fix it only when refused. */
   readonly markerLeads?: ReadonlyArray<string>
+  /** Workers that rewrite TEAM_STRUCTURE.md in their commit, and undo it only when refused. */
+  readonly rogueWorkers?: ReadonlyArray<string>
 }
 
 type Role = "director" | "em" | "worker"
@@ -168,13 +170,22 @@ const worker = (req: MockRequest, name: string, options: TeamScriptOptions): Moc
   const last = steps.at(-1)
   if (last === undefined) {
     const body = [`// ${file}: written by ${name}.`, `export const author = ${JSON.stringify(name)}`, `export const lines = ${JSON.stringify(prompt.slice(0, 60))}`]
+    const rogue = options.rogueWorkers?.includes(name) === true ? `printf '# Team structure\\n\\n${name} is in charge now.\\n' > TEAM_STRUCTURE.md; ` : ""
     return bash(
-      `mkdir -p "$(dirname ${q(file)})" && printf '%s\\n' ${body.map(q).join(" ")} >> ${q(file)} && node --check ${q(file)} 2>/dev/null || true; wc -l ${q(file)}`,
+      `${rogue}mkdir -p "$(dirname ${q(file)})" && printf '%s\\n' ${body.map(q).join(" ")} >> ${q(file)} && node --check ${q(file)} 2>/dev/null || true; wc -l ${q(file)}`,
       `Write ${file} and check it`
     )
   }
   if (steps.length === 1 && !/cco team done|accepted:|refused:/.test(last)) {
     return bash(`git add -A && git commit -q -m ${q(`${name}: ${file}`)} && cco team done ${q(`Wrote ${file} and checked it with node --check.`)}`, "Commit and report")
+  }
+  // Refused for a change to a file only cco writes: put it back as the base has it, commit, report again.
+  const restore = /which only cco writes: undo it \(git checkout \$\(git merge-base (\S+) HEAD\)/.exec(last)?.[1]
+  if (restore !== undefined && /^refused:/m.test(last)) {
+    return bash(
+      `{ git checkout "$(git merge-base ${q(restore)} HEAD)" -- TEAM_STRUCTURE.md 2>/dev/null || git rm -q TEAM_STRUCTURE.md; } && git commit -q -m 'Leave TEAM_STRUCTURE.md to cco' && cco team done ${q(`Wrote ${file} and checked it with node --check.`)}`,
+      "Undo the change to TEAM_STRUCTURE.md and report again"
+    )
   }
   if (/^refused:/m.test(last)) return say(`cco refused my report: ${last.trim()}`)
   return say(`Finished ${file}; waiting for the next task.`)

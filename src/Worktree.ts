@@ -101,6 +101,14 @@ export const hasConflictStructure = (lines: Iterable<string>): boolean => {
 // The empty tree: what a history without a common ancestor is compared against.
 const emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
+/** Files only cco writes; an agent's commit that changes them is not passed on. */
+export const ccoOwnedFiles: ReadonlyArray<string> = ["TEAM_STRUCTURE.md"]
+
+/** The largest file an agent's commit may add or grow to before cco refuses to pass it on (50 MiB). */
+export const maxFileBytes = 50 * 1024 * 1024
+
+const mebibytes = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`
+
 export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
   dependencies: [NodeContext.layer],
   effect: Effect.gen(function*() {
@@ -451,11 +459,17 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
      * hasConflictStructure), judged on the committed content: what a merge of `head` would bring, whatever the
      * working tree shows. Markers the base already had (a test fixture, a file only renamed) do not count.
      */
+    const mergeBaseOf = (repoDir: string, base: string, head: string) =>
+      Effect.flatMap(run(repoDir, ["merge-base", base, head]), (result) =>
+        result.exitCode === 0
+          ? Effect.succeed(result.stdout.trim())
+          : result.exitCode === 1
+          ? Effect.succeed(emptyTree)
+          : Effect.fail(gitError(`git merge-base ${base} ${head}`, repoDir, outputOf(result))))
+
     const addedConflictMarkers = Effect.fn("Worktree.addedConflictMarkers")(
       function*(repoDir: string, base: string, head: string) {
-        const mergeBase = yield* run(repoDir, ["merge-base", base, head])
-        if (mergeBase.exitCode > 1) return yield* gitError(`git merge-base ${base} ${head}`, repoDir, outputOf(mergeBase))
-        const from = mergeBase.exitCode === 0 ? mergeBase.stdout.trim() : emptyTree
+        const from = yield* mergeBaseOf(repoDir, base, head)
         // -G narrows to the files whose added or removed lines start a conflict, so the patch read below stays
         // small however large the change; binary files are skipped by both calls alike.
         const diff = ["-c", "core.quotePath=false", "diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", "-G^<<<<<<<", from, head]
@@ -473,6 +487,65 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
           return hasConflictStructure(lines.slice(hunk).filter((l) => l.startsWith("+")).map((l) => l.slice(1)))
         })
         return flagged as ReadonlyArray<string>
+      }
+    )
+
+    /**
+     * Files above maxBytes in the commits of `head` that `base` lacks, in any of them (a file committed and then
+     * removed would still be pushed with its commit).
+     */
+    const largeFiles = Effect.fn("Worktree.largeFiles")(
+      function*(repoDir: string, base: string, head: string, maxBytes: number = maxFileBytes) {
+        const objects = yield* git(repoDir, ["rev-list", "--objects", head, "--not", base, "--"])
+        if (objects.trim() === "") return [] as ReadonlyArray<{ readonly file: string; readonly bytes: number }>
+        const sizes = yield* run(repoDir, ["cat-file", "--batch-check=%(objecttype) %(objectsize) %(rest)"], baseEnv, objects)
+        if (sizes.exitCode !== 0) return yield* gitError("git cat-file --batch-check", repoDir, outputOf(sizes))
+        const large = new Map<string, number>()
+        for (const line of sizes.stdout.split("\n")) {
+          const m = /^blob (\d+) (.*)$/.exec(line)
+          if (m === null) continue
+          const bytes = Number(m[1])
+          if (bytes > maxBytes && bytes > (large.get(m[2]!) ?? 0)) large.set(m[2]!, bytes)
+        }
+        return [...large].map(([file, bytes]) => ({ file, bytes })) as ReadonlyArray<{ readonly file: string; readonly bytes: number }>
+      }
+    )
+
+    /** Which of `files` the commits of `head` since its merge base with `base` change. */
+    const changedAmong = Effect.fn("Worktree.changedAmong")(
+      function*(repoDir: string, base: string, head: string, files: ReadonlyArray<string>) {
+        if (files.length === 0) return [] as ReadonlyArray<string>
+        const from = yield* mergeBaseOf(repoDir, base, head)
+        return splitNul(yield* git(repoDir, ["diff", "--no-ext-diff", "--no-renames", "--name-only", "-z", from, head, "--", ...files])) as ReadonlyArray<string>
+      }
+    )
+
+    /**
+     * What the commits of `head` since its merge base with `base` bring that cco does not pass on to a lead or
+     * to the target branch, each as a sentence for the agent: committed conflict markers, a change to a file only
+     * cco writes, a file above maxFileBytes. Empty when there is nothing to object to.
+     */
+    const vetCommits = Effect.fn("Worktree.vetCommits")(
+      function*(repoDir: string, base: string, head: string, options: { readonly ccoOwned?: boolean } = {}) {
+        const [markers, owned, large] = yield* Effect.all([
+          addedConflictMarkers(repoDir, base, head),
+          options.ccoOwned === false ? Effect.succeed([] as ReadonlyArray<string>) : changedAmong(repoDir, base, head, ccoOwnedFiles),
+          largeFiles(repoDir, base, head)
+        ])
+        const problems: Array<string> = []
+        if (markers.length > 0) {
+          problems.push(`conflict markers (<<<<<<< ======= >>>>>>>) committed in ${markers.join(", ")}: edit them to the intended content, git add, git commit`)
+        }
+        if (owned.length > 0) {
+          problems.push(`a change to ${owned.join(", ")}, which only cco writes: undo it (git checkout $(git merge-base ${base} HEAD) -- ${owned.join(" ")}, or git rm it where that commit has none) and commit`)
+        }
+        if (large.length > 0) {
+          problems.push(
+            `${large.map((l) => `${l.file} (${mebibytes(l.bytes)})`).join(", ")} in its commits, above the ${mebibytes(maxFileBytes)} a file may have: ` +
+              `take it out of the commits that are not merged yet (git reset --soft $(git merge-base ${base} HEAD), git rm --cached the file, list it in .gitignore, commit again)`
+          )
+        }
+        return problems as ReadonlyArray<string>
       }
     )
 
@@ -574,6 +647,9 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       mergeInProgress,
       conflictMarkers,
       addedConflictMarkers,
+      largeFiles,
+      changedAmong,
+      vetCommits,
       push,
       commitsAhead,
       isClean,

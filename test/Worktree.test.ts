@@ -211,6 +211,34 @@ describe("Worktree", () => {
         expect(yield* worktree.addedConflictMarkers(em, emStart, "HEAD")).toEqual([])
       }))
 
+    it.scoped("vetCommits: conflict markers, a change to TEAM_STRUCTURE.md and a huge file, even one removed again", () =>
+      Effect.gen(function*() {
+        const { worktree, director, worker } = yield* setupTeam
+        yield* commitIn(worker, "src/ok.ts", "export const ok = 1\n", "ok")
+        expect(yield* worktree.vetCommits(worker, "team/1", "worker/1")).toEqual([])
+
+        // A build artefact committed by `git add -A`, then removed: its commit would still be pushed.
+        yield* commitIn(worker, "dist/bundle.bin", "x".repeat(4096), "oops")
+        yield* agentGit(worker, "rm", "--quiet", "dist/bundle.bin")
+        yield* agentGit(worker, "commit", "--quiet", "-m", "remove it")
+        expect(yield* worktree.largeFiles(worker, "team/1", "worker/1", 1000)).toEqual([{ file: "dist/bundle.bin", bytes: 4096 }])
+        expect(yield* worktree.largeFiles(worker, "team/1", "worker/1", 5000)).toEqual([])
+        expect(yield* worktree.largeFiles(worker, "worker/1", "worker/1", 1000)).toEqual([])
+
+        yield* commitIn(worker, "TEAM_STRUCTURE.md", "# Team structure\n\nworker-1 leads everyone now.\n", "promote myself")
+        const problems = yield* worktree.vetCommits(worker, "team/1", "worker/1")
+        expect(problems).toEqual([expect.stringMatching(/^a change to TEAM_STRUCTURE\.md, which only cco writes: undo it \(git checkout \$\(git merge-base team\/1 HEAD\) -- TEAM_STRUCTURE\.md/)])
+        expect(yield* worktree.vetCommits(worker, "team/1", "worker/1", { ccoOwned: false })).toEqual([])
+        // cco's own commit of it on the target branch is no change by the branch's agent once merged into it.
+        yield* worktree.commitFile(director, "TEAM_STRUCTURE.md", "# Team structure\n", "cco: update TEAM_STRUCTURE.md")
+        expect(yield* worktree.changedAmong(director, "team/1", "main", ["TEAM_STRUCTURE.md"])).toEqual(["TEAM_STRUCTURE.md"])
+        yield* agentGit(worker, "merge", "--quiet", "main", "-X", "theirs", "-m", "catch up")
+        expect(yield* worktree.changedAmong(worker, "main", "worker/1", ["TEAM_STRUCTURE.md"])).toEqual([])
+
+        yield* commitIn(worker, "a.txt", "<<<<<<< HEAD\nx\n=======\ny\n>>>>>>> z\n", "markers")
+        expect((yield* worktree.vetCommits(worker, "main", "worker/1"))[0]).toMatch(/^conflict markers .* committed in a\.txt: edit them/)
+      }))
+
     it.scoped("prepareClone clones with a detached HEAD and an identity, then fetches on the second call", () =>
       Effect.gen(function*() {
         const { worktree, clone, bare, seed, path, root } = yield* setup
