@@ -48,12 +48,19 @@ export const stripCredentials = (text: string): string => text.replace(urlCreden
 
 // Git must never wait for a human: no credential prompts, no editors, no optional index locks
 // (status in a worktree an agent is using), and messages in a fixed language so they can be recognised.
+// Nor for an agent: the clone's config is shared with every agent, so hooks (an `npm install` sets
+// core.hooksPath, an agent can write .git/hooks) and an fsmonitor command never run inside cco's git calls.
 const baseEnv: Readonly<Record<string, string>> = {
   GIT_TERMINAL_PROMPT: "0",
   GIT_MERGE_AUTOEDIT: "no",
   GIT_EDITOR: ":",
   GIT_OPTIONAL_LOCKS: "0",
-  LC_ALL: "C"
+  LC_ALL: "C",
+  GIT_CONFIG_COUNT: "2",
+  GIT_CONFIG_KEY_0: "core.hooksPath",
+  GIT_CONFIG_VALUE_0: "/dev/null",
+  GIT_CONFIG_KEY_1: "core.fsmonitor",
+  GIT_CONFIG_VALUE_1: "false"
 }
 
 const identityEnv: Readonly<Record<string, string>> = {

@@ -239,6 +239,34 @@ describe("Worktree", () => {
         expect((yield* worktree.vetCommits(worker, "main", "worker/1"))[0]).toMatch(/^conflict markers .* committed in a\.txt: edit them/)
       }))
 
+    it.scoped("cco's git calls run no hook an agent installed (core.hooksPath, .git/hooks) and no fsmonitor", () =>
+      Effect.gen(function*() {
+        const { worktree, clone, em, worker, root, path } = yield* setupTeam
+        const fs = yield* FileSystem.FileSystem
+        const ran = path.join(root, "hook-ran")
+        const hook = `#!/bin/sh\necho "$0" >> ${ran}\n`
+        const hooks = path.join(root, "agent-hooks")
+        for (const dir of [hooks, path.join(clone, ".git", "hooks")]) {
+          for (const name of ["post-merge", "post-commit", "pre-push", "post-checkout", "reference-transaction"]) {
+            yield* write(path.join(dir, name), hook)
+            yield* fs.chmod(path.join(dir, name), 0o755).pipe(Effect.orDie)
+          }
+        }
+        yield* agentGit(clone, "config", "core.hooksPath", hooks)
+        yield* agentGit(clone, "config", "core.fsmonitor", `echo fsmonitor >> ${ran}; false`)
+        yield* commitIn(worker, "f.ts", "f\n", "work")
+        yield* fs.remove(ran).pipe(Effect.ignore)
+        expect((yield* worktree.merge(em, "worker/1", { message: "m" }))._tag).toBe("Merged")
+        yield* write(path.join(em, "g.ts"), "g\n")
+        expect(yield* worktree.commitAll(em, "wip")).toBe(true)
+        yield* worktree.push(em, "team/1")
+        expect(yield* worktree.isClean(em)).toBe(true)
+        expect(yield* exists(ran)).toBe(false)
+        // The agent's own git still runs them.
+        yield* commitIn(worker, "h.ts", "h\n", "more")
+        expect(yield* exists(ran)).toBe(true)
+      }))
+
     it.scoped("prepareClone clones with a detached HEAD and an identity, then fetches on the second call", () =>
       Effect.gen(function*() {
         const { worktree, clone, bare, seed, path, root } = yield* setup
