@@ -20,6 +20,8 @@ export interface TeamScriptOptions {
   readonly markerLeads?: ReadonlyArray<string>
   /** Workers that rewrite TEAM_STRUCTURE.md in their commit, and undo it only when refused. */
   readonly rogueWorkers?: ReadonlyArray<string>
+  /** Workers that, once their report is accepted, commit a file with conflict markers on their branch. */
+  readonly markersAfterDone?: ReadonlyArray<string>
 }
 
 type Role = "director" | "em" | "worker"
@@ -188,6 +190,9 @@ const worker = (req: MockRequest, name: string, options: TeamScriptOptions): Moc
     )
   }
   if (/^refused:/m.test(last)) return say(`cco refused my report: ${last.trim()}`)
+  if (/^accepted:/m.test(last) && options.markersAfterDone?.includes(name) === true) {
+    return bash(`printf '<<<<<<< HEAD\\nmine\\n=======\\ntheirs\\n>>>>>>> other\\n' > notes.txt && git add -A && git commit -q -m 'Add notes'`, "Add my notes")
+  }
   return say(`Finished ${file}; waiting for the next task.`)
 }
 

@@ -100,6 +100,23 @@ describe("supervisor with the fake agent", () => {
       expect(existsSync(path.join(summary.runFolder, "cco.lock"))).toBe(false)
     }), { timeout: 120_000 })
 
+  it.scopedLive("the wind-down merges no reported branch that holds committed conflict markers, and pushes none", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript({ idleLeads: ["em-1"], markersAfterDone: ["worker-2"] }) })
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, maxRunDurationMinutes: 0.25, extra: fast })
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("time-limit")
+      const log = readLog(summary.runFolder)
+      // worker-2 committed markers after its report was accepted: its branch stays unmerged, logged with the file.
+      const skipped = log.find((l) => l.event === "merge.skipped" && l.from === "worker-2")
+      expect(skipped?.problems).toEqual([expect.stringMatching(/^conflict markers .* committed in notes\.txt:/)])
+      expect(log.some((l) => l.event === "merge.done" && l.from === "worker-2")).toBe(false)
+      const files = filesOn(fixture.bare, "main")
+      expect(files).toContain("src/em-1/worker-1.js")
+      expect(files).not.toContain("notes.txt")
+      expect(files).not.toContain("src/em-1/worker-2.js")
+    }), { timeout: 120_000 })
+
   it.scopedLive("Ctrl-C (SIGINT) to cco run: graceful wind-down, state written, exit code 130", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript({ hangUntilRestart: ["worker-1"] }) })
