@@ -22,6 +22,8 @@ export interface TeamScriptOptions {
   readonly rogueWorkers?: ReadonlyArray<string>
   /** Workers that, once their report is accepted, commit a file with conflict markers on their branch. */
   readonly markersAfterDone?: ReadonlyArray<string>
+  /** Leads that commit a file with conflict markers on their own branch just before they report done. */
+  readonly markersBeforeDone?: ReadonlyArray<string>
 }
 
 type Role = "director" | "em" | "worker"
@@ -93,8 +95,10 @@ const lead = (
   assignFor: (report: string, index: number) => string,
   doneSummary: string,
   merges = true,
-  commitsMarkers = false
+  commitsMarkers = false,
+  markersBeforeDone = false
 ): MockReply => {
+  const notes = markersBeforeDone ? `printf '<<<<<<< HEAD\\nmine\\n=======\\ntheirs\\n>>>>>>> other\\n' > notes.txt && git add -A && git commit -q -m 'Add notes'; ` : ""
   const { all, pending, texts } = turn(req)
   const last = pending.at(-1)
   const done = merged(all)
@@ -114,12 +118,14 @@ const lead = (
     }
     // Refused for committed conflict markers: remove the marker lines, commit, and ask again.
     const markers = /conflict markers .* committed in[\s\S]*run cco team merge ((?:em|worker)-\d+) again/.exec(last)?.[1]
-    if (markers !== undefined) {
+    if (markers !== undefined && commitsMarkers) {
       return bash(
         `for f in $(git grep -l -e '^<<<<<<< ' -- .); do sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' "$f"; done && git add -A && git commit -q -m 'Remove conflict markers' && cco team merge ${markers}`,
         `Remove the conflict markers and merge ${markers} again`
       )
     }
+    // Any other refusal of its own branch's commits: it says so and waits (a person has to look).
+    if (/^refused: your branch .* brings /m.test(last)) return say(`cco refused: ${last.trim()}`)
     if (conflicted !== undefined) {
       // Keep both sides: drop the markers, then commit the merge and ask cco again.
       return bash(
@@ -132,7 +138,7 @@ const lead = (
     const remerge = /run cco team merge ((?:em|worker)-\d+) first/.exec(last)?.[1]
     if (remerge !== undefined) return bash(`cco team merge ${remerge}`, `Merge ${remerge} again`)
     if (allMerged && !/cco team done/.test(last)) {
-      return bash(`cco team done ${q(doneSummary)}`, "Everything is merged; report done")
+      return bash(`${notes}cco team done ${q(doneSummary)}`, "Everything is merged; report done")
     }
     // After a merge, reports still without a task (an assignment cut short) get theirs.
     const idle = unassigned()
@@ -148,7 +154,7 @@ const lead = (
   // Everything merged but never reported (the turn that merged was cut short, or a prompt came in beside
   // its result): a new prompt, such as a nudge, is the moment to report.
   if (allMerged && merges && !all.some((r) => /^accepted: (?:the project is done|.*notified)/m.test(r))) {
-    return bash(`cco team done ${q(doneSummary)}`, "Everything is merged; report done")
+    return bash(`${notes}cco team done ${q(doneSummary)}`, "Everything is merged; report done")
   }
   const idle = unassigned()
   if (idle.length > 0) return assign(idle)
@@ -220,7 +226,8 @@ export const teamScript = (options: TeamScriptOptions = {}): Brain => (req) => {
         },
         `${who.name}: ${reports.length} tasks written, checked and merged.`,
         options.idleLeads?.includes(who.name) !== true,
-        options.markerLeads?.includes(who.name) === true
+        options.markerLeads?.includes(who.name) === true,
+        options.markersBeforeDone?.includes(who.name) === true
       )
     case "worker":
       return worker(req, who.name, options)

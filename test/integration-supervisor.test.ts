@@ -117,6 +117,22 @@ describe("supervisor with the fake agent", () => {
       expect(files).not.toContain("src/em-1/worker-2.js")
     }), { timeout: 120_000 })
 
+  it.scopedLive("a target branch whose own commits hold conflict markers is neither reported done nor pushed at the end", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript({ markersBeforeDone: ["em-1"] }) })
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 0.25, extra: fast })
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("time-limit")
+      const log = readLog(summary.runFolder)
+      expect(log.find((l) => l.event === "task.done-refused" && l.instance === "em-1")?.reason)
+        .toMatch(/^your branch main brings conflict markers .* committed in notes\.txt: edit them/)
+      expect(log.find((l) => l.event === "push.refused")?.problems).toEqual([expect.stringMatching(/committed in notes\.txt:/)])
+      // worker-1's merge was pushed when it was made; the markers never were.
+      const files = filesOn(fixture.bare, "main")
+      expect(files).toContain("src/em-1/worker-1.js")
+      expect(files).not.toContain("notes.txt")
+    }), { timeout: 120_000 })
+
   it.scopedLive("Ctrl-C (SIGINT) to cco run: graceful wind-down, state written, exit code 130", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript({ hangUntilRestart: ["worker-1"] }) })
