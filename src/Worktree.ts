@@ -116,6 +116,10 @@ export const maxFileBytes = 50 * 1024 * 1024
 
 const mebibytes = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`
 
+// A file name chosen by an agent, shown to another: control characters are escaped, never passed on.
+const showPath = (file: string) => /[\u0000-\u001f\u007f-\u009f]/.test(file) ? JSON.stringify(file) : file
+const showPaths = (files: ReadonlyArray<string>) => files.map(showPath).join(", ")
+
 export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
   dependencies: [NodeContext.layer],
   effect: Effect.gen(function*() {
@@ -538,17 +542,17 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
           addedConflictMarkers(repoDir, base, head),
           options.ccoOwned === false ? Effect.succeed([] as ReadonlyArray<string>) : changedAmong(repoDir, base, head, ccoOwnedFiles),
           largeFiles(repoDir, base, head)
-        ])
+        ], { concurrency: 3 })
         const problems: Array<string> = []
         if (markers.length > 0) {
-          problems.push(`conflict markers (<<<<<<< ======= >>>>>>>) committed in ${markers.join(", ")}: edit them to the intended content, git add, git commit`)
+          problems.push(`conflict markers (<<<<<<< ======= >>>>>>>) committed in ${showPaths(markers)}: edit them to the intended content, git add, git commit`)
         }
         if (owned.length > 0) {
           problems.push(`a change to ${owned.join(", ")}, which only cco writes: undo it (git checkout $(git merge-base ${base} HEAD) -- ${owned.join(" ")}, or git rm it where that commit has none) and commit`)
         }
         if (large.length > 0) {
           problems.push(
-            `${large.map((l) => `${l.file} (${mebibytes(l.bytes)})`).join(", ")} in its commits, above the ${mebibytes(maxFileBytes)} a file may have: ` +
+            `${large.map((l) => `${showPath(l.file)} (${mebibytes(l.bytes)})`).join(", ")} in its commits, above the ${mebibytes(maxFileBytes)} a file may have: ` +
               `take it out of the commits that are not merged yet (git reset --soft $(git merge-base ${base} HEAD), git rm --cached the file, list it in .gitignore, commit again)`
           )
         }

@@ -237,6 +237,11 @@ describe("Worktree", () => {
 
         yield* commitIn(worker, "a.txt", "<<<<<<< HEAD\nx\n=======\ny\n>>>>>>> z\n", "markers")
         expect((yield* worktree.vetCommits(worker, "main", "worker/1"))[0]).toMatch(/^conflict markers .* committed in a\.txt: edit them/)
+        // A file name is shown to the lead with its control characters escaped, never as they are.
+        yield* commitIn(worker, "b\u001b[201~\r.txt", "<<<<<<< HEAD\nx\n=======\ny\n>>>>>>> z\n", "markers again")
+        const shown = (yield* worktree.vetCommits(worker, "main", "worker/1"))[0]!
+        expect(shown).toContain(`a.txt, "b\\u001b[201~\\r.txt": edit them`)
+        expect(shown).not.toMatch(/[\u001b\r]/)
       }))
 
     it.scoped("cco's git calls run no hook an agent installed (core.hooksPath, .git/hooks) and no fsmonitor", () =>
