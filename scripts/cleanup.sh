@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Removes what finished or crashed cco runs leave behind: runs `cco cleanup "$@"`, and when the cco CLI cannot start
 # (broken build or dependencies) does the same safe steps itself: the run's tmux sessions by exact name on the run's
-# own socket, its worktrees, optionally its merged branches; runs whose orchestrator is alive are never touched.
+# own socket, its worktrees, optionally its merged branches; runs whose orchestrator is alive are never touched, and
+# nothing outside a run folder is (a copied folder's state.json names the original's worktrees and sessions).
 #
 #   scripts/cleanup.sh [--config DIR | RUN_FOLDER ...] [--dry-run] [--branches] [--all]
 #

@@ -1,5 +1,6 @@
 // `cco cleanup`: removes what finished or crashed runs leave behind — their tmux sessions (by exact name, on the
-// run's own socket), their worktrees and, on request, merged run branches and the clone — never a live run's.
+// run's own socket), their worktrees and, on request, merged run branches and the clone — never a live run's, and
+// nothing that lies outside the run folder whose liveness was checked.
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
