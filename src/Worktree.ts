@@ -30,6 +30,12 @@ export interface WorktreeInfo {
 /** The env files a user keeps beside the repository; copied into every worktree, never committed. */
 export const envFileNames: ReadonlyArray<string> = [".env", ".env.local"]
 
+/**
+ * The clone's push URL for origin: not a repository, so an agent's own `git push` fails and says why; cco pushes
+ * to origin's URL itself, after its checks.
+ */
+export const agentPushUrl = "/nonexistent/cco-pushes-for-you/never-push-yourself"
+
 /** Identity for the commits cco makes itself (merges, safety commits, TEAM_STRUCTURE.md). */
 export const ccoIdentity = { name: "cco", email: "cco@localhost" } as const
 
@@ -235,6 +241,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       }
       // Any branch may have to go to a worktree, and a branch can be checked out only once.
       yield* git(target, ["checkout", "--quiet", "--detach", start])
+      yield* git(target, ["config", "--local", "remote.origin.pushurl", agentPushUrl])
       yield* ensureIdentity(target)
       return target
     })
@@ -560,10 +567,25 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       }
     )
 
+    // To origin's URL, not to the remote: its push URL is agentPushUrl (see prepareClone). What `push -u origin`
+    // would do besides is done here: origin/<branch> moves to the pushed commit and becomes the upstream.
     const push = Effect.fn("Worktree.push")(function*(worktreePath: string, branch: string) {
-      yield* sharedFiles.withPermits(1)(
-        git(worktreePath, ["push", "--quiet", "--set-upstream", "origin", `refs/heads/${branch}:refs/heads/${branch}`])
-      )
+      const url = (yield* git(worktreePath, ["config", "--get", "remote.origin.url"])).trim()
+      const commit = (yield* git(worktreePath, ["rev-parse", "--verify", `refs/heads/${branch}^{commit}`])).trim()
+      // The URL (which may hold credentials) goes through the environment as a remote of its own, not argv.
+      yield* git(worktreePath, ["push", "--quiet", "cco-origin", `${commit}:refs/heads/${branch}`], {
+        ...baseEnv,
+        GIT_CONFIG_COUNT: "3",
+        GIT_CONFIG_KEY_2: "remote.cco-origin.url",
+        GIT_CONFIG_VALUE_2: url
+      })
+      yield* git(worktreePath, ["update-ref", `refs/remotes/origin/${branch}`, commit])
+      yield* sharedFiles.withPermits(1)(Effect.gen(function*() {
+        const remote = yield* run(worktreePath, ["config", "--get", `branch.${branch}.remote`])
+        if (remote.stdout.trim() === "origin") return
+        yield* git(worktreePath, ["config", "--local", `branch.${branch}.remote`, "origin"])
+        yield* git(worktreePath, ["config", "--local", `branch.${branch}.merge`, `refs/heads/${branch}`])
+      }))
     })
 
     const commitsAhead = Effect.fn("Worktree.commitsAhead")(

@@ -533,6 +533,20 @@ describe("Worktree", () => {
         yield* worktree.push(em, "team/1")
         expect(yield* sh(bare, "--git-dir", bare, "log", "-1", "--format=%H", "team/1")).toBe(head)
         expect(yield* sh(em, "rev-parse", "--abbrev-ref", "team/1@{upstream}")).toBe("origin/team/1")
+        expect(yield* sh(em, "rev-parse", "origin/team/1")).toBe(head)
+        yield* worktree.push(em, "team/1") // again: nothing new
+
+        // An agent's own push goes nowhere, and says why; cco's pushes go on.
+        yield* commitIn(em, "T2.md", "more\n", "more team work")
+        const own = yield* exec("git", ["push", "origin", "team/1"], { cwd: em, env: { LC_ALL: "C" } }).pipe(Effect.orDie)
+        expect(own.exitCode).not.toBe(0)
+        expect(own.stderr).toContain("cco-pushes-for-you/never-push-yourself")
+        const own2 = yield* exec("git", ["push"], { cwd: em, env: { LC_ALL: "C" } }).pipe(Effect.orDie)
+        expect(own2.exitCode).not.toBe(0)
+        expect(yield* sh(bare, "--git-dir", bare, "log", "-1", "--format=%H", "team/1")).toBe(head)
+        const next = yield* worktree.headCommit(em)
+        yield* worktree.push(em, "team/1")
+        expect(yield* sh(bare, "--git-dir", bare, "log", "-1", "--format=%H", "team/1")).toBe(next)
 
         // origin/main moves on behind cco's back: a push must not overwrite it.
         const theirs = yield* commitIn(seed, "THEIRS.md", "x\n", "theirs", sh)
