@@ -1116,6 +1116,9 @@ const orchestrate = (
         const dir = worktrees.get(spec.name)!
         if (yield* git.mergeInProgress(dir)) return
         if (yield* git.commitAll(dir, `cco: work in progress of ${spec.name} at the end of run ${run.runId}`)) {
+          // `git add -A` takes whatever lies in the worktree: a huge file stays in the run's clone, never pushed.
+          const large = yield* git.largeFiles(dir, spec.baseBranch ?? startCommit, spec.branch)
+          if (large.length > 0) return yield* runLog.log("wip.not-pushed", { instance: spec.name, branch: spec.branch, large })
           yield* git.push(dir, spec.branch)
           yield* runLog.log("wip.saved", { instance: spec.name, branch: spec.branch })
         }

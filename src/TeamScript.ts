@@ -22,6 +22,8 @@ export interface TeamScriptOptions {
   readonly rogueWorkers?: ReadonlyArray<string>
   /** Workers that, once their report is accepted, commit a file with conflict markers on their branch. */
   readonly markersAfterDone?: ReadonlyArray<string>
+  /** Workers that answer the run's time warning by leaving a file above 50 MiB in their worktree, uncommitted. */
+  readonly largeFileAtTheEnd?: ReadonlyArray<string>
   /** Leads that commit a file with conflict markers on their own branch just before they report done. */
   readonly markersBeforeDone?: ReadonlyArray<string>
 }
@@ -173,6 +175,11 @@ const worker = (req: MockRequest, name: string, options: TeamScriptOptions): Moc
     return bash(hangCommand, "Wait for the build")
   }
   if (lazy && pending.length === 0) return bash(`cco team done ${q("Finished.")}`, "Report done")
+  if (options.largeFileAtTheEnd?.includes(name) === true && /\[cco\] The run ends in about/.test(texts.at(-1) ?? "")) {
+    return pending.length === 0
+      ? bash(`head -c ${50 * 1024 * 1024 + 1024} /dev/zero > big.bin && ls -l big.bin`, "Keep a big scratch file")
+      : say("Left a scratch file; my task is reported.")
+  }
   // A refused early report restarts the work; steps count from there.
   const steps = lazy ? pending.slice(pending.findIndex((r) => /^refused:/m.test(r)) + 1) : pending
   const last = steps.at(-1)

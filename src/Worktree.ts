@@ -120,7 +120,11 @@ export const ccoOwnedFiles: ReadonlyArray<string> = ["TEAM_STRUCTURE.md"]
 /** The largest file an agent's commit may add or grow to before cco refuses to pass it on (50 MiB). */
 export const maxFileBytes = 50 * 1024 * 1024
 
-const mebibytes = (bytes: number) => `${(bytes / (1024 * 1024)).toFixed(1)} MiB`
+// Rounded up: a file just above the limit never reads as the limit itself.
+const mebibytes = (bytes: number) => {
+  const m = bytes / (1024 * 1024)
+  return `${Number.isInteger(m) ? m : (Math.ceil(m * 10) / 10).toFixed(1)} MiB`
+}
 
 // A file name chosen by an agent, shown to another: control characters are escaped, never passed on.
 const showPath = (file: string) => /[\u0000-\u001f\u007f-\u009f]/.test(file) ? JSON.stringify(file) : file
