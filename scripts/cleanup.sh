@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Removes what finished or crashed cco runs leave behind: runs `cco cleanup "$@"`, and when the cco CLI cannot start
 # (broken build or dependencies) does the same safe steps itself: the run's tmux sessions by exact name on the run's
-# own socket, its worktrees, optionally its merged branches; runs whose orchestrator is alive are never touched.
+# own socket, its worktrees, optionally its merged branches; runs whose orchestrator is alive are never touched, and
+# nothing outside a run folder is (a copied folder's state.json names the original's worktrees and sessions).
 #
 #   scripts/cleanup.sh [--config DIR | RUN_FOLDER ...] [--dry-run] [--branches] [--all]
 #
@@ -97,6 +98,14 @@ pid_alive() {
   ps -p "$1" >/dev/null 2>&1
 }
 
+# Whether path $2 lies inside folder $1 (physical paths; a path that is gone counts as written).
+inside_folder() {
+  local p="$2"
+  [ -d "$p" ] && p="$(cd "$p" 2>/dev/null && pwd -P)"
+  case "$p" in "$1"/*) return 0 ;; esac
+  return 1
+}
+
 fallback_socket="cco"
 targets=()   # "explicit<TAB>folder" or "scanned<TAB>folder"
 scan() {
@@ -178,6 +187,20 @@ clean_run() {
     echo "$run_id  $folder"
     echo "  note: state.json missing or unreadable; using the folder's layout (sessions on tmux -L $socket)"
   fi
+  # Only what lies inside this folder (physical paths) is this run's: a copied folder's state.json names the
+  # original's clone, worktrees and sessions.
+  if [ "$repo" != "$folder/repo" ] && ! inside_folder "$folder" "$repo"; then
+    echo "  note: left $repo alone: state.json names it, but it is outside this run folder (a copied folder?)"
+    repo="$folder/repo"
+  fi
+  local -a own=() foreign=()
+  for name in "${worktrees[@]+"${worktrees[@]}"}"; do
+    if inside_folder "$folder" "$name"; then own+=("$name"); else foreign+=("$name"); fi
+  done
+  if [ ${#foreign[@]} -gt 0 ]; then
+    echo "  note: left ${#foreign[@]} worktree(s) alone that state.json names outside this run folder: $(printf '%s\n' "${foreign[@]}" | paste -sd ',' - | sed 's/,/, /g')"
+  fi
+  worktrees=("${own[@]+"${own[@]}"}")
   # The folder's own worktrees/ and session logs name instances too.
   for name in "$folder"/worktrees/*/; do
     [ -d "$name" ] || continue
@@ -191,13 +214,19 @@ clean_run() {
     sessions+=("cco-$run_id-${name#session-}")
   done
 
-  # Sessions: exact names that exist on this run's socket, and nothing else.
-  local present s
-  local -a to_kill=()
-  present="$(tmux -L "$socket" list-sessions -F '#{session_name}' 2>/dev/null)"
+  # Sessions: exact names that exist on this run's socket, started in a directory inside this folder, and nothing else.
+  local present s dir
+  local -a to_kill=() not_ours=()
+  present="$(tmux -L "$socket" list-sessions -F '#{session_name}	#{session_path}' 2>/dev/null)"
   while IFS= read -r s; do
-    [ -n "$s" ] && printf '%s\n' "$present" | grep -Fxq -- "$s" && to_kill+=("$s")
+    [ -n "$s" ] || continue
+    dir="$(printf '%s\n' "$present" | awk -F '\t' -v k="$s" '$1 == k { sub(/^[^\t]*\t/, ""); print; exit }')"
+    printf '%s\n' "$present" | awk -F '\t' -v k="$s" '$1 == k { found = 1 } END { exit !found }' || continue
+    if inside_folder "$folder" "$dir"; then to_kill+=("$s"); else not_ours+=("$s"); fi
   done < <(printf '%s\n' "${sessions[@]+"${sessions[@]}"}" | sort -u)
+  if [ ${#not_ours[@]} -gt 0 ]; then
+    echo "  note: left ${#not_ours[@]} tmux session(s) alone whose directory is outside this run folder: $(printf '%s\n' "${not_ours[@]}" | paste -sd ',' - | sed 's/,/, /g')"
+  fi
   if [ ${#to_kill[@]} -gt 0 ]; then
     if [ "$dry_run" = 0 ]; then
       for s in "${to_kill[@]}"; do tmux -L "$socket" kill-session -t "=$s" 2>/dev/null & done

@@ -1,5 +1,6 @@
 // `cco cleanup`: removes what finished or crashed runs leave behind — their tmux sessions (by exact name, on the
-// run's own socket), their worktrees and, on request, merged run branches and the clone — never a live run's.
+// run's own socket), their worktrees and, on request, merged run branches and the clone — never a live run's, and
+// nothing that lies outside the run folder whose liveness was checked.
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
@@ -160,19 +161,42 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
   const dry = options.dryRun
   const exists = (p: string) => fs.exists(p).pipe(Effect.orElseSucceed(() => false))
   const worktreesDir = path.join(folder, "worktrees") + path.sep
-  const insideFolder = (p: string) => path.resolve(p).startsWith(path.resolve(folder) + path.sep)
+
+  // Only what lies inside this folder (real paths: no link leads out) belongs to the run whose liveness was
+  // checked above. A copied run folder's state.json names the original's worktrees, clone and sessions.
+  const realFolder = yield* fs.realPath(folder).pipe(Effect.orElseSucceed(() => path.resolve(folder)))
+  const under = (p: string, dir: string) => p.startsWith(dir + path.sep)
+  const within = (p: string) =>
+    fs.realPath(p).pipe(
+      Effect.map((real) => under(real, realFolder)),
+      // Gone from disk: its path as written decides.
+      Effect.orElseSucceed(() => under(path.resolve(p), realFolder) || under(path.resolve(p), path.resolve(folder)))
+    )
+  const insideFolder = within
+  const layoutRepo = path.join(folder, "repo")
+  const repoDir = plan.repoDir === layoutRepo || (yield* within(plan.repoDir)) ? plan.repoDir : layoutRepo
+  if (repoDir !== plan.repoDir) notes.push(`left ${plan.repoDir} alone: state.json names it, but it is outside this run folder (a copied folder?)`)
+  const [foreignWorktrees, ownWorktrees] = yield* Effect.partition(plan.worktrees, (wt) =>
+    Effect.flatMap(within(wt), (inside) => inside ? Effect.succeed(wt) : Effect.fail(wt)))
+  if (foreignWorktrees.length > 0) {
+    notes.push(`left ${plural(foreignWorktrees.length, "worktree")} alone that state.json names outside this run folder: ${foreignWorktrees.join(", ")}`)
+  }
 
   // 1. Sessions first: nothing keeps writing into a worktree while it is removed.
   const tmux = yield* Tmux.makeLive(plan.socket)
-  const listed = yield* tmux.listSessions(`cco-${plan.runId}-`).pipe(Effect.either)
+  const listed = yield* tmux.sessionPaths(`cco-${plan.runId}-`).pipe(Effect.either)
   let sessions: ReadonlyArray<string> = []
   if (Either.isLeft(listed)) {
     // Without tmux there are no sessions to leave behind; any other failure is worth a look.
     if (listed.left._tag === "TmuxNotFound") notes.push(`sessions not checked: ${listed.left.message}`)
     else problems.push(`tmux sessions on -L ${plan.socket} not checked: ${listed.left.message}`)
   } else {
-    const present = new Set(listed.right)
-    const targets = plan.sessions.filter((s) => present.has(s))
+    // A session started in a directory outside this folder is another run's of the same id (the original of a copy).
+    const [foreignSessions, targets] = yield* Effect.partition(plan.sessions.filter((s) => listed.right.has(s)), (s) =>
+      Effect.flatMap(within(listed.right.get(s)!), (inside) => inside ? Effect.succeed(s) : Effect.fail(s)))
+    if (foreignSessions.length > 0) {
+      notes.push(`left ${plural(foreignSessions.length, "tmux session")} alone whose directory is outside this run folder: ${foreignSessions.join(", ")}`)
+    }
     // One tmux call for all; one by one only if that fails (a session ended meanwhile).
     const batch = dry ? false : yield* tmux.killSessions(targets).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
     sessions = dry || batch ? targets : (yield* Effect.forEach(targets, (name) =>
@@ -185,14 +209,14 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
   }
 
   // 2. Worktrees: registered ones through git, leftovers inside the folder's worktrees/ by removal.
-  const repoExists = yield* exists(plan.repoDir)
+  const repoExists = yield* exists(repoDir)
   let registered = new Set<string>()
   if (repoExists) {
-    const listing = yield* git(plan.repoDir, ["worktree", "list", "--porcelain"])
+    const listing = yield* git(repoDir, ["worktree", "list", "--porcelain"])
     if (listing.exitCode === 0) registered = registeredWorktrees(listing.stdout)
-    else problems.push(`git worktree list in ${plan.repoDir}: ${firstLine(listing)}`)
+    else problems.push(`git worktree list in ${repoDir}: ${firstLine(listing)}`)
   }
-  const actions = yield* Effect.forEach(plan.worktrees, (wt) =>
+  const actions = yield* Effect.forEach(ownWorktrees, (wt) =>
     Effect.gen(function*() {
       const onDisk = yield* exists(wt)
       const real = onDisk ? yield* fs.realPath(wt).pipe(Effect.orElseSucceed(() => wt)) : wt
@@ -216,7 +240,7 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
       // which is what `git worktree remove --force` does, without a git process per worktree.
       path.resolve(a.wt).startsWith(worktreesDir)
         ? removeDir(a.wt)
-        : git(plan.repoDir, ["worktree", "remove", "--force", a.wt]).pipe(
+        : git(repoDir, ["worktree", "remove", "--force", a.wt]).pipe(
           Effect.flatMap((r) =>
             r.exitCode === 0
               ? Effect.succeed(Option.some(a.wt))
@@ -224,8 +248,8 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
           )
         ), { concurrency: 8 })).flatMap(Option.toArray)
     if (repoExists && needPrune) {
-      const pruned = yield* git(plan.repoDir, ["worktree", "prune"])
-      if (pruned.exitCode !== 0) problems.push(`git worktree prune in ${plan.repoDir}: ${firstLine(pruned)}`)
+      const pruned = yield* git(repoDir, ["worktree", "prune"])
+      if (pruned.exitCode !== 0) problems.push(`git worktree prune in ${repoDir}: ${firstLine(pruned)}`)
     }
   }
 
@@ -233,9 +257,9 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
   let branches: ReadonlyArray<string> = []
   if (options.branches) {
     if (plan.targetBranch === undefined) notes.push("branches not checked: the target branch is unknown without state.json")
-    else if (!repoExists) notes.push(`branches not checked: no clone at ${plan.repoDir}`)
+    else if (!repoExists) notes.push(`branches not checked: no clone at ${repoDir}`)
     else {
-      const merged = yield* git(plan.repoDir, [
+      const merged = yield* git(repoDir, [
         "for-each-ref",
         "--format=%(refname)",
         `--merged=refs/heads/${plan.targetBranch}`,
@@ -248,10 +272,10 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
         if (dry || names.length === 0) branches = names
         else {
           // -D: merged into the target was checked above; -d would check against the clone's HEAD instead.
-          const deleted = yield* git(plan.repoDir, ["branch", "-D", "--", ...names])
+          const deleted = yield* git(repoDir, ["branch", "-D", "--", ...names])
           if (deleted.exitCode === 0) branches = names
           else {
-            const left = yield* git(plan.repoDir, ["for-each-ref", "--format=%(refname)", `refs/heads/cco/${plan.runId}/`])
+            const left = yield* git(repoDir, ["for-each-ref", "--format=%(refname)", `refs/heads/cco/${plan.runId}/`])
             const remaining = new Set(left.stdout.split("\n").map((l) => l.replace(/^refs\/heads\//, "")))
             branches = names.filter((n) => !remaining.has(n))
             problems.push(`git branch -D: ${firstLine(deleted)}`)
@@ -267,13 +291,13 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
     const instancesDir = path.join(folder, "instances")
     if (yield* exists(instancesDir)) removed.push(instancesDir)
     if (repoExists) {
-      if (!insideFolder(plan.repoDir)) notes.push(`kept ${plan.repoDir}: it is outside the run folder`)
+      if (!(yield* insideFolder(repoDir))) notes.push(`kept ${repoDir}: it is outside the run folder`)
       else {
-        const unpushed = yield* git(plan.repoDir, ["rev-list", "--count", "--branches", "--not", "--remotes"])
+        const unpushed = yield* git(repoDir, ["rev-list", "--count", "--branches", "--not", "--remotes"])
         const count = Number(unpushed.stdout.trim())
-        if (unpushed.exitCode !== 0) problems.push(`kept ${plan.repoDir}: cannot tell whether it holds unpushed commits (${firstLine(unpushed)})`)
-        else if (count > 0) notes.push(`kept ${plan.repoDir}: ${count} commit${count === 1 ? "" : "s"} on local branches are on no remote; push them or remove it by hand`)
-        else removed.push(plan.repoDir)
+        if (unpushed.exitCode !== 0) problems.push(`kept ${repoDir}: cannot tell whether it holds unpushed commits (${firstLine(unpushed)})`)
+        else if (count > 0) notes.push(`kept ${repoDir}: ${count} commit${count === 1 ? "" : "s"} on local branches are on no remote; push them or remove it by hand`)
+        else removed.push(repoDir)
       }
     }
     if (!dry) {

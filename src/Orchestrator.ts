@@ -273,7 +273,7 @@ const orchestrate = (
     // --- repository, target branch, direction
     const repoDir = path.join(run.folder, "repo")
     yield* runLog.log("git.cloning", { repositoryUrl: config.repositoryUrl })
-    yield* git.prepareClone(config.repositoryUrl, repoDir)
+    yield* git.prepareClone(config.repositoryUrl, repoDir, config.branch)
     const direction = yield* git.readFileAt(repoDir, `origin/${config.branch}`, "PROJECT_DIRECTION.md").pipe(
       Effect.catchTag("GitError", (e) =>
         Effect.fail(new RunError({ reason: "branch", message: `branch ${config.branch} cannot be read from ${config.repositoryUrl}: ${e.message}` })))
@@ -762,6 +762,9 @@ const orchestrate = (
           if (from.baseBranch !== undefined && (yield* git.commitsAhead(inst.worktree, from.baseBranch, from.branch)) === 0) {
             return `your branch ${from.branch} has no new commits since ${from.baseBranch}; commit your work, then report again`
           }
+          // The top's branch is the target, where cco writes TEAM_STRUCTURE.md itself.
+          const problems = yield* git.vetCommits(inst.worktree, from.baseBranch ?? startCommit, from.branch, { ccoOwned: from.baseBranch !== undefined })
+          if (problems.length > 0) return `your branch ${from.branch} brings ${problems.join("; ")}. Then report again`
           if (from.lead !== undefined) yield* git.push(inst.worktree, from.branch)
           return undefined
         }))
@@ -808,6 +811,12 @@ const orchestrate = (
             const markers = yield* git.conflictMarkers(worktree)
             return reply(false, `refused: a merge is still in progress in your worktree${markers.length > 0 ? ` (conflict markers in ${list(markers)})` : ""}; resolve it, git add, git commit, then run cco team merge ${name} again`)
           }
+          // Committed conflict markers, changes to cco's files, huge files on the report's branch never enter the lead's.
+          const theirs = yield* git.vetCommits(worktree, "HEAD", report.branch)
+          if (theirs.length > 0) {
+            yield* runLog.log("merge.refused", { from: name, into: from.branch, problems: theirs })
+            return reply(false, `refused: ${name}'s branch ${report.branch} brings ${theirs.join("; ")}. Nothing was merged. Tell ${name} (cco team message ${name} …) to fix it and report again.`)
+          }
           const result = yield* git.merge(worktree, report.branch, { message: `Merge ${name} (${report.branch}) into ${from.branch}`, keepConflict: true })
           if (result._tag === "Conflict") {
             yield* runLog.log("merge.conflict", { from: name, into: from.branch, files: result.files })
@@ -815,6 +824,12 @@ const orchestrate = (
           }
           const markers = yield* git.conflictMarkers(worktree)
           if (markers.length > 0) return reply(false, `refused: conflict markers remain in ${list(markers)}; fix and commit them first`)
+          // A resolution committed with the markers still in (git add -A && git commit) is refused too: nothing is pushed.
+          const ours = yield* git.vetCommits(worktree, startCommit, "HEAD", { ccoOwned: false })
+          if (ours.length > 0) {
+            yield* runLog.log("merge.refused", { from: name, into: from.branch, problems: ours })
+            return reply(false, `refused: your branch ${from.branch} brings ${ours.join("; ")}. Nothing was pushed. Then run cco team merge ${name} again.`)
+          }
           if (task.status === "merged" && result._tag === "AlreadyUpToDate") return reply(true, `merged ${name} already; nothing new`)
           const commit = yield* recordMerge(from, report, worktree)
           return reply(true, `merged ${name} into ${from.branch} (${commit.slice(0, 10)})${result._tag === "AlreadyUpToDate" ? " — your resolution commit already holds it" : ""}`)
@@ -1247,6 +1262,9 @@ const orchestrate = (
         const dir = worktrees.get(spec.name)!
         if (yield* git.mergeInProgress(dir)) return
         if (yield* git.commitAll(dir, `cco: work in progress of ${spec.name} at the end of run ${run.runId}`)) {
+          // `git add -A` takes whatever lies in the worktree: a huge file stays in the run's clone, never pushed.
+          const large = yield* git.largeFiles(dir, spec.baseBranch ?? startCommit, spec.branch)
+          if (large.length > 0) return yield* runLog.log("wip.not-pushed", { instance: spec.name, branch: spec.branch, large })
           yield* git.push(dir, spec.branch)
           yield* runLog.log("wip.saved", { instance: spec.name, branch: spec.branch })
         }
@@ -1258,6 +1276,12 @@ const orchestrate = (
         const dir = worktrees.get(lead.name)!
         if (yield* git.mergeInProgress(dir)) return
         if ((yield* git.commitsAhead(dir, lead.branch, report.branch)) === 0) return
+        // Committed conflict markers (either side), changes to cco's files, huge files stay where they are, for a person.
+        const problems = [
+          ...(yield* git.vetCommits(dir, lead.branch, report.branch)),
+          ...(yield* git.vetCommits(dir, startCommit, lead.branch, { ccoOwned: false }))
+        ]
+        if (problems.length > 0) return yield* runLog.log("merge.skipped", { from: report.name, into: lead.branch, problems })
         const result = yield* git.merge(dir, report.branch, { message: `Merge ${report.name} (${report.branch}) into ${lead.branch} at the end of the run` })
         if (result._tag === "Conflict") return yield* runLog.log("merge.skipped", { from: report.name, into: lead.branch, files: result.files })
         if (result._tag === "Merged") yield* recordMerge(lead, report, dir)
@@ -1284,7 +1308,12 @@ const orchestrate = (
           yield* Effect.forEach(specs.filter((s) => s !== top), saveWork, { discard: true })
         }))
         yield* writeTeamStructure(`run ended: ${reason}`)
-        yield* locked(git.push(topWorktree, target)).pipe(
+        // Never a target branch whose new commits add conflict markers or huge files: origin keeps the last good push.
+        yield* locked(Effect.gen(function*() {
+          const problems = yield* git.vetCommits(topWorktree, startCommit, target, { ccoOwned: false })
+          if (problems.length > 0) return yield* runLog.log("push.refused", { branch: target, problems })
+          yield* git.push(topWorktree, target)
+        })).pipe(
           Effect.catchAll((e) => runLog.log("push.failed", { branch: target, message: e.message }))
         )
       })

@@ -16,6 +16,16 @@ export interface TeamScriptOptions {
   readonly hangUntilRestart?: ReadonlyArray<string>
   /** EMs that never merge their workers' reports (the run's limits must wind it down). */
   readonly idleLeads?: ReadonlyArray<string>
+  /** Leads that "resolve" a conflict by committing it with the markers still in, and fix it only when refused. */
+  readonly markerLeads?: ReadonlyArray<string>
+  /** Workers that rewrite TEAM_STRUCTURE.md in their commit, and undo it only when refused. */
+  readonly rogueWorkers?: ReadonlyArray<string>
+  /** Workers that, once their report is accepted, commit a file with conflict markers on their branch. */
+  readonly markersAfterDone?: ReadonlyArray<string>
+  /** Workers that answer the run's time warning by leaving a file above 50 MiB in their worktree, uncommitted. */
+  readonly largeFileAtTheEnd?: ReadonlyArray<string>
+  /** Leads that commit a file with conflict markers on their own branch just before they report done. */
+  readonly markersBeforeDone?: ReadonlyArray<string>
 }
 
 type Role = "director" | "em" | "worker"
@@ -86,8 +96,11 @@ const lead = (
   reports: ReadonlyArray<string>,
   assignFor: (report: string, index: number) => string,
   doneSummary: string,
-  merges = true
+  merges = true,
+  commitsMarkers = false,
+  markersBeforeDone = false
 ): MockReply => {
+  const notes = markersBeforeDone ? `printf '<<<<<<< HEAD\\nmine\\n=======\\ntheirs\\n>>>>>>> other\\n' > notes.txt && git add -A && git commit -q -m 'Add notes'; ` : ""
   const { all, pending, texts } = turn(req)
   const last = pending.at(-1)
   const done = merged(all)
@@ -102,6 +115,19 @@ const lead = (
     bash(rs.map((r) => `cco team assign ${r} ${q(assignFor(r, reports.indexOf(r)))}`).join("; "), "Assign the work")
   if (last !== undefined) {
     const conflicted = conflictIn(last)
+    if (conflicted !== undefined && commitsMarkers) {
+      return bash(`git add -A && git commit -q --no-edit && cco team merge ${conflicted}`, `Commit the merge with ${conflicted}`)
+    }
+    // Refused for committed conflict markers: remove the marker lines, commit, and ask again.
+    const markers = /conflict markers .* committed in[\s\S]*run cco team merge ((?:em|worker)-\d+) again/.exec(last)?.[1]
+    if (markers !== undefined && commitsMarkers) {
+      return bash(
+        `for f in $(git grep -l -e '^<<<<<<< ' -- .); do sed -i -e '/^<<<<<<< /d' -e '/^=======$/d' -e '/^>>>>>>> /d' "$f"; done && git add -A && git commit -q -m 'Remove conflict markers' && cco team merge ${markers}`,
+        `Remove the conflict markers and merge ${markers} again`
+      )
+    }
+    // Any other refusal of its own branch's commits: it says so and waits (a person has to look).
+    if (/^refused: your branch .* brings /m.test(last)) return say(`cco refused: ${last.trim()}`)
     if (conflicted !== undefined) {
       // Keep both sides: drop the markers, then commit the merge and ask cco again.
       return bash(
@@ -114,7 +140,7 @@ const lead = (
     const remerge = /run cco team merge ((?:em|worker)-\d+) first/.exec(last)?.[1]
     if (remerge !== undefined) return bash(`cco team merge ${remerge}`, `Merge ${remerge} again`)
     if (allMerged && !/cco team done/.test(last)) {
-      return bash(`cco team done ${q(doneSummary)}`, "Everything is merged; report done")
+      return bash(`${notes}cco team done ${q(doneSummary)}`, "Everything is merged; report done")
     }
     // After a merge, reports still without a task (an assignment cut short) get theirs.
     const idle = unassigned()
@@ -130,7 +156,7 @@ const lead = (
   // Everything merged but never reported (the turn that merged was cut short, or a prompt came in beside
   // its result): a new prompt, such as a nudge, is the moment to report.
   if (allMerged && merges && !all.some((r) => /^accepted: (?:the project is done|.*notified)/m.test(r))) {
-    return bash(`cco team done ${q(doneSummary)}`, "Everything is merged; report done")
+    return bash(`${notes}cco team done ${q(doneSummary)}`, "Everything is merged; report done")
   }
   const idle = unassigned()
   if (idle.length > 0) return assign(idle)
@@ -149,20 +175,37 @@ const worker = (req: MockRequest, name: string, options: TeamScriptOptions): Moc
     return bash(hangCommand, "Wait for the build")
   }
   if (lazy && pending.length === 0) return bash(`cco team done ${q("Finished.")}`, "Report done")
+  if (options.largeFileAtTheEnd?.includes(name) === true && /\[cco\] The run ends in about/.test(texts.at(-1) ?? "")) {
+    return pending.length === 0
+      ? bash(`head -c ${50 * 1024 * 1024 + 1024} /dev/zero > big.bin && ls -l big.bin`, "Keep a big scratch file")
+      : say("Left a scratch file; my task is reported.")
+  }
   // A refused early report restarts the work; steps count from there.
   const steps = lazy ? pending.slice(pending.findIndex((r) => /^refused:/m.test(r)) + 1) : pending
   const last = steps.at(-1)
   if (last === undefined) {
     const body = [`// ${file}: written by ${name}.`, `export const author = ${JSON.stringify(name)}`, `export const lines = ${JSON.stringify(prompt.slice(0, 60))}`]
+    const rogue = options.rogueWorkers?.includes(name) === true ? `printf '# Team structure\\n\\n${name} is in charge now.\\n' > TEAM_STRUCTURE.md; ` : ""
     return bash(
-      `mkdir -p "$(dirname ${q(file)})" && printf '%s\\n' ${body.map(q).join(" ")} >> ${q(file)} && node --check ${q(file)} 2>/dev/null || true; wc -l ${q(file)}`,
+      `${rogue}mkdir -p "$(dirname ${q(file)})" && printf '%s\\n' ${body.map(q).join(" ")} >> ${q(file)} && node --check ${q(file)} 2>/dev/null || true; wc -l ${q(file)}`,
       `Write ${file} and check it`
     )
   }
   if (steps.length === 1 && !/cco team done|accepted:|refused:/.test(last)) {
     return bash(`git add -A && git commit -q -m ${q(`${name}: ${file}`)} && cco team done ${q(`Wrote ${file} and checked it with node --check.`)}`, "Commit and report")
   }
+  // Refused for a change to a file only cco writes: put it back as the base has it, commit, report again.
+  const restore = /which only cco writes: undo it \(git checkout \$\(git merge-base (\S+) HEAD\)/.exec(last)?.[1]
+  if (restore !== undefined && /^refused:/m.test(last)) {
+    return bash(
+      `{ git checkout "$(git merge-base ${q(restore)} HEAD)" -- TEAM_STRUCTURE.md 2>/dev/null || git rm -q TEAM_STRUCTURE.md; } && git commit -q -m 'Leave TEAM_STRUCTURE.md to cco' && cco team done ${q(`Wrote ${file} and checked it with node --check.`)}`,
+      "Undo the change to TEAM_STRUCTURE.md and report again"
+    )
+  }
   if (/^refused:/m.test(last)) return say(`cco refused my report: ${last.trim()}`)
+  if (/^accepted:/m.test(last) && options.markersAfterDone?.includes(name) === true) {
+    return bash(`printf '<<<<<<< HEAD\\nmine\\n=======\\ntheirs\\n>>>>>>> other\\n' > notes.txt && git add -A && git commit -q -m 'Add notes'`, "Add my notes")
+  }
   return say(`Finished ${file}; waiting for the next task.`)
 }
 
@@ -189,7 +232,9 @@ export const teamScript = (options: TeamScriptOptions = {}): Brain => (req) => {
           return `Create \`${file}\` with a small module for ${w} and check it with node --check, then commit and report done.`
         },
         `${who.name}: ${reports.length} tasks written, checked and merged.`,
-        options.idleLeads?.includes(who.name) !== true
+        options.idleLeads?.includes(who.name) !== true,
+        options.markerLeads?.includes(who.name) === true,
+        options.markersBeforeDone?.includes(who.name) === true
       )
     case "worker":
       return worker(req, who.name, options)

@@ -80,6 +80,8 @@ export interface TmuxShape {
   readonly capturePanes: (sessions: ReadonlyArray<string>) => Effect.Effect<ReadonlyMap<string, string>, TmuxError>
   readonly hasSession: (session: string) => Effect.Effect<boolean, TmuxError>
   readonly listSessions: (prefix?: string) => Effect.Effect<ReadonlyArray<string>, TmuxError>
+  /** The sessions whose name starts with prefix, each with its start directory (new-session -c). */
+  readonly sessionPaths: (prefix: string) => Effect.Effect<ReadonlyMap<string, string>, TmuxError>
   readonly killSession: (session: string) => Effect.Effect<void, TmuxError>
   /** Kills several sessions in one tmux call; fails (leaving the rest) if one of them is missing. */
   readonly killSessions: (sessions: ReadonlyArray<string>) => Effect.Effect<void, TmuxError>
@@ -279,6 +281,17 @@ export const makeLive = (socket: string, options: LiveOptions = {}) =>
       return out.split("\n").filter((s) => s !== "" && (prefix === undefined || s.startsWith(prefix)))
     })
 
+    const sessionPaths = Effect.fn("Tmux.sessionPaths")(function*(prefix: string) {
+      const out = yield* run("list-sessions", ["list-sessions", "-F", "#{session_name}\t#{session_path}"]).pipe(
+        Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.succeed("") : Effect.fail(e))
+      )
+      const entries = out.split("\n").flatMap((line) => {
+        const tab = line.indexOf("\t")
+        return tab < 0 || !line.startsWith(prefix) ? [] : [[line.slice(0, tab), line.slice(tab + 1)] as const]
+      })
+      return new Map(entries) as ReadonlyMap<string, string>
+    })
+
     const hasSession = Effect.fn("Tmux.hasSession")(function*(session: string) {
       return yield* run("has-session", ["has-session", "-t", `=${session}`], undefined, session).pipe(
         Effect.as(true),
@@ -314,6 +327,7 @@ export const makeLive = (socket: string, options: LiveOptions = {}) =>
       capturePanes,
       hasSession,
       listSessions,
+      sessionPaths,
       killSession,
       killSessions,
       killServer
@@ -372,6 +386,8 @@ export const makeTest = Effect.gen(function*() {
     hasSession: (name) => Effect.map(Ref.get(sessions), (m) => m.has(name)),
     listSessions: (prefix) =>
       Effect.map(Ref.get(sessions), (m) => [...m.keys()].filter((n) => prefix === undefined || n.startsWith(prefix))),
+    sessionPaths: (prefix) =>
+      Effect.map(Ref.get(sessions), (m) => new Map([...m].filter(([n]) => n.startsWith(prefix)).map(([n, s]) => [n, s.spec.cwd] as const))),
     killSession: (name) =>
       get(name).pipe(Effect.zipRight(Ref.update(sessions, (m) => {
         const next = new Map(m)

@@ -31,6 +31,12 @@ export interface WorktreeInfo {
 /** The env files a user keeps beside the repository; copied into every worktree, never committed. */
 export const envFileNames: ReadonlyArray<string> = [".env", ".env.local"]
 
+/**
+ * The clone's push URL for origin: not a repository, so an agent's own `git push` fails and says why; cco pushes
+ * to origin's URL itself, after its checks.
+ */
+export const agentPushUrl = "/nonexistent/cco-pushes-for-you/never-push-yourself"
+
 /** Identity for the commits cco makes itself (merges, safety commits, TEAM_STRUCTURE.md). */
 export const ccoIdentity = { name: "cco", email: "cco@localhost" } as const
 
@@ -49,12 +55,19 @@ export const stripCredentials = (text: string): string => text.replace(urlCreden
 
 // Git must never wait for a human: no credential prompts, no editors, no optional index locks
 // (status in a worktree an agent is using), and messages in a fixed language so they can be recognised.
+// Nor for an agent: the clone's config is shared with every agent, so hooks (an `npm install` sets
+// core.hooksPath, an agent can write .git/hooks) and an fsmonitor command never run inside cco's git calls.
 const baseEnv: Readonly<Record<string, string>> = {
   GIT_TERMINAL_PROMPT: "0",
   GIT_MERGE_AUTOEDIT: "no",
   GIT_EDITOR: ":",
   GIT_OPTIONAL_LOCKS: "0",
-  LC_ALL: "C"
+  LC_ALL: "C",
+  GIT_CONFIG_COUNT: "2",
+  GIT_CONFIG_KEY_0: "core.hooksPath",
+  GIT_CONFIG_VALUE_0: "/dev/null",
+  GIT_CONFIG_KEY_1: "core.fsmonitor",
+  GIT_CONFIG_VALUE_1: "false"
 }
 
 const identityEnv: Readonly<Record<string, string>> = {
@@ -75,6 +88,48 @@ const outputOf = (result: ExecResult) => {
 const splitNul = (text: string) => text.split("\0").filter((s) => s !== "")
 
 const splitLines = (text: string) => text.split("\n").map((s) => s.trim()).filter((s) => s !== "")
+
+/**
+ * Whether these lines (a file's added lines, in order) hold a conflict as git writes one: a `<<<<<<< ` line, later a
+ * line of exactly as many `=`, later a `>>>>>>> ` line of the same size. A lone `=======` (a Markdown or RST
+ * underline) or a quoted `>>>>>>>` is no conflict.
+ */
+export const hasConflictStructure = (lines: Iterable<string>): boolean => {
+  let size: number | undefined
+  let separated = false
+  for (const raw of lines) {
+    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw
+    const start = /^(<{7,})(?: |$)/.exec(line)
+    if (start !== null) {
+      size = start[1]!.length
+      separated = false
+    } else if (size !== undefined && !separated && line === "=".repeat(size)) {
+      separated = true
+    } else if (size !== undefined && separated && line.startsWith(">".repeat(size)) && /^(?: |$)/.test(line.slice(size))) {
+      return true
+    }
+  }
+  return false
+}
+
+// The empty tree: what a history without a common ancestor is compared against.
+const emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+/** Files only cco writes; an agent's commit that changes them is not passed on. */
+export const ccoOwnedFiles: ReadonlyArray<string> = ["TEAM_STRUCTURE.md"]
+
+/** The largest file an agent's commit may add or grow to before cco refuses to pass it on (50 MiB). */
+export const maxFileBytes = 50 * 1024 * 1024
+
+// Rounded up: a file just above the limit never reads as the limit itself.
+const mebibytes = (bytes: number) => {
+  const m = bytes / (1024 * 1024)
+  return `${Number.isInteger(m) ? m : (Math.ceil(m * 10) / 10).toFixed(1)} MiB`
+}
+
+// A file name chosen by an agent, shown to another: control characters are escaped, never passed on.
+const showPath = (file: string) => /[\u0000-\u001f\u007f-\u009f]/.test(file) ? JSON.stringify(file) : file
+const showPaths = (files: ReadonlyArray<string>) => files.map(showPath).join(", ")
 
 export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
   dependencies: [NodeContext.layer],
@@ -152,7 +207,12 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
         if (!keys.has("user.email")) yield* git(repoDir, ["config", "--local", "user.email", ccoIdentity.email])
       })
 
-    const prepareClone = Effect.fn("Worktree.prepareClone")(function*(repositoryUrl: string, dir: string) {
+    /**
+     * The run's clone of `repositoryUrl` in `dir` (fetched when it is there already), its HEAD detached at
+     * origin's `branch` when one is given. Origin's own HEAD does not matter: a bare repository whose HEAD names a
+     * branch that was never pushed (what `git init --bare` leaves when its default branch differs) clones too.
+     */
+    const prepareClone = Effect.fn("Worktree.prepareClone")(function*(repositoryUrl: string, dir: string, branch?: string) {
       const target = path.resolve(dir)
       if (yield* exists(path.join(target, ".git"), target)) {
         const origin = (yield* run(target, ["config", "--get", "remote.origin.url"])).stdout.trim()
@@ -165,10 +225,28 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
         }
         yield* git(target, ["fetch", "--quiet", "--prune", "origin"])
       } else {
-        yield* git(undefined, ["clone", "--quiet", "--", repositoryUrl, target])
+        // --no-checkout: origin's HEAD may name a branch yet to be born; the checkout below picks the commit.
+        yield* git(undefined, ["clone", "--quiet", "--no-checkout", "--", repositoryUrl, target])
+      }
+      let start = "HEAD"
+      if (branch !== undefined) {
+        start = `refs/remotes/origin/${branch}`
+        const found = yield* run(target, ["rev-parse", "--quiet", "--verify", `${start}^{commit}`])
+        if (found.exitCode !== 0) {
+          const others = splitLines(yield* git(target, ["for-each-ref", "--format=%(refname:lstrip=3)", "refs/remotes/origin/"]))
+            .filter((name) => name !== "HEAD")
+          return yield* gitError(
+            "prepareClone",
+            target,
+            `branch ${branch} does not exist in ${repositoryUrl} (${others.length === 0 ? "it has no branches" : `its branches: ${others.slice(0, 10).join(", ")}${others.length > 10 ? ", …" : ""}`})`
+          )
+        }
+      } else if ((yield* run(target, ["rev-parse", "--quiet", "--verify", "HEAD^{commit}"])).exitCode !== 0) {
+        return yield* gitError("prepareClone", target, `${repositoryUrl}: its HEAD names no branch that exists; say which branch to use`)
       }
       // Any branch may have to go to a worktree, and a branch can be checked out only once.
-      yield* git(target, ["checkout", "--quiet", "--detach"])
+      yield* git(target, ["checkout", "--quiet", "--detach", start])
+      yield* git(target, ["config", "--local", "remote.origin.pushurl", agentPushUrl])
       yield* ensureIdentity(target)
       return target
     })
@@ -404,10 +482,120 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       return splitNul(result.stdout) as ReadonlyArray<string>
     })
 
+    /**
+     * Files in which the commits of `head` since its merge base with `base` add a conflict (see
+     * hasConflictStructure), judged on the committed content: what a merge of `head` would bring, whatever the
+     * working tree shows. Markers the base already had (a test fixture, a file only renamed) do not count.
+     */
+    const mergeBaseOf = (repoDir: string, base: string, head: string) =>
+      Effect.flatMap(run(repoDir, ["merge-base", base, head]), (result) =>
+        result.exitCode === 0
+          ? Effect.succeed(result.stdout.trim())
+          : result.exitCode === 1
+          ? Effect.succeed(emptyTree)
+          : Effect.fail(gitError(`git merge-base ${base} ${head}`, repoDir, outputOf(result))))
+
+    const addedConflictMarkers = Effect.fn("Worktree.addedConflictMarkers")(
+      function*(repoDir: string, base: string, head: string) {
+        const from = yield* mergeBaseOf(repoDir, base, head)
+        // -G narrows to the files whose added or removed lines start a conflict, so the patch read below stays
+        // small however large the change; binary files are skipped by both calls alike.
+        const diff = ["-c", "core.quotePath=false", "diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", "-G^<<<<<<<", from, head]
+        const names = splitNul(yield* git(repoDir, [...diff, "--name-only", "-z", "--"]))
+        if (names.length === 0) return [] as ReadonlyArray<string>
+        const patch = yield* git(repoDir, [...diff, "-U0", "--"])
+        const sections = patch.split(/^diff --git /m).slice(1)
+        if (sections.length !== names.length) {
+          return yield* gitError(`git diff ${from} ${head}`, repoDir, `expected ${names.length} file diffs, found ${sections.length}`)
+        }
+        const flagged = names.filter((_, i) => {
+          const lines = sections[i]!.split("\n")
+          const hunk = lines.findIndex((l) => l.startsWith("@@"))
+          if (hunk < 0) return false
+          return hasConflictStructure(lines.slice(hunk).filter((l) => l.startsWith("+")).map((l) => l.slice(1)))
+        })
+        return flagged as ReadonlyArray<string>
+      }
+    )
+
+    /**
+     * Files above maxBytes in the commits of `head` that `base` lacks, in any of them (a file committed and then
+     * removed would still be pushed with its commit).
+     */
+    const largeFiles = Effect.fn("Worktree.largeFiles")(
+      function*(repoDir: string, base: string, head: string, maxBytes: number = maxFileBytes) {
+        const objects = yield* git(repoDir, ["rev-list", "--objects", head, "--not", base, "--"])
+        if (objects.trim() === "") return [] as ReadonlyArray<{ readonly file: string; readonly bytes: number }>
+        const sizes = yield* run(repoDir, ["cat-file", "--batch-check=%(objecttype) %(objectsize) %(rest)"], baseEnv, objects)
+        if (sizes.exitCode !== 0) return yield* gitError("git cat-file --batch-check", repoDir, outputOf(sizes))
+        const large = new Map<string, number>()
+        for (const line of sizes.stdout.split("\n")) {
+          const m = /^blob (\d+) (.*)$/.exec(line)
+          if (m === null) continue
+          const bytes = Number(m[1])
+          if (bytes > maxBytes && bytes > (large.get(m[2]!) ?? 0)) large.set(m[2]!, bytes)
+        }
+        return [...large].map(([file, bytes]) => ({ file, bytes })) as ReadonlyArray<{ readonly file: string; readonly bytes: number }>
+      }
+    )
+
+    /** Which of `files` the commits of `head` since its merge base with `base` change. */
+    const changedAmong = Effect.fn("Worktree.changedAmong")(
+      function*(repoDir: string, base: string, head: string, files: ReadonlyArray<string>) {
+        if (files.length === 0) return [] as ReadonlyArray<string>
+        const from = yield* mergeBaseOf(repoDir, base, head)
+        return splitNul(yield* git(repoDir, ["diff", "--no-ext-diff", "--no-renames", "--name-only", "-z", from, head, "--", ...files])) as ReadonlyArray<string>
+      }
+    )
+
+    /**
+     * What the commits of `head` since its merge base with `base` bring that cco does not pass on to a lead or
+     * to the target branch, each as a sentence for the agent: committed conflict markers, a change to a file only
+     * cco writes, a file above maxFileBytes. Empty when there is nothing to object to.
+     */
+    const vetCommits = Effect.fn("Worktree.vetCommits")(
+      function*(repoDir: string, base: string, head: string, options: { readonly ccoOwned?: boolean } = {}) {
+        const [markers, owned, large] = yield* Effect.all([
+          addedConflictMarkers(repoDir, base, head),
+          options.ccoOwned === false ? Effect.succeed([] as ReadonlyArray<string>) : changedAmong(repoDir, base, head, ccoOwnedFiles),
+          largeFiles(repoDir, base, head)
+        ], { concurrency: 3 })
+        const problems: Array<string> = []
+        if (markers.length > 0) {
+          problems.push(`conflict markers (<<<<<<< ======= >>>>>>>) committed in ${showPaths(markers)}: edit them to the intended content, git add, git commit`)
+        }
+        if (owned.length > 0) {
+          problems.push(`a change to ${owned.join(", ")}, which only cco writes: undo it (git checkout $(git merge-base ${base} HEAD) -- ${owned.join(" ")}, or git rm it where that commit has none) and commit`)
+        }
+        if (large.length > 0) {
+          problems.push(
+            `${large.map((l) => `${showPath(l.file)} (${mebibytes(l.bytes)})`).join(", ")} in its commits, above the ${mebibytes(maxFileBytes)} a file may have: ` +
+              `take it out of the commits that are not merged yet (git reset --soft $(git merge-base ${base} HEAD), git rm --cached the file, list it in .gitignore, commit again)`
+          )
+        }
+        return problems as ReadonlyArray<string>
+      }
+    )
+
+    // To origin's URL, not to the remote: its push URL is agentPushUrl (see prepareClone). What `push -u origin`
+    // would do besides is done here: origin/<branch> moves to the pushed commit and becomes the upstream.
     const push = Effect.fn("Worktree.push")(function*(worktreePath: string, branch: string) {
-      yield* sharedFiles.withPermits(1)(
-        git(worktreePath, ["push", "--quiet", "--set-upstream", "origin", `refs/heads/${branch}:refs/heads/${branch}`])
-      )
+      const url = (yield* git(worktreePath, ["config", "--get", "remote.origin.url"])).trim()
+      const commit = (yield* git(worktreePath, ["rev-parse", "--verify", `refs/heads/${branch}^{commit}`])).trim()
+      // The URL (which may hold credentials) goes through the environment as a remote of its own, not argv.
+      yield* git(worktreePath, ["push", "--quiet", "cco-origin", `${commit}:refs/heads/${branch}`], {
+        ...baseEnv,
+        GIT_CONFIG_COUNT: "3",
+        GIT_CONFIG_KEY_2: "remote.cco-origin.url",
+        GIT_CONFIG_VALUE_2: url
+      })
+      yield* git(worktreePath, ["update-ref", `refs/remotes/origin/${branch}`, commit])
+      yield* sharedFiles.withPermits(1)(Effect.gen(function*() {
+        const remote = yield* run(worktreePath, ["config", "--get", `branch.${branch}.remote`])
+        if (remote.stdout.trim() === "origin") return
+        yield* git(worktreePath, ["config", "--local", `branch.${branch}.remote`, "origin"])
+        yield* git(worktreePath, ["config", "--local", `branch.${branch}.merge`, `refs/heads/${branch}`])
+      }))
     })
 
     const commitsAhead = Effect.fn("Worktree.commitsAhead")(
@@ -501,6 +689,10 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       merge,
       mergeInProgress,
       conflictMarkers,
+      addedConflictMarkers,
+      largeFiles,
+      changedAmong,
+      vetCommits,
       push,
       commitsAhead,
       isClean,

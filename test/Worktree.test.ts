@@ -5,7 +5,7 @@ import { NodeContext } from "@effect/platform-node"
 import { afterAll, beforeAll, describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { exec } from "../src/Exec.js"
-import { GitError, MergeResult, runBranchName, stripCredentials, Worktree } from "../src/Worktree.js"
+import { GitError, hasConflictStructure, MergeResult, runBranchName, stripCredentials, Worktree } from "../src/Worktree.js"
 
 // Behave like a machine with no git config at all (no identity, no signing, no hooks path).
 const savedEnv = { global: process.env.GIT_CONFIG_GLOBAL, nosystem: process.env.GIT_CONFIG_NOSYSTEM }
@@ -122,8 +122,156 @@ describe("stripCredentials", () => {
   })
 })
 
+describe("hasConflictStructure", () => {
+  it("needs <<<<<<<, a separator of the same size, then >>>>>>>; an underline or a quote alone is no conflict", () => {
+    expect(hasConflictStructure(["<<<<<<< HEAD", "a", "=======", "b", ">>>>>>> worker/2"])).toBe(true)
+    expect(hasConflictStructure(["<<<<<<< ours", "a", "||||||| base", "o", "=======", "b", ">>>>>>> theirs"])).toBe(true)
+    expect(hasConflictStructure(["<<<<<<< HEAD\r", "a\r", "=======\r", ">>>>>>> x\r"])).toBe(true)
+    expect(hasConflictStructure(["<<<<<<<", "=======", ">>>>>>>"])).toBe(true)
+    // RST / Markdown underlines, quoted mail, a marker only mentioned in a sentence.
+    expect(hasConflictStructure(["Title", "=======", "", "text"])).toBe(false)
+    expect(hasConflictStructure([">>>>>>> deeply quoted", "=======", ">>>>>>> x"])).toBe(false)
+    expect(hasConflictStructure(["<<<<<<< HEAD", "a", ">>>>>>> x"])).toBe(false)
+    expect(hasConflictStructure(["use <<<<<<< HEAD to see", "=======", ">>>>>>> x"])).toBe(false)
+    expect(hasConflictStructure(["<<<<<<<< eight", "=======", ">>>>>>> seven"])).toBe(false)
+    expect(hasConflictStructure(["<<<<<<<x", "=======", ">>>>>>> x"])).toBe(false)
+  })
+})
+
 describe("Worktree", () => {
   it.layer(TestLayer)((it) => {
+    it.scoped("prepareClone works whatever origin's HEAD names; a configured branch that does not exist is named", () =>
+      Effect.gen(function*() {
+        const { worktree, bare, root, path } = yield* setup
+        // What `git init --bare` leaves when its default branch is not the one pushed.
+        yield* sh(bare, "--git-dir", bare, "symbolic-ref", "HEAD", "refs/heads/nonexistent")
+        const clone = yield* worktree.prepareClone(bare, path.join(root, "unborn-head"), "main")
+        expect(yield* worktree.currentBranch(clone)).toBe("HEAD")
+        expect(yield* sh(clone, "rev-parse", "HEAD")).toBe(yield* sh(clone, "rev-parse", "origin/main"))
+        expect(yield* read(path.join(clone, "PROJECT_DIRECTION.md"))).toBe("Build the thing.\n")
+        // The branches and worktrees of a run come from it as usual; a second call fetches.
+        yield* worktree.ensureBranch(clone, "main", "origin/main")
+        yield* worktree.addWorktree(clone, path.join(root, "unborn-wt"), "team/1", "main")
+        expect(yield* worktree.prepareClone(bare, clone, "main")).toBe(clone)
+
+        const missing = yield* Effect.flip(worktree.prepareClone(bare, path.join(root, "no-branch"), "develop"))
+        expect(missing._tag).toBe("GitError")
+        expect(missing.message).toBe(`branch develop does not exist in ${bare} (its branches: main)`)
+        const again = yield* Effect.flip(worktree.prepareClone(bare, clone, "develop"))
+        expect(again.message).toContain("branch develop does not exist")
+      }))
+
+    it.scoped("addedConflictMarkers: committed markers on a branch, and a resolution committed with them, are found", () =>
+      Effect.gen(function*() {
+        const { worktree, clone, director, em, worker, wt } = yield* setupTeam
+        const start = yield* sh(clone, "rev-parse", "main")
+        const conflict = "a\n<<<<<<< HEAD\nmine\n=======\ntheirs\n>>>>>>> other\nz\n"
+        // A fixture that holds markers on purpose, already on the base: never counted, edited or renamed.
+        yield* commitIn(director, "test/fixture.txt", conflict, "fixture")
+        yield* agentGit(em, "merge", "--quiet", "main")
+        // Counted against a start before it (it came during the run), not against one after.
+        expect(yield* worktree.addedConflictMarkers(em, start, "main")).toEqual(["test/fixture.txt"])
+        const emStart = yield* sh(em, "rev-parse", "HEAD")
+        expect(yield* worktree.addedConflictMarkers(em, emStart, "HEAD")).toEqual([])
+        yield* agentGit(worker, "merge", "--quiet", "team/1")
+        expect(yield* worktree.addedConflictMarkers(worker, "team/1", "worker/1")).toEqual([])
+
+        yield* commitIn(worker, "docs/guide.rst", "Guide\n=======\n\n>>>>>>> quoted\n", "an underline and a quote")
+        yield* agentGit(worker, "mv", "test/fixture.txt", "test/moved.txt")
+        yield* agentGit(worker, "commit", "--quiet", "-m", "rename the fixture")
+        yield* commitIn(worker, "test/moved.txt", `${conflict}more\n`, "extend the fixture")
+        expect(yield* worktree.addedConflictMarkers(worker, "team/1", "worker/1")).toEqual([])
+
+        // Committed markers, as a worker's `git add -A && git commit` takes them, in a file with spaces in its name.
+        yield* commitIn(worker, "src/my file.ts", "export const a = 1\n<<<<<<< HEAD\nb\n=======\nc\n>>>>>>> x\n", "markers")
+        expect(yield* worktree.addedConflictMarkers(worker, "team/1", "worker/1")).toEqual(["src/my file.ts"])
+        expect(yield* worktree.addedConflictMarkers(em, "HEAD", "worker/1")).toEqual(["src/my file.ts"])
+        // The working tree is clean: the old check sees nothing.
+        expect(yield* worktree.conflictMarkers(worker)).toEqual([])
+        yield* commitIn(worker, "src/my file.ts", "export const a = 1\nb\nc\n", "fixed")
+        expect(yield* worktree.addedConflictMarkers(worker, "team/1", "worker/1")).toEqual([])
+
+        // A lead resolves a conflict by committing the markers: found on its branch against the run's start.
+        yield* worktree.addWorktree(clone, wt("worker-2"), "worker/2", "team/1")
+        yield* commitIn(worker, "README.md", "# project\nfrom worker one\n", "one")
+        yield* commitIn(wt("worker-2"), "README.md", "# project\nfrom worker two\n", "two")
+        expect((yield* worktree.merge(em, "worker/1", { message: "m1" }))._tag).toBe("Merged")
+        expect(yield* worktree.addedConflictMarkers(em, emStart, "HEAD")).toEqual([])
+        expect((yield* worktree.merge(em, "worker/2", { message: "m2", keepConflict: true }))._tag).toBe("Conflict")
+        yield* agentGit(em, "add", "-A")
+        yield* agentGit(em, "commit", "--quiet", "--no-edit")
+        expect(yield* worktree.mergeInProgress(em)).toBe(false)
+        expect(yield* worktree.conflictMarkers(em)).toEqual([])
+        expect(yield* worktree.addedConflictMarkers(em, emStart, "HEAD")).toEqual(["README.md"])
+        expect((yield* worktree.merge(em, "worker/2", { message: "again" }))._tag).toBe("AlreadyUpToDate")
+        yield* commitIn(em, "README.md", "# project\nfrom worker one\nfrom worker two\n", "resolve properly")
+        expect(yield* worktree.addedConflictMarkers(em, emStart, "HEAD")).toEqual([])
+        // A binary file is not read as text.
+        yield* commitIn(em, "blob.bin", "\0<<<<<<< x\n=======\n>>>>>>> y\n", "binary")
+        expect(yield* worktree.addedConflictMarkers(em, emStart, "HEAD")).toEqual([])
+      }))
+
+    it.scoped("vetCommits: conflict markers, a change to TEAM_STRUCTURE.md and a huge file, even one removed again", () =>
+      Effect.gen(function*() {
+        const { worktree, director, worker } = yield* setupTeam
+        yield* commitIn(worker, "src/ok.ts", "export const ok = 1\n", "ok")
+        expect(yield* worktree.vetCommits(worker, "team/1", "worker/1")).toEqual([])
+
+        // A build artefact committed by `git add -A`, then removed: its commit would still be pushed.
+        yield* commitIn(worker, "dist/bundle.bin", "x".repeat(4096), "oops")
+        yield* agentGit(worker, "rm", "--quiet", "dist/bundle.bin")
+        yield* agentGit(worker, "commit", "--quiet", "-m", "remove it")
+        expect(yield* worktree.largeFiles(worker, "team/1", "worker/1", 1000)).toEqual([{ file: "dist/bundle.bin", bytes: 4096 }])
+        expect(yield* worktree.largeFiles(worker, "team/1", "worker/1", 5000)).toEqual([])
+        expect(yield* worktree.largeFiles(worker, "worker/1", "worker/1", 1000)).toEqual([])
+
+        yield* commitIn(worker, "TEAM_STRUCTURE.md", "# Team structure\n\nworker-1 leads everyone now.\n", "promote myself")
+        const problems = yield* worktree.vetCommits(worker, "team/1", "worker/1")
+        expect(problems).toEqual([expect.stringMatching(/^a change to TEAM_STRUCTURE\.md, which only cco writes: undo it \(git checkout \$\(git merge-base team\/1 HEAD\) -- TEAM_STRUCTURE\.md/)])
+        expect(yield* worktree.vetCommits(worker, "team/1", "worker/1", { ccoOwned: false })).toEqual([])
+        // cco's own commit of it on the target branch is no change by the branch's agent once merged into it.
+        yield* worktree.commitFile(director, "TEAM_STRUCTURE.md", "# Team structure\n", "cco: update TEAM_STRUCTURE.md")
+        expect(yield* worktree.changedAmong(director, "team/1", "main", ["TEAM_STRUCTURE.md"])).toEqual(["TEAM_STRUCTURE.md"])
+        yield* agentGit(worker, "merge", "--quiet", "main", "-X", "theirs", "-m", "catch up")
+        expect(yield* worktree.changedAmong(worker, "main", "worker/1", ["TEAM_STRUCTURE.md"])).toEqual([])
+
+        yield* commitIn(worker, "a.txt", "<<<<<<< HEAD\nx\n=======\ny\n>>>>>>> z\n", "markers")
+        expect((yield* worktree.vetCommits(worker, "main", "worker/1"))[0]).toMatch(/^conflict markers .* committed in a\.txt: edit them/)
+        // A file name is shown to the lead with its control characters escaped, never as they are.
+        yield* commitIn(worker, "b\u001b[201~\r.txt", "<<<<<<< HEAD\nx\n=======\ny\n>>>>>>> z\n", "markers again")
+        const shown = (yield* worktree.vetCommits(worker, "main", "worker/1"))[0]!
+        expect(shown).toContain(`a.txt, "b\\u001b[201~\\r.txt": edit them`)
+        expect(shown).not.toMatch(/[\u001b\r]/)
+      }))
+
+    it.scoped("cco's git calls run no hook an agent installed (core.hooksPath, .git/hooks) and no fsmonitor", () =>
+      Effect.gen(function*() {
+        const { worktree, clone, em, worker, root, path } = yield* setupTeam
+        const fs = yield* FileSystem.FileSystem
+        const ran = path.join(root, "hook-ran")
+        const hook = `#!/bin/sh\necho "$0" >> ${ran}\n`
+        const hooks = path.join(root, "agent-hooks")
+        for (const dir of [hooks, path.join(clone, ".git", "hooks")]) {
+          for (const name of ["post-merge", "post-commit", "pre-push", "post-checkout", "reference-transaction"]) {
+            yield* write(path.join(dir, name), hook)
+            yield* fs.chmod(path.join(dir, name), 0o755).pipe(Effect.orDie)
+          }
+        }
+        yield* agentGit(clone, "config", "core.hooksPath", hooks)
+        yield* agentGit(clone, "config", "core.fsmonitor", `echo fsmonitor >> ${ran}; false`)
+        yield* commitIn(worker, "f.ts", "f\n", "work")
+        yield* fs.remove(ran).pipe(Effect.ignore)
+        expect((yield* worktree.merge(em, "worker/1", { message: "m" }))._tag).toBe("Merged")
+        yield* write(path.join(em, "g.ts"), "g\n")
+        expect(yield* worktree.commitAll(em, "wip")).toBe(true)
+        yield* worktree.push(em, "team/1")
+        expect(yield* worktree.isClean(em)).toBe(true)
+        expect(yield* exists(ran)).toBe(false)
+        // The agent's own git still runs them.
+        yield* commitIn(worker, "h.ts", "h\n", "more")
+        expect(yield* exists(ran)).toBe(true)
+      }))
+
     it.scoped("prepareClone clones with a detached HEAD and an identity, then fetches on the second call", () =>
       Effect.gen(function*() {
         const { worktree, clone, bare, seed, path, root } = yield* setup
@@ -385,6 +533,20 @@ describe("Worktree", () => {
         yield* worktree.push(em, "team/1")
         expect(yield* sh(bare, "--git-dir", bare, "log", "-1", "--format=%H", "team/1")).toBe(head)
         expect(yield* sh(em, "rev-parse", "--abbrev-ref", "team/1@{upstream}")).toBe("origin/team/1")
+        expect(yield* sh(em, "rev-parse", "origin/team/1")).toBe(head)
+        yield* worktree.push(em, "team/1") // again: nothing new
+
+        // An agent's own push goes nowhere, and says why; cco's pushes go on.
+        yield* commitIn(em, "T2.md", "more\n", "more team work")
+        const own = yield* exec("git", ["push", "origin", "team/1"], { cwd: em, env: { LC_ALL: "C" } }).pipe(Effect.orDie)
+        expect(own.exitCode).not.toBe(0)
+        expect(own.stderr).toContain("cco-pushes-for-you/never-push-yourself")
+        const own2 = yield* exec("git", ["push"], { cwd: em, env: { LC_ALL: "C" } }).pipe(Effect.orDie)
+        expect(own2.exitCode).not.toBe(0)
+        expect(yield* sh(bare, "--git-dir", bare, "log", "-1", "--format=%H", "team/1")).toBe(head)
+        const next = yield* worktree.headCommit(em)
+        yield* worktree.push(em, "team/1")
+        expect(yield* sh(bare, "--git-dir", bare, "log", "-1", "--format=%H", "team/1")).toBe(next)
 
         // origin/main moves on behind cco's back: a push must not overwrite it.
         const theirs = yield* commitIn(seed, "THEIRS.md", "x\n", "theirs", sh)

@@ -2,7 +2,7 @@
 // and a worker whose report without commits is refused.
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { execFileSync } from "node:child_process"
+import { execFileSync, spawnSync } from "node:child_process"
 import { readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
@@ -50,6 +50,57 @@ describe("hierarchy with the fake agent", () => {
       }
       expect(filesOn(fixture.bare, "main")).not.toContain(".env")
       expect(filesOn(fixture.bare, `cco/${summary.runId}/worker-1`)).not.toContain(".env")
+    }), { timeout: 120_000 })
+
+  it.scopedLive("W=2: a lead that commits a conflict with its markers is refused; the target branch never holds them", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript({ conflictDrill: true, markerLeads: ["em-1"] }) })
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url })
+      // Every state main ever had in the origin, pushes included.
+      git(fixture.bare, "config", "core.logAllRefUpdates", "always")
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("project-done")
+      const log = logOf(summary.runFolder)
+
+      // em-1 committed the merge with the markers in (git add -A && git commit --no-edit): refused, told which file.
+      // (The second of the two workers to be merged conflicts; which one that is depends on who reported first.)
+      const refused = log.find((l) => l.event === "merge.refused")
+      expect(refused?.problems).toEqual([expect.stringMatching(/^conflict markers .* committed in src\/em-1\/shared\.js:/)])
+      const reply = log.find((l) => l.event === "team.reply" && l.command === "merge" && l.ok === false && /conflict markers/.test(String(l.text)))
+      expect(reply?.text).toMatch(/^refused: your branch main brings conflict markers .* committed in src\/em-1\/shared\.js: edit them .* Nothing was pushed\. Then run cco team merge worker-\d again\.$/)
+      // It fixed them and merged again; the work of both workers landed.
+      const merged = log.findIndex((l) => l.event === "merge.done" && l.from === refused?.from)
+      expect(log.indexOf(refused!)).toBeLessThan(merged)
+      const shared = fileOn(fixture.bare, "main", "src/em-1/shared.js")
+      expect(shared).toContain("written by worker-1")
+      expect(shared).toContain("written by worker-2")
+
+      // No state main ever had in the origin holds a conflict marker.
+      const tips = git(fixture.bare, "reflog", "show", "--format=%H", "refs/heads/main").split("\n").filter((l) => l !== "")
+      expect(tips.length).toBeGreaterThan(2)
+      for (const tip of tips) {
+        const grep = spawnSync("git", ["grep", "-l", "-e", "^<<<<<<< ", tip, "--"], { cwd: fixture.bare, encoding: "utf8" })
+        expect(grep.status, `main at ${tip}: ${grep.stdout}${grep.stderr}`).toBe(1)
+      }
+    }), { timeout: 120_000 })
+
+  it.scopedLive("W=2: a worker whose commit rewrites TEAM_STRUCTURE.md is refused at done; only cco's version ever reaches the target", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript({ rogueWorkers: ["worker-1"] }) })
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url })
+      git(fixture.bare, "config", "core.logAllRefUpdates", "always")
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("project-done")
+      const log = logOf(summary.runFolder)
+      const refused = log.find((l) => l.event === "task.done-refused" && l.instance === "worker-1")
+      expect(refused?.reason).toMatch(/brings a change to TEAM_STRUCTURE\.md, which only cco writes: undo it/)
+      expect(log.some((l) => l.event === "merge.done" && l.from === "worker-1")).toBe(true)
+      expect(filesOn(fixture.bare, "main")).toContain("src/em-1/worker-1.js")
+      const tips = git(fixture.bare, "reflog", "show", "--format=%H", "refs/heads/main").split("\n").filter((l) => l !== "")
+      for (const tip of tips) {
+        const team = spawnSync("git", ["show", `${tip}:TEAM_STRUCTURE.md`], { cwd: fixture.bare, encoding: "utf8" })
+        expect(team.stdout, `main at ${tip}`).not.toContain("in charge")
+      }
     }), { timeout: 120_000 })
 
   it.scopedLive("W=6: a Director and two EMs of three; every worker's commit reaches the target branch", () =>

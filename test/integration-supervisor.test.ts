@@ -100,6 +100,45 @@ describe("supervisor with the fake agent", () => {
       expect(existsSync(path.join(summary.runFolder, "cco.lock"))).toBe(false)
     }), { timeout: 120_000 })
 
+  it.scopedLive("the wind-down merges no reported branch that holds committed conflict markers, and pushes no huge file", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript({ idleLeads: ["em-1"], markersAfterDone: ["worker-2"], largeFileAtTheEnd: ["worker-1"] }) })
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, maxRunDurationMinutes: 0.25, extra: fast })
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("time-limit")
+      const log = readLog(summary.runFolder)
+      // worker-2 committed markers after its report was accepted: its branch stays unmerged, logged with the file.
+      const skipped = log.find((l) => l.event === "merge.skipped" && l.from === "worker-2")
+      expect(skipped?.problems).toEqual([expect.stringMatching(/^conflict markers .* committed in notes\.txt:/)])
+      expect(log.some((l) => l.event === "merge.done" && l.from === "worker-2")).toBe(false)
+      const files = filesOn(fixture.bare, "main")
+      expect(files).toContain("src/em-1/worker-1.js")
+      expect(files).not.toContain("notes.txt")
+      expect(files).not.toContain("src/em-1/worker-2.js")
+      // worker-1 left a file above 50 MiB in its worktree: saved as work in progress in the run's clone, never pushed.
+      const kept = log.find((l) => l.event === "wip.not-pushed" && l.instance === "worker-1")
+      expect(kept?.large).toEqual([{ file: "big.bin", bytes: 50 * 1024 * 1024 + 1024 }])
+      expect(files).not.toContain("big.bin")
+      expect(filesOn(fixture.bare, `cco/${summary.runId}/worker-1`)).not.toContain("big.bin")
+      expect(filesOn(path.join(summary.runFolder, "repo"), `cco/${summary.runId}/worker-1`)).toContain("big.bin")
+    }), { timeout: 120_000 })
+
+  it.scopedLive("a target branch whose own commits hold conflict markers is neither reported done nor pushed at the end", () =>
+    Effect.gen(function*() {
+      const mock = yield* startMockModel({ brain: teamScript({ markersBeforeDone: ["em-1"] }) })
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 0.25, extra: fast })
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("time-limit")
+      const log = readLog(summary.runFolder)
+      expect(log.find((l) => l.event === "task.done-refused" && l.instance === "em-1")?.reason)
+        .toMatch(/^your branch main brings conflict markers .* committed in notes\.txt: edit them/)
+      expect(log.find((l) => l.event === "push.refused")?.problems).toEqual([expect.stringMatching(/committed in notes\.txt:/)])
+      // worker-1's merge was pushed when it was made; the markers never were.
+      const files = filesOn(fixture.bare, "main")
+      expect(files).toContain("src/em-1/worker-1.js")
+      expect(files).not.toContain("notes.txt")
+    }), { timeout: 120_000 })
+
   it.scopedLive("Ctrl-C (SIGINT) to cco run: graceful wind-down, state written, exit code 130", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript({ hangUntilRestart: ["worker-1"] }) })

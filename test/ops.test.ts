@@ -315,6 +315,54 @@ describe("cco cleanup", () => {
       expect(again).toMatchObject({ sessions: [], worktrees: [], problems: [] })
     }).pipe(Effect.provide(NodeContext.layer)))
 
+  it.scopedLive("a copy of a run folder: cleanup touches only the copy, never the original's worktrees, clone or sessions", () =>
+    Effect.gen(function*() {
+      const run = yield* makeRun()
+      const copy = path.join(run.root, "copied-logs", RUN_ID)
+      mkdirSync(path.dirname(copy))
+      execFileSync("cp", ["-a", run.folder, copy])
+      const before = inventory(run)
+
+      // Its state.json names the original's paths: none of them is planned.
+      const dry = yield* Cleanup.cleanupRun(copy, { dryRun: true, branches: true, all: true })
+      expect(dry.problems).toEqual([])
+      expect(dry.sessions).toEqual([])
+      expect(sorted(dry.worktrees)).toEqual(sorted(run.names.map((n) => path.join(copy, "worktrees", n))))
+      for (const p of [...dry.worktrees, ...dry.removed]) expect(p.startsWith(copy + path.sep), p).toBe(true)
+      const notes = dry.notes.join("\n")
+      expect(notes).toContain(`left ${run.repoDir} alone`)
+      expect(notes).toContain(`left 3 worktrees alone that state.json names outside this run folder: ${run.worktrees.join(", ")}`)
+      expect(notes).toContain(`left 3 tmux sessions alone whose directory is outside this run folder`)
+      const shown = Cleanup.formatRunCleanup(dry, { dryRun: true, explicit: true })
+      for (const wt of run.worktrees) expect(shown).not.toMatch(new RegExp(`would remove.*${wt}`))
+      expect(inventory(run)).toEqual(before)
+
+      // The real thing: the copy's worktrees go, the original keeps everything.
+      const done = yield* cco(["cleanup", copy])
+      expect(done.stderr).toBe("")
+      expect(done.code).toBe(0)
+      expect(done.stdout).toContain("removed 3 worktrees: worktrees/em-1, worktrees/worker-1, worktrees/worker-2")
+      expect(done.stdout).not.toContain("killed")
+      expect(inventory(run)).toEqual(before)
+      for (const wt of run.worktrees) expect(yield* exists(path.join(wt, "README.md"))).toBe(true)
+      for (const n of run.names) expect(yield* exists(path.join(copy, "worktrees", n))).toBe(false)
+
+      // scripts/cleanup.sh on another copy, with each state.json reader.
+      for (const reader of ["node", "sed"]) {
+        const other = path.join(run.root, `copied-${reader}`, RUN_ID)
+        mkdirSync(path.dirname(other))
+        execFileSync("cp", ["-a", run.folder, other])
+        const script = yield* cleanupScript([other], { CCO_CLEANUP_STANDALONE: "1", CCO_CLEANUP_JSON: reader })
+        expect(script.stderr, reader).toBe("")
+        expect(script.code, reader).toBe(0)
+        expect(script.stdout, reader).toContain("removed 3 worktree(s): worktrees/em-1, worktrees/worker-1, worktrees/worker-2")
+        expect(script.stdout, reader).toContain(`left ${run.repoDir} alone`)
+        expect(script.stdout, reader).not.toContain("killed")
+        expect(inventory(run), reader).toEqual(before)
+        for (const wt of run.worktrees) expect(yield* exists(path.join(wt, "README.md"))).toBe(true)
+      }
+    }).pipe(Effect.provide(NodeContext.layer)))
+
   it.scopedLive("a run whose orchestrator is alive is refused when named and skipped when scanned", () =>
     Effect.gen(function*() {
       const run = yield* makeRun({ lockPid: process.pid, live: true })
