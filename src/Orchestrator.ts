@@ -18,6 +18,7 @@ import * as Debounce from "./Debounce.js"
 import * as H from "./Hierarchy.js"
 import * as Limits from "./Limits.js"
 import * as Outbox from "./Outbox.js"
+import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import * as RunLogModule from "./RunLog.js"
 import * as Secrets from "./Secrets.js"
 import * as Supervisor from "./Supervisor.js"
@@ -205,10 +206,10 @@ const readResumable = (folder: string) =>
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const fail = (message: string) => new RunError({ reason: "resume", message: `cannot resume ${folder}: ${message}` })
-    const text = yield* fs.readFileString(path.join(folder, STATE_FILE)).pipe(Effect.mapError(() => fail("it has no state.json")))
+    const text = yield* readRegularFile(path.join(folder, STATE_FILE), MAX_BYTES.state).pipe(Effect.mapError(() => fail("it has no readable state.json")))
     const state = yield* decodeRunState(text).pipe(Effect.mapError(() => fail("its state.json is unreadable")))
     if (state.endedAt !== undefined) return yield* fail(`it already ended (${state.endReason ?? "unknown"}) at ${state.endedAt}`)
-    const lock = yield* fs.readFileString(path.join(folder, LOCK_FILE)).pipe(Effect.option)
+    const lock = yield* readRegularFile(path.join(folder, LOCK_FILE), MAX_BYTES.lock).pipe(Effect.option)
     const pid = Option.isSome(lock) ? Number(lock.value.trim()) : NaN
     if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
       const alive = (() => {
