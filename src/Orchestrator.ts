@@ -26,7 +26,7 @@ import { type LogLine, RunLog } from "./RunLog.js"
 import * as TmuxModule from "./Tmux.js"
 import { Tmux } from "./Tmux.js"
 import { decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
-import { neutralise, PANE_MAX, TERMINAL_MAX } from "./Untrusted.js"
+import { neutralise, PANE_MAX, quoteAgentText, TERMINAL_MAX } from "./Untrusted.js"
 import { type GitError, runBranchName, Worktree } from "./Worktree.js"
 
 export class RunError extends Schema.TaggedError<RunError>()("RunError", {
@@ -710,17 +710,18 @@ const orchestrate = (
           )
         )
 
-    // One assignment to an instance at a time, from the "still working" check to the task on the board: of two
-    // concurrent assigns to one report exactly one is accepted.
-    const assignLocks = new Map(specs.map((s) => [s.name, Effect.unsafeMakeSemaphore(1)]))
-    const oneAssignAtATime = <A, E, R>(target: string | undefined, self: Effect.Effect<A, E, R>) => {
-      const lock = target === undefined ? undefined : assignLocks.get(target)
+    // One change to an instance's task at a time (assign to it, its done, its merge), from the check of the task to
+    // its new state on the board: of two concurrent assigns to one report exactly one is accepted, a report is not
+    // passed on twice, and a merge is not recorded twice. Taken before the git lock, never inside it.
+    const taskLocks = new Map(specs.map((s) => [s.name, Effect.unsafeMakeSemaphore(1)]))
+    const oneTaskChangeAtATime = <A, E, R>(owner: string | undefined, self: Effect.Effect<A, E, R>) => {
+      const lock = owner === undefined ? undefined : taskLocks.get(owner)
       return lock === undefined ? self : lock.withPermits(1)(self)
     }
     const assign = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
-      oneAssignAtATime(args[0], Effect.gen(function*() {
+      oneTaskChangeAtATime(args[0], Effect.gen(function*() {
         const [targetName, ...words] = args
-        const text = words.join(" ").trim()
+        const text = quoteAgentText(words.join(" ").trim())
         if (targetName === undefined || text === "") return reply(false, "usage: cco team assign <instance> <task>")
         const to = specOf.get(targetName)
         if (to === undefined || !from.reports.includes(targetName)) {
@@ -746,11 +747,16 @@ const orchestrate = (
       }))
 
     const done = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
-      Effect.gen(function*() {
-        const summary = args.join(" ").trim()
+      oneTaskChangeAtATime(from.name, Effect.gen(function*() {
+        const summary = quoteAgentText(args.join(" ").trim())
         if (summary === "") return reply(false, "usage: cco team done <summary>")
         const taskless = H.doneRefusal(from, yield* Ref.get(board))
         if (taskless !== undefined) return reply(false, `refused: ${taskless}`)
+        // Reported already and not merged yet: the lead has it once; it merges the branch as it is then.
+        const reported = H.currentTask(yield* Ref.get(board), from.name)
+        if (from.lead !== undefined && reported?.status === "done") {
+          return reply(true, `already reported: task #${reported.id} waits for ${from.lead} to merge it (your branch as it is then); wait for your next task`)
+        }
         const inst = yield* get(from.name)
         const unmerged = (yield* Ref.get(board)).tasks.filter((t) => from.reports.includes(t.assignee) && t.status === "done")
         if (unmerged.length > 0) {
@@ -783,7 +789,7 @@ const orchestrate = (
         yield* send(from.lead, `[cco] ${from.name} reports done: ${summary}\n\n${stat}\n\nReview it, then run: cco team merge ${from.name}`)
         yield* boardChanged
         return reply(true, `accepted: ${from.lead} is notified; wait for your next task`)
-      })
+      }))
 
     // A merge that landed in the lead's worktree: pushed, recorded, and the report's task marked merged.
     const recordMerge = (lead: H.InstanceSpec, report: H.InstanceSpec, worktree: string) =>
@@ -797,7 +803,7 @@ const orchestrate = (
       })
 
     const merge = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
-      Effect.gen(function*() {
+      oneTaskChangeAtATime(args[0], Effect.gen(function*() {
         const name = args[0]
         if (name === undefined) return reply(false, "usage: cco team merge <instance>")
         const report = specOf.get(name)
@@ -838,12 +844,12 @@ const orchestrate = (
         // Merges into the target branch show in TEAM_STRUCTURE.md at once; the rest is batched.
         if (answer.ok) yield* from === top ? writeTeamStructure(`merged ${name}`) : boardChanged
         return answer
-      })
+      }))
 
     const message = (from: H.InstanceSpec, args: ReadonlyArray<string>) =>
       Effect.gen(function*() {
         const [to, ...words] = args
-        const text = words.join(" ").trim()
+        const text = quoteAgentText(words.join(" ").trim())
         if (to === undefined || text === "") return reply(false, `usage: cco team message <instance> <text> (your team: ${list(H.messageable(from, specs))})`)
         const refusal = H.messageRefusal(from, to, text, specs, specOf.has(to) ? (yield* get(to)).outbox.length : 0)
         if (refusal !== undefined) return reply(false, `refused: ${refusal}`)

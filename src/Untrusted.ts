@@ -82,3 +82,9 @@ export const neutraliseValue = (value: unknown, max: number = LOG_MAX, depth = 0
 
 /** neutraliseValue for plain JSON data (no dates, no methods), whose shape it keeps. */
 export const neutraliseJson = <A>(value: A, max: number = LOG_MAX): A => neutraliseValue(value, max) as A
+
+/**
+ * An agent's text quoted inside a prompt cco composes (a task, a report's summary, a message): cco's own voice,
+ * "[cco]", is taken out of it, so that no line of it can pass for a notice from cco (a forged "[cco] New task …").
+ */
+export const quoteAgentText = (text: string): string => text.replace(/\[\s*cco\s*\]/gi, "(cco)")

@@ -58,6 +58,36 @@ describe("run state with the fake agent", () => {
       expect(readLog(summary.runFolder).filter((l) => l.event === "task.assigned").length).toBe(2)
     }), { timeout: 120_000 })
 
+  it.scopedLive("a worker reporting twice at once and its lead merging twice at once: one report reaches the lead, one merge is recorded", () =>
+    Effect.gen(function*() {
+      const script = teamScript()
+      const doubled = { done: false, merge: false }
+      // Each of worker-1's done and em-1's merge runs twice in parallel.
+      const brain: Brain = (req) => {
+        const reply = script(req)
+        const command = commandOf(reply)
+        if (command === undefined) return reply
+        // The team command at the end of the command line runs twice at once: `{ X & X & wait; }`.
+        const twice = (kind: "done" | "merge", pattern: RegExp) => {
+          doubled[kind] = true
+          return withCommand(reply, command.replace(pattern, (c: string) => `{ ${c} & ${c} & wait; }`))
+        }
+        if (!doubled.done && isFrom(req, "worker-1") && /cco team done '[^']*'$/.test(command)) return twice("done", /cco team done '[^']*'$/)
+        if (!doubled.merge && isFrom(req, "em-1") && /^cco team merge worker-1$/.test(command.trim())) return twice("merge", /cco team merge worker-1$/)
+        return reply
+      }
+      const mock = yield* startMockModel({ brain })
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, extra: calm })
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("project-done")
+      expect(doubled).toEqual({ done: true, merge: true })
+      const log = readLog(summary.runFolder)
+      expect(log.filter((l) => l.event === "task.done" && l.instance === "worker-1").length).toBe(1)
+      const merged = log.filter((l) => l.event === "merge.done" && l.from === "worker-1")
+      expect(merged.length).toBe(1)
+      expect(summary.merges.filter((m) => m.from.endsWith("/worker-1")).length).toBe(1)
+    }), { timeout: 120_000 })
+
   it.scopedLive("kill -9 right after a report is accepted: state.json held it, and after --resume the lead hears of it at once", () =>
     Effect.gen(function*() {
       const script = teamScript()
