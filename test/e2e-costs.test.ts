@@ -8,7 +8,7 @@ import { teamScript } from "../src/TeamScript.js"
 import { claudeBin, useFixture, readLog, runFixture } from "./harness.js"
 
 describe("cost limits, real claude", () => {
-  it.scopedLive("crossing maxCostUsd winds the run down and reports the cost within 1 % of the mock's count", () =>
+  it.scopedLive("crossing maxCostUsd winds the run down and reports the cost within 1 % of the mock's count (less any response cut by the stop)", () =>
     Effect.gen(function*() {
       const usage = { input_tokens: 100_000, output_tokens: 5_000, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 }
       const mock = yield* startMockModel({ brain: teamScript(), usage })
@@ -36,6 +36,14 @@ describe("cost limits, real claude", () => {
       }), Costs.zeroTokens)
       const expected = Costs.priceOf(models[0]!, served)
       expect(expected).toBeGreaterThanOrEqual(2)
-      expect(Math.abs(summary.costs.total.usd - expected) / expected).toBeLessThan(0.01)
+      // cco counts from the transcripts. A response the mock served in the moment the sessions were stopped may
+      // never reach one (the CLI is gone before it writes it): at most one such response per instance, each a
+      // whole response, never an invented one. The rest must agree within 1 %.
+      const perResponse = Costs.priceOf(models[0]!, { input: usage.input_tokens, output: usage.output_tokens, cacheWrite: 0, cacheRead: 0 })
+      const unrecorded = Math.round((expected - summary.costs.total.usd) / perResponse)
+      expect(unrecorded).toBeGreaterThanOrEqual(0)
+      expect(unrecorded).toBeLessThanOrEqual(summary.instances.length)
+      const recorded = expected - unrecorded * perResponse
+      expect(Math.abs(summary.costs.total.usd - recorded) / recorded).toBeLessThan(0.01)
     }), { timeout: 180_000 })
 })
