@@ -3,6 +3,7 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import { Clock, Duration, Effect, Either, Option, Schedule, Schema } from "effect"
+import { isAlive } from "./Process.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { type InstanceState, decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
 import * as Tmux from "./Tmux.js"
@@ -34,19 +35,6 @@ export type LockInfo =
   | { readonly _tag: "NoLock" }
   | { readonly _tag: "Lock"; readonly pid: number | undefined; readonly alive: boolean }
 
-/** Whether a process with this pid exists. EPERM means it exists but belongs to someone else: alive. */
-export const pidAlive = (pid: number): Effect.Effect<boolean> =>
-  Effect.sync(() => {
-    // 0 and negative pids address process groups, never one orchestrator.
-    if (!Number.isSafeInteger(pid) || pid <= 0) return false
-    try {
-      process.kill(pid, 0)
-      return true
-    } catch (error) {
-      return (error as NodeJS.ErrnoException).code === "EPERM"
-    }
-  })
-
 export const readLock = Effect.fn("Status.readLock")(function*(folder: string) {
   const path = yield* Path.Path
   const read = yield* readRegularFile(path.join(folder, LOCK_FILE), MAX_BYTES.lock).pipe(Effect.either)
@@ -54,7 +42,7 @@ export const readLock = Effect.fn("Status.readLock")(function*(folder: string) {
   // A lock that is there but cannot be read (not a regular file, too large) names no pid, as garbage in it would.
   const trimmed = Either.getOrElse(read, () => "").trim()
   const pid = /^\d+$/.test(trimmed) ? Number(trimmed) : undefined
-  const alive = pid === undefined ? false : yield* pidAlive(pid)
+  const alive = pid === undefined ? false : isAlive(pid)
   return { _tag: "Lock", pid, alive } as LockInfo
 })
 
