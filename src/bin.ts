@@ -4,15 +4,12 @@ import { ValidationError } from "@effect/cli"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit, Option, Redacted } from "effect"
+import { Cause, Console, Effect, Exit, Option } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./Config.js"
-import { findPackageRoot, resolveOnPath } from "./Library.js"
+import { findPackageRoot, hostEnvironment } from "./RunHost.js"
 import * as Secrets from "./Secrets.js"
 import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
-import { existsSync } from "node:fs"
-import { homedir } from "node:os"
-import * as nodePath from "node:path"
 
 const EXIT_CONFIG = 2
 
@@ -78,22 +75,14 @@ const withColourPolicy = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effec
 
 const main = Effect.gen(function*() {
   const path = yield* Path.Path
-  const { root, version } = yield* findPackageRoot
+  const { version } = yield* findPackageRoot
   // Just the version, one line (@effect/cli's own answer adds an empty line), for scripts that read it.
   const args = process.argv.slice(2)
   if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) return yield* Console.log(version)
-  const credentials = nodePath.join(homedir(), ".claude", ".credentials.json")
   const cli = makeCli({
     version,
-    environment: {
-      projectRoot: root,
-      nodePath: process.execPath,
-      basePath: process.env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
-      resolveClaude: (command) => resolveOnPath(command, process.env["PATH"] ?? ""),
-      oauthCredentialsFile: existsSync(credentials) ? credentials : undefined,
-      oauthToken: process.env["CLAUDE_CODE_OAUTH_TOKEN"] ? Redacted.make(process.env["CLAUDE_CODE_OAUTH_TOKEN"]) : undefined,
-      write: (line) => process.stdout.write(line + "\n")
-    },
+    // The same host the library's runs get: one reading of PATH, ~/.claude and CLAUDE_CODE_OAUTH_TOKEN.
+    environment: { ...(yield* hostEnvironment), write: (line) => process.stdout.write(line + "\n") },
     // A relative path in the environment is relative to where cco was started.
     overrides: { claudeCommand: claudePath && claudePath.includes("/") ? path.resolve(claudePath) : claudePath || undefined }
   })
