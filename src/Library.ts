@@ -4,7 +4,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Cause, Data, Effect, Exit, Fiber, Option, ParseResult, PubSub, Queue, Redacted, Schema, Scope, Stream, Take } from "effect"
-import { ApiKeysFile, ConfigError, OrchestratorFile, type ResolvedConfig, resolveConfig, toCredentials, unknownOption } from "./Config.js"
+import { ApiKeysFile, ConfigError, decodeOptions, firstProblem, OrchestratorFile, type ResolvedConfig, resolveConfig, toCredentials } from "./Config.js"
 import * as Orchestrator from "./Orchestrator.js"
 import type { EndReason, RunError, RunOptions, RunSummary } from "./Orchestrator.js"
 import { hostEnvironment, type RunHost, runOptionsFor } from "./RunHost.js"
@@ -39,39 +39,15 @@ export interface MakeConfigOptions {
 /** What ConfigError.file says for a configuration given in memory. */
 export const CONFIG_INPUT = "config object"
 
-const decodeOptions = { errors: "first", onExcessProperty: "error" } as const
-
 const isPlainObject = (u: unknown): u is Record<string, unknown> =>
   typeof u === "object" && u !== null && !Array.isArray(u) && !Redacted.isRedacted(u)
-
-const fieldName = (path: ReadonlyArray<PropertyKey>): string =>
-  path.reduce<string>(
-    (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
-    ""
-  )
 
 // The first problem of a parse error as one ConfigError, in the words loadConfig uses for files.
 const toConfigError = (
   error: ParseResult.ParseError,
   prefix: ReadonlyArray<PropertyKey>,
   knownKeys: (path: ReadonlyArray<PropertyKey>) => { kind: string; keys: ReadonlyArray<string> } | undefined
-): ConfigError => {
-  const first = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-  const path = [...prefix, ...(first?.path ?? [])]
-  const field = path.length === 0 ? undefined : fieldName(path)
-  if (first === undefined) return new ConfigError({ file: CONFIG_INPUT, field, message: "is not valid" })
-  switch (first._tag) {
-    case "Missing":
-      return new ConfigError({ file: CONFIG_INPUT, field, message: "is required" })
-    case "Unexpected": {
-      const known = knownKeys(first.path.slice(0, -1))
-      const name = String(first.path[first.path.length - 1])
-      return new ConfigError({ file: CONFIG_INPUT, field, message: known ? unknownOption(known.kind, name, known.keys) : "is not allowed here" })
-    }
-    default:
-      return new ConfigError({ file: CONFIG_INPUT, field, message: first.message })
-  }
-}
+): ConfigError => new ConfigError({ file: CONFIG_INPUT, ...firstProblem(error, knownKeys, prefix) })
 
 const ORCHESTRATOR_KEYS = [...Object.keys(OrchestratorFile.fields), "apiKeys"]
 
