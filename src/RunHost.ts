@@ -11,6 +11,7 @@ import * as nodePath from "node:path"
 import type { ResolvedConfig } from "./Config.js"
 import type { RunOptions } from "./Orchestrator.js"
 import type { LogLine } from "./RunLog.js"
+import * as Secrets from "./Secrets.js"
 
 /** What a run needs from the process that starts it. */
 export interface RunHost {
@@ -27,6 +28,9 @@ export interface RunHost {
 }
 
 const FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+/** Credentials the environment may give this process: scrubbed from whatever cco writes or prints. */
+const ENVIRONMENT_CREDENTIALS = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"]
 
 /** cco's package.json and its folder, found by walking up from this module (src/ under tsx, dist/ when built). */
 export const findPackageRoot: Effect.Effect<{ readonly root: string; readonly version: string }, never, FileSystem.FileSystem | Path.Path> =
@@ -75,9 +79,14 @@ export const oauthCredentialsFileIn = (home: string): Effect.Effect<string | und
 
 /**
  * The host as this process sees it: cco's install folder, this node, and from the ConfigProvider (the process
- * environment by default) PATH, HOME's ~/.claude login and CLAUDE_CODE_OAUTH_TOKEN.
+ * environment by default) PATH, HOME's ~/.claude login and CLAUDE_CODE_OAUTH_TOKEN. Credentials found in that
+ * environment are remembered by Secrets from here on.
  */
 export const hostEnvironment: Effect.Effect<RunHost, never, FileSystem.FileSystem | Path.Path> = Effect.gen(function*() {
+  for (const name of ENVIRONMENT_CREDENTIALS) {
+    const value = yield* EffectConfig.redacted(name).pipe(Effect.option)
+    if (Option.isSome(value)) Secrets.remember(value.value, name)
+  }
   const { root } = yield* findPackageRoot
   const basePath = yield* EffectConfig.string("PATH").pipe(Effect.orElseSucceed(() => FALLBACK_PATH))
   const home = yield* EffectConfig.string("HOME").pipe(Effect.orElseSucceed(() => homedir()))

@@ -8,7 +8,6 @@ import { Cause, Console, Effect, Exit, Option } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./Config.js"
 import { findPackageRoot, hostEnvironment } from "./RunHost.js"
-import * as Secrets from "./Secrets.js"
 import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
 
 const EXIT_CONFIG = 2
@@ -38,12 +37,6 @@ const report = (cause: Cause.Cause<unknown>): Effect.Effect<void> => {
   if (error instanceof CommandNotAvailable) return print(error.message)
   if (error instanceof Error) return print(`cco: ${error.message}`)
   return print(`cco: ${String(error)}`)
-}
-
-// Credentials the environment gives cco: scrubbed from whatever it writes or prints.
-for (const name of ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"]) {
-  const value = process.env[name]
-  if (value !== undefined) Secrets.remember(value, name)
 }
 
 const claudePath = process.env["CCO_CLAUDE_PATH"]

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { makeConfig } from "../src/Library.js"
 import { hostEnvironment, runOptionsFor } from "../src/RunHost.js"
+import { scrub } from "../src/Secrets.js"
 
 /** A HOME with a Claude login and a bin/ holding an executable `claude`; removed at the end. */
 const machine = Effect.acquireRelease(
@@ -56,5 +57,14 @@ describe("the run's host and options", () => {
       expect(options.oauthCredentialsFile).toBeUndefined()
       expect(options.basePath).toBe("/usr/local/bin:/usr/bin:/bin")
       expect(options.claudePath).toBe("/opt/claude/bin/claude")
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scoped("credentials in the environment are scrubbed from what cco writes from then on, for the library as for cco run", () =>
+    Effect.gen(function*() {
+      const key = "opaque-api-key-from-the-environment"
+      const token = "opaque-oauth-token-from-the-environment"
+      expect(scrub(`saw ${key} and ${token}`)).toBe(`saw ${key} and ${token}`)
+      yield* hostFrom({ ANTHROPIC_API_KEY: key, CLAUDE_CODE_OAUTH_TOKEN: token })
+      expect(scrub(`saw ${key} and ${token}`)).toBe("saw [redacted:ANTHROPIC_API_KEY] and [redacted:CLAUDE_CODE_OAUTH_TOKEN]")
     }).pipe(Effect.provide(NodeContext.layer)))
 })
