@@ -164,6 +164,7 @@ export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironmen
       overrides,
       resolveClaude: (command) => env === undefined ? command : claudePathOn(env, command),
       ...(env?.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: env.oauthCredentialsFile }),
+      oauthToken: env?.oauthToken,
       nodeVersion: process.versions.node
     }, printNeutral)).pipe(
     Command.withDescription("Check tmux, git, claude and node; with --config also the config, credentials, repository and disk space.")
