@@ -3,11 +3,11 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Cause, Data, Effect, Exit, Fiber, Option, ParseResult, PubSub, Queue, Redacted, Schema, Scope, Stream, Take } from "effect"
+import { Cause, Data, Effect, Exit, Fiber, Layer, Option, ParseResult, PubSub, Queue, Redacted, Schema, Scope, Stream, Take } from "effect"
 import { ApiKeysFile, ConfigError, decodeOptions, firstProblem, OrchestratorFile, type ResolvedConfig, resolveConfig, toCredentials } from "./Config.js"
 import * as Orchestrator from "./Orchestrator.js"
 import type { EndReason, RunError, RunOptions, RunSummary } from "./Orchestrator.js"
-import { hostEnvironment, type RunHost, runOptionsFor } from "./RunHost.js"
+import { Host, type RunHost, runOptionsFor } from "./RunHost.js"
 import type { LogLine } from "./RunLog.js"
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ const callSafely = (what: string, f: () => void) =>
 export const runEffect = (config: ConfigSource, options: RunEffectOptions = {}): Effect.Effect<RunSummary, RunError | ConfigError> =>
   Effect.scoped(Effect.gen(function*() {
     const resolved = isResolvedConfig(config) ? config : yield* config
-    const host: RunHost = { ...(yield* hostEnvironment), ...options.host }
+    const host: RunHost = { ...(yield* Host), ...options.host }
     const { events, onLog } = options
     if (events === undefined && onLog === undefined) {
       return yield* Orchestrator.run(resolved, runOptionsFor(resolved, host, options))
@@ -255,7 +255,7 @@ export const runEffect = (config: ConfigSource, options: RunEffectOptions = {}):
       // Every line, the wind-down's too, reaches the caller before the run's result does.
       Effect.ensuring(Queue.offer(lines, Take.end).pipe(Effect.zipRight(Fiber.await(consumer))))
     )
-  })).pipe(Effect.provide(NodeContext.layer))
+  })).pipe(Effect.provide(Layer.merge(NodeContext.layer, Host.layer)))
 
 /** A run started by runWithEvents. */
 export interface RunHandle {

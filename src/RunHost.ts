@@ -3,7 +3,8 @@
 // so what an instance gets (claude path, client, PATH, OAuth login and token) cannot differ between them.
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import { Effect, Option, Redacted, Schema } from "effect"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { Context, Effect, Layer, Option, Redacted, Schema } from "effect"
 import * as EffectConfig from "effect/Config"
 import { accessSync, constants } from "node:fs"
 import { homedir } from "node:os"
@@ -100,6 +101,11 @@ export const hostEnvironment: Effect.Effect<RunHost, never, FileSystem.FileSyste
     ...(Option.isSome(token) && Redacted.value(token.value) !== "" ? { oauthToken: token.value } : {})
   }
 })
+
+/** The host as a service: its one live layer, provided by both edges (bin.ts and the library's run entries). */
+export class Host extends Context.Tag("cco/RunHost")<Host, RunHost>() {
+  static readonly layer: Layer.Layer<Host> = Layer.effect(Host, hostEnvironment).pipe(Layer.provide(NodeContext.layer))
+}
 
 /** The claude executable for a configured claude command on this host. */
 export const claudePathOn = (host: RunHost, command: string): string => resolveOnPath(command, host.basePath)

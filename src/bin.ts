@@ -4,10 +4,10 @@ import { ValidationError } from "@effect/cli"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit, Option } from "effect"
+import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./Config.js"
-import { findPackageRoot, hostEnvironment } from "./RunHost.js"
+import { findPackageRoot, Host } from "./RunHost.js"
 import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
 
 const EXIT_CONFIG = 2
@@ -75,7 +75,7 @@ const main = Effect.gen(function*() {
   const cli = makeCli({
     version,
     // The same host the library's runs get: one reading of PATH, ~/.claude and CLAUDE_CODE_OAUTH_TOKEN.
-    environment: { ...(yield* hostEnvironment), write: (line) => process.stdout.write(line + "\n") },
+    environment: { ...(yield* Host), write: (line) => process.stdout.write(line + "\n") },
     // A relative path in the environment is relative to where cco was started.
     overrides: { claudeCommand: claudePath && claudePath.includes("/") ? path.resolve(claudePath) : claudePath || undefined }
   })
@@ -83,7 +83,7 @@ const main = Effect.gen(function*() {
 }).pipe(
   Effect.tapErrorCause(report),
   withColourPolicy,
-  Effect.provide(NodeContext.layer)
+  Effect.provide(Layer.merge(NodeContext.layer, Host.layer))
 )
 
 NodeRuntime.runMain(main, {

@@ -56,6 +56,8 @@ export type { LogLine } from "./RunLog.js"
 export type { RunExtras, RunHost } from "./RunHost.js"
 /** The host as this process sees it. */
 export { hostEnvironment } from "./RunHost.js"
+/** The host as a service, with the live layer that `cco` and the library's run entries provide. */
+export { Host } from "./RunHost.js"
 /** cco's install folder and version, found from the module's location. */
 export { findPackageRoot } from "./RunHost.js"
 /** A claude command resolved to an executable path (bare names looked up on a PATH). */

@@ -7,7 +7,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { makeConfig } from "../src/Library.js"
-import { hostEnvironment, runOptionsFor } from "../src/RunHost.js"
+import { Host, runOptionsFor } from "../src/RunHost.js"
 import { scrub } from "../src/Secrets.js"
 
 /** A HOME with a Claude login and a bin/ holding an executable `claude`; removed at the end. */
@@ -24,8 +24,9 @@ const machine = Effect.acquireRelease(
   (root) => Effect.sync(() => rmSync(root, { recursive: true, force: true }))
 )
 
+// The host through the live layer that bin.ts and the library both provide, over a given environment.
 const hostFrom = (env: Record<string, string>) =>
-  hostEnvironment.pipe(Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
+  Host.pipe(Effect.provide(Host.layer), Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
 
 const config = makeConfig({ repositoryUrl: "https://example.invalid/x.git", workerCount: 1 })
 
