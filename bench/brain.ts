@@ -3,6 +3,7 @@
 // every instance idle, workers holding their tasks. Messages get a short text reply, so an EM is idle again quickly.
 import type { Brain, MockReply } from "../src/MockModel.js"
 import { pendingToolResults, toolResults, userTexts } from "../src/MockModel.js"
+import { shellQuote } from "../src/Shell.js"
 
 const roleOf = (text: string): "lead" | "worker" | undefined => {
   if (/^You are the Director\b/.test(text)) return "lead"
@@ -16,7 +17,7 @@ const reportsOf = (text: string): ReadonlyArray<string> => {
   return m === null ? [] : m[1]!.split(",").map((s) => s.trim()).filter((s) => s !== "")
 }
 
-const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+const q = shellQuote
 const say = (text: string): MockReply => ({ _tag: "Text", text })
 
 export const benchBrain: Brain = (req) => {

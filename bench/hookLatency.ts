@@ -9,10 +9,10 @@ import * as path from "node:path"
 import * as EventsModule from "../src/Events.js"
 import * as RunLogModule from "../src/RunLog.js"
 import { RunLog } from "../src/RunLog.js"
+import { shellQuote } from "../src/Shell.js"
 import type { Measurement } from "./report.js"
 import { clientScript, fmtSummary, log, now, summarize, tempDir, trackPid, untrackPid } from "./util.js"
 
-const shellQuote = (value: string) => `'${value.replaceAll("'", `'\\''`)}'`
 // The hook command exactly as Agent writes it into an instance's settings.json.
 const hookCommand = `${[process.execPath, clientScript].map(shellQuote).join(" ")} hook`
 

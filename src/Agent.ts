@@ -4,12 +4,13 @@ import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import { Context, Duration, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
-import { readFileSync } from "node:fs"
 import * as ClaudeCode from "./ClaudeCode.js"
 import * as Events from "./Events.js"
 import { exec } from "./Exec.js"
+import { isAlive } from "./Process.js"
 import { RunLog } from "./RunLog.js"
 import * as Secrets from "./Secrets.js"
+import { shellQuote } from "./Shell.js"
 import { Tmux } from "./Tmux.js"
 import { neutralise, PANE_MAX } from "./Untrusted.js"
 
@@ -65,8 +66,6 @@ export interface AgentShape {
 
 export class Agent extends Context.Tag("cco/Agent")<Agent, AgentShape>() {}
 
-const shellQuote = (value: string) => `'${value.replaceAll("'", `'\\''`)}'`
-
 // Variables from the orchestrator's own environment that would change whom an instance bills or where it talks.
 const inheritedCredentials = [
   "ANTHROPIC_API_KEY",
@@ -82,21 +81,6 @@ const inheritedCredentials = [
   "CCO_TOKEN",
   "CCO_GENERATION"
 ]
-
-// An exited process its new parent has not reaped yet (init can be slow to) counts as gone.
-const isAlive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-  } catch {
-    return false
-  }
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
-    return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3) !== "Z"
-  } catch {
-    return true // no /proc here, or it has just gone: the signal check is all there is
-  }
-}
 
 const signal = (pid: number, name: NodeJS.Signals) => {
   try {

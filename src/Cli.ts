@@ -11,12 +11,13 @@ import {
   type Usage,
   ValidationError
 } from "@effect/cli"
-import { Console, Effect, Either, HashMap, Option, Redacted, Schema } from "effect"
+import { Console, Effect, Either, HashMap, Option, Schema } from "effect"
 import { type ConfigOverrides, editDistance, loadConfig, printable, redactedView, type ResolvedConfig } from "./Config.js"
 import * as Cleanup from "./Cleanup.js"
 import * as Doctor from "./Doctor.js"
 import * as Orchestrator from "./Orchestrator.js"
 import { formatSummary, makeProgress } from "./Progress.js"
+import { claudePathOn, type RunHost, runOptionsFor } from "./RunHost.js"
 import * as Status from "./Status.js"
 import { neutralise } from "./Untrusted.js"
 
@@ -35,17 +36,8 @@ export class UnknownOption extends Schema.TaggedError<UnknownOption>()("UnknownO
   message: Schema.String
 }) {}
 
-/** What the edge knows about this process and machine, for a run. */
-export interface RunEnvironment {
-  /** Where cco is installed: bin/cco-client.mjs and prompts/ live there. */
-  readonly projectRoot: string
-  readonly nodePath: string
-  readonly basePath: string
-  /** Resolves the configured claude command to an executable path. */
-  readonly resolveClaude: (command: string) => string
-  readonly oauthCredentialsFile: string | undefined
-  /** CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`, passed to OAuth instances instead of the credentials file. */
-  readonly oauthToken?: Redacted.Redacted<string> | undefined
+/** What the edge knows about this process and machine (RunHost.hostEnvironment), and where progress goes. */
+export interface RunEnvironment extends RunHost {
   readonly write: (line: string) => void
 }
 
@@ -58,19 +50,13 @@ export const runCommand = (
   const progress = makeProgress()
   // What reaches the user's terminal shows text, never acts on the terminal, and carries no credential.
   const write = (text: string) => env.write(neutralise(text, 100_000))
-  return Orchestrator.run(config, {
-    ...(resume === undefined ? {} : { resume }),
-    claudePath: env.resolveClaude(config.claudeCommand),
-    clientCommand: [env.nodePath, `${env.projectRoot}/bin/cco-client.mjs`],
-    projectRoot: env.projectRoot,
-    basePath: env.basePath,
-    ...(env.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: env.oauthCredentialsFile }),
-    ...(env.oauthToken === undefined ? {} : { oauthEnv: { CLAUDE_CODE_OAUTH_TOKEN: env.oauthToken } }),
+  const options = runOptionsFor(config, env, {
     onLog: (line) => {
       const text = progress(line)
       if (text !== undefined) write(text)
     }
-  }).pipe(
+  })
+  return Orchestrator.run(config, { ...options, ...(resume === undefined ? {} : { resume }) }).pipe(
     Effect.tap((summary) => Effect.sync(() => write(formatSummary(summary)))),
     Effect.flatMap((summary) =>
       summary.reason === "project-done" || summary.reason === "time-limit" || summary.reason === "cost-limit"
@@ -176,8 +162,9 @@ export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironmen
     Doctor.doctor({
       ...(Option.isSome(config) ? { configDir: config.value } : {}),
       overrides,
-      resolveClaude: env?.resolveClaude ?? ((command) => command),
+      resolveClaude: (command) => env === undefined ? command : claudePathOn(env, command),
       ...(env?.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: env.oauthCredentialsFile }),
+      oauthToken: env?.oauthToken,
       nodeVersion: process.versions.node
     }, printNeutral)).pipe(
     Command.withDescription("Check tmux, git, claude and node; with --config also the config, credentials, repository and disk space.")

@@ -346,15 +346,20 @@ const fieldName = (path: ReadonlyArray<PropertyKey>): string =>
     ""
   )
 
-/** The first problem of a parse error as {field, message}; `knownKeys` names the options allowed at a path. */
-const firstProblem = (
+/**
+ * The first problem of a parse error as {field, message}; `knownKeys` names the options allowed at a path (the
+ * decoded value's own path), `prefix` is where that value sits in the whole input (`apiKeys` for its entries).
+ */
+export const firstProblem = (
   error: ParseResult.ParseError,
-  knownKeys: (path: ReadonlyArray<PropertyKey>) => { kind: string; keys: ReadonlyArray<string> } | undefined
+  knownKeys: (path: ReadonlyArray<PropertyKey>) => { kind: string; keys: ReadonlyArray<string> } | undefined,
+  prefix: ReadonlyArray<PropertyKey> = []
 ): { field: string | undefined; message: string } => {
   const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
   const first = issues[0]
-  if (first === undefined) return { field: undefined, message: "is not valid" }
-  const field = first.path.length === 0 ? undefined : fieldName(first.path)
+  const path = [...prefix, ...(first?.path ?? [])]
+  const field = path.length === 0 ? undefined : fieldName(path)
+  if (first === undefined) return { field, message: "is not valid" }
   switch (first._tag) {
     case "Missing":
       return { field, message: "is required" }
@@ -591,7 +596,8 @@ const readJson = (file: string, notFound: string) =>
     )
   )
 
-const decodeOptions = { errors: "first", onExcessProperty: "error" } as const
+/** How config files and in-memory configs are decoded: the first problem, unknown keys refused. */
+export const decodeOptions = { errors: "first", onExcessProperty: "error" } as const
 
 /**
  * Loads and checks the config directory. Fails with one ConfigError for the first problem found; reads nothing

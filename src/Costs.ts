@@ -323,13 +323,7 @@ export const parseTranscriptLines = (text: string): ReadonlyArray<TranscriptEntr
   return entries
 }
 
-export interface UsageSummary {
-  readonly tokens: TokenCounts
-  readonly usd: number
-  /** Distinct API responses counted. */
-  readonly responses: number
-  /** Models of the counted responses, in order of first appearance. */
-  readonly models: ReadonlyArray<string>
+export interface UsageSummary extends CostTotals {
   /** Those of `models` that have no price row. */
   readonly unknownModels: ReadonlyArray<string>
 }
@@ -376,7 +370,9 @@ export interface CostInstance {
 export interface CostTotals {
   readonly tokens: TokenCounts
   readonly usd: number
+  /** Distinct API responses counted. */
   readonly responses: number
+  /** Models of the counted responses, in order of first appearance. */
   readonly models: ReadonlyArray<string>
 }
 

@@ -3,7 +3,7 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
-import { Config, Duration, Effect, Either, Option, Schema } from "effect"
+import { Duration, Effect, Either, Option, type Redacted, Schema } from "effect"
 import { statfs } from "node:fs/promises"
 import { type ConfigOverrides, loadConfig, type ResolvedConfig } from "./Config.js"
 import { exec, type ExecResult } from "./Exec.js"
@@ -35,6 +35,8 @@ export interface DoctorInput {
   readonly resolveClaude: (command: string) => string
   /** The user's Claude login file (~/.claude/.credentials.json) when it exists. */
   readonly oauthCredentialsFile?: string
+  /** CLAUDE_CODE_OAUTH_TOKEN as the run would get it (RunHost): only its presence is reported. */
+  readonly oauthToken?: Redacted.Redacted<string> | undefined
   /** process.versions.node */
   readonly nodeVersion: string
   /** How long a network or claude check may take; default 20 s. */
@@ -107,12 +109,11 @@ const checkClaude = (command: string, resolve: (command: string) => string, time
   }))
 }
 
-const checkCredentials = (config: ResolvedConfig, oauthFile: string | undefined) =>
+const checkCredentials = (config: ResolvedConfig, oauthFile: string | undefined, token: Redacted.Redacted<string> | undefined) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
-    const token = yield* Config.option(Config.redacted("CLAUDE_CODE_OAUTH_TOKEN")).pipe(Effect.orElseSucceed(() => Option.none()))
     const fileThere = oauthFile !== undefined && (yield* fs.exists(oauthFile).pipe(Effect.orElseSucceed(() => false)))
-    const oauth = fileThere ? `Claude login found (${oauthFile})` : Option.isSome(token) ? "CLAUDE_CODE_OAUTH_TOKEN is set" : undefined
+    const oauth = fileThere ? `Claude login found (${oauthFile})` : token !== undefined ? "CLAUDE_CODE_OAUTH_TOKEN is set" : undefined
     const keys = config.apiKeys.length
     const keysText = `${keys} API key${keys === 1 ? "" : "s"} in api-keys.json`
     const loginFix = "log in once with `claude` (/login), or set CLAUDE_CODE_OAUTH_TOKEN (from `claude setup-token`), or add keys to api-keys.json and use authMode api-keys-first"
@@ -206,7 +207,7 @@ export const runChecks = Effect.fn("Doctor.runChecks")(function*(input: DoctorIn
       ? [Effect.succeed([fail("config", loaded.left.summary, "fix the file and field named; `cco validate --config DIR` shows the resolved config")])]
       : [
         Effect.succeed([ok("config", `${loaded.right.configDir}: ${loaded.right.workerCount} workers on ${loaded.right.branch}, authMode ${loaded.right.authMode}`)]),
-        checkCredentials(loaded.right, input.oauthCredentialsFile).pipe(Effect.map((c) => [c])),
+        checkCredentials(loaded.right, input.oauthCredentialsFile, input.oauthToken).pipe(Effect.map((c) => [c])),
         checkRepository(loaded.right, timeout),
         checkDisk(loaded.right.logDirectory).pipe(Effect.map((c) => [c]))
       ]

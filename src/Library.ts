@@ -3,113 +3,12 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Cause, Data, Effect, Exit, Fiber, Option, ParseResult, PubSub, Queue, Redacted, Schema, Scope, Stream, Take } from "effect"
-import * as EffectConfig from "effect/Config"
-import { accessSync, constants } from "node:fs"
-import { homedir } from "node:os"
-import * as nodePath from "node:path"
-import { ApiKeysFile, ConfigError, OrchestratorFile, type ResolvedConfig, resolveConfig, toCredentials, unknownOption } from "./Config.js"
+import { Cause, Data, Effect, Exit, Fiber, Layer, Option, ParseResult, PubSub, Queue, Redacted, Schema, Scope, Stream, Take } from "effect"
+import { ApiKeysFile, ConfigError, decodeOptions, firstProblem, OrchestratorFile, type ResolvedConfig, resolveConfig, toCredentials } from "./Config.js"
 import * as Orchestrator from "./Orchestrator.js"
 import type { EndReason, RunError, RunOptions, RunSummary } from "./Orchestrator.js"
+import { Host, type RunHost, runOptionsFor } from "./RunHost.js"
 import type { LogLine } from "./RunLog.js"
-
-// ---------------------------------------------------------------------------------------------------------------
-// The host: what the process running cco gives a run. Shared with the `cco` command's edge.
-
-/** What a run needs from the process that starts it. */
-export interface RunHost {
-  /** Where cco is installed: bin/cco-client.mjs and prompts/ live there. */
-  readonly projectRoot: string
-  /** The node executable that runs the agents' `cco` client and hooks. */
-  readonly nodePath: string
-  /** PATH given to agents (after the run's own bin/); a bare claude command is looked up in it. */
-  readonly basePath: string
-  /** The user's Claude login, shared with instances under authMode oauth. */
-  readonly oauthCredentialsFile: string | undefined
-}
-
-const FALLBACK_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-/** cco's package.json and its folder, found by walking up from this module (src/ under tsx, dist/ when built). */
-export const findPackageRoot: Effect.Effect<{ readonly root: string; readonly version: string }, never, FileSystem.FileSystem | Path.Path> =
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    const here = path.dirname(yield* path.fromFileUrl(new URL(import.meta.url)))
-    const PackageJson = Schema.parseJson(Schema.Struct({ name: Schema.String, version: Schema.String }))
-    let dir = here
-    while (true) {
-      const found = yield* fs.readFileString(path.join(dir, "package.json")).pipe(
-        Effect.flatMap(Schema.decodeUnknown(PackageJson)),
-        Effect.option
-      )
-      if (Option.isSome(found) && found.value.name === "cco") return { root: dir, version: found.value.version }
-      const parent = path.dirname(dir)
-      if (parent === dir) return { root: path.resolve(here, ".."), version: "unknown" }
-      dir = parent
-    }
-  }).pipe(Effect.orDie)
-
-/** The claude executable: a path as given (made absolute against `cwd`), a bare name looked up on `searchPath`. */
-export const resolveOnPath = (command: string, searchPath: string, cwd: string = process.cwd()): string => {
-  if (command.includes("/")) return nodePath.resolve(cwd, command)
-  for (const dir of searchPath.split(":")) {
-    const candidate = nodePath.join(dir || ".", command)
-    try {
-      accessSync(candidate, constants.X_OK)
-      return candidate
-    } catch {
-      // keep looking
-    }
-  }
-  // Left as given: the run's preflight (`claude --version`) then says what is missing.
-  return command
-}
-
-/** ~/.claude/.credentials.json under `home`, when it exists. */
-export const oauthCredentialsFileIn = (home: string): Effect.Effect<string | undefined, never, FileSystem.FileSystem | Path.Path> =>
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    const file = path.join(home, ".claude", ".credentials.json")
-    return (yield* fs.exists(file).pipe(Effect.orElseSucceed(() => false))) ? file : undefined
-  })
-
-/** The host as this process sees it: cco's install folder, this node, PATH (from the ConfigProvider), ~/.claude. */
-export const hostEnvironment: Effect.Effect<RunHost, never, FileSystem.FileSystem | Path.Path> = Effect.gen(function*() {
-  const { root } = yield* findPackageRoot
-  const basePath = yield* EffectConfig.string("PATH").pipe(Effect.orElseSucceed(() => FALLBACK_PATH))
-  return {
-    projectRoot: root,
-    nodePath: process.execPath,
-    basePath: basePath === "" ? FALLBACK_PATH : basePath,
-    oauthCredentialsFile: yield* oauthCredentialsFileIn(homedir())
-  }
-})
-
-/** What a caller adds to the host's options for one run. */
-export interface RunExtras {
-  /** The claude executable; by default `config.claudeCommand` looked up on the host's PATH. */
-  readonly claudePath?: string | undefined
-  /** Extra environment for every instance (e.g. CLAUDE_CODE_MAX_RETRIES). */
-  readonly extraEnv?: Readonly<Record<string, string>> | undefined
-  readonly onLog?: ((line: LogLine) => void) | undefined
-  readonly onStart?: ((info: { readonly runId: string; readonly folder: string }) => void) | undefined
-}
-
-/** The orchestrator's options for a run, exactly as `cco run` computes them. */
-export const runOptionsFor = (config: ResolvedConfig, host: RunHost, extras: RunExtras = {}): RunOptions => ({
-  claudePath: extras.claudePath === undefined
-    ? resolveOnPath(config.claudeCommand, host.basePath)
-    : resolveOnPath(extras.claudePath, host.basePath),
-  clientCommand: [host.nodePath, nodePath.join(host.projectRoot, "bin", "cco-client.mjs")],
-  projectRoot: host.projectRoot,
-  basePath: host.basePath,
-  ...(host.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: host.oauthCredentialsFile }),
-  ...(extras.extraEnv === undefined ? {} : { extraEnv: extras.extraEnv }),
-  ...(extras.onLog === undefined ? {} : { onLog: extras.onLog }),
-  ...(extras.onStart === undefined ? {} : { onStart: extras.onStart })
-})
 
 // ---------------------------------------------------------------------------------------------------------------
 // A configuration from an object: the fields and defaults of orchestrator.json, plus apiKeys.
@@ -140,39 +39,15 @@ export interface MakeConfigOptions {
 /** What ConfigError.file says for a configuration given in memory. */
 export const CONFIG_INPUT = "config object"
 
-const decodeOptions = { errors: "first", onExcessProperty: "error" } as const
-
 const isPlainObject = (u: unknown): u is Record<string, unknown> =>
   typeof u === "object" && u !== null && !Array.isArray(u) && !Redacted.isRedacted(u)
-
-const fieldName = (path: ReadonlyArray<PropertyKey>): string =>
-  path.reduce<string>(
-    (acc, key) => typeof key === "number" ? `${acc}[${key}]` : acc === "" ? String(key) : `${acc}.${String(key)}`,
-    ""
-  )
 
 // The first problem of a parse error as one ConfigError, in the words loadConfig uses for files.
 const toConfigError = (
   error: ParseResult.ParseError,
   prefix: ReadonlyArray<PropertyKey>,
   knownKeys: (path: ReadonlyArray<PropertyKey>) => { kind: string; keys: ReadonlyArray<string> } | undefined
-): ConfigError => {
-  const first = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-  const path = [...prefix, ...(first?.path ?? [])]
-  const field = path.length === 0 ? undefined : fieldName(path)
-  if (first === undefined) return new ConfigError({ file: CONFIG_INPUT, field, message: "is not valid" })
-  switch (first._tag) {
-    case "Missing":
-      return new ConfigError({ file: CONFIG_INPUT, field, message: "is required" })
-    case "Unexpected": {
-      const known = knownKeys(first.path.slice(0, -1))
-      const name = String(first.path[first.path.length - 1])
-      return new ConfigError({ file: CONFIG_INPUT, field, message: known ? unknownOption(known.kind, name, known.keys) : "is not allowed here" })
-    }
-    default:
-      return new ConfigError({ file: CONFIG_INPUT, field, message: first.message })
-  }
-}
+): ConfigError => new ConfigError({ file: CONFIG_INPUT, ...firstProblem(error, knownKeys, prefix) })
 
 const ORCHESTRATOR_KEYS = [...Object.keys(OrchestratorFile.fields), "apiKeys"]
 
@@ -356,7 +231,7 @@ const callSafely = (what: string, f: () => void) =>
 export const runEffect = (config: ConfigSource, options: RunEffectOptions = {}): Effect.Effect<RunSummary, RunError | ConfigError> =>
   Effect.scoped(Effect.gen(function*() {
     const resolved = isResolvedConfig(config) ? config : yield* config
-    const host: RunHost = { ...(yield* hostEnvironment), ...options.host }
+    const host: RunHost = { ...(yield* Host), ...options.host }
     const { events, onLog } = options
     if (events === undefined && onLog === undefined) {
       return yield* Orchestrator.run(resolved, runOptionsFor(resolved, host, options))
@@ -380,7 +255,7 @@ export const runEffect = (config: ConfigSource, options: RunEffectOptions = {}):
       // Every line, the wind-down's too, reaches the caller before the run's result does.
       Effect.ensuring(Queue.offer(lines, Take.end).pipe(Effect.zipRight(Fiber.await(consumer))))
     )
-  })).pipe(Effect.provide(NodeContext.layer))
+  })).pipe(Effect.provide(Layer.merge(NodeContext.layer, Host.layer)))
 
 /** A run started by runWithEvents. */
 export interface RunHandle {

@@ -2,6 +2,7 @@
 // CLI's own final error line in a pane, subscription usage-limit wordings with their reset times, and API headers.
 // Nothing here matches broad words ("429", "rate limit") in arbitrary text: only the CLI's own error line is read.
 import { Data, Duration, Effect } from "effect"
+import { withoutEscapes } from "./Untrusted.js"
 
 /** What a failed turn means for the credential it ran on. */
 export type Limit = Data.TaggedEnum<{
@@ -394,10 +395,6 @@ export const classifyStopFailure = (
 // ---------------------------------------------------------------------------------------------------------------
 // The CLI's own error line in a pane
 
-// Strips colour and cursor escapes, in case a capture was taken with -e.
-// eslint-disable-next-line no-control-regex
-const ANSI = /\u001b\[[0-9;?]*[ -/]*[@-~]|\u001b\][^\u0007]*(?:\u0007|\u001b\\)/g
-
 const isRule = (line: string) => /^\s*[─━]{3,}\s*$/.test(line) || /^\s*╭─/.test(line)
 const isPromptLine = (line: string) => /^(?:│\s*)?[❯>](?:[\s\u00a0]|$)/.test(line)
 const isTopLevel = (line: string) => line !== "" && !/^\s/.test(line)
@@ -423,7 +420,7 @@ const isCliErrorText = (text: string) =>
  * Lines the terminal wrapped are joined back.
  */
 export const findCliErrorLine = (pane: string | ReadonlyArray<string>): string | undefined => {
-  const lines = (typeof pane === "string" ? pane.split("\n") : [...pane]).map((l) => l.replace(ANSI, "").trimEnd())
+  const lines = (typeof pane === "string" ? pane.split("\n") : [...pane]).map((l) => withoutEscapes(l).trimEnd())
 
   // The input box: a prompt line right under a rule. Without one (a menu, an exited CLI) the whole capture is read.
   let end = lines.length
@@ -529,7 +526,7 @@ export const awaitCliErrorLine = <E, R>(
  */
 export const isUsageLimitMenu = (pane: string | ReadonlyArray<string>): boolean => {
   const lines = typeof pane === "string" ? pane.split("\n") : pane
-  return lines.some((l) => /\bStop and wait for limit to reset\b/.test(l.replace(ANSI, "")))
+  return lines.some((l) => /\bStop and wait for limit to reset\b/.test(withoutEscapes(l)))
 }
 
 // ---------------------------------------------------------------------------------------------------------------

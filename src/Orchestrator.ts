@@ -29,8 +29,13 @@ import { decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState
 import { neutralise, PANE_MAX, quoteAgentText, TERMINAL_MAX } from "./Untrusted.js"
 import { type GitError, runBranchName, Worktree } from "./Worktree.js"
 
+/** The step a run failed at; `interrupted`/`failed` are end reasons that `cco run` reports as a failure. */
+export const RunErrorReason = Schema.Literal(
+  "run-folder", "resume", "preflight", "auth", "branch", "no-direction", "agent", "git", "startup", "config", "interrupted", "failed"
+)
+
 export class RunError extends Schema.TaggedError<RunError>()("RunError", {
-  reason: Schema.String,
+  reason: RunErrorReason,
   message: Schema.String
 }) {}
 

@@ -3,6 +3,8 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import { Clock, Duration, Effect, Either, Option, Schedule, Schema } from "effect"
+import { type Board, currentTask, type Task } from "./Hierarchy.js"
+import { isAlive } from "./Process.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { type InstanceState, decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
 import * as Tmux from "./Tmux.js"
@@ -34,19 +36,6 @@ export type LockInfo =
   | { readonly _tag: "NoLock" }
   | { readonly _tag: "Lock"; readonly pid: number | undefined; readonly alive: boolean }
 
-/** Whether a process with this pid exists. EPERM means it exists but belongs to someone else: alive. */
-export const pidAlive = (pid: number): Effect.Effect<boolean> =>
-  Effect.sync(() => {
-    // 0 and negative pids address process groups, never one orchestrator.
-    if (!Number.isSafeInteger(pid) || pid <= 0) return false
-    try {
-      process.kill(pid, 0)
-      return true
-    } catch (error) {
-      return (error as NodeJS.ErrnoException).code === "EPERM"
-    }
-  })
-
 export const readLock = Effect.fn("Status.readLock")(function*(folder: string) {
   const path = yield* Path.Path
   const read = yield* readRegularFile(path.join(folder, LOCK_FILE), MAX_BYTES.lock).pipe(Effect.either)
@@ -54,7 +43,7 @@ export const readLock = Effect.fn("Status.readLock")(function*(folder: string) {
   // A lock that is there but cannot be read (not a regular file, too large) names no pid, as garbage in it would.
   const trimmed = Either.getOrElse(read, () => "").trim()
   const pid = /^\d+$/.test(trimmed) ? Number(trimmed) : undefined
-  const alive = pid === undefined ? false : yield* pidAlive(pid)
+  const alive = pid === undefined ? false : isAlive(pid)
   return { _tag: "Lock", pid, alive } as LockInfo
 })
 
@@ -251,6 +240,31 @@ export const renderStatus = (s: RunSnapshot): string => {
     table(header, rows)
   ].join("\n")
 }
+
+/** A task in one line, as state.json's currentTask and `cco team status` show it: `#3 assigned: <first line>`. */
+export const taskLine = (task: Pick<Task, "id" | "status" | "text">, width: number): string =>
+  `#${task.id} ${task.status}: ${task.text.split("\n")[0]!.slice(0, width)}`
+
+/** One instance as the running orchestrator holds it, for the team table. */
+export interface TeamMember {
+  readonly name: string
+  readonly role: string
+  readonly branch: string
+  readonly status: string
+}
+
+/**
+ * `cco team status` for an agent: the target branch, then per instance its name, role, state, branch and current
+ * task, from the orchestrator's memory (cco status renders the same instances from state.json for the user).
+ */
+export const renderTeam = (target: string, members: ReadonlyArray<TeamMember>, board: Board): string =>
+  [
+    `target branch: ${target}`,
+    ...members.map((m) => {
+      const task = currentTask(board, m.name)
+      return `${m.name.padEnd(10)} ${m.role.padEnd(8)} ${m.status.padEnd(12)} ${m.branch}  ${task ? taskLine(task, 60) : "no task"}`
+    })
+  ].join("\n")
 
 export interface StatusOptions {
   /** A run folder, or a log directory whose `latest` run is shown. */

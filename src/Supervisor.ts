@@ -2,6 +2,7 @@
 // and the escalation ladder (nudge → interrupt → restart), restart bounds and the run deadline.
 // The decisions are pure: the orchestrator observes and acts.
 import { Duration, Effect } from "effect"
+import { withoutEscapes } from "./Untrusted.js"
 
 export interface Thresholds {
   readonly stuckAfterMs: number
@@ -68,10 +69,8 @@ export const BLOCKING_SCREENS: ReadonlyArray<BlockingScreen> = [
   { name: "bypass-permissions warning", pattern: /^(?:WARNING: )?Claude Code running in Bypass Permissions mode|^Bypass Permissions mode/, option: /Yes, I accept/, keys: ["Down", "Enter"] }
 ]
 
-// eslint-disable-next-line no-control-regex
-const ANSI = /\u001b\[[0-9;?]*[ -/]*[@-~]|\u001b\][^\u0007]*(?:\u0007|\u001b\\)/g
 // A dialog line's text: without colour, its frame (│ … │) and indentation.
-const content = (line: string) => line.replace(ANSI, "").replace(/^[\s│┃║]+/, "").replace(/[\s│┃║]+$/, "")
+const content = (line: string) => withoutEscapes(line).replace(/^[\s│┃║]+/, "").replace(/[\s│┃║]+$/, "")
 const isOption = (text: string) => /^(?:❯\s*)?\d+\.\s/.test(text)
 // How a dialog's last line looks: its key hints, its frame's bottom, or its last option.
 const isDialogEnd = (text: string) =>

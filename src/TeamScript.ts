@@ -3,6 +3,7 @@
 // It reads only the conversation it is sent, as a real model would, so it works across restarts too.
 import type { Brain, MockReply, MockRequest } from "./MockModel.js"
 import { authenticationError, rateLimitError, toolResults, userTexts } from "./MockModel.js"
+import { shellQuote } from "./Shell.js"
 
 /** What a hanging worker runs: an unusual duration, so tests can tell its process from anyone else's `sleep`. */
 export const hangCommand = "sleep 601"
@@ -51,7 +52,7 @@ const bash = (command: string, text?: string): MockReply => ({
 
 const say = (text: string): MockReply => ({ _tag: "Text", text })
 
-const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+const q = shellQuote
 
 // Reports named as done in the prompt(s) of the current turn: "[cco] worker-2 reports done: …".
 const reportedDone = (text: string) => [...text.matchAll(/\[cco\] ((?:em|worker)-\d+) reports done/g)].map((m) => m[1]!)

@@ -6,6 +6,7 @@ import { Context, Effect, Layer, Redacted, Ref, Schema } from "effect"
 import { randomBytes } from "node:crypto"
 import { rmSync } from "node:fs"
 import { exec } from "./Exec.js"
+import { shellQuote } from "./Shell.js"
 import { neutralise } from "./Untrusted.js"
 
 export class TmuxNotFound extends Schema.TaggedError<TmuxNotFound>()("TmuxNotFound", {
@@ -90,7 +91,6 @@ export interface TmuxShape {
 
 export class Tmux extends Context.Tag("cco/Tmux")<Tmux, TmuxShape>() {}
 
-const shellQuote = (value: string) => `'${value.replaceAll("'", `'\\''`)}'`
 
 const envValue = (value: string | Redacted.Redacted<string>) =>
   typeof value === "string" ? value : Redacted.value(value)

@@ -24,7 +24,12 @@ const CONTROL = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g
 // reads differently from what it is. Line and paragraph separators become newlines.
 const FORMAT = /\p{Cf}/gu
 const LINE_SEPARATOR = /[\u2028\u2029]/g
+// Colour and cursor escapes and OSC strings, as a pane capture taken with -e holds them.
+const PANE_ESCAPES = /\u001b\[[0-9;?]*[ -/]*[@-~]|\u001b\][^\u0007]*(?:\u0007|\u001b\\)/g
 /* eslint-enable no-control-regex */
+
+/** A pane line without colour and cursor escapes, for matching what it says (not for showing it anywhere). */
+export const withoutEscapes = (line: string): string => line.replace(PANE_ESCAPES, "")
 
 const strip = (text: string): string => {
   let out = text.replace(/\r\n?/g, "\n").replace(LINE_SEPARATOR, "\n")

@@ -4,15 +4,11 @@ import { ValidationError } from "@effect/cli"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit, Option, Redacted } from "effect"
+import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./Config.js"
-import { findPackageRoot, resolveOnPath } from "./Library.js"
-import * as Secrets from "./Secrets.js"
+import { findPackageRoot, Host } from "./RunHost.js"
 import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
-import { existsSync } from "node:fs"
-import { homedir } from "node:os"
-import * as nodePath from "node:path"
 
 const EXIT_CONFIG = 2
 
@@ -41,12 +37,6 @@ const report = (cause: Cause.Cause<unknown>): Effect.Effect<void> => {
   if (error instanceof CommandNotAvailable) return print(error.message)
   if (error instanceof Error) return print(`cco: ${error.message}`)
   return print(`cco: ${String(error)}`)
-}
-
-// Credentials the environment gives cco: scrubbed from whatever it writes or prints.
-for (const name of ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"]) {
-  const value = process.env[name]
-  if (value !== undefined) Secrets.remember(value, name)
 }
 
 const claudePath = process.env["CCO_CLAUDE_PATH"]
@@ -78,22 +68,14 @@ const withColourPolicy = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effec
 
 const main = Effect.gen(function*() {
   const path = yield* Path.Path
-  const { root, version } = yield* findPackageRoot
+  const { version } = yield* findPackageRoot
   // Just the version, one line (@effect/cli's own answer adds an empty line), for scripts that read it.
   const args = process.argv.slice(2)
   if (args.length === 1 && (args[0] === "--version" || args[0] === "-v")) return yield* Console.log(version)
-  const credentials = nodePath.join(homedir(), ".claude", ".credentials.json")
   const cli = makeCli({
     version,
-    environment: {
-      projectRoot: root,
-      nodePath: process.execPath,
-      basePath: process.env["PATH"] ?? "/usr/local/bin:/usr/bin:/bin",
-      resolveClaude: (command) => resolveOnPath(command, process.env["PATH"] ?? ""),
-      oauthCredentialsFile: existsSync(credentials) ? credentials : undefined,
-      oauthToken: process.env["CLAUDE_CODE_OAUTH_TOKEN"] ? Redacted.make(process.env["CLAUDE_CODE_OAUTH_TOKEN"]) : undefined,
-      write: (line) => process.stdout.write(line + "\n")
-    },
+    // The same host the library's runs get: one reading of PATH, ~/.claude and CLAUDE_CODE_OAUTH_TOKEN.
+    environment: { ...(yield* Host), write: (line) => process.stdout.write(line + "\n") },
     // A relative path in the environment is relative to where cco was started.
     overrides: { claudeCommand: claudePath && claudePath.includes("/") ? path.resolve(claudePath) : claudePath || undefined }
   })
@@ -101,7 +83,7 @@ const main = Effect.gen(function*() {
 }).pipe(
   Effect.tapErrorCause(report),
   withColourPolicy,
-  Effect.provide(NodeContext.layer)
+  Effect.provide(Layer.merge(NodeContext.layer, Host.layer))
 )
 
 NodeRuntime.runMain(main, {

@@ -52,16 +52,18 @@ export type { LogLine } from "./RunLog.js"
 
 // --- the host (shared with the `cco` command)
 
-/** What a run needs from the process that starts it: cco's install folder, node, PATH, the Claude login. */
-export type { RunExtras, RunHost } from "./Library.js"
+/** What a run needs from the process that starts it: cco's install folder, node, PATH, the Claude login and OAuth token. */
+export type { RunExtras, RunHost } from "./RunHost.js"
 /** The host as this process sees it. */
-export { hostEnvironment } from "./Library.js"
+export { hostEnvironment } from "./RunHost.js"
+/** The host as a service, with the live layer that `cco` and the library's run entries provide. */
+export { Host } from "./RunHost.js"
 /** cco's install folder and version, found from the module's location. */
-export { findPackageRoot } from "./Library.js"
+export { findPackageRoot } from "./RunHost.js"
 /** A claude command resolved to an executable path (bare names looked up on a PATH). */
-export { resolveOnPath } from "./Library.js"
+export { resolveOnPath } from "./RunHost.js"
 /** The orchestrator's run options for a config and host, as `cco run` computes them. */
-export { runOptionsFor } from "./Library.js"
+export { runOptionsFor } from "./RunHost.js"
 
 // --- services and their layers
 

@@ -80,6 +80,17 @@ const configDirWithProject = Effect.gen(function*() {
   return { configDir: root, project }
 })
 
+/** A tracker over worker-1 (config dir `a`) and worker-2 (`b`). */
+const twoWorkers = Effect.gen(function*() {
+  const a = yield* configDirWithProject
+  const b = yield* configDirWithProject
+  const tracker = yield* makeCostTracker([
+    { name: "worker-1", role: "worker", configDir: a.configDir },
+    { name: "worker-2", role: "worker", configDir: b.configDir }
+  ])
+  return { a, b, tracker }
+})
+
 const append = (file: string, text: string) =>
   Effect.flatMap(FileSystem.FileSystem, (fs) => fs.writeFileString(file, text, { flag: "a" }))
 
@@ -315,12 +326,7 @@ describe("incremental tracker", () => {
 
   it.scoped("attributes usage to roles and to the credential current when it was written", () =>
     withNode(Effect.gen(function*() {
-      const a = yield* configDirWithProject
-      const b = yield* configDirWithProject
-      const tracker = yield* makeCostTracker([
-        { name: "worker-1", role: "worker", configDir: a.configDir },
-        { name: "worker-2", role: "worker", configDir: b.configDir }
-      ])
+      const { a, b, tracker } = yield* twoWorkers
       yield* tracker.setCredential("worker-1", "key-1")
       yield* tracker.setCredential("worker-2", "key-1")
       const opus = linesOf(fixture(OPUS))
@@ -383,12 +389,7 @@ describe("incremental tracker", () => {
 describe("checking the budget as an instance spends", () => {
   it.scoped("pollInstance reads only that instance's new lines, incrementally, and never counts a response twice", () =>
     withNode(Effect.gen(function*() {
-      const a = yield* configDirWithProject
-      const b = yield* configDirWithProject
-      const tracker = yield* makeCostTracker([
-        { name: "worker-1", role: "worker", configDir: a.configDir },
-        { name: "worker-2", role: "worker", configDir: b.configDir }
-      ])
+      const { a, b, tracker } = yield* twoWorkers
       const opus = linesOf(fixture(OPUS))
       const half = opus.findIndex((l) => l.includes("and now plain"))
       const first = independent(opus.slice(0, half).join(""))

@@ -5,7 +5,7 @@ import { NodeContext } from "@effect/platform-node"
 import { FileSystem, Path } from "@effect/platform"
 import { afterAll, describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Redacted } from "effect"
-import { execFile, execFileSync } from "node:child_process"
+import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -30,8 +30,9 @@ import {
   toolResults,
   userTexts
 } from "../src/MockModel.js"
+import { shellQuote } from "../src/Shell.js"
 import { agentHome } from "./harness.js"
-import { alive } from "./support.js"
+import { allArgv, alive, waitFor } from "./support.js"
 
 const claudePath = NodePath.resolve("node_modules/.bin/claude")
 const API_KEY = `sk-ant-test-${randomBytes(24).toString("hex")}`
@@ -54,23 +55,7 @@ const run = (file: string, args: ReadonlyArray<string>, options: { cwd?: string;
     )
   })
 
-/** Command lines of every process on the machine, for the "no secret in argv" check. */
-const allArgv = () => execFileSync("ps", ["-eo", "args", "--no-headers"], { encoding: "utf8", maxBuffer: 16 * 1024 * 1024 })
-
-const shellQuote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
-
 const sleep = (ms: number) => Effect.sleep(Duration.millis(ms))
-
-const waitFor = <A, E, R>(what: string, check: Effect.Effect<A | undefined, E, R>, timeoutMs: number) =>
-  Effect.gen(function*() {
-    const deadline = Date.now() + timeoutMs
-    while (true) {
-      const value = yield* check
-      if (value !== undefined) return value
-      if (Date.now() > deadline) return yield* Effect.fail(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`))
-      yield* sleep(100)
-    }
-  })
 
 type HookLine = { readonly event: string; readonly payload: Record<string, unknown> }
 

@@ -5,6 +5,7 @@ import { Effect } from "effect"
 import { readFileSync } from "node:fs"
 import * as path from "node:path"
 import { type Brain, startMockModel } from "../src/MockModel.js"
+import { shellQuote } from "../src/Shell.js"
 import { rejectKey, teamScript } from "../src/TeamScript.js"
 import { fakeClaudeBin, filesOn, readLog, runFixture, useFixture } from "./harness.js"
 
@@ -12,7 +13,7 @@ import { fakeClaudeBin, filesOn, readLog, runFixture, useFixture } from "./harne
 const key = (n: number) => `sk-ant-test-key-${n}-${"x".repeat(24)}`
 const keyNames = { [key(1)]: "key-1", [key(2)]: "key-2" }
 
-const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`
+const q = shellQuote
 const forge = (payload: Record<string, string>) => `printf '%s' ${q(JSON.stringify(payload))} | cco hook StopFailure`
 
 /** worker-1's first command is prefixed with forged StopFailure hooks: two authentication failures and a 429. */

@@ -137,11 +137,10 @@ describe("credentials in what cco writes and prints", () => {
       const config = yield* loadConfig(fixture.configDir).pipe(Effect.provide(NodeContext.layer))
       const printed: Array<string> = []
       // The run as `cco run` runs it, with its progress output captured.
-      yield* runCommand(config, {
+      yield* runCommand({ ...config, claudeCommand: fakeClaudeBin }, {
         projectRoot,
         nodePath: process.execPath,
         basePath: process.env.PATH ?? "/usr/bin:/bin",
-        resolveClaude: () => fakeClaudeBin,
         oauthCredentialsFile: undefined,
         write: (line) => void printed.push(line)
       })

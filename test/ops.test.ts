@@ -3,7 +3,7 @@
 import { FileSystem } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Effect, Either, Layer } from "effect"
+import { Context, Effect, Either, Layer, Redacted } from "effect"
 import { execFile, execFileSync, spawnSync } from "node:child_process"
 import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
@@ -522,11 +522,19 @@ describe("cco doctor", () => {
       const noDirection = byName(yield* check(config("nodir", { repositoryUrl: without, authMode: "oauth" })))
       expect(noDirection.direction).toMatchObject({ level: "fail", detail: "PROJECT_DIRECTION.md is missing on branch main" })
       expect(noDirection.direction!.fix).toContain("commit a PROJECT_DIRECTION.md")
-      // No login file passed and (in this environment) no token: oauth cannot start.
-      if (process.env.CLAUDE_CODE_OAUTH_TOKEN === undefined) {
-        expect(noDirection.credentials).toMatchObject({ level: "fail" })
-        expect(noDirection.credentials!.fix).toContain("/login")
-      }
+      // No login file and no token given by the host: oauth cannot start.
+      expect(noDirection.credentials).toMatchObject({ level: "fail" })
+      expect(noDirection.credentials!.fix).toContain("/login")
+      // The host's CLAUDE_CODE_OAUTH_TOKEN (the one cco run would give instances) is a login; its value is not shown.
+      const withToken = byName(yield* Doctor.runChecks({
+        configDir: path.join(root, "nodir"),
+        resolveClaude: () => claudeBin,
+        nodeVersion: "20.11.0",
+        timeout: "10 seconds",
+        oauthToken: Redacted.make(secret)
+      }))
+      expect(withToken.credentials).toMatchObject({ level: "ok", detail: "authMode oauth: CLAUDE_CODE_OAUTH_TOKEN is set" })
+      expect(JSON.stringify(withToken)).not.toContain(secret)
 
       const noBranch = byName(yield* check(config("nobranch", { repositoryUrl: withDirection, branch: "develop", authMode: "oauth" })))
       expect(noBranch.repository).toMatchObject({ level: "fail", detail: `${withDirection} is reachable but has no branch develop` })

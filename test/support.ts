@@ -82,12 +82,5 @@ export const leftovers = (root: string, command: string): Array<number> =>
 export const endLeftovers = (root: string, command: string) =>
   Effect.addFinalizer(() => Effect.sync(() => leftovers(root, command).forEach((pid) => process.kill(pid, "SIGKILL"))))
 
-/** Whether a process exists (signal 0). */
-export const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
+/** Whether a process runs (the same check cco makes). */
+export { isAlive as alive } from "../src/Process.js"
