@@ -4,9 +4,10 @@ import { ValidationError } from "@effect/cli"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
-import { Cause, Console, Effect, Exit, Option, Redacted } from "effect"
+import { Cause, Console, Effect, Exit, Layer, Option, Redacted } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./Config.js"
+import { Git } from "./Git.js"
 import { findPackageRoot, resolveOnPath } from "./Library.js"
 import * as Secrets from "./Secrets.js"
 import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
@@ -101,7 +102,7 @@ const main = Effect.gen(function*() {
 }).pipe(
   Effect.tapErrorCause(report),
   withColourPolicy,
-  Effect.provide(NodeContext.layer)
+  Effect.provide(Layer.merge(NodeContext.layer, Git.Default))
 )
 
 NodeRuntime.runMain(main, {
