@@ -174,8 +174,10 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
           refs.set(own, start)
           creates.push([own, start])
         }
-        // Every base resolved first, so one missing base creates nothing. The empty old value makes each a create:
-        // a branch made meanwhile is not moved.
+        // Every base is resolved first, so one missing base creates nothing. One update-ref per branch: simple-git
+        // cannot feed `update-ref --stdin`, and a push into the clone itself would run its receive hooks (git strips
+        // the config that switches them off from the receiving side's environment). The empty old value makes each
+        // a create: a branch made meanwhile is not moved.
         yield* Effect.forEach(creates, ([ref, start]) => git(repoDir, ["update-ref", ref, start, ""]), { concurrency: 8, discard: true })
       }
     )
