@@ -1,5 +1,7 @@
 // The one way cco runs git: simple-git underneath, every call hardened alike (no hooks, no fsmonitor, no prompt, no
 // editor, messages in English) and every failure a GitError. What the calls mean for a run lives in Worktree.
+import * as CommandExecutor from "@effect/platform/CommandExecutor"
+import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Schema } from "effect"
 import {
   type BranchSummary,
@@ -10,6 +12,7 @@ import {
   type SimpleGitOptions,
   type StatusResult
 } from "simple-git"
+import { exec } from "./Exec.js"
 
 export class GitError extends Schema.TaggedError<GitError>()("GitError", {
   operation: Schema.String,
@@ -165,7 +168,10 @@ const call = <A>(
 }
 
 export class Git extends Effect.Service<Git>()("cco/Git", {
-  sync: () => {
+  dependencies: [NodeContext.layer],
+  effect: Effect.gen(function*() {
+    const executor = yield* CommandExecutor.CommandExecutor
+
     /** Runs git in `cwd` (this process's when undefined); any exit code is returned, only a failure to run is an error. */
     const run = Effect.fn("Git.run")(function*(cwd: string | undefined, args: ReadonlyArray<string>, options: GitCallOptions = {}) {
       const [, seen] = yield* call(args, cwd, options, false, (git) => git.raw([...args]))
@@ -196,6 +202,27 @@ export class Git extends Effect.Service<Git>()("cco/Git", {
       return (yield* output(undefined, ["--version"])).trim()
     })
 
-    return { run, output, status, branches, version } as const
-  }
+    /**
+     * Runs git with `input` on its stdin, which simple-git cannot give (`update-ref --stdin`: many refs in one
+     * transaction); the same environment and errors as every other call. A non-zero exit is a GitError.
+     */
+    const withInput = Effect.fn("Git.withInput")(function*(cwd: string, args: ReadonlyArray<string>, input: string) {
+      const result = yield* exec("git", args, { cwd, env: environment({}), stdin: input }).pipe(
+        Effect.provideService(CommandExecutor.CommandExecutor, executor),
+        Effect.mapError((e) =>
+          gitError(
+            describe(args),
+            cwd,
+            e._tag === "SystemError" && e.reason === "NotFound" && e.message.includes(cwd)
+              ? `directory ${cwd} does not exist`
+              : `cannot run git: ${e.message}`
+          )
+        )
+      )
+      if (result.exitCode !== 0) return yield* gitError(describe(args), cwd, outputOf(result))
+      return result.stdout
+    })
+
+    return { run, output, status, branches, version, withInput } as const
+  })
 }) {}

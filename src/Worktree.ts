@@ -155,7 +155,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
 
     /**
      * Creates those of the branches that do not exist yet, each from its base (a branch earlier in the list, a
-     * local branch, or origin's), with one ref listing however many there are.
+     * local branch, or origin's), with one ref listing and one update-ref transaction however many there are.
      */
     const ensureBranches = Effect.fn("Worktree.ensureBranches")(
       function*(repoDir: string, wanted: ReadonlyArray<{ readonly branch: string; readonly base: string }>) {
@@ -174,11 +174,10 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
           refs.set(own, start)
           creates.push([own, start])
         }
-        // Every base is resolved first, so one missing base creates nothing. One update-ref per branch: simple-git
-        // cannot feed `update-ref --stdin`, and a push into the clone itself would run its receive hooks (git strips
-        // the config that switches them off from the receiving side's environment). The empty old value makes each
-        // a create: a branch made meanwhile is not moved.
-        yield* Effect.forEach(creates, ([ref, start]) => git(repoDir, ["update-ref", ref, start, ""]), { concurrency: 8, discard: true })
+        if (creates.length === 0) return
+        // One transaction: all of them or none. Not a push into the clone itself, which would run its receive hooks
+        // (git strips the config that switches them off from the receiving side's environment).
+        yield* port.withInput(repoDir, ["update-ref", "--stdin"], creates.map(([ref, start]) => `create ${ref} ${start}\n`).join(""))
       }
     )
 
