@@ -3,9 +3,8 @@
 // nothing that lies outside the run folder whose liveness was checked.
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import { Clock, Effect, Either, Option, Schema } from "effect"
-import { exec, type ExecResult } from "./Exec.js"
+import { Git, type GitOutput } from "./Git.js"
 import { LOCK_FILE, type RunState } from "./RunState.js"
 import { isRunFolder, LATEST_LINK, readLock, readRunState, RunFolderNotFound } from "./Status.js"
 import * as Tmux from "./Tmux.js"
@@ -60,15 +59,10 @@ interface RunPlan {
   readonly notes: ReadonlyArray<string>
 }
 
-// Git must never wait for a human, and its messages stay recognisable.
-const GIT_ENV = { GIT_TERMINAL_PROMPT: "0", LC_ALL: "C" }
+const firstLine = (r: GitOutput) => (r.stderr.trim() || r.stdout.trim()).split("\n")[0] ?? ""
 
-const git = (repoDir: string, args: ReadonlyArray<string>): Effect.Effect<ExecResult, never, CommandExecutor> =>
-  exec("git", ["-C", repoDir, ...args], { env: GIT_ENV }).pipe(
-    Effect.orElseSucceed(() => ({ stdout: "", stderr: "git is not installed or not on PATH", exitCode: 127 }))
-  )
-
-const firstLine = (r: ExecResult) => (r.stderr.trim() || r.stdout.trim()).split("\n")[0] ?? ""
+/** A glob that matches `text` only as it is (branch --list patterns). */
+const globLiteral = (text: string) => text.replace(/[*?[\]\\]/g, "\\$&")
 
 const unique = (items: ReadonlyArray<string>) => [...new Set(items)]
 
@@ -137,6 +131,10 @@ const registeredWorktrees = (porcelain: string) =>
 export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, options: CleanupOptions) {
   const fs = yield* FileSystem.FileSystem
   const path = yield* Path.Path
+  const port = yield* Git
+  // Never fails: what git could not do is a problem reported with the rest.
+  const git = (repoDir: string, args: ReadonlyArray<string>) =>
+    port.run(repoDir, args).pipe(Effect.catchTag("GitError", (e) => Effect.succeed<GitOutput>({ stdout: "", stderr: e.message, exitCode: 127 })))
   const lock = yield* readLock(folder)
   const state = yield* readRunState(folder).pipe(Effect.either)
   const plan = yield* makePlan(folder, state, options.fallbackSocket ?? "cco")
@@ -259,24 +257,21 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
     if (plan.targetBranch === undefined) notes.push("branches not checked: the target branch is unknown without state.json")
     else if (!repoExists) notes.push(`branches not checked: no clone at ${repoDir}`)
     else {
-      const merged = yield* git(repoDir, [
-        "for-each-ref",
-        "--format=%(refname)",
-        `--merged=refs/heads/${plan.targetBranch}`,
-        `refs/heads/cco/${plan.runId}/`
-      ])
-      if (merged.exitCode !== 0) {
-        problems.push(`listing branches merged into ${plan.targetBranch}: ${firstLine(merged)}`)
+      // The run's branches only (cco/<runId>/…), those whose commits the target branch has.
+      const runBranches = `cco/${globLiteral(plan.runId)}/*`
+      const merged = yield* port.branches(repoDir, ["--list", "--merged", `refs/heads/${plan.targetBranch}`, runBranches]).pipe(Effect.either)
+      if (Either.isLeft(merged)) {
+        problems.push(`listing branches merged into ${plan.targetBranch}: ${merged.left.message.split("\n")[0]}`)
       } else {
-        const names = merged.stdout.split("\n").filter((l) => l !== "").map((l) => l.replace(/^refs\/heads\//, ""))
+        const names = merged.right.all
         if (dry || names.length === 0) branches = names
         else {
           // -D: merged into the target was checked above; -d would check against the clone's HEAD instead.
           const deleted = yield* git(repoDir, ["branch", "-D", "--", ...names])
           if (deleted.exitCode === 0) branches = names
           else {
-            const left = yield* git(repoDir, ["for-each-ref", "--format=%(refname)", `refs/heads/cco/${plan.runId}/`])
-            const remaining = new Set(left.stdout.split("\n").map((l) => l.replace(/^refs\/heads\//, "")))
+            const left = yield* port.branches(repoDir, ["--list", runBranches]).pipe(Effect.map((b) => b.all), Effect.orElseSucceed(() => []))
+            const remaining = new Set(left)
             branches = names.filter((n) => !remaining.has(n))
             problems.push(`git branch -D: ${firstLine(deleted)}`)
           }

@@ -6,8 +6,8 @@ import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import { Duration, Effect, Either, Option, type Redacted, Schema } from "effect"
 import { statfs } from "node:fs/promises"
 import { type ConfigOverrides, loadConfig, type ResolvedConfig } from "./Config.js"
-import { exec, type ExecResult } from "./Exec.js"
-import { stripCredentials } from "./Worktree.js"
+import { exec } from "./Exec.js"
+import { Git, stripCredentials } from "./Git.js"
 
 export type CheckLevel = "ok" | "warn" | "fail"
 
@@ -58,15 +58,28 @@ const versionOf = (text: string): readonly [number, number] | undefined => {
 }
 const atLeast = (v: readonly [number, number], min: readonly [number, number]) => v[0] > min[0] || (v[0] === min[0] && v[1] >= min[1])
 
-const firstLine = (r: ExecResult) => (r.stderr.trim() || r.stdout.trim()).split("\n")[0] ?? ""
+interface Output {
+  readonly stdout: string
+  readonly stderr: string
+  readonly exitCode: number
+}
 
-/** Runs `program --version`-style commands; a missing program is `undefined`, a hang is a timeout. */
-const probe = (program: string, args: ReadonlyArray<string>, timeout: Duration.DurationInput, env?: Record<string, string>) =>
-  exec(program, args, env === undefined ? {} : { env }).pipe(
-    Effect.map((r) => Either.right(r) as Either.Either<ExecResult, "missing" | "timeout">),
+const firstLine = (r: Output) => (r.stderr.trim() || r.stdout.trim()).split("\n")[0] ?? ""
+
+/** A program that cannot be started is "missing", one that hangs past the timeout is "timeout" (and is stopped). */
+const probing = <E, R>(started: Effect.Effect<Output, E, R>, timeout: Duration.DurationInput) =>
+  started.pipe(
+    Effect.map((r) => Either.right(r) as Either.Either<Output, "missing" | "timeout">),
     Effect.catchAll(() => Effect.succeed(Either.left("missing" as const))),
     Effect.timeoutTo({ duration: timeout, onTimeout: () => Either.left("timeout" as const), onSuccess: (r) => r })
   )
+
+/** Runs `program --version`-style commands; a missing program is `undefined`, a hang is a timeout. */
+const probe = (program: string, args: ReadonlyArray<string>, timeout: Duration.DurationInput) => probing(exec(program, args), timeout)
+
+/** The same for git, through the Git service (its failures to run are the "missing" case). */
+const probeGit = (args: ReadonlyArray<string>, timeout: Duration.DurationInput, options?: { readonly config?: Record<string, string> }) =>
+  Effect.flatMap(Git, (git) => probing(git.run(undefined, args, options), timeout))
 
 const checkNode = (version: string): Check => {
   const major = Number(version.replace(/^v/, "").split(".")[0])
@@ -75,14 +88,14 @@ const checkNode = (version: string): Check => {
     : fail("node", `v${version.replace(/^v/, "")} is too old`, `install Node.js ${MIN_NODE_MAJOR} or newer`)
 }
 
-const checkTool = (
+const checkTool = <R>(
   name: string,
   args: ReadonlyArray<string>,
   min: readonly [number, number],
   install: string,
-  timeout: Duration.DurationInput
+  probed: Effect.Effect<Either.Either<Output, "missing" | "timeout">, never, R>
 ) =>
-  probe(name, args, timeout).pipe(Effect.map((r): Check => {
+  probed.pipe(Effect.map((r): Check => {
     if (Either.isLeft(r)) {
       return r.left === "missing"
         ? fail(name, `${name} not found on PATH`, install)
@@ -141,8 +154,8 @@ const checkRepository = (config: ResolvedConfig, timeout: Duration.DurationInput
     const path = yield* Path.Path
     const url = config.repositoryUrl
     const shown = stripCredentials(url)
-    const env = { GIT_TERMINAL_PROMPT: "0", LC_ALL: "C" }
-    const listed = yield* probe("git", ["ls-remote", "--", url, `refs/heads/${config.branch}`], timeout, env)
+    // The URL (it may hold credentials) reaches git through the environment, as a remote of its own, not argv.
+    const listed = yield* probeGit(["ls-remote", "cco-origin", `refs/heads/${config.branch}`], timeout, { config: { "remote.cco-origin.url": url } })
     if (Either.isLeft(listed)) {
       return [fail("repository", listed.left === "missing" ? "git not found" : `${shown}: no answer within ${Duration.format(timeout)}`,
         "check the URL and that `git ls-remote` reaches it without a password prompt (credential helper or ssh agent)")]
@@ -159,7 +172,7 @@ const checkRepository = (config: ResolvedConfig, timeout: Duration.DurationInput
     const reachable = ok("repository", `${shown}: branch ${config.branch} at ${head.slice(0, 12)}`)
     if (!path.isAbsolute(url)) return [reachable, ok("direction", "PROJECT_DIRECTION.md: checked at run start (remote repository)")]
     const gitDir = (yield* fs.exists(path.join(url, ".git")).pipe(Effect.orElseSucceed(() => false))) ? path.join(url, ".git") : url
-    const found = yield* probe("git", ["--git-dir", gitDir, "cat-file", "-e", `refs/heads/${config.branch}:PROJECT_DIRECTION.md`], timeout, env)
+    const found = yield* probeGit(["--git-dir", gitDir, "cat-file", "-e", `refs/heads/${config.branch}:PROJECT_DIRECTION.md`], timeout)
     const present = Either.isRight(found) && found.right.exitCode === 0
     return [
       reachable,
@@ -194,13 +207,13 @@ export const runChecks = Effect.fn("Doctor.runChecks")(function*(input: DoctorIn
     : yield* loadConfig(input.configDir, input.overrides).pipe(Effect.either)
   const config = loaded !== undefined && Either.isRight(loaded) ? loaded.right : undefined
   const claudeCommand = config?.claudeCommand ?? input.overrides?.claudeCommand ?? "claude"
-  const tools: ReadonlyArray<Effect.Effect<ReadonlyArray<Check>, never, CommandExecutor | FileSystem.FileSystem | Path.Path>> = [
+  const tools: ReadonlyArray<Effect.Effect<ReadonlyArray<Check>, never, CommandExecutor | FileSystem.FileSystem | Git | Path.Path>> = [
     Effect.succeed([checkNode(input.nodeVersion)]),
-    checkTool("tmux", ["-V"], MIN_TMUX, "install tmux 3.0 or newer (apt-get install tmux, or brew install tmux)", timeout).pipe(Effect.map((c) => [c])),
-    checkTool("git", ["--version"], MIN_GIT, "install git 2.17 or newer (apt-get install git, or brew install git)", timeout).pipe(Effect.map((c) => [c])),
+    checkTool("tmux", ["-V"], MIN_TMUX, "install tmux 3.0 or newer (apt-get install tmux, or brew install tmux)", probe("tmux", ["-V"], timeout)).pipe(Effect.map((c) => [c])),
+    checkTool("git", ["--version"], MIN_GIT, "install git 2.17 or newer (apt-get install git, or brew install git)", probeGit(["--version"], timeout)).pipe(Effect.map((c) => [c])),
     checkClaude(claudeCommand, input.resolveClaude, timeout).pipe(Effect.map((c) => [c]))
   ]
-  const withConfig: ReadonlyArray<Effect.Effect<ReadonlyArray<Check>, never, CommandExecutor | FileSystem.FileSystem | Path.Path>> =
+  const withConfig: ReadonlyArray<Effect.Effect<ReadonlyArray<Check>, never, CommandExecutor | FileSystem.FileSystem | Git | Path.Path>> =
     loaded === undefined
       ? []
       : Either.isLeft(loaded)

@@ -1,25 +1,18 @@
-// Owns every git operation cco performs: the run's clone, branches, one worktree per instance,
-// merges between branches, pushes, and the local env files copied into worktrees.
-import * as CommandExecutor from "@effect/platform/CommandExecutor"
+// Owns the run's git layout: its clone, branches, one worktree per instance and the local env files copied into
+// them; merges, commits and pushes (Merges.ts) and the vetting of agents' commits (Vetting.ts) are part of the same
+// service. Every git call goes through the Git port (Git.ts).
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Data, Effect, Option, Schema } from "effect"
-import { exec, type ExecResult } from "./Exec.js"
+import { Effect, Option } from "effect"
+import { ccoIdentity, Git, gitError, outputOf } from "./Git.js"
+import { makeMerges } from "./Merges.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
+import { makeVetting, splitNul } from "./Vetting.js"
 
-export class GitError extends Schema.TaggedError<GitError>()("GitError", {
-  operation: Schema.String,
-  repo: Schema.String,
-  message: Schema.String
-}) {}
-
-export type MergeResult = Data.TaggedEnum<{
-  Merged: { readonly commit: string }
-  AlreadyUpToDate: {}
-  Conflict: { readonly files: ReadonlyArray<string> }
-}>
-export const MergeResult = Data.taggedEnum<MergeResult>()
+export { ccoIdentity, GitError, stripCredentials } from "./Git.js"
+export { MergeResult } from "./Merges.js"
+export { ccoOwnedFiles, hasConflictStructure, maxFileBytes } from "./Vetting.js"
 
 export interface WorktreeInfo {
   readonly path: string
@@ -37,9 +30,6 @@ export const envFileNames: ReadonlyArray<string> = [".env", ".env.local"]
  */
 export const agentPushUrl = "/nonexistent/cco-pushes-for-you/never-push-yourself"
 
-/** Identity for the commits cco makes itself (merges, safety commits, TEAM_STRUCTURE.md). */
-export const ccoIdentity = { name: "cco", email: "cco@localhost" } as const
-
 const pad2 = (n: number) => String(n).padStart(2, "0")
 
 /** `run/YYYY-MM-DD-HH-MM` in local time. */
@@ -48,141 +38,28 @@ export const runBranchName = (date: Date): string =>
     pad2(date.getMinutes())
   }`
 
-const urlCredentials = /([a-z][a-z0-9+.-]*:\/\/)[^/\s@]*@/gi
-
-/** Removes user:password@ (or token@) from any URL inside `text`. */
-export const stripCredentials = (text: string): string => text.replace(urlCredentials, "$1***@")
-
-// Git must never wait for a human: no credential prompts, no editors, no optional index locks
-// (status in a worktree an agent is using), and messages in a fixed language so they can be recognised.
-// Nor for an agent: the clone's config is shared with every agent, so hooks (an `npm install` sets
-// core.hooksPath, an agent can write .git/hooks) and an fsmonitor command never run inside cco's git calls.
-const baseEnv: Readonly<Record<string, string>> = {
-  GIT_TERMINAL_PROMPT: "0",
-  GIT_MERGE_AUTOEDIT: "no",
-  GIT_EDITOR: ":",
-  GIT_OPTIONAL_LOCKS: "0",
-  LC_ALL: "C",
-  GIT_CONFIG_COUNT: "2",
-  GIT_CONFIG_KEY_0: "core.hooksPath",
-  GIT_CONFIG_VALUE_0: "/dev/null",
-  GIT_CONFIG_KEY_1: "core.fsmonitor",
-  GIT_CONFIG_VALUE_1: "false"
-}
-
-const identityEnv: Readonly<Record<string, string>> = {
-  ...baseEnv,
-  GIT_AUTHOR_NAME: ccoIdentity.name,
-  GIT_AUTHOR_EMAIL: ccoIdentity.email,
-  GIT_COMMITTER_NAME: ccoIdentity.name,
-  GIT_COMMITTER_EMAIL: ccoIdentity.email
-}
-
 const isRemoteUrl = (url: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(url) || /^[^/]+:/.test(url)
-
-const outputOf = (result: ExecResult) => {
-  const text = result.stderr.trim() || result.stdout.trim()
-  return text === "" ? `git exited with code ${result.exitCode}` : text
-}
-
-const splitNul = (text: string) => text.split("\0").filter((s) => s !== "")
 
 const splitLines = (text: string) => text.split("\n").map((s) => s.trim()).filter((s) => s !== "")
 
-/**
- * Whether these lines (a file's added lines, in order) hold a conflict as git writes one: a `<<<<<<< ` line, later a
- * line of exactly as many `=`, later a `>>>>>>> ` line of the same size. A lone `=======` (a Markdown or RST
- * underline) or a quoted `>>>>>>>` is no conflict.
- */
-export const hasConflictStructure = (lines: Iterable<string>): boolean => {
-  let size: number | undefined
-  let separated = false
-  for (const raw of lines) {
-    const line = raw.endsWith("\r") ? raw.slice(0, -1) : raw
-    const start = /^(<{7,})(?: |$)/.exec(line)
-    if (start !== null) {
-      size = start[1]!.length
-      separated = false
-    } else if (size !== undefined && !separated && line === "=".repeat(size)) {
-      separated = true
-    } else if (size !== undefined && separated && line.startsWith(">".repeat(size)) && /^(?: |$)/.test(line.slice(size))) {
-      return true
-    }
-  }
-  return false
-}
-
-// The empty tree: what a history without a common ancestor is compared against.
-const emptyTree = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
-
-/** Files only cco writes; an agent's commit that changes them is not passed on. */
-export const ccoOwnedFiles: ReadonlyArray<string> = ["TEAM_STRUCTURE.md"]
-
-/** The largest file an agent's commit may add or grow to before cco refuses to pass it on (50 MiB). */
-export const maxFileBytes = 50 * 1024 * 1024
-
-// Rounded up: a file just above the limit never reads as the limit itself.
-const mebibytes = (bytes: number) => {
-  const m = bytes / (1024 * 1024)
-  return `${Number.isInteger(m) ? m : (Math.ceil(m * 10) / 10).toFixed(1)} MiB`
-}
-
-// A file name chosen by an agent, shown to another: control characters are escaped, never passed on.
-const showPath = (file: string) => /[\u0000-\u001f\u007f-\u009f]/.test(file) ? JSON.stringify(file) : file
-const showPaths = (files: ReadonlyArray<string>) => files.map(showPath).join(", ")
-
 export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
-  dependencies: [NodeContext.layer],
+  dependencies: [Git.Default, NodeContext.layer],
   effect: Effect.gen(function*() {
-    const executor = yield* CommandExecutor.CommandExecutor
+    const port = yield* Git
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     // Writes to files every worktree shares (the common config via push -u, info/exclude) are serialised:
     // git refuses a second writer on config.lock instead of waiting.
-    const sharedFiles = yield* Effect.makeSemaphore(1)
+    const sharedFiles = (yield* Effect.makeSemaphore(1)).withPermits(1)
     // Worktree administration is serialised too: `git worktree add` reads every registered worktree,
     // and one registered by a concurrent add may not have its files yet ("failed to read .../commondir").
     const worktreeAdmin = yield* Effect.makeSemaphore(1)
     const administering = worktreeAdmin.withPermits(1)
 
-    const gitError = (operation: string, repo: string, message: string) =>
-      new GitError({
-        operation: stripCredentials(operation),
-        repo: stripCredentials(repo),
-        message: stripCredentials(message)
-      })
-
-    /** Runs git; any exit code is returned, only a failure to start git is an error. */
-    const run = (
-      cwd: string | undefined,
-      args: ReadonlyArray<string>,
-      env: Readonly<Record<string, string>> = baseEnv,
-      stdin?: string
-    ): Effect.Effect<ExecResult, GitError> =>
-      exec("git", args, { env, ...(cwd === undefined ? {} : { cwd }), ...(stdin === undefined ? {} : { stdin }) }).pipe(
-        Effect.provideService(CommandExecutor.CommandExecutor, executor),
-        Effect.mapError((e) =>
-          gitError(
-            `git ${args.join(" ")}`,
-            cwd ?? ".",
-            // The executor checks the working directory first; say which one is missing.
-            cwd !== undefined && e._tag === "SystemError" && e.reason === "NotFound" && e.message.includes(cwd)
-              ? `directory ${cwd} does not exist`
-              : `cannot run git: ${e.message}`
-          )
-        )
-      )
-
-    /** Runs git and fails with a GitError on a non-zero exit; returns stdout. */
-    const git = (
-      cwd: string | undefined,
-      args: ReadonlyArray<string>,
-      env: Readonly<Record<string, string>> = baseEnv
-    ): Effect.Effect<string, GitError> =>
-      Effect.flatMap(run(cwd, args, env), (result) =>
-        result.exitCode === 0
-          ? Effect.succeed(result.stdout)
-          : Effect.fail(gitError(`git ${args.join(" ")}`, cwd ?? ".", outputOf(result))))
+    /** Any exit code is returned, only a failure to run git is an error. */
+    const run = port.run
+    /** A non-zero exit is a GitError; returns stdout. */
+    const git = port.output
 
     const fsError = (operation: string, repo: string) => (e: { readonly message: string }) =>
       gitError(operation, repo, e.message)
@@ -288,18 +165,19 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
           const space = line.indexOf(" ")
           return [line.slice(space + 1), line.slice(0, space)] as const
         }))
-        const creates: Array<string> = []
+        const creates: Array<readonly [string, string]> = []
         for (const { base, branch } of wanted) {
           const own = `refs/heads/${branch}`
           if (refs.has(own)) continue
           const start = startCandidates(base).map((ref) => refs.get(ref)).find((sha) => sha !== undefined)
           if (start === undefined) return yield* noStart(repoDir, branch, base)
           refs.set(own, start)
-          creates.push(`create ${own} ${start}\n`)
+          creates.push([own, start])
         }
         if (creates.length === 0) return
-        const result = yield* run(repoDir, ["update-ref", "--stdin"], baseEnv, creates.join(""))
-        if (result.exitCode !== 0) return yield* gitError("git update-ref --stdin", repoDir, outputOf(result))
+        // One transaction: all of them or none. Not a push into the clone itself, which would run its receive hooks
+        // (git strips the config that switches them off from the receiving side's environment).
+        yield* port.withInput(repoDir, ["update-ref", "--stdin"], creates.map(([ref, start]) => `create ${ref} ${start}\n`).join(""))
       }
     )
 
@@ -412,7 +290,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       // info/exclude lives in the common git dir, so it covers the clone and every worktree at once.
       const infoDir = path.join(path.resolve(worktreePath, commonDirOut.trim()), "info")
       const excludeFile = path.join(infoDir, "exclude")
-      yield* sharedFiles.withPermits(1)(Effect.gen(function*() {
+      yield* sharedFiles(Effect.gen(function*() {
         const current = (yield* exists(excludeFile, worktreePath))
           ? yield* readRegularFile(excludeFile, MAX_BYTES.config).pipe(
             Effect.provideService(FileSystem.FileSystem, fs),
@@ -441,194 +319,6 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       return toCopy as ReadonlyArray<string>
     })
 
-    const unmergedFiles = (worktreePath: string) =>
-      Effect.map(git(worktreePath, ["diff", "--name-only", "--diff-filter=U", "-z"]), splitNul)
-
-    const headCommit = Effect.fn("Worktree.headCommit")(function*(worktreePath: string) {
-      return (yield* git(worktreePath, ["rev-parse", "HEAD"])).trim()
-    })
-
-    const merge = Effect.fn("Worktree.merge")(
-      function*(worktreePath: string, branch: string, options: { readonly message: string; readonly keepConflict?: boolean }) {
-        // --no-verify: the repository's hooks (installed by agents via npm, say) are not cco's to satisfy.
-        const args = ["merge", "--no-ff", "--no-edit", "--no-verify", "-m", options.message, branch]
-        const result = yield* run(worktreePath, args, identityEnv)
-        if (result.exitCode === 0) {
-          if (/Already up[ -]to[ -]date/i.test(result.stdout)) return MergeResult.AlreadyUpToDate()
-          return MergeResult.Merged({ commit: yield* headCommit(worktreePath) })
-        }
-        const files = yield* unmergedFiles(worktreePath)
-        if (files.length === 0) return yield* gitError(`git merge ${branch}`, worktreePath, outputOf(result))
-        if (options.keepConflict !== true) yield* git(worktreePath, ["merge", "--abort"])
-        return MergeResult.Conflict({ files })
-      }
-    )
-
-    const mergeInProgress = Effect.fn("Worktree.mergeInProgress")(function*(worktreePath: string) {
-      const result = yield* run(worktreePath, ["rev-parse", "-q", "--verify", "MERGE_HEAD"])
-      if (result.exitCode === 0) return true
-      if (result.exitCode === 1) return false
-      return yield* gitError("git rev-parse MERGE_HEAD", worktreePath, outputOf(result))
-    })
-
-    const conflictMarkers = Effect.fn("Worktree.conflictMarkers")(function*(worktreePath: string) {
-      // Only files changed against HEAD: a repository may legitimately hold markers (test fixtures).
-      const changed = splitNul(yield* git(worktreePath, ["diff", "HEAD", "--name-only", "-z"]))
-      if (changed.length === 0) return [] as ReadonlyArray<string>
-      const args = ["--literal-pathspecs", "grep", "-l", "-z", "-E", "^(<<<<<<<|>>>>>>>)( |$)", "--", ...changed]
-      const result = yield* run(worktreePath, args)
-      if (result.exitCode === 1) return [] as ReadonlyArray<string>
-      if (result.exitCode !== 0) return yield* gitError("git grep conflict markers", worktreePath, outputOf(result))
-      return splitNul(result.stdout) as ReadonlyArray<string>
-    })
-
-    /**
-     * Files in which the commits of `head` since its merge base with `base` add a conflict (see
-     * hasConflictStructure), judged on the committed content: what a merge of `head` would bring, whatever the
-     * working tree shows. Markers the base already had (a test fixture, a file only renamed) do not count.
-     */
-    const mergeBaseOf = (repoDir: string, base: string, head: string) =>
-      Effect.flatMap(run(repoDir, ["merge-base", base, head]), (result) =>
-        result.exitCode === 0
-          ? Effect.succeed(result.stdout.trim())
-          : result.exitCode === 1
-          ? Effect.succeed(emptyTree)
-          : Effect.fail(gitError(`git merge-base ${base} ${head}`, repoDir, outputOf(result))))
-
-    const addedConflictMarkers = Effect.fn("Worktree.addedConflictMarkers")(
-      function*(repoDir: string, base: string, head: string) {
-        const from = yield* mergeBaseOf(repoDir, base, head)
-        // -G narrows to the files whose added or removed lines start a conflict, so the patch read below stays
-        // small however large the change; binary files are skipped by both calls alike.
-        const diff = ["-c", "core.quotePath=false", "diff", "--no-color", "--no-ext-diff", "--no-textconv", "-M", "-G^<<<<<<<", from, head]
-        const names = splitNul(yield* git(repoDir, [...diff, "--name-only", "-z", "--"]))
-        if (names.length === 0) return [] as ReadonlyArray<string>
-        const patch = yield* git(repoDir, [...diff, "-U0", "--"])
-        const sections = patch.split(/^diff --git /m).slice(1)
-        if (sections.length !== names.length) {
-          return yield* gitError(`git diff ${from} ${head}`, repoDir, `expected ${names.length} file diffs, found ${sections.length}`)
-        }
-        const flagged = names.filter((_, i) => {
-          const lines = sections[i]!.split("\n")
-          const hunk = lines.findIndex((l) => l.startsWith("@@"))
-          if (hunk < 0) return false
-          return hasConflictStructure(lines.slice(hunk).filter((l) => l.startsWith("+")).map((l) => l.slice(1)))
-        })
-        return flagged as ReadonlyArray<string>
-      }
-    )
-
-    /**
-     * Files above maxBytes in the commits of `head` that `base` lacks, in any of them (a file committed and then
-     * removed would still be pushed with its commit).
-     */
-    const largeFiles = Effect.fn("Worktree.largeFiles")(
-      function*(repoDir: string, base: string, head: string, maxBytes: number = maxFileBytes) {
-        const objects = yield* git(repoDir, ["rev-list", "--objects", head, "--not", base, "--"])
-        if (objects.trim() === "") return [] as ReadonlyArray<{ readonly file: string; readonly bytes: number }>
-        const sizes = yield* run(repoDir, ["cat-file", "--batch-check=%(objecttype) %(objectsize) %(rest)"], baseEnv, objects)
-        if (sizes.exitCode !== 0) return yield* gitError("git cat-file --batch-check", repoDir, outputOf(sizes))
-        const large = new Map<string, number>()
-        for (const line of sizes.stdout.split("\n")) {
-          const m = /^blob (\d+) (.*)$/.exec(line)
-          if (m === null) continue
-          const bytes = Number(m[1])
-          if (bytes > maxBytes && bytes > (large.get(m[2]!) ?? 0)) large.set(m[2]!, bytes)
-        }
-        return [...large].map(([file, bytes]) => ({ file, bytes })) as ReadonlyArray<{ readonly file: string; readonly bytes: number }>
-      }
-    )
-
-    /** Which of `files` the commits of `head` since its merge base with `base` change. */
-    const changedAmong = Effect.fn("Worktree.changedAmong")(
-      function*(repoDir: string, base: string, head: string, files: ReadonlyArray<string>) {
-        if (files.length === 0) return [] as ReadonlyArray<string>
-        const from = yield* mergeBaseOf(repoDir, base, head)
-        return splitNul(yield* git(repoDir, ["diff", "--no-ext-diff", "--no-renames", "--name-only", "-z", from, head, "--", ...files])) as ReadonlyArray<string>
-      }
-    )
-
-    /**
-     * What the commits of `head` since its merge base with `base` bring that cco does not pass on to a lead or
-     * to the target branch, each as a sentence for the agent: committed conflict markers, a change to a file only
-     * cco writes, a file above maxFileBytes. Empty when there is nothing to object to.
-     */
-    const vetCommits = Effect.fn("Worktree.vetCommits")(
-      function*(repoDir: string, base: string, head: string, options: { readonly ccoOwned?: boolean } = {}) {
-        const [markers, owned, large] = yield* Effect.all([
-          addedConflictMarkers(repoDir, base, head),
-          options.ccoOwned === false ? Effect.succeed([] as ReadonlyArray<string>) : changedAmong(repoDir, base, head, ccoOwnedFiles),
-          largeFiles(repoDir, base, head)
-        ], { concurrency: 3 })
-        const problems: Array<string> = []
-        if (markers.length > 0) {
-          problems.push(`conflict markers (<<<<<<< ======= >>>>>>>) committed in ${showPaths(markers)}: edit them to the intended content, git add, git commit`)
-        }
-        if (owned.length > 0) {
-          problems.push(`a change to ${owned.join(", ")}, which only cco writes: undo it (git checkout $(git merge-base ${base} HEAD) -- ${owned.join(" ")}, or git rm it where that commit has none) and commit`)
-        }
-        if (large.length > 0) {
-          problems.push(
-            `${large.map((l) => `${showPath(l.file)} (${mebibytes(l.bytes)})`).join(", ")} in its commits, above the ${mebibytes(maxFileBytes)} a file may have: ` +
-              `take it out of the commits that are not merged yet (git reset --soft $(git merge-base ${base} HEAD), git rm --cached the file, list it in .gitignore, commit again)`
-          )
-        }
-        return problems as ReadonlyArray<string>
-      }
-    )
-
-    // To origin's URL, not to the remote: its push URL is agentPushUrl (see prepareClone). What `push -u origin`
-    // would do besides is done here: origin/<branch> moves to the pushed commit and becomes the upstream.
-    const push = Effect.fn("Worktree.push")(function*(worktreePath: string, branch: string) {
-      const url = (yield* git(worktreePath, ["config", "--get", "remote.origin.url"])).trim()
-      const commit = (yield* git(worktreePath, ["rev-parse", "--verify", `refs/heads/${branch}^{commit}`])).trim()
-      // The URL (which may hold credentials) goes through the environment as a remote of its own, not argv.
-      yield* git(worktreePath, ["push", "--quiet", "cco-origin", `${commit}:refs/heads/${branch}`], {
-        ...baseEnv,
-        GIT_CONFIG_COUNT: "3",
-        GIT_CONFIG_KEY_2: "remote.cco-origin.url",
-        GIT_CONFIG_VALUE_2: url
-      })
-      yield* git(worktreePath, ["update-ref", `refs/remotes/origin/${branch}`, commit])
-      yield* sharedFiles.withPermits(1)(Effect.gen(function*() {
-        const remote = yield* run(worktreePath, ["config", "--get", `branch.${branch}.remote`])
-        if (remote.stdout.trim() === "origin") return
-        yield* git(worktreePath, ["config", "--local", `branch.${branch}.remote`, "origin"])
-        yield* git(worktreePath, ["config", "--local", `branch.${branch}.merge`, `refs/heads/${branch}`])
-      }))
-    })
-
-    const commitsAhead = Effect.fn("Worktree.commitsAhead")(
-      function*(worktreePath: string, base: string, head: string) {
-        const out = (yield* git(worktreePath, ["rev-list", "--count", `${base}..${head}`])).trim()
-        const count = Number.parseInt(out, 10)
-        if (Number.isNaN(count)) {
-          return yield* gitError(`git rev-list --count ${base}..${head}`, worktreePath, `unexpected output: ${out}`)
-        }
-        return count
-      }
-    )
-
-    const isClean = Effect.fn("Worktree.isClean")(function*(worktreePath: string) {
-      const out = yield* git(worktreePath, ["status", "--porcelain", "-z", "--untracked-files=normal"])
-      return out === ""
-    })
-
-    const diffStat = Effect.fn("Worktree.diffStat")(function*(worktreePath: string, base: string, head: string) {
-      return (yield* git(worktreePath, ["diff", "--stat", `${base}...${head}`])).trimEnd()
-    })
-
-    const nothingToCommit = /nothing to commit|nothing added to commit|no changes added to commit/
-
-    const commitAll = Effect.fn("Worktree.commitAll")(function*(worktreePath: string, message: string) {
-      yield* git(worktreePath, ["add", "-A"])
-      // Trying the commit costs one call; asking first would cost two, and a merge with no diff still commits.
-      const result = yield* run(worktreePath, ["commit", "--quiet", "--no-verify", "-m", message], identityEnv)
-      if (result.exitCode === 0) return true
-      if (nothingToCommit.test(result.stdout)) return false
-      return yield* gitError("git commit -a", worktreePath, outputOf(result))
-    })
-
     /**
      * Removes the index.lock a killed git process left in a worktree (say, a commit cut short by a restart),
      * which would make every later git command there fail. Only for when nothing can be running git there.
@@ -648,36 +338,8 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       return lock
     })
 
-    const currentBranch = Effect.fn("Worktree.currentBranch")(function*(worktreePath: string) {
-      const result = yield* run(worktreePath, ["symbolic-ref", "--short", "-q", "HEAD"])
-      if (result.exitCode === 0) return result.stdout.trim()
-      if (result.exitCode === 1) return "HEAD"
-      return yield* gitError("git symbolic-ref HEAD", worktreePath, outputOf(result))
-    })
-
-    const readFileAt = Effect.fn("Worktree.readFileAt")(function*(repoDir: string, ref: string, file: string) {
-      const result = yield* run(repoDir, ["cat-file", "blob", `${ref}:${file}`])
-      if (result.exitCode === 0) return result.stdout as string | undefined
-      if (/does not exist in|exists on disk, but not in/.test(result.stderr)) return undefined
-      return yield* gitError(`git cat-file blob ${ref}:${file}`, repoDir, outputOf(result))
-    })
-
-    const commitFile = Effect.fn("Worktree.commitFile")(
-      function*(worktreePath: string, relativePath: string, content: string, message: string) {
-        const file = path.join(worktreePath, relativePath)
-        yield* fs.makeDirectory(path.dirname(file), { recursive: true }).pipe(
-          Effect.mapError(fsError(`mkdir ${path.dirname(file)}`, worktreePath))
-        )
-        yield* fs.writeFileString(file, content).pipe(Effect.mapError(fsError(`write ${relativePath}`, worktreePath)))
-        yield* git(worktreePath, ["add", "--", relativePath])
-        const diff = yield* run(worktreePath, ["diff", "--cached", "--quiet", "--", relativePath])
-        if (diff.exitCode === 0) return false
-        if (diff.exitCode !== 1) return yield* gitError(`git diff --cached ${relativePath}`, worktreePath, outputOf(diff))
-        // A pathspec commit takes only this file, leaving whatever an agent staged alone.
-        yield* git(worktreePath, ["commit", "--quiet", "--no-verify", "-m", message, "--", relativePath], identityEnv)
-        return true
-      }
-    )
+    const merges = makeMerges(port, fs, path, sharedFiles)
+    const vetting = makeVetting(port)
 
     return {
       runBranchName,
@@ -686,26 +348,12 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       ensureBranches,
       addWorktree,
       copyEnvFiles,
-      merge,
-      mergeInProgress,
-      conflictMarkers,
-      addedConflictMarkers,
-      largeFiles,
-      changedAmong,
-      vetCommits,
-      push,
-      commitsAhead,
-      isClean,
-      diffStat,
-      commitAll,
       removeStaleLock,
-      headCommit,
-      currentBranch,
       removeWorktree,
       prune,
       listWorktrees,
-      readFileAt,
-      commitFile
+      ...merges,
+      ...vetting
     } as const
   })
 }) {}

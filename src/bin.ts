@@ -7,6 +7,7 @@ import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./Config.js"
+import { Git } from "./Git.js"
 import { findPackageRoot, Host } from "./RunHost.js"
 import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
 
@@ -83,7 +84,7 @@ const main = Effect.gen(function*() {
 }).pipe(
   Effect.tapErrorCause(report),
   withColourPolicy,
-  Effect.provide(Layer.merge(NodeContext.layer, Host.layer))
+  Effect.provide(Layer.mergeAll(NodeContext.layer, Host.layer, Git.Default))
 )
 
 NodeRuntime.runMain(main, {

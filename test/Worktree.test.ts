@@ -272,6 +272,27 @@ describe("Worktree", () => {
         expect(yield* exists(ran)).toBe(true)
       }))
 
+    it.scoped("ensureBranches runs no hook an agent installed either (reference-transaction, receive hooks)", () =>
+      Effect.gen(function*() {
+        const { worktree, clone, root, path } = yield* setup
+        const fs = yield* FileSystem.FileSystem
+        const ran = path.join(root, "hook-ran")
+        const hooks = path.join(root, "agent-hooks")
+        for (const dir of [hooks, path.join(clone, ".git", "hooks")]) {
+          for (const name of ["pre-receive", "update", "post-receive", "reference-transaction", "pre-push"]) {
+            yield* write(path.join(dir, name), `#!/bin/sh\necho "$0" >> ${ran}\n`)
+            yield* fs.chmod(path.join(dir, name), 0o755).pipe(Effect.orDie)
+          }
+        }
+        yield* agentGit(clone, "config", "core.hooksPath", hooks)
+        yield* worktree.ensureBranches(clone, [{ branch: "run/a", base: "main" }, { branch: "run/b", base: "run/a" }])
+        expect(yield* sh(clone, "rev-parse", "run/b")).toBe(yield* sh(clone, "rev-parse", "main"))
+        expect(yield* exists(ran)).toBe(false)
+        // The hooks are real: the agent's own git runs them.
+        yield* agentGit(clone, "update-ref", "refs/heads/run/c", "main")
+        expect(yield* exists(ran)).toBe(true)
+      }))
+
     it.scoped("prepareClone clones with a detached HEAD and an identity, then fetches on the second call", () =>
       Effect.gen(function*() {
         const { worktree, clone, bare, seed, path, root } = yield* setup

@@ -9,11 +9,15 @@ import { copyFileSync, mkdirSync, symlinkSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import * as Cleanup from "../src/Cleanup.js"
 import * as Doctor from "../src/Doctor.js"
+import { Git } from "../src/Git.js"
 import { decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "../src/RunState.js"
 import * as Status from "../src/Status.js"
 import * as Tmux from "../src/Tmux.js"
 import { claudeBin, DIRECTION, git, makeBareRepo, projectRoot } from "./harness.js"
 import { privateTmux, tempDir, uniqueSocket } from "./support.js"
+
+/** What the CLI's edge provides. */
+const Live = Layer.merge(NodeContext.layer, Git.Default)
 
 const RUN_ID = "2026-11-25_21-28-19"
 const branchOf = (name: string) => `cco/${RUN_ID}/${name}`
@@ -222,7 +226,7 @@ describe("cco status", () => {
       expect(table.stdout).toMatch(new RegExp(`^sessions +3 of 3 up on tmux -L ${run.socket}$`, "m"))
       expect(table.stdout).toContain("#2 done: build module 2")
       expect(table.stdout).toMatch(/^worker-2 .* 1 +\$0\.75$/m)
-    }).pipe(Effect.provide(NodeContext.layer)))
+    }).pipe(Effect.provide(Live)))
 
   it.scopedLive("a live run: orchestrator alive, time left, sessions that went away", () =>
     Effect.gen(function*() {
@@ -240,7 +244,7 @@ describe("cco status", () => {
       expect(text).toMatch(new RegExp(`^orchestrator +alive \\(pid ${process.pid}\\)$`, "m"))
       expect(text).toMatch(/^time left +1h(49|50)m \(deadline .*\)$/m)
       expect(text).toMatch(/^worker-2 .* stopped +gone /m)
-    }).pipe(Effect.provide(NodeContext.layer)))
+    }).pipe(Effect.provide(Live)))
 
   it.scopedLive("explains a missing or corrupt state.json and a log directory without runs", () =>
     Effect.gen(function*() {
@@ -272,7 +276,7 @@ describe("cco status", () => {
 
       const gone = yield* show(path.join(root, "nowhere"))
       expect(gone.message).toBe(`${path.join(root, "nowhere")}: no such directory`)
-    }).pipe(Effect.provide(NodeContext.layer)))
+    }).pipe(Effect.provide(Live)))
 })
 
 describe("cco cleanup", () => {
@@ -313,7 +317,7 @@ describe("cco cleanup", () => {
       // A second cleanup finds nothing left.
       const again = yield* Cleanup.cleanupRun(run.folder, { dryRun: false, branches: false, all: false })
       expect(again).toMatchObject({ sessions: [], worktrees: [], problems: [] })
-    }).pipe(Effect.provide(NodeContext.layer)))
+    }).pipe(Effect.provide(Live)))
 
   it.scopedLive("a copy of a run folder: cleanup touches only the copy, never the original's worktrees, clone or sessions", () =>
     Effect.gen(function*() {
@@ -361,7 +365,7 @@ describe("cco cleanup", () => {
         expect(inventory(run), reader).toEqual(before)
         for (const wt of run.worktrees) expect(yield* exists(path.join(wt, "README.md"))).toBe(true)
       }
-    }).pipe(Effect.provide(NodeContext.layer)))
+    }).pipe(Effect.provide(Live)))
 
   it.scopedLive("a run whose orchestrator is alive is refused when named and skipped when scanned", () =>
     Effect.gen(function*() {
@@ -383,7 +387,7 @@ describe("cco cleanup", () => {
       expect(lines.join("\n")).toContain(`skipped: its orchestrator is alive (pid ${process.pid})`)
       expect(inventory(run)).toEqual(before)
       expect(yield* exists(path.join(run.folder, LOCK_FILE))).toBe(true)
-    }).pipe(Effect.provide(NodeContext.layer)))
+    }).pipe(Effect.provide(Live)))
 
   it.scopedLive("--branches deletes the run's merged branches only; --all removes the clone when nothing is unpushed", () =>
     Effect.gen(function*() {
@@ -405,7 +409,7 @@ describe("cco cleanup", () => {
       const all = yield* Cleanup.cleanupRun(run.folder, { dryRun: false, branches: false, all: true })
       expect(all.removed).toEqual([run.repoDir])
       expect(yield* exists(run.repoDir)).toBe(false)
-    }).pipe(Effect.provide(NodeContext.layer)))
+    }).pipe(Effect.provide(Live)))
 
   it.scopedLive("a 26-instance run is cleaned completely, leaving what is not its own", () =>
     Effect.gen(function*() {
@@ -418,7 +422,7 @@ describe("cco cleanup", () => {
       expect(result.worktrees.length).toBe(26)
       expect(sessionsOn(run.socket)).toEqual(sorted(run.unrelatedSessions))
       expect(worktreesOf(run.repoDir)).toEqual(sorted([run.repoDir, run.unrelatedWorktree]))
-    }).pipe(Effect.provide(NodeContext.layer)))
+    }).pipe(Effect.provide(Live)))
 
   it.scopedLive("scripts/cleanup.sh: the CLI, the fallback when the CLI does not start, and each state.json reader", () =>
     Effect.gen(function*() {
@@ -472,7 +476,7 @@ describe("cco cleanup", () => {
       expect(refused.code).toBe(1)
       expect(refused.stdout).toContain(`refused: its orchestrator is alive (pid ${process.pid})`)
       expect(sessionsOn(run.socket)).toContain(sessionOf("em-1"))
-    }).pipe(Effect.provide(NodeContext.layer)))
+    }).pipe(Effect.provide(Live)))
 })
 
 describe("cco doctor", () => {
@@ -490,7 +494,7 @@ describe("cco doctor", () => {
       expect(r.stdout).toMatch(/^ok +claude +\d+\.\d+\.\d+ \(Claude Code\)/m)
       expect(r.stdout).toMatch(/^ok +node +v\d+/m)
       expect(r.stderr).toBe("cco: doctor: 1 check failed (tmux)\n")
-    }).pipe(Effect.provide(NodeContext.layer)))
+    }).pipe(Effect.provide(Live)))
 
   it.scopedLive("with --config it checks the config, credentials, repository, PROJECT_DIRECTION.md and disk", () =>
     Effect.gen(function*() {
@@ -550,7 +554,7 @@ describe("cco doctor", () => {
       expect(byName(old).claude).toMatchObject({ level: "fail", detail: `${path.join(root, "no-claude")} not found` })
       expect(Either.isLeft(yield* Doctor.doctor({ resolveClaude: () => claudeBin, nodeVersion: "18.0.0" }, () => Effect.void).pipe(Effect.either)))
         .toBe(true)
-    }).pipe(Effect.provide(NodeContext.layer)))
+    }).pipe(Effect.provide(Live)))
 })
 
 const mkdir = (root: string, name: string) => {
