@@ -6,12 +6,12 @@ import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Option } from "effect"
 import { ccoIdentity, Git, gitError, outputOf } from "./Git.js"
-import { makeMerges } from "./Merges.js"
+import { makeBranchWork } from "./BranchWork.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { makeVetting, splitNul } from "./Vetting.js"
 
 export { ccoIdentity, GitError, stripCredentials } from "./Git.js"
-export { MergeResult } from "./Merges.js"
+export { MergeResult } from "./BranchWork.js"
 export { ccoOwnedFiles, hasConflictStructure, maxFileBytes } from "./Vetting.js"
 
 export interface WorktreeInfo {
@@ -338,7 +338,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       return lock
     })
 
-    const merges = makeMerges(port, fs, path, sharedFiles)
+    const merges = makeBranchWork(port, fs, path, sharedFiles)
     const vetting = makeVetting(port)
 
     return {

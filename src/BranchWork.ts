@@ -16,7 +16,7 @@ export const MergeResult = Data.taggedEnum<MergeResult>()
 const nothingToCommit = /nothing to commit|nothing added to commit|no changes added to commit/
 
 /** The merge, commit and push operations of the Worktree service, over the Git port. */
-export const makeMerges = (
+export const makeBranchWork = (
   git: Git,
   fs: FileSystem.FileSystem,
   path: Path.Path,
