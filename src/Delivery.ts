@@ -1,6 +1,6 @@
 // Prompt delivery: messages wait in an instance's outbox and go in, in batches, only when it can take them as
 // its next turn; reminders after a turn that ended with work still pending.
-import { Deferred, Duration, Effect, Option, Ref } from "effect"
+import { Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
 import * as ClaudeCode from "./ClaudeCode.js"
 import * as H from "./Hierarchy.js"
 import * as Outbox from "./Outbox.js"
@@ -23,7 +23,7 @@ export const makeDelivery = (ctx: RunContext) => {
     })
 
   /** Takes the next batch from the outbox, marking the instance busy with it, if it can take a prompt now. */
-  const takeBatch = (name: string) =>
+  const takeBatch = (name: string, at: number) =>
     Ref.modify(ctx.instances, (m) => {
       const i = m.get(name)
       // Nothing reaches an instance before its role prompt: that is what tells it who it is.
@@ -32,7 +32,6 @@ export const makeDelivery = (ctx: RunContext) => {
       }
       // New work going in restarts the supervisor's clocks: "busy with no progress" counts from now, not
       // from the instance's last hook (the CLI may take seconds to submit it), and the ladder starts over.
-      const at = Date.now()
       // One paste carries at most PANE_MAX characters: what does not fit waits for the next turn, uncut.
       const [batch, rest] = Outbox.nextBatch(i.outbox, PANE_MAX)
       const next = {
@@ -51,7 +50,7 @@ export const makeDelivery = (ctx: RunContext) => {
 
   const flush = (name: string): Effect.Effect<void> =>
     lockOf(name).withPermits(1)(Effect.gen(function*() {
-      const taken = yield* takeBatch(name)
+      const taken = yield* takeBatch(name, yield* Clock.currentTimeMillis)
       if (taken === undefined) return
       yield* ctx.signalState
       yield* runLog.log("instance.state", { instance: name, from: taken.from, to: "busy", generation: taken.generation })
@@ -98,7 +97,7 @@ export const makeDelivery = (ctx: RunContext) => {
         const inst = yield* ctx.get(name)
         if (inst.restarting) return
         const decision = Supervisor.remindAfterStop({
-          now: Date.now(),
+          now: yield* Clock.currentTimeMillis,
           stoppedAt,
           status: inst.status,
           lastEventAt: inst.lastEventAt,

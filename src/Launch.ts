@@ -1,6 +1,6 @@
 // Launching the team, top first: each instance's worktree, credential and session; a resumed run takes over
 // the sessions that survived and restarts the others where they left off.
-import { Effect } from "effect"
+import { Clock, Effect } from "effect"
 import type { Credential } from "./Agent.js"
 import type { Delivery } from "./Delivery.js"
 import type * as H from "./Hierarchy.js"
@@ -27,11 +27,12 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
       const inst = yield* get(spec.name)
       if (run.previous !== undefined && (yield* agent.isAlive(spec.name)) && (yield* agent.attach(spec.name, inst.generation))) {
         // What it was owed when the orchestrator died goes in at once; a message taken but never pasted, too.
+        const attachedAt = yield* Clock.currentTimeMillis
         yield* update(spec.name, (i) => ({
           ...i,
           ready: true,
           status: "idle",
-          lastEventAt: Date.now(),
+          lastEventAt: attachedAt,
           ...(i.inFlightPasted ? {} : { outbox: [...i.inFlight, ...i.outbox], inFlight: [], inFlightPasted: true })
         }))
         yield* Effect.forkIn(flush(spec.name), scope)
@@ -48,7 +49,8 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
         credential,
         continueSession: run.previous !== undefined && inst.prompted
       })
-      yield* update(spec.name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: Date.now() }))
+      const launchedAt = yield* Clock.currentTimeMillis
+      yield* update(spec.name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: launchedAt }))
       yield* costTracker.setCredential(spec.name, credential.name)
       if (run.previous !== undefined && inst.prompted) {
         yield* send(spec.name, "[cco] The orchestrator was restarted and your session with it; your conversation is restored. Go on where you left off; if a cco team command failed meanwhile, run it again.")

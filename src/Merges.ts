@@ -31,7 +31,8 @@ export const makeMerges = (ctx: RunContext) => {
       const commit = yield* git.headCommit(worktree)
       yield* git.push(worktree, lead.branch)
       yield* Ref.update(ctx.merges, (m) => [...m, { from: report.branch, into: lead.branch, commit }])
-      yield* Ref.update(ctx.board, (b) => H.markMerged(b, report.name, isoNow()))
+      const mergedAt = yield* isoNow
+      yield* Ref.update(ctx.board, (b) => H.markMerged(b, report.name, mergedAt))
       yield* runLog.log("merge.done", { from: report.name, branch: report.branch, into: lead.branch, commit })
       return commit
     })

@@ -6,7 +6,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Effect, FiberMap, Layer, Queue } from "effect"
+import { Clock, Effect, FiberMap, Layer, Queue } from "effect"
 import * as AgentModule from "./Agent.js"
 import { Agent } from "./Agent.js"
 import * as Auth from "./Auth.js"
@@ -51,7 +51,7 @@ export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<
       const fs = yield* FileSystem.FileSystem
       const path = yield* Path.Path
       const previous = options.resume === undefined ? undefined : yield* readResumable(options.resume)
-      const startedAt = previous === undefined ? Date.now() : Date.parse(previous.startedAt)
+      const startedAt = previous === undefined ? yield* Clock.currentTimeMillis : Date.parse(previous.startedAt)
       const { folder, runId } = previous !== undefined
         ? { folder: previous.runFolder, runId: previous.runId }
         : yield* RunLogModule.createRunFolder(config.logDirectory, new Date(startedAt)).pipe(

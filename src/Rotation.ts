@@ -1,6 +1,6 @@
 // Credentials for instances and what an API error does: a limited credential cools and its instances move on
 // to another with --continue; an overload waits and goes on; an unconfirmed claim changes nothing in the pool.
-import { Duration, Effect, Queue } from "effect"
+import { Clock, Duration, Effect, Queue } from "effect"
 import type { Credential } from "./Agent.js"
 import * as Auth from "./Auth.js"
 import type { Delivery } from "./Delivery.js"
@@ -44,7 +44,7 @@ export const makeRotation = (ctx: RunContext, deps: RotationDeps) => {
         const until = next.left.until
         yield* update(name, (i) => ({ ...i, status: "rate-limited" }))
         yield* runLog.log("credentials.exhausted", { instance: name, until: until.toISOString(), cooling: next.left.cooling })
-        yield* Effect.sleep(Auth.waitSlice(until.getTime(), Date.now(), 1000))
+        yield* Effect.sleep(Auth.waitSlice(until.getTime(), yield* Clock.currentTimeMillis, 1000))
         return yield* moveOff(name, from, why)
       }
       const credential = next.right
@@ -61,7 +61,7 @@ export const makeRotation = (ctx: RunContext, deps: RotationDeps) => {
     Effect.gen(function*() {
       // A hook can be forged by the agent: the CLI's own error line on the pane decides (see Limits.confirmStopFailure).
       const line = claimed._tag === "Other" ? undefined : yield* Limits.awaitCliErrorLine(tmux.capturePane(agent.sessionName(name)))
-      const verdict = Limits.confirmStopFailure(claimed, line, new Date())
+      const verdict = Limits.confirmStopFailure(claimed, line, new Date(yield* Clock.currentTimeMillis))
       const inst = yield* get(name)
       // A failure of a session being replaced (or already replaced) says nothing about the new credential.
       if (generation !== inst.generation || inst.status === "starting" || inst.restarting) {

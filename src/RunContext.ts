@@ -2,7 +2,7 @@
 // concurrent changes apart. Built once by Orchestrator.orchestrate and handed to each concern's module.
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as Path from "@effect/platform/Path"
-import { Deferred, Effect, Queue, type Redacted, Ref, Schema, type Scope } from "effect"
+import { Clock, Deferred, Effect, Queue, type Redacted, Ref, Schema, type Scope } from "effect"
 import type { AgentShape } from "./Agent.js"
 import type { AuthShape } from "./Auth.js"
 import type { ResolvedConfig } from "./Config.js"
@@ -117,7 +117,8 @@ export type Merge = { from: string; into: string; commit: string }
 
 export const list = (names: ReadonlyArray<string>) => names.join(", ")
 
-export const isoNow = () => new Date().toISOString()
+/** The time now as an ISO string, from the Clock. */
+export const isoNow = Effect.map(Clock.currentTimeMillis, (ms) => new Date(ms).toISOString())
 
 /** The run as identified on disk: its folder, id, start, and the state it resumes from. */
 export interface RunIdentity {
@@ -184,7 +185,7 @@ export interface RunServices {
   readonly scope: Scope.Scope
 }
 
-const initialInstance = (spec: H.InstanceSpec, worktree: string): Instance => ({
+const initialInstance = (spec: H.InstanceSpec, worktree: string, now: number): Instance => ({
   spec,
   worktree,
   status: "starting",
@@ -193,15 +194,15 @@ const initialInstance = (spec: H.InstanceSpec, worktree: string): Instance => ({
   prompted: false,
   roleQueued: false,
   outbox: [],
-  lastEventAt: Date.now(),
-  progressAt: Date.now(),
+  lastEventAt: now,
+  progressAt: now,
   restarts: 0,
   restartHistory: [],
   restarting: false,
   inFlight: [],
   inFlightPasted: true,
   reminded: false,
-  ladder: Supervisor.initialLadder(Date.now()),
+  ladder: Supervisor.initialLadder(now),
   credential: ""
 })
 
@@ -241,8 +242,9 @@ export const makeRunContext = (
   Effect.gen(function*() {
     const { agent, runLog } = services
     const { specs, worktrees } = layout
+    const startNow = yield* Clock.currentTimeMillis
     const instances = yield* Ref.make<ReadonlyMap<string, Instance>>(
-      new Map(specs.map((spec) => [spec.name, initialInstance(spec, worktrees.get(spec.name)!)]))
+      new Map(specs.map((spec) => [spec.name, initialInstance(spec, worktrees.get(spec.name)!, startNow)]))
     )
     const board = yield* Ref.make<H.Board>(run.previous?.board ?? H.emptyBoard)
     const merges = yield* Ref.make<ReadonlyArray<Merge>>(run.previous?.merges ?? [])

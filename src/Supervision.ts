@@ -1,6 +1,6 @@
 // Supervision: one fiber per instance in a FiberMap, a health check every interval (crash, stuck, idle,
 // blocking screens), and restarts — one at a time per instance, within the restart budget.
-import { Duration, Effect, FiberMap, Option, Ref, Schedule } from "effect"
+import { Clock, Duration, Effect, FiberMap, Option, Ref, Schedule } from "effect"
 import type { Credential } from "./Agent.js"
 import type { Delivery } from "./Delivery.js"
 import * as EventsModule from "./Events.js"
@@ -75,7 +75,8 @@ export const makeSupervision = (ctx: RunContext, deps: SupervisionDeps) =>
     const restartClaimed = (name: string, reason: string, next?: Credential) =>
       Effect.gen(function*() {
         const inst = yield* get(name)
-        const budget = Supervisor.allowRestart(inst.restartHistory, Date.now(), config.maxRestartsPerInstance, 10 * 60_000)
+        const restartAt = yield* Clock.currentTimeMillis
+        const budget = Supervisor.allowRestart(inst.restartHistory, restartAt, config.maxRestartsPerInstance, 10 * 60_000)
         if (!budget.allowed) {
           yield* update(name, (i) => ({ ...i, status: "stopped" }))
           yield* runLog.log("instance.restart-refused", { instance: name, reason, limit: `${config.maxRestartsPerInstance} per 10 minutes` })
@@ -90,9 +91,9 @@ export const makeSupervision = (ctx: RunContext, deps: SupervisionDeps) =>
           inFlight: [],
           restarts: i.restarts + 1,
           restartHistory: budget.history,
-          lastEventAt: Date.now(),
-          progressAt: Date.now(),
-          ladder: Supervisor.initialLadder(Date.now())
+          lastEventAt: restartAt,
+          progressAt: restartAt,
+          ladder: Supervisor.initialLadder(restartAt)
         }))
         yield* runLog.log("instance.restarting", { instance: name, reason, restarts: inst.restarts + 1 })
         yield* stopInstance(name)
@@ -101,7 +102,8 @@ export const makeSupervision = (ctx: RunContext, deps: SupervisionDeps) =>
         yield* costTracker.setCredential(name, credential.name)
         const generation = yield* agent.launch({ instance: name, worktree: inst.worktree, credential, continueSession: inst.prompted })
         yield* dropSnapshots
-        yield* update(name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: Date.now() }))
+        const launchedAt = yield* Clock.currentTimeMillis
+        yield* update(name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: launchedAt }))
         if (inst.prompted) {
           const b = yield* Ref.get(board)
           const task = H.currentTask(b, name)
@@ -128,7 +130,7 @@ export const makeSupervision = (ctx: RunContext, deps: SupervisionDeps) =>
         if (yield* Ref.get(windingDown)) return
         const inst = yield* get(name)
         if (inst.restarting) return
-        const nowMs = Date.now()
+        const nowMs = yield* Clock.currentTimeMillis
         const alive = yield* isAlive(name)
         // The screen is read only when an instance has been quiet for a while: idle runs stay cheap.
         const quiet = nowMs - inst.lastEventAt > config.healthCheckIntervalSeconds * 2000

@@ -25,7 +25,6 @@ export const makeTeamCommands = (ctx: RunContext, deps: TeamCommandDeps) => {
   const { git, runLog, specs, specOf, top, startCommit, target, get, board, locked, end, instances } = ctx
   const { send, rolePrompt, boardChanged, writeTeamStructure } = deps
   const { catchUp, recordMerge } = deps.merges
-  const now = isoNow
 
   // One change to an instance's task at a time (assign to it, its done, its merge), from the check of the task to
   // its new state on the board: of two concurrent assigns to one report exactly one is accepted, a report is not
@@ -53,7 +52,8 @@ export const makeTeamCommands = (ctx: RunContext, deps: TeamCommandDeps) => {
       }
       const inst = yield* get(targetName)
       const note = inst.prompted ? yield* locked(catchUp(to, inst.worktree)) : ""
-      yield* Ref.update(board, (b) => H.assign(b, targetName, from.name, text, now()))
+      const assignedAt = yield* isoNow
+      yield* Ref.update(board, (b) => H.assign(b, targetName, from.name, text, assignedAt))
       const task = H.currentTask(yield* Ref.get(board), targetName)!
       yield* runLog.log("task.assigned", { instance: targetName, by: from.name, task: task.id, text })
       yield* send(targetName, inst.prompted || inst.roleQueued
@@ -96,7 +96,8 @@ export const makeTeamCommands = (ctx: RunContext, deps: TeamCommandDeps) => {
         yield* runLog.log("task.done-refused", { instance: from.name, reason: checked })
         return reply(false, `refused: ${checked}`)
       }
-      yield* Ref.update(board, (b) => H.markDone(b, from.name, summary, now()))
+      const doneAt = yield* isoNow
+      yield* Ref.update(board, (b) => H.markDone(b, from.name, summary, doneAt))
       yield* runLog.log("task.done", { instance: from.name, summary })
       if (from.lead === undefined) {
         yield* Deferred.succeed(end, "project-done")

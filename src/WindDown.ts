@@ -1,11 +1,11 @@
 // The end of a run: until done, the time limit or an interrupt; then sessions stopped, reported work merged
 // upward, nothing in a worktree lost, the target branch pushed if it is sound, and the summary.
-import { Deferred, Effect, Ref } from "effect"
+import { Clock, Deferred, Effect, Ref } from "effect"
 import type * as Costs from "./Costs.js"
 import type { Delivery } from "./Delivery.js"
 import * as H from "./Hierarchy.js"
 import type { Merges } from "./Merges.js"
-import type { EndReason, RunContext, RunSummary } from "./RunContext.js"
+import { type EndReason, isoNow, type RunContext, type RunSummary } from "./RunContext.js"
 import * as Supervisor from "./Supervisor.js"
 
 // Whatever ends this run — even an interrupt during start-up — no session of it is left running,
@@ -15,9 +15,10 @@ export const addExitFinalizer = (ctx: RunContext, writeState: Effect.Effect<void
     Effect.gen(function*() {
       yield* Effect.forEach(ctx.specs, (spec) => ctx.agent.stop(spec.name), { discard: true, concurrency: "unbounded" })
       if ((yield* Ref.get(ctx.ended)) !== undefined) return
-      yield* Ref.set(ctx.ended, { at: new Date().toISOString(), reason: "interrupted" as EndReason })
+      const endedAt = yield* Clock.currentTimeMillis
+      yield* Ref.set(ctx.ended, { at: new Date(endedAt).toISOString(), reason: "interrupted" as EndReason })
       yield* writeState
-      yield* ctx.runLog.log("run.finished", { reason: "interrupted", durationMs: Date.now() - ctx.run.startedAt })
+      yield* ctx.runLog.log("run.finished", { reason: "interrupted", durationMs: (yield* Clock.currentTimeMillis) - ctx.run.startedAt })
     })
   )
 
@@ -90,10 +91,10 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
   })
 
   /** Until the project is done, a limit ends it, the deadline passes or the run is interrupted. */
-  const awaitEnd = Effect.suspend(() =>
+  const awaitEnd = Effect.flatMap(Clock.currentTimeMillis, (now) =>
     Effect.raceFirst(
       Deferred.await(end),
-      Supervisor.watchDeadline(Math.max(1000, run.startedAt + config.maxRunDurationMinutes * 60_000 - Date.now()), warnAll).pipe(Effect.as<EndReason>("time-limit"))
+      Supervisor.watchDeadline(Math.max(1000, run.startedAt + config.maxRunDurationMinutes * 60_000 - now), warnAll).pipe(Effect.as<EndReason>("time-limit"))
     )
   ).pipe(
     // The scope's finalizer then records the end (state.json, run.finished), as for any unfinished run.
@@ -115,7 +116,7 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
         targetBranch: target,
         merges: yield* Ref.get(merges),
         commitsOnTarget,
-        durationMs: Date.now() - run.startedAt,
+        durationMs: (yield* Clock.currentTimeMillis) - run.startedAt,
         tmuxSocket: tmux.socket,
         instances: specs.map((s) => ({
           name: s.name,
@@ -127,7 +128,7 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
         })),
         costs
       }
-      yield* Ref.set(ended, { at: new Date().toISOString(), reason })
+      yield* Ref.set(ended, { at: yield* isoNow, reason })
       yield* writeState
       yield* runLog.log("run.finished", { reason, commitsOnTarget, merges: summary.merges.length, durationMs: summary.durationMs, costUsd: costs.total.usd })
       return summary
