@@ -8,53 +8,93 @@ import { acceptsPrompt, type RunContext, type Status } from "./RunContext.js"
 import * as Supervisor from "./Supervisor.js"
 import { PANE_MAX } from "./Untrusted.js"
 
+const lockOf = (ctx: RunContext, name: string) => ctx.deliveryLocks.get(name)!
+
+const awaitIdleTitle = (ctx: RunContext, name: string) => {
+  const { agent, tmux } = ctx
+  return Effect.gen(function*() {
+    for (let i = 0; i < 100; i++) {
+      const info = yield* tmux.paneInfo(agent.sessionName(name)).pipe(Effect.option)
+      if (Option.isSome(info) && ClaudeCode.isIdleTitle(info.value.title)) return
+      yield* Effect.sleep(Duration.millis(100))
+    }
+  })
+}
+
+/** Takes the next batch from the outbox, marking the instance busy with it, if it can take a prompt now. */
+const takeBatch = (ctx: RunContext, name: string, at: number) => {
+  return Ref.modify(ctx.instances, (m) => {
+    const i = m.get(name)
+    // Nothing reaches an instance before its role prompt: that is what tells it who it is.
+    if (i === undefined || !i.ready || !acceptsPrompt(i.status) || i.outbox.length === 0 || !(i.prompted || i.roleQueued)) {
+      return [undefined, m] as const
+    }
+    // New work going in restarts the supervisor's clocks: "busy with no progress" counts from now, not
+    // from the instance's last hook (the CLI may take seconds to submit it), and the ladder starts over.
+    // One paste carries at most PANE_MAX characters: what does not fit waits for the next turn, uncut.
+    const [batch, rest] = Outbox.nextBatch(i.outbox, PANE_MAX)
+    const next = {
+      ...i,
+      outbox: rest,
+      inFlight: batch,
+      inFlightPasted: false,
+      reminded: false,
+      status: "busy" as Status,
+      prompted: true,
+      lastEventAt: at,
+      progressAt: at
+    }
+    return [{ texts: batch, from: i.status, generation: i.generation, prompted: i.prompted }, new Map(m).set(name, next)] as const
+  })
+}
+
+// A turn that ends with work pending (a report to merge, a task not reported) is followed by a reminder within
+// seconds, if the instance still rests then and nothing waits in its outbox; see Supervisor.remindAfterStop.
+const remindAfterStop = (ctx: RunContext, name: string, stoppedAt: number) => {
+  const { agent, runLog, update } = ctx
+  return Effect.gen(function*() {
+    const delay = Supervisor.reminderDelayMs(ctx.config.idleAfterSeconds * 1000)
+    yield* Effect.sleep(Duration.millis(delay))
+    if (yield* Deferred.isDone(ctx.end)) return
+    // Under the delivery lock: never in the middle of a prompt being pasted.
+    yield* lockOf(ctx, name).withPermits(1)(Effect.gen(function*() {
+      const inst = yield* ctx.get(name)
+      if (inst.restarting) return
+      const decision = Supervisor.remindAfterStop({
+        now: yield* Clock.currentTimeMillis,
+        stoppedAt,
+        status: inst.status,
+        lastEventAt: inst.lastEventAt,
+        progressAt: inst.progressAt,
+        pendingWork: H.workAfterStop(inst.spec, yield* Ref.get(ctx.board)),
+        deliveryPending: inst.outbox.length > 0,
+        remindedWithoutWork: inst.reminded
+      }, inst.ladder, delay)
+      if (decision.action._tag !== "Nudge") return
+      const { message, reason } = decision.action
+      let claimed = false
+      yield* update(name, (i) => {
+        if (i.lastEventAt !== stoppedAt || i.generation !== inst.generation || i.restarting || i.outbox.length > 0) return i
+        claimed = true
+        return { ...i, ladder: decision.ladder, reminded: true }
+      })
+      if (!claimed) return
+      yield* runLog.log("supervisor.reminder", { instance: name, reason })
+      yield* agent.deliver(name, message).pipe(Effect.ignore)
+    }))
+  }).pipe(Effect.catchAllCause((cause) => runLog.log("supervisor.error", { instance: name, cause: String(cause) })))
+}
+
 export const makeDelivery = (ctx: RunContext) => {
-  const { agent, runLog, tmux, update } = ctx
-  const lockOf = (name: string) => ctx.deliveryLocks.get(name)!
-
+  const { agent, runLog, update } = ctx
   // --- delivery: prompts go in only when the instance is idle; otherwise they wait in its outbox
-  const awaitIdleTitle = (name: string) =>
-    Effect.gen(function*() {
-      for (let i = 0; i < 100; i++) {
-        const info = yield* tmux.paneInfo(agent.sessionName(name)).pipe(Effect.option)
-        if (Option.isSome(info) && ClaudeCode.isIdleTitle(info.value.title)) return
-        yield* Effect.sleep(Duration.millis(100))
-      }
-    })
-
-  /** Takes the next batch from the outbox, marking the instance busy with it, if it can take a prompt now. */
-  const takeBatch = (name: string, at: number) =>
-    Ref.modify(ctx.instances, (m) => {
-      const i = m.get(name)
-      // Nothing reaches an instance before its role prompt: that is what tells it who it is.
-      if (i === undefined || !i.ready || !acceptsPrompt(i.status) || i.outbox.length === 0 || !(i.prompted || i.roleQueued)) {
-        return [undefined, m] as const
-      }
-      // New work going in restarts the supervisor's clocks: "busy with no progress" counts from now, not
-      // from the instance's last hook (the CLI may take seconds to submit it), and the ladder starts over.
-      // One paste carries at most PANE_MAX characters: what does not fit waits for the next turn, uncut.
-      const [batch, rest] = Outbox.nextBatch(i.outbox, PANE_MAX)
-      const next = {
-        ...i,
-        outbox: rest,
-        inFlight: batch,
-        inFlightPasted: false,
-        reminded: false,
-        status: "busy" as Status,
-        prompted: true,
-        lastEventAt: at,
-        progressAt: at
-      }
-      return [{ texts: batch, from: i.status, generation: i.generation, prompted: i.prompted }, new Map(m).set(name, next)] as const
-    })
-
   const flush = (name: string): Effect.Effect<void> =>
-    lockOf(name).withPermits(1)(Effect.gen(function*() {
-      const taken = yield* takeBatch(name, yield* Clock.currentTimeMillis)
+    lockOf(ctx, name).withPermits(1)(Effect.gen(function*() {
+      const taken = yield* takeBatch(ctx, name, yield* Clock.currentTimeMillis)
       if (taken === undefined) return
       yield* ctx.signalState
       yield* runLog.log("instance.state", { instance: name, from: taken.from, to: "busy", generation: taken.generation })
-      yield* awaitIdleTitle(name)
+      yield* awaitIdleTitle(ctx, name)
       const text = taken.texts.join(Outbox.SEPARATOR)
       yield* agent.deliver(name, text).pipe(
         Effect.tap(() => update(name, (i) => i.inFlight === taken.texts ? { ...i, inFlightPasted: true } : i)),
@@ -85,42 +125,7 @@ export const makeDelivery = (ctx: RunContext) => {
     )
   }
 
-  // A turn that ends with work pending (a report to merge, a task not reported) is followed by a reminder within
-  // seconds, if the instance still rests then and nothing waits in its outbox; see Supervisor.remindAfterStop.
-  const remindAfterStop = (name: string, stoppedAt: number) =>
-    Effect.gen(function*() {
-      const delay = Supervisor.reminderDelayMs(ctx.config.idleAfterSeconds * 1000)
-      yield* Effect.sleep(Duration.millis(delay))
-      if (yield* Deferred.isDone(ctx.end)) return
-      // Under the delivery lock: never in the middle of a prompt being pasted.
-      yield* lockOf(name).withPermits(1)(Effect.gen(function*() {
-        const inst = yield* ctx.get(name)
-        if (inst.restarting) return
-        const decision = Supervisor.remindAfterStop({
-          now: yield* Clock.currentTimeMillis,
-          stoppedAt,
-          status: inst.status,
-          lastEventAt: inst.lastEventAt,
-          progressAt: inst.progressAt,
-          pendingWork: H.workAfterStop(inst.spec, yield* Ref.get(ctx.board)),
-          deliveryPending: inst.outbox.length > 0,
-          remindedWithoutWork: inst.reminded
-        }, inst.ladder, delay)
-        if (decision.action._tag !== "Nudge") return
-        const { message, reason } = decision.action
-        let claimed = false
-        yield* update(name, (i) => {
-          if (i.lastEventAt !== stoppedAt || i.generation !== inst.generation || i.restarting || i.outbox.length > 0) return i
-          claimed = true
-          return { ...i, ladder: decision.ladder, reminded: true }
-        })
-        if (!claimed) return
-        yield* runLog.log("supervisor.reminder", { instance: name, reason })
-        yield* agent.deliver(name, message).pipe(Effect.ignore)
-      }))
-    }).pipe(Effect.catchAllCause((cause) => runLog.log("supervisor.error", { instance: name, cause: String(cause) })))
-
-  return { flush, send, remindAfterStop }
+  return { flush, send, remindAfterStop: (name: string, stoppedAt: number) => remindAfterStop(ctx, name, stoppedAt) }
 }
 
 export type Delivery = ReturnType<typeof makeDelivery>

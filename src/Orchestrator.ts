@@ -1,7 +1,8 @@
 // The run: clone, branches and worktrees, instances launched in hierarchy order, hook events and team
 // commands routed, worker → team → target merges owned by cco, TEAM_STRUCTURE.md kept current, and the end.
-// Each concern lives in its own module (RunSetup, RunFolder, TeamBoard, Delivery, Hooks, TeamCommands, Merges,
-// Launch, Supervision, Rotation, CostWatch, WindDown), all sharing one RunContext; `orchestrate` composes them.
+// Each concern lives in its own module, all sharing one RunContext (services, instances, board, locks):
+// RunSetup → RunFolder, TeamBoard, RolePrompts → Delivery ← Hooks, TeamCommands (→ Merges) → Launch →
+// Supervision (→ Restarts) ← Rotation, CostWatch → WindDown. `orchestrate` composes them in that order.
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
@@ -27,7 +28,8 @@ import * as RunLogModule from "./RunLog.js"
 import { RunLog } from "./RunLog.js"
 import { preflight, prepareLayout, readResumable } from "./RunSetup.js"
 import * as Secrets from "./Secrets.js"
-import { makeSupervision } from "./Supervision.js"
+import { makeRestarts } from "./Restarts.js"
+import { makePaneSnapshots, makeSupervision } from "./Supervision.js"
 import { makeTeamBoard } from "./TeamBoard.js"
 import { makeTeamCommands } from "./TeamCommands.js"
 import * as TmuxModule from "./Tmux.js"
@@ -149,8 +151,10 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
     const credentialFor = makeCredentialFor(ctx)
     yield* makeLaunch(ctx, { makeWorktree, credentialFor, delivery, rolePrompt, writeState, writeTeamStructure }).launchAll(layout.direction)
 
-    const supervision = yield* makeSupervision(ctx, { send, credentialFor, writeState })
-    yield* makeRotation(ctx, { send, restart: supervision.restart }).consume
+    const snapshots = yield* makePaneSnapshots(ctx)
+    const { restart, stopInstance } = makeRestarts(ctx, { send, credentialFor, writeState, dropSnapshots: snapshots.dropSnapshots })
+    yield* makeRotation(ctx, { send, restart }).consume
+    const supervision = yield* makeSupervision(ctx, snapshots, restart)
     const supervisors = yield* FiberMap.make<string>()
     yield* supervision.superviseAll(supervisors)
     yield* costWatch.startPolling(writeState)
@@ -158,7 +162,7 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
     const { awaitEnd, windDown, finish } = makeWindDown(ctx, {
       send,
       merges,
-      stopInstance: supervision.stopInstance,
+      stopInstance,
       stopHealthChecks: supervision.stopHealthChecks(supervisors),
       writeState,
       writeTeamStructure,

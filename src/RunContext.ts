@@ -142,10 +142,8 @@ export interface RunLayout {
   readonly topWorktree: string
 }
 
-export interface RunContext extends RunLayout {
-  readonly config: ResolvedConfig
-  readonly options: RunOptions
-  readonly run: RunIdentity
+/** The services a run uses, resolved once by Orchestrator. */
+export interface RunServices {
   readonly fs: FileSystem.FileSystem
   readonly path: Path.Path
   readonly runLog: RunLogShape
@@ -155,6 +153,12 @@ export interface RunContext extends RunLayout {
   readonly agent: AgentShape
   readonly auth: AuthShape
   readonly scope: Scope.Scope
+}
+
+export interface RunContext extends RunLayout, RunServices {
+  readonly config: ResolvedConfig
+  readonly options: RunOptions
+  readonly run: RunIdentity
   readonly instances: Ref.Ref<ReadonlyMap<string, Instance>>
   readonly update: (name: string, f: (i: Instance) => Instance) => Effect.Effect<void>
   readonly get: (name: string) => Effect.Effect<Instance>
@@ -171,18 +175,6 @@ export interface RunContext extends RunLayout {
   /** API errors reported by hooks, handled by the rotation fiber (Rotation). */
   readonly limitEvents: Queue.Queue<{ readonly instance: string; readonly generation: number; readonly limit: Limits.Limit }>
   readonly costTracker: Costs.CostTracker
-}
-
-export interface RunServices {
-  readonly fs: FileSystem.FileSystem
-  readonly path: Path.Path
-  readonly runLog: RunLogShape
-  readonly git: Worktree
-  readonly tmux: TmuxShape
-  readonly events: EventsShape
-  readonly agent: AgentShape
-  readonly auth: AuthShape
-  readonly scope: Scope.Scope
 }
 
 const initialInstance = (spec: H.InstanceSpec, worktree: string, now: number): Instance => ({

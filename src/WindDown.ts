@@ -32,24 +32,62 @@ export interface WindDownDeps {
   readonly pollCosts: Effect.Effect<Costs.CostSnapshot>
 }
 
-export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
-  const { config, run, git, runLog, specs, specOf, top, topWorktree, startCommit, target, worktrees, board, instances, merges, end, ended, locked, tmux, agent } = ctx
-  const { send, stopInstance, writeState, writeTeamStructure, pollCosts } = deps
-  const { mergeClean } = deps.merges
+// --- wind down: nothing in a worktree is lost, the target branch holds what was merged
+const saveWork = (ctx: RunContext, spec: H.InstanceSpec) => {
+  const { worktrees, git, run, startCommit, runLog } = ctx
+  return Effect.gen(function*() {
+    const dir = worktrees.get(spec.name)!
+    if (yield* git.mergeInProgress(dir)) return
+    if (yield* git.commitAll(dir, `cco: work in progress of ${spec.name} at the end of run ${run.runId}`)) {
+      // `git add -A` takes whatever lies in the worktree: a huge file stays in the run's clone, never pushed.
+      const large = yield* git.largeFiles(dir, spec.baseBranch ?? startCommit, spec.branch)
+      if (large.length > 0) return yield* runLog.log("wip.not-pushed", { instance: spec.name, branch: spec.branch, large })
+      yield* git.push(dir, spec.branch)
+      yield* runLog.log("wip.saved", { instance: spec.name, branch: spec.branch })
+    }
+  }).pipe(Effect.catchAll((e) => runLog.log("wip.failed", { instance: spec.name, message: e.message })))
+}
 
-  // --- wind down: nothing in a worktree is lost, the target branch holds what was merged
-  const saveWork = (spec: H.InstanceSpec) =>
-    Effect.gen(function*() {
-      const dir = worktrees.get(spec.name)!
-      if (yield* git.mergeInProgress(dir)) return
-      if (yield* git.commitAll(dir, `cco: work in progress of ${spec.name} at the end of run ${run.runId}`)) {
-        // `git add -A` takes whatever lies in the worktree: a huge file stays in the run's clone, never pushed.
-        const large = yield* git.largeFiles(dir, spec.baseBranch ?? startCommit, spec.branch)
-        if (large.length > 0) return yield* runLog.log("wip.not-pushed", { instance: spec.name, branch: spec.branch, large })
-        yield* git.push(dir, spec.branch)
-        yield* runLog.log("wip.saved", { instance: spec.name, branch: spec.branch })
-      }
-    }).pipe(Effect.catchAll((e) => runLog.log("wip.failed", { instance: spec.name, message: e.message })))
+/** After the wind-down: the summary, recorded in state.json and as run.finished. */
+const finish = (ctx: RunContext, deps: WindDownDeps, reason: EndReason) => {
+  const { config, run, git, runLog, specs, topWorktree, startCommit, target, instances, merges, ended, tmux, agent } = ctx
+  const { pollCosts, writeState } = deps
+  return Effect.gen(function*() {
+    // Sessions are stopped and their processes gone: the transcripts are complete.
+    const costs = yield* pollCosts
+    const commitsOnTarget = yield* git.commitsAhead(topWorktree, startCommit, target).pipe(Effect.orElseSucceed(() => 0))
+    const finalInstances = yield* Ref.get(instances)
+    const summary: RunSummary = {
+      runId: run.runId,
+      runFolder: run.folder,
+      reason,
+      repositoryUrl: config.repositoryUrl,
+      targetBranch: target,
+      merges: yield* Ref.get(merges),
+      commitsOnTarget,
+      durationMs: (yield* Clock.currentTimeMillis) - run.startedAt,
+      tmuxSocket: tmux.socket,
+      instances: specs.map((s) => ({
+        name: s.name,
+        role: s.role,
+        branch: s.branch,
+        status: finalInstances.get(s.name)!.status,
+        restarts: finalInstances.get(s.name)!.restarts,
+        session: agent.sessionName(s.name)
+      })),
+      costs
+    }
+    yield* Ref.set(ended, { at: yield* isoNow, reason })
+    yield* writeState
+    yield* runLog.log("run.finished", { reason, commitsOnTarget, merges: summary.merges.length, durationMs: summary.durationMs, costUsd: costs.total.usd })
+    return summary
+  })
+}
+
+export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
+  const { config, run, git, runLog, specs, specOf, top, topWorktree, startCommit, target, board, instances, end, locked } = ctx
+  const { send, stopInstance, writeTeamStructure } = deps
+  const { mergeClean } = deps.merges
 
   const windDown = (reason: EndReason) =>
     Effect.gen(function*() {
@@ -68,7 +106,7 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
             if (em.lead !== undefined) yield* mergeClean(specOf.get(em.lead)!, em)
           }
         }
-        yield* Effect.forEach(specs.filter((s) => s !== top), saveWork, { discard: true })
+        yield* Effect.forEach(specs.filter((s) => s !== top), (spec) => saveWork(ctx, spec), { discard: true })
       }))
       yield* writeTeamStructure(`run ended: ${reason}`)
       // Never a target branch whose new commits add conflict markers or huge files: origin keeps the last good push.
@@ -101,38 +139,5 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
     Effect.onInterrupt(() => runLog.log("run.interrupted").pipe(Effect.zipRight(windDown("interrupted"))))
   )
 
-  /** After the wind-down: the summary, recorded in state.json and as run.finished. */
-  const finish = (reason: EndReason) =>
-    Effect.gen(function*() {
-      // Sessions are stopped and their processes gone: the transcripts are complete.
-      const costs = yield* pollCosts
-      const commitsOnTarget = yield* git.commitsAhead(topWorktree, startCommit, target).pipe(Effect.orElseSucceed(() => 0))
-      const finalInstances = yield* Ref.get(instances)
-      const summary: RunSummary = {
-        runId: run.runId,
-        runFolder: run.folder,
-        reason,
-        repositoryUrl: config.repositoryUrl,
-        targetBranch: target,
-        merges: yield* Ref.get(merges),
-        commitsOnTarget,
-        durationMs: (yield* Clock.currentTimeMillis) - run.startedAt,
-        tmuxSocket: tmux.socket,
-        instances: specs.map((s) => ({
-          name: s.name,
-          role: s.role,
-          branch: s.branch,
-          status: finalInstances.get(s.name)!.status,
-          restarts: finalInstances.get(s.name)!.restarts,
-          session: agent.sessionName(s.name)
-        })),
-        costs
-      }
-      yield* Ref.set(ended, { at: yield* isoNow, reason })
-      yield* writeState
-      yield* runLog.log("run.finished", { reason, commitsOnTarget, merges: summary.merges.length, durationMs: summary.durationMs, costUsd: costs.total.usd })
-      return summary
-    })
-
-  return { windDown, awaitEnd, finish }
+  return { windDown, awaitEnd, finish: (reason: EndReason) => finish(ctx, deps, reason) }
 }
