@@ -1,0 +1,131 @@
+// Prompt delivery: messages wait in an instance's outbox and go in, in batches, only when it can take them as
+// its next turn; reminders after a turn that ended with work still pending.
+import { Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
+import * as ClaudeCode from "./ClaudeCode.js"
+import * as H from "./Hierarchy.js"
+import * as Outbox from "./Outbox.js"
+import { acceptsPrompt, type RunContext, type Status } from "./RunContext.js"
+import * as Supervisor from "./Supervisor.js"
+import { PANE_MAX } from "./Untrusted.js"
+
+const lockOf = (ctx: RunContext, name: string) => ctx.deliveryLocks.get(name)!
+
+const awaitIdleTitle = (ctx: RunContext, name: string) => {
+  const { agent, tmux } = ctx
+  return Effect.gen(function*() {
+    for (let i = 0; i < 100; i++) {
+      const info = yield* tmux.paneInfo(agent.sessionName(name)).pipe(Effect.option)
+      if (Option.isSome(info) && ClaudeCode.isIdleTitle(info.value.title)) return
+      yield* Effect.sleep(Duration.millis(100))
+    }
+  })
+}
+
+/** Takes the next batch from the outbox, marking the instance busy with it, if it can take a prompt now. */
+const takeBatch = (ctx: RunContext, name: string, at: number) => {
+  return Ref.modify(ctx.instances, (m) => {
+    const i = m.get(name)
+    // Nothing reaches an instance before its role prompt: that is what tells it who it is.
+    if (i === undefined || !i.ready || !acceptsPrompt(i.status) || i.outbox.length === 0 || !(i.prompted || i.roleQueued)) {
+      return [undefined, m] as const
+    }
+    // New work going in restarts the supervisor's clocks: "busy with no progress" counts from now, not
+    // from the instance's last hook (the CLI may take seconds to submit it), and the ladder starts over.
+    // One paste carries at most PANE_MAX characters: what does not fit waits for the next turn, uncut.
+    const [batch, rest] = Outbox.nextBatch(i.outbox, PANE_MAX)
+    const next = {
+      ...i,
+      outbox: rest,
+      inFlight: batch,
+      inFlightPasted: false,
+      reminded: false,
+      status: "busy" as Status,
+      prompted: true,
+      lastEventAt: at,
+      progressAt: at
+    }
+    return [{ texts: batch, from: i.status, generation: i.generation, prompted: i.prompted }, new Map(m).set(name, next)] as const
+  })
+}
+
+// A turn that ends with work pending (a report to merge, a task not reported) is followed by a reminder within
+// seconds, if the instance still rests then and nothing waits in its outbox; see Supervisor.remindAfterStop.
+const remindAfterStop = (ctx: RunContext, name: string, stoppedAt: number) => {
+  const { agent, runLog, update } = ctx
+  return Effect.gen(function*() {
+    const delay = Supervisor.reminderDelayMs(ctx.config.idleAfterSeconds * 1000)
+    yield* Effect.sleep(Duration.millis(delay))
+    if (yield* Deferred.isDone(ctx.end)) return
+    // Under the delivery lock: never in the middle of a prompt being pasted.
+    yield* lockOf(ctx, name).withPermits(1)(Effect.gen(function*() {
+      const inst = yield* ctx.get(name)
+      if (inst.restarting) return
+      const decision = Supervisor.remindAfterStop({
+        now: yield* Clock.currentTimeMillis,
+        stoppedAt,
+        status: inst.status,
+        lastEventAt: inst.lastEventAt,
+        progressAt: inst.progressAt,
+        pendingWork: H.workAfterStop(inst.spec, yield* Ref.get(ctx.board)),
+        deliveryPending: inst.outbox.length > 0,
+        remindedWithoutWork: inst.reminded
+      }, inst.ladder, delay)
+      if (decision.action._tag !== "Nudge") return
+      const { message, reason } = decision.action
+      let claimed = false
+      yield* update(name, (i) => {
+        if (i.lastEventAt !== stoppedAt || i.generation !== inst.generation || i.restarting || i.outbox.length > 0) return i
+        claimed = true
+        return { ...i, ladder: decision.ladder, reminded: true }
+      })
+      if (!claimed) return
+      yield* runLog.log("supervisor.reminder", { instance: name, reason })
+      yield* agent.deliver(name, message).pipe(Effect.ignore)
+    }))
+  }).pipe(Effect.catchAllCause((cause) => runLog.log("supervisor.error", { instance: name, cause: String(cause) })))
+}
+
+export const makeDelivery = (ctx: RunContext) => {
+  const { agent, runLog, update } = ctx
+  // --- delivery: prompts go in only when the instance is idle; otherwise they wait in its outbox
+  const flush = (name: string): Effect.Effect<void> =>
+    lockOf(ctx, name).withPermits(1)(Effect.gen(function*() {
+      const taken = yield* takeBatch(ctx, name, yield* Clock.currentTimeMillis)
+      if (taken === undefined) return
+      yield* ctx.signalState
+      yield* runLog.log("instance.state", { instance: name, from: taken.from, to: "busy", generation: taken.generation })
+      yield* awaitIdleTitle(ctx, name)
+      const text = taken.texts.join(Outbox.SEPARATOR)
+      yield* agent.deliver(name, text).pipe(
+        Effect.tap(() => update(name, (i) => i.inFlight === taken.texts ? { ...i, inFlightPasted: true } : i)),
+        Effect.tap(() => runLog.log("prompt.delivered", { instance: name, chars: text.length, messages: taken.texts.length })),
+        Effect.catchAll((e) =>
+          // A role prompt that did not go in is not delivered: the instance is not "prompted" by it.
+          update(name, (i) => ({ ...i, outbox: [...taken.texts, ...i.outbox], inFlight: [], status: "idle", prompted: taken.prompted && i.prompted })).pipe(
+            Effect.zipRight(runLog.log("prompt.failed", { instance: name, message: e.message }))
+          ))
+      )
+    }))
+
+  // Each outbox is bounded (Outbox.OUTBOX_LIMITS): the oldest messages give way, never the role prompt.
+  const send = (name: string, text: string, options: { readonly role?: boolean } = {}) => {
+    let trimmed: Outbox.Enqueued | undefined
+    return update(name, (i) => {
+      const role = options.role === true
+      trimmed = Outbox.enqueue(i.outbox, text, { role, roleFirst: i.roleQueued && !i.prompted })
+      return { ...i, outbox: trimmed.outbox, ...(role ? { roleQueued: true } : {}) }
+    }).pipe(
+      Effect.zipRight(Effect.suspend(() =>
+        trimmed !== undefined && (trimmed.dropped > 0 || trimmed.truncated)
+          ? runLog.log("outbox.trimmed", { instance: name, dropped: trimmed.dropped, droppedChars: trimmed.droppedChars, cut: trimmed.truncated, waiting: trimmed.outbox.length })
+          : Effect.void
+      )),
+      Effect.zipRight(Effect.forkIn(flush(name), ctx.scope)),
+      Effect.asVoid
+    )
+  }
+
+  return { flush, send, remindAfterStop: (name: string, stoppedAt: number) => remindAfterStop(ctx, name, stoppedAt) }
+}
+
+export type Delivery = ReturnType<typeof makeDelivery>

@@ -1,0 +1,87 @@
+// Restarts: one at a time per instance, within the restart budget, on the same or a new credential, with
+// what the replaced session was given and never finished; and stopping an instance's session cleanly.
+import { Clock, Effect, Ref } from "effect"
+import type { Credential } from "./Agent.js"
+import type { Delivery } from "./Delivery.js"
+import * as H from "./Hierarchy.js"
+import type { RunContext, RunError } from "./RunContext.js"
+import * as Supervisor from "./Supervisor.js"
+
+export interface RestartDeps {
+  readonly send: Delivery["send"]
+  readonly credentialFor: (name: string) => Effect.Effect<Credential, RunError>
+  readonly writeState: Effect.Effect<void>
+  /** Drops the health checks' pane snapshots, so that no check sees the session a restart replaced. */
+  readonly dropSnapshots: Effect.Effect<void>
+}
+
+export const makeRestarts = (ctx: RunContext, deps: RestartDeps) => {
+  const { config, agent, git, runLog, update, get, instances, board, worktrees, costTracker } = ctx
+  const { send, credentialFor, writeState, dropSnapshots } = deps
+  // Stops an instance's session and every process it started; then a git lock one of them left in its
+  // worktree (a commit cut short) is stale, and removed so that git works there again.
+  const stopInstance = (name: string) =>
+    agent.stop(name).pipe(
+      Effect.zipRight(git.removeStaleLock(worktrees.get(name)!)),
+      Effect.flatMap((lock) => lock === undefined ? Effect.void : runLog.log("worktree.lock-removed", { instance: name, file: lock })),
+      Effect.catchAll((e) => runLog.log("worktree.lock-check-failed", { instance: name, message: e.message }))
+    )
+
+  const restart = (name: string, reason: string, next?: Credential) =>
+    Effect.gen(function*() {
+      // One restart at a time per instance: a rotation and a crash check must not both relaunch it.
+      const claimed = yield* Ref.modify(instances, (m) => {
+        const i = m.get(name)
+        if (i === undefined || i.restarting) return [false, m] as const
+        return [true, new Map(m).set(name, { ...i, restarting: true })] as const
+      })
+      if (!claimed) return yield* runLog.log("instance.restart-skipped", { instance: name, reason, why: "a restart is already under way" })
+      yield* restartClaimed(name, reason, next).pipe(Effect.ensuring(update(name, (i) => ({ ...i, restarting: false }))))
+    })
+
+  const restartClaimed = (name: string, reason: string, next?: Credential) =>
+    Effect.gen(function*() {
+      const inst = yield* get(name)
+      const restartAt = yield* Clock.currentTimeMillis
+      const budget = Supervisor.allowRestart(inst.restartHistory, restartAt, config.maxRestartsPerInstance, 10 * 60_000)
+      if (!budget.allowed) {
+        yield* update(name, (i) => ({ ...i, status: "stopped" }))
+        yield* runLog.log("instance.restart-refused", { instance: name, reason, limit: `${config.maxRestartsPerInstance} per 10 minutes` })
+        return
+      }
+      yield* update(name, (i) => ({
+        ...i,
+        status: "starting",
+        ready: false,
+        // A message pasted into the session being replaced, and never taken, goes to the new one.
+        outbox: [...i.inFlight, ...i.outbox],
+        inFlight: [],
+        restarts: i.restarts + 1,
+        restartHistory: budget.history,
+        lastEventAt: restartAt,
+        progressAt: restartAt,
+        ladder: Supervisor.initialLadder(restartAt)
+      }))
+      yield* runLog.log("instance.restarting", { instance: name, reason, restarts: inst.restarts + 1 })
+      yield* stopInstance(name)
+      // --continue needs a conversation; before its first prompt an instance simply starts afresh.
+      const credential = next ?? (yield* credentialFor(name))
+      yield* costTracker.setCredential(name, credential.name)
+      const generation = yield* agent.launch({ instance: name, worktree: inst.worktree, credential, continueSession: inst.prompted })
+      yield* dropSnapshots
+      const launchedAt = yield* Clock.currentTimeMillis
+      yield* update(name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: launchedAt }))
+      if (inst.prompted) {
+        const b = yield* Ref.get(board)
+        const task = H.currentTask(b, name)
+        // A lead cut off in the middle of its assignments is told who still has nothing to do.
+        const idle = H.noTaskYet(H.reportsWithoutTask(inst.spec, b))
+        yield* send(name, `[cco] cco restarted you (${reason}); your conversation is restored. ${task !== undefined && task.status === "assigned" ? `Go on with task #${task.id}: commit your work and report with cco team done when it is finished.` : "Go on where you left off."}${idle === undefined ? "" : ` Note: ${idle}.`}`)
+      }
+      yield* writeState
+    }).pipe(Effect.catchAll((e) => runLog.log("instance.restart-failed", { instance: name, reason, message: e.message })))
+
+  return { stopInstance, restart }
+}
+
+export type Restarts = ReturnType<typeof makeRestarts>

@@ -1,0 +1,143 @@
+// The end of a run: until done, the time limit or an interrupt; then sessions stopped, reported work merged
+// upward, nothing in a worktree lost, the target branch pushed if it is sound, and the summary.
+import { Clock, Deferred, Effect, Ref } from "effect"
+import type * as Costs from "./Costs.js"
+import type { Delivery } from "./Delivery.js"
+import * as H from "./Hierarchy.js"
+import type { Merges } from "./Merges.js"
+import { type EndReason, isoNow, type RunContext, type RunSummary } from "./RunContext.js"
+import * as Supervisor from "./Supervisor.js"
+
+// Whatever ends this run — even an interrupt during start-up — no session of it is left running,
+// and state.json says how it ended.
+export const addExitFinalizer = (ctx: RunContext, writeState: Effect.Effect<void>) =>
+  Effect.addFinalizer(() =>
+    Effect.gen(function*() {
+      yield* Effect.forEach(ctx.specs, (spec) => ctx.agent.stop(spec.name), { discard: true, concurrency: "unbounded" })
+      if ((yield* Ref.get(ctx.ended)) !== undefined) return
+      const endedAt = yield* Clock.currentTimeMillis
+      yield* Ref.set(ctx.ended, { at: new Date(endedAt).toISOString(), reason: "interrupted" as EndReason })
+      yield* writeState
+      yield* ctx.runLog.log("run.finished", { reason: "interrupted", durationMs: (yield* Clock.currentTimeMillis) - ctx.run.startedAt })
+    })
+  )
+
+export interface WindDownDeps {
+  readonly send: Delivery["send"]
+  readonly merges: Merges
+  readonly stopInstance: (name: string) => Effect.Effect<void>
+  readonly stopHealthChecks: Effect.Effect<void>
+  readonly writeState: Effect.Effect<void>
+  readonly writeTeamStructure: (reason: string) => Effect.Effect<void>
+  readonly pollCosts: Effect.Effect<Costs.CostSnapshot>
+}
+
+// --- wind down: nothing in a worktree is lost, the target branch holds what was merged
+const saveWork = (ctx: RunContext, spec: H.InstanceSpec) => {
+  const { worktrees, git, run, startCommit, runLog } = ctx
+  return Effect.gen(function*() {
+    const dir = worktrees.get(spec.name)!
+    if (yield* git.mergeInProgress(dir)) return
+    if (yield* git.commitAll(dir, `cco: work in progress of ${spec.name} at the end of run ${run.runId}`)) {
+      // `git add -A` takes whatever lies in the worktree: a huge file stays in the run's clone, never pushed.
+      const large = yield* git.largeFiles(dir, spec.baseBranch ?? startCommit, spec.branch)
+      if (large.length > 0) return yield* runLog.log("wip.not-pushed", { instance: spec.name, branch: spec.branch, large })
+      yield* git.push(dir, spec.branch)
+      yield* runLog.log("wip.saved", { instance: spec.name, branch: spec.branch })
+    }
+  }).pipe(Effect.catchAll((e) => runLog.log("wip.failed", { instance: spec.name, message: e.message })))
+}
+
+/** After the wind-down: the summary, recorded in state.json and as run.finished. */
+const finish = (ctx: RunContext, deps: WindDownDeps, reason: EndReason) => {
+  const { config, run, git, runLog, specs, topWorktree, startCommit, target, instances, merges, ended, tmux, agent } = ctx
+  const { pollCosts, writeState } = deps
+  return Effect.gen(function*() {
+    // Sessions are stopped and their processes gone: the transcripts are complete.
+    const costs = yield* pollCosts
+    const commitsOnTarget = yield* git.commitsAhead(topWorktree, startCommit, target).pipe(Effect.orElseSucceed(() => 0))
+    const finalInstances = yield* Ref.get(instances)
+    const summary: RunSummary = {
+      runId: run.runId,
+      runFolder: run.folder,
+      reason,
+      repositoryUrl: config.repositoryUrl,
+      targetBranch: target,
+      merges: yield* Ref.get(merges),
+      commitsOnTarget,
+      durationMs: (yield* Clock.currentTimeMillis) - run.startedAt,
+      tmuxSocket: tmux.socket,
+      instances: specs.map((s) => ({
+        name: s.name,
+        role: s.role,
+        branch: s.branch,
+        status: finalInstances.get(s.name)!.status,
+        restarts: finalInstances.get(s.name)!.restarts,
+        session: agent.sessionName(s.name)
+      })),
+      costs
+    }
+    yield* Ref.set(ended, { at: yield* isoNow, reason })
+    yield* writeState
+    yield* runLog.log("run.finished", { reason, commitsOnTarget, merges: summary.merges.length, durationMs: summary.durationMs, costUsd: costs.total.usd })
+    return summary
+  })
+}
+
+export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
+  const { config, run, git, runLog, specs, specOf, top, topWorktree, startCommit, target, board, instances, end, locked } = ctx
+  const { send, stopInstance, writeTeamStructure } = deps
+  const { mergeClean } = deps.merges
+
+  const windDown = (reason: EndReason) =>
+    Effect.gen(function*() {
+      yield* deps.stopHealthChecks
+      yield* runLog.log("run.ending", { reason })
+      yield* Effect.forEach(specs, (spec) => stopInstance(spec.name), { discard: true, concurrency: "unbounded" })
+      yield* locked(Effect.gen(function*() {
+        // At a limit, reported work moves up first; uncommitted work is then saved on each instance's own
+        // branch only, so it never reaches the target branch unreviewed.
+        if (reason !== "project-done" && reason !== "interrupted") {
+          const b = yield* Ref.get(board)
+          for (const em of specs.filter((s) => s.role === "em")) {
+            for (const w of em.reports) {
+              if (H.currentTask(b, w)?.status === "done") yield* mergeClean(em, specOf.get(w)!)
+            }
+            if (em.lead !== undefined) yield* mergeClean(specOf.get(em.lead)!, em)
+          }
+        }
+        yield* Effect.forEach(specs.filter((s) => s !== top), (spec) => saveWork(ctx, spec), { discard: true })
+      }))
+      yield* writeTeamStructure(`run ended: ${reason}`)
+      // Never a target branch whose new commits add conflict markers or huge files: origin keeps the last good push.
+      yield* locked(Effect.gen(function*() {
+        const problems = yield* git.vetCommits(topWorktree, startCommit, target, { ccoOwned: false })
+        if (problems.length > 0) return yield* runLog.log("push.refused", { branch: target, problems })
+        yield* git.push(topWorktree, target)
+      })).pipe(
+        Effect.catchAll((e) => runLog.log("push.failed", { branch: target, message: e.message }))
+      )
+    })
+
+  // --- until done, the run's time limit, or an interrupt (Ctrl-C / SIGTERM)
+  const warnAll = Effect.gen(function*() {
+    const leadMs = Supervisor.warningLead(config.maxRunDurationMinutes * 60_000)
+    const left = leadMs >= 90_000 ? `${Math.round(leadMs / 60_000)} minutes` : leadMs >= 60_000 ? "1 minute" : `${Math.round(leadMs / 1000)} seconds`
+    yield* runLog.log("run.time-warning", { left })
+    const prompted = [...(yield* Ref.get(instances)).values()].filter((i) => i.prompted || i.roleQueued).map((i) => i.spec)
+    yield* Effect.forEach(prompted, (spec) => send(spec.name, `[cco] The run ends in about ${left}. Commit your work now; if your task is finished, report it with cco team done.`), { discard: true })
+  })
+
+  /** Until the project is done, a limit ends it, the deadline passes or the run is interrupted. */
+  const awaitEnd = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+    Effect.raceFirst(
+      Deferred.await(end),
+      Supervisor.watchDeadline(Math.max(1000, run.startedAt + config.maxRunDurationMinutes * 60_000 - now), warnAll).pipe(Effect.as<EndReason>("time-limit"))
+    )
+  ).pipe(
+    // The scope's finalizer then records the end (state.json, run.finished), as for any unfinished run.
+    Effect.onInterrupt(() => runLog.log("run.interrupted").pipe(Effect.zipRight(windDown("interrupted"))))
+  )
+
+  return { windDown, awaitEnd, finish: (reason: EndReason) => finish(ctx, deps, reason) }
+}
