@@ -16,6 +16,7 @@ import { makeCostWatch } from "./CostWatch.js"
 import { makeDelivery } from "./Delivery.js"
 import * as EventsModule from "./Events.js"
 import { Events } from "./Events.js"
+import { Git } from "./Git.js"
 import { makeHooks } from "./Hooks.js"
 import { makeLaunch } from "./Launch.js"
 import type * as Limits from "./Limits.js"
@@ -69,7 +70,8 @@ export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<
       const base = Layer.mergeAll(
         Layer.succeed(RunLog, runLog),
         TmuxModule.layer(config.tmuxSocket, { hiddenEnv: config.apiKeys.flatMap((k) => Object.keys(k.env)) }),
-        Worktree.Default
+        Worktree.Default,
+        Git.Default
       )
       const events = EventsModule.layer(socketPath).pipe(Layer.provide(base))
       const agent = AgentModule.layer({

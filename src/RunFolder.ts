@@ -7,6 +7,7 @@ import * as Debounce from "./Debounce.js"
 import * as H from "./Hierarchy.js"
 import type { Instance, RunContext } from "./RunContext.js"
 import { LOCK_FILE, type RunState } from "./RunState.js"
+import { taskLine } from "./Status.js"
 
 // cco.lock says this run's orchestrator is alive (cleanup leaves such a run alone); removed at the end.
 export const holdLock = (fs: FileSystem.FileSystem, path: Path.Path, folder: string) => {
@@ -36,7 +37,7 @@ const instanceState = (ctx: RunContext, b: H.Board, costOf: ReadonlyMap<string, 
     ...(i.roleQueued ? { roleQueued: true } : {}),
     ...(i.outbox.length === 0 ? {} : { outbox: i.outbox }),
     ...(i.inFlight.length === 0 ? {} : { inFlight: i.inFlight, inFlightPasted: i.inFlightPasted }),
-    ...(task === undefined ? {} : { currentTask: `#${task.id} ${task.status}: ${task.text.split("\n")[0]!.slice(0, 120)}` })
+    ...(task === undefined ? {} : { currentTask: taskLine(task, 120) })
   }
 }
 

@@ -5,7 +5,9 @@ import * as Path from "@effect/platform/Path"
 import { Effect, Option } from "effect"
 import type { ResolvedConfig } from "./Config.js"
 import { exec } from "./Exec.js"
+import { Git } from "./Git.js"
 import * as H from "./Hierarchy.js"
+import { isAlive } from "./Process.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { type RunIdentity, type RunLayout, RunError, type RunOptions } from "./RunContext.js"
 import type { RunLogShape } from "./RunLog.js"
@@ -23,17 +25,7 @@ export const readResumable = (folder: string) =>
     if (state.endedAt !== undefined) return yield* fail(`it already ended (${state.endReason ?? "unknown"}) at ${state.endedAt}`)
     const lock = yield* readRegularFile(path.join(folder, LOCK_FILE), MAX_BYTES.lock).pipe(Effect.option)
     const pid = Option.isSome(lock) ? Number(lock.value.trim()) : NaN
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
-      const alive = (() => {
-        try {
-          process.kill(pid, 0)
-          return true
-        } catch {
-          return false
-        }
-      })()
-      if (alive) return yield* fail(`its orchestrator is still running (pid ${pid})`)
-    }
+    if (pid !== process.pid && isAlive(pid)) return yield* fail(`its orchestrator is still running (pid ${pid})`)
     return state
   })
 
@@ -45,7 +37,10 @@ export const preflight = (config: ResolvedConfig, options: RunOptions) =>
         Effect.mapError((detail) => new RunError({ reason: "preflight", message: `${name} is not usable (${typeof detail === "string" ? detail : detail.message}). ${fix}` }))
       )
     yield* tool("tmux", ["-V"], "Install tmux (apt-get install tmux).")
-    yield* tool("git", ["--version"], "Install git.")
+    yield* Git.pipe(
+      Effect.flatMap((git) => git.version()),
+      Effect.mapError((e) => new RunError({ reason: "preflight", message: `git is not usable (${e.message}). Install git.` }))
+    )
     yield* tool(options.claudePath, ["--version"], "Install Claude Code (npm install -g @anthropic-ai/claude-code) or set claudeCommand / CCO_CLAUDE_PATH.")
     if (config.authMode === "api-keys-only" && config.apiKeys.length === 0) {
       return yield* new RunError({ reason: "preflight", message: "authMode api-keys-only needs at least one key in api-keys.json" })
@@ -89,7 +84,7 @@ export const prepareLayout = (config: ResolvedConfig, run: RunIdentity, runLog: 
     const specOf = new Map(specs.map((s) => [s.name, s]))
     yield* git.ensureBranch(repoDir, target, `origin/${config.branch}`)
     const startCommit = run.previous?.startCommit ??
-      (yield* exec("git", ["rev-parse", `refs/heads/${target}`], { cwd: repoDir }).pipe(Effect.orDie)).stdout.trim()
+      (yield* git.headCommit(repoDir, `refs/heads/${target}`))
 
     // .env / .env.local are the user's local files: from a local working copy of the repository when that is
     // what repositoryUrl names, otherwise from the config directory.

@@ -7,6 +7,7 @@ import type { TeamReply, TeamRequest } from "./Events.js"
 import * as H from "./Hierarchy.js"
 import type { Merges } from "./Merges.js"
 import { isoNow, list, type RunContext } from "./RunContext.js"
+import { renderTeam } from "./Status.js"
 import { quoteAgentText } from "./Untrusted.js"
 import type { GitError } from "./Worktree.js"
 
@@ -168,11 +169,7 @@ const status = (env: TeamEnv) => {
   return Effect.gen(function*() {
     const all = yield* Ref.get(instances)
     const b = yield* Ref.get(board)
-    const rows = [...all.values()].map((i) => {
-      const t = H.currentTask(b, i.spec.name)
-      return `${i.spec.name.padEnd(10)} ${i.spec.role.padEnd(8)} ${i.status.padEnd(12)} ${i.spec.branch}  ${t ? `#${t.id} ${t.status}: ${t.text.split("\n")[0]!.slice(0, 60)}` : "no task"}`
-    })
-    return reply(true, [`target branch: ${target}`, ...rows].join("\n"))
+    return reply(true, renderTeam(target, [...all.values()].map((i) => ({ ...i.spec, status: i.status })), b))
   })
 }
 
