@@ -20,11 +20,12 @@ describe("isAlive", () => {
   })
 
   it("is false once a process has exited, and for an exited one its parent has not reaped yet", async () => {
-    // sh starts a child that exits at once, then becomes `sleep`, which never reaps it: the child stays a zombie.
-    const parent = spawn("sh", ["-c", "true & echo $!; exec sleep 5"], { stdio: ["ignore", "pipe", "ignore"] })
+    // sh starts a child that exits shortly after sh has become `sleep`, which never reaps it: the child stays a
+    // zombie. (A child that exited before the exec could be reaped by sh itself.)
+    const parent = spawn("sh", ["-c", "sleep 0.3 & echo $!; exec sleep 5"], { stdio: ["ignore", "pipe", "ignore"] })
     try {
       const zombie = await new Promise<number>((resolve) => parent.stdout.once("data", (d: Buffer) => resolve(Number(String(d).trim()))))
-      for (let i = 0; i < 50 && stateOf(zombie) !== "Z"; i++) await new Promise((r) => setTimeout(r, 20))
+      for (let i = 0; i < 150 && stateOf(zombie) !== "Z"; i++) await new Promise((r) => setTimeout(r, 20))
       expect(stateOf(zombie)).toBe("Z")
       expect(isAlive(zombie)).toBe(false)
       expect(isAlive(parent.pid!)).toBe(true)

@@ -243,7 +243,8 @@ describe.skipIf(process.platform !== "linux")("stopping an instance", () => {
       const dir = yield* tempDir("cco-continue-")
       const cli = path.join(dir, "recording-claude")
       // Records its arguments and environment, then stays up as a session would.
-      writeFileSync(cli, `#!/bin/sh\necho "$@" > ${dir}/argv\nenv > ${dir}/env\nexec sleep 604\n`, { mode: 0o755 })
+      // Each file appears whole (written aside, then renamed), so a reader never sees it half written.
+      writeFileSync(cli, `#!/bin/sh\nenv > ${dir}/env.part && mv ${dir}/env.part ${dir}/env\necho "$@" > ${dir}/argv.part && mv ${dir}/argv.part ${dir}/argv\nexec sleep 604\n`, { mode: 0o755 })
       const agent = yield* makeAgent(dir, "continue", cli)
       const launch = agent.launch({ instance: "worker-1", worktree: dir, credential: { name: "none", env: {} }, continueSession: true })
       const recorded = (file: string) => waitFor(file, Effect.sync(() => existsSync(path.join(dir, file)) ? readFileSync(path.join(dir, file), "utf8") : undefined))
