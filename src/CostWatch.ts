@@ -1,23 +1,26 @@
 // Cost limits: the instances' transcripts read as they spend and on a timer, warnings at 80 %, and the run
 // ended at 100 % of a limit.
 import { Deferred, Duration, Effect, Schedule } from "effect"
-import * as Costs from "./Costs.js"
+import { makeBudget } from "./Budget.js"
+import type { CostSnapshot } from "./CostTracker.js"
 import * as EventsModule from "./Events.js"
+import { UNKNOWN_MODEL_FAMILY } from "./Prices.js"
 import type { RunContext } from "./RunContext.js"
+import { makeSpendWatch } from "./SpendWatch.js"
 
 export const makeCostWatch = (ctx: RunContext) => {
   const { config, runLog, costTracker } = ctx
   // Limits warn at 80 % and end the run at 100 %, checked when spending happens (each Stop and tool use reads
   // that instance's new transcript lines) and by the timed poll below.
-  const budget = Costs.makeBudget({
+  const budget = makeBudget({
     ...(config.maxCostUsd === undefined ? {} : { maxCostUsd: config.maxCostUsd }),
     ...(config.maxCostUsdPerInstance === undefined ? {} : { maxCostUsdPerInstance: config.maxCostUsdPerInstance }),
     ...(config.maxTokens === undefined ? {} : { maxTokens: config.maxTokens })
   })
-  const checkCosts = (snapshot: Costs.CostSnapshot) =>
+  const checkCosts = (snapshot: CostSnapshot) =>
     Effect.gen(function*() {
       for (const model of snapshot.newUnknownModels) {
-        yield* runLog.log("cost.unknown-model", { model, pricedAs: Costs.UNKNOWN_MODEL_FAMILY })
+        yield* runLog.log("cost.unknown-model", { model, pricedAs: UNKNOWN_MODEL_FAMILY })
       }
       const check = budget.check(snapshot)
       for (const w of check.warnings) {
@@ -28,7 +31,7 @@ export const makeCostWatch = (ctx: RunContext) => {
         yield* runLog.log("cost.limit", { limits: check.exceeded.map((e) => e.message) })
       }
     })
-  const spendWatch = Costs.makeSpendWatch(costTracker, checkCosts, ctx.scope)
+  const spendWatch = makeSpendWatch(costTracker, checkCosts, ctx.scope)
 
   // --- costs: transcripts read incrementally; all of them on a timer (besides each instance as it spends)
   const pollCosts = Effect.tap(costTracker.poll, checkCosts)

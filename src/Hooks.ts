@@ -1,13 +1,13 @@
 // Hook events from the instances' Claude Code sessions, reduced into each instance's state; API errors go on
 // to Rotation, turns and tool uses to delivery, reminders and the cost watch.
 import { Effect, Queue, Ref } from "effect"
-import type { SpendWatch } from "./Costs.js"
 import type { Delivery } from "./Delivery.js"
 import * as EventsModule from "./Events.js"
 import type { HookEvent } from "./Events.js"
 import * as H from "./Hierarchy.js"
-import * as Limits from "./Limits.js"
 import type { RunContext, Status } from "./RunContext.js"
+import type { SpendWatch } from "./SpendWatch.js"
+import * as StopFailure from "./StopFailure.js"
 
 export const makeHooks = (ctx: RunContext, delivery: Delivery, spendWatch: SpendWatch) => {
   const { update, get, runLog, auth, scope } = ctx
@@ -46,7 +46,7 @@ export const makeHooks = (ctx: RunContext, delivery: Delivery, spendWatch: Spend
           }
           break
         case "StopFailure": {
-          const limit = Limits.classifyStopFailure(event.payload, new Date(at))
+          const limit = StopFailure.classifyStopFailure(event.payload, new Date(at))
           yield* update(name, (i) =>
             i.restarting || i.status === "starting"
               ? i

@@ -1,5 +1,5 @@
 // What a person watching `cco run` sees: one short line per step that matters, and the end-of-run summary.
-import { formatCostTable, formatUsd } from "./Costs.js"
+import { formatCostTable, formatUsd } from "./CostTable.js"
 import type { RunSummary } from "./Orchestrator.js"
 import type { LogLine } from "./RunLog.js"
 import { neutralise, neutraliseLine } from "./Untrusted.js"

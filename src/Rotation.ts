@@ -5,8 +5,10 @@ import type { Credential } from "./Agent.js"
 import * as Auth from "./Auth.js"
 import type { Delivery } from "./Delivery.js"
 import * as EventsModule from "./Events.js"
-import * as Limits from "./Limits.js"
+import type * as Limits from "./Limits.js"
+import * as PaneErrorLine from "./PaneErrorLine.js"
 import { RunError, type RunContext } from "./RunContext.js"
+import * as StopFailure from "./StopFailure.js"
 
 // --- rate limits and rotation: a limited credential cools, its instances move on with --continue
 const moveOff = (env: RotationEnv, name: string, from: string, why: string): Effect.Effect<void> => {
@@ -39,9 +41,9 @@ const moveOff = (env: RotationEnv, name: string, from: string, why: string): Eff
 const onLimit = (env: RotationEnv, name: string, generation: number, claimed: Limits.Limit) => {
   const { auth, runLog, update, get, tmux, agent, send } = env
   return Effect.gen(function*() {
-    // A hook can be forged by the agent: the CLI's own error line on the pane decides (see Limits.confirmStopFailure).
-    const line = claimed._tag === "Other" ? undefined : yield* Limits.awaitCliErrorLine(tmux.capturePane(agent.sessionName(name)))
-    const verdict = Limits.confirmStopFailure(claimed, line, new Date(yield* Clock.currentTimeMillis))
+    // A hook can be forged by the agent: the CLI's own error line on the pane decides (see StopFailure.confirmStopFailure).
+    const line = claimed._tag === "Other" ? undefined : yield* PaneErrorLine.awaitCliErrorLine(tmux.capturePane(agent.sessionName(name)))
+    const verdict = StopFailure.confirmStopFailure(claimed, line, new Date(yield* Clock.currentTimeMillis))
     const inst = yield* get(name)
     // A failure of a session being replaced (or already replaced) says nothing about the new credential.
     if (generation !== inst.generation || inst.status === "starting" || inst.restarting) {
@@ -50,9 +52,9 @@ const onLimit = (env: RotationEnv, name: string, generation: number, claimed: Li
     const from = inst.credential
     if (verdict._tag === "Unconfirmed") {
       // Nothing in the pool changes; only this instance is told to go on, later, if it still rests on the error.
-      yield* runLog.log("api.error-unconfirmed", { instance: name, credential: from, claimed: claimed._tag, retryInMs: Duration.toMillis(Limits.UNCONFIRMED_RETRY) })
+      yield* runLog.log("api.error-unconfirmed", { instance: name, credential: from, claimed: claimed._tag, retryInMs: Duration.toMillis(StopFailure.UNCONFIRMED_RETRY) })
       yield* update(name, (i) => i.generation === generation && i.status === "rate-limited" ? { ...i, status: "error" } : i)
-      yield* Effect.sleep(Limits.UNCONFIRMED_RETRY)
+      yield* Effect.sleep(StopFailure.UNCONFIRMED_RETRY)
       const later = yield* get(name)
       if (later.generation !== generation || later.status !== "error" || later.restarting) return
       return yield* send(name, "[cco] Your last turn ended on an API error. Continue your task; resend what failed.")

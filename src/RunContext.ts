@@ -6,7 +6,7 @@ import { Clock, Deferred, Effect, Queue, type Redacted, Ref, Schema, type Scope 
 import type { AgentShape } from "./Agent.js"
 import type { AuthShape } from "./Auth.js"
 import type { ResolvedConfig } from "./Config.js"
-import * as Costs from "./Costs.js"
+import { type CostSnapshot, type CostTracker, makeCostTracker } from "./CostTracker.js"
 import * as Debounce from "./Debounce.js"
 import type { EventsShape } from "./Events.js"
 import * as H from "./Hierarchy.js"
@@ -72,7 +72,7 @@ export interface RunSummary {
   readonly instances: ReadonlyArray<InstanceSummary>
   readonly tmuxSocket: string
   /** Tokens and dollars per instance, role and credential, from the instances' transcripts. */
-  readonly costs: Costs.CostSnapshot
+  readonly costs: CostSnapshot
 }
 
 /** An instance's state; every change is logged as `instance.state`. */
@@ -179,7 +179,7 @@ export interface RunContext extends RunLayout, RunServices {
   readonly stateChanged: Queue.Queue<void>
   /** API errors reported by hooks, handled by the rotation fiber (Rotation). */
   readonly limitEvents: Queue.Queue<{ readonly instance: string; readonly generation: number; readonly limit: Limits.Limit }>
-  readonly costTracker: Costs.CostTracker
+  readonly costTracker: CostTracker
 }
 
 const initialInstance = (spec: H.InstanceSpec, worktree: string, now: number): Instance => ({
@@ -267,7 +267,7 @@ export const makeRunContext = (
       ))
     const get = (name: string) => Effect.map(Ref.get(instances), (m) => m.get(name)!)
     const ended = yield* Ref.make<{ readonly at: string; readonly reason: EndReason } | undefined>(undefined)
-    const costTracker = yield* Costs.makeCostTracker(specs.map((spec) => ({ name: spec.name, role: spec.role, configDir: agent.configDir(spec.name) })))
+    const costTracker = yield* makeCostTracker(specs.map((spec) => ({ name: spec.name, role: spec.role, configDir: agent.configDir(spec.name) })))
     const ctx: RunContext = {
       ...services,
       ...layout,

@@ -1,7 +1,7 @@
 // The end of a run: until done, the time limit or an interrupt; then sessions stopped, reported work merged
 // upward, nothing in a worktree lost, the target branch pushed if it is sound, and the summary.
 import { Clock, Deferred, Effect, Ref } from "effect"
-import type * as Costs from "./Costs.js"
+import type { CostSnapshot } from "./CostTracker.js"
 import type { Delivery } from "./Delivery.js"
 import * as H from "./Hierarchy.js"
 import type { Merges } from "./Merges.js"
@@ -29,7 +29,7 @@ export interface WindDownDeps {
   readonly stopHealthChecks: Effect.Effect<void>
   readonly writeState: Effect.Effect<void>
   readonly writeTeamStructure: (reason: string) => Effect.Effect<void>
-  readonly pollCosts: Effect.Effect<Costs.CostSnapshot>
+  readonly pollCosts: Effect.Effect<CostSnapshot>
 }
 
 // --- wind down: nothing in a worktree is lost, the target branch holds what was merged

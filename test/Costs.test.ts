@@ -9,25 +9,12 @@ import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import * as NodeFs from "node:fs"
 import * as NodePath from "node:path"
-import {
-  checkLimits,
-  type CostSnapshot,
-  type CostTotals,
-  familyOf,
-  formatCostTable,
-  makeBudget,
-  makeCostTracker,
-  makeSpendWatch,
-  NO_CREDENTIAL,
-  parseTranscriptLines,
-  PRICES,
-  priceOf,
-  type TokenCounts,
-  totalTokens,
-  UNKNOWN_MODEL_FAMILY,
-  usageOf,
-  zeroTokens
-} from "../src/Costs.js"
+import { checkLimits, makeBudget } from "../src/Budget.js"
+import { formatCostTable } from "../src/CostTable.js"
+import { type CostSnapshot, makeCostTracker, NO_CREDENTIAL } from "../src/CostTracker.js"
+import { familyOf, PRICES, priceOf, type TokenCounts, totalTokens, UNKNOWN_MODEL_FAMILY, zeroTokens } from "../src/Prices.js"
+import { makeSpendWatch } from "../src/SpendWatch.js"
+import { type CostTotals, parseTranscriptLines, usageOf } from "../src/Transcripts.js"
 import { type Brain, lastUserText, pendingToolResults, startMockModel } from "../src/MockModel.js"
 
 const fixtureDir = NodePath.resolve("test/fixtures/transcripts")

@@ -1,18 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Duration, Effect, Fiber, TestClock } from "effect"
-import {
-  awaitCliErrorLine,
-  classifyErrorLine,
-  confirmStopFailure,
-  classifyStopFailure,
-  findCliErrorLine,
-  isUsageLimitMenu,
-  matchUsageLimit,
-  parseResetTime,
-  parseRetryAfter,
-  resetFromHeaders,
-  USAGE_LIMIT_PATTERNS
-} from "../src/Limits.js"
+import { classifyErrorLine } from "../src/Limits.js"
+import { awaitCliErrorLine, findCliErrorLine, isUsageLimitMenu } from "../src/PaneErrorLine.js"
+import { parseResetTime, parseRetryAfter, resetFromHeaders } from "../src/ResetTimes.js"
+import { classifyStopFailure, confirmStopFailure } from "../src/StopFailure.js"
+import { matchUsageLimit, USAGE_LIMIT_PATTERNS } from "../src/UsageLimits.js"
 
 const at = (iso: string) => new Date(iso)
 const iso = (d: Date | undefined) => d?.toISOString()

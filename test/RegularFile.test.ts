@@ -8,7 +8,7 @@ import { execFileSync, spawn } from "node:child_process"
 import { lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { prepareConfigDir } from "../src/ClaudeCode.js"
-import { makeCostTracker } from "../src/Costs.js"
+import { makeCostTracker } from "../src/CostTracker.js"
 import { Worktree } from "../src/Worktree.js"
 import { tempDir } from "./support.js"
 

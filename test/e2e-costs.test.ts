@@ -2,7 +2,7 @@
 // mid-run, the run winds down, and the cost cco reports matches the mock's own ledger.
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import * as Costs from "../src/Costs.js"
+import * as Prices from "../src/Prices.js"
 import { startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
 import { claudeBin, useFixture, readLog, runFixture } from "./harness.js"
@@ -33,13 +33,13 @@ describe("cost limits, real claude", () => {
         output: a.output + e.output_tokens,
         cacheWrite: a.cacheWrite + e.cache_creation_input_tokens,
         cacheRead: a.cacheRead + e.cache_read_input_tokens
-      }), Costs.zeroTokens)
-      const expected = Costs.priceOf(models[0]!, served)
+      }), Prices.zeroTokens)
+      const expected = Prices.priceOf(models[0]!, served)
       expect(expected).toBeGreaterThanOrEqual(2)
       // cco counts from the transcripts. A response the mock served in the moment the sessions were stopped may
       // never reach one (the CLI is gone before it writes it): at most one such response per instance, each a
       // whole response, never an invented one. The rest must agree within 1 %.
-      const perResponse = Costs.priceOf(models[0]!, { input: usage.input_tokens, output: usage.output_tokens, cacheWrite: 0, cacheRead: 0 })
+      const perResponse = Prices.priceOf(models[0]!, { input: usage.input_tokens, output: usage.output_tokens, cacheWrite: 0, cacheRead: 0 })
       const unrecorded = Math.round((expected - summary.costs.total.usd) / perResponse)
       expect(unrecorded).toBeGreaterThanOrEqual(0)
       expect(unrecorded).toBeLessThanOrEqual(summary.instances.length)

@@ -2,7 +2,7 @@
 // reads its new transcript lines), so a fast team stops within one response of its limit.
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { priceOf } from "../src/Costs.js"
+import { priceOf } from "../src/Prices.js"
 import { startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
 import { fakeClaudeBin, readLog, runFixture, useFixture } from "./harness.js"
