@@ -95,7 +95,8 @@ export { layer as runLogLayer } from "./RunLog.js"
 /** A local stand-in for the Anthropic Messages API, scripted by a brain function; closes with its scope. */
 export { startMockModel } from "./MockModel.js"
 /** Types of the mock model: its brain, requests, replies and handle. */
-export type { Brain, MockModelHandle, MockModelOptions, MockReply, MockRequest } from "./MockModel.js"
+export type { Brain, MockReply, MockRequest } from "./MockBrain.js"
+export type { MockModelHandle, MockModelOptions } from "./MockModel.js"
 /** A brain that plays a whole cco team (Director, EMs, workers) against the mock model. */
 export { teamScript } from "./TeamScript.js"
 /** Options of teamScript: conflict drill, lazy workers, hanging workers, idle leads. */

@@ -28,7 +28,8 @@ import {
   usageOf,
   zeroTokens
 } from "../src/Costs.js"
-import { type Brain, lastUserText, pendingToolResults, startMockModel } from "../src/MockModel.js"
+import { type Brain, lastUserText, pendingToolResults } from "../src/MockBrain.js"
+import { startMockModel } from "../src/MockModel.js"
 
 const fixtureDir = NodePath.resolve("test/fixtures/transcripts")
 const fixture = (name: string) => NodeFs.readFileSync(NodePath.join(fixtureDir, `${name}.trimmed.jsonl`), "utf8")
