@@ -9,7 +9,7 @@ import { plural } from "./CleanupPlan.js"
 import { Git, type GitOutput } from "./Git.js"
 import { LOCK_FILE } from "./RunState.js"
 import type { LockInfo } from "./Status.js"
-import * as Tmux from "./Tmux.js"
+import * as TmuxLive from "./TmuxLive.js"
 
 const firstLine = (r: GitOutput) => (r.stderr.trim() || r.stdout.trim()).split("\n")[0] ?? ""
 
@@ -29,7 +29,7 @@ const removeDir = (run: RunInCleanup, dir: string) =>
 /** 1. Sessions first: nothing keeps writing into a worktree while it is removed. */
 export const killSessions = Effect.fn("Cleanup.killSessions")(function*(run: RunInCleanup) {
   const { plan, notes, problems } = run
-  const tmux = yield* Tmux.makeLive(plan.socket)
+  const tmux = yield* TmuxLive.makeLive(plan.socket)
   const listed = yield* tmux.sessionPaths(`cco-${plan.runId}-`).pipe(Effect.either)
   if (Either.isLeft(listed)) {
     // Without tmux there are no sessions to leave behind; any other failure is worth a look.

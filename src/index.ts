@@ -70,9 +70,9 @@ export { runOptionsFor } from "./RunHost.js"
 /** The tmux port (sessions, input, capture) on cco's private server. */
 export { Tmux } from "./Tmux.js"
 /** Live tmux on the server `tmux -L socket`. */
-export { layer as tmuxLayer } from "./Tmux.js"
+export { layer as tmuxLayer } from "./TmuxLive.js"
 /** An in-memory tmux for unit tests, with TmuxTestControl to inspect its sessions. */
-export { TmuxTest, TmuxTestControl } from "./Tmux.js"
+export { TmuxTest, TmuxTestControl } from "./TmuxTest.js"
 /** Errors of the Tmux service. */
 export { SessionNotFound, TmuxCommandFailed, type TmuxError, TmuxNotFound } from "./Tmux.js"
 /** Git: clone, branches, worktrees, merges, pushes (Worktree.Default is its live layer). */
