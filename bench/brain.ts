@@ -1,8 +1,8 @@
 // The mock model's script for the benchmarks: the Director and each EM assign all their reports in one Bash
 // command (as the scripted team does), and after that everyone only answers briefly, so the team comes to rest:
 // every instance idle, workers holding their tasks. Messages get a short text reply, so an EM is idle again quickly.
-import type { Brain, MockReply } from "../src/MockModel.js"
-import { pendingToolResults, toolResults, userTexts } from "../src/MockModel.js"
+import type { Brain, MockReply } from "../src/MockBrain.js"
+import { pendingToolResults, toolResults, userTexts } from "../src/MockBrain.js"
 import { shellQuote } from "../src/Shell.js"
 
 const roleOf = (text: string): "lead" | "worker" | undefined => {

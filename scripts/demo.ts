@@ -10,7 +10,7 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { rateLimitKey, teamScript } from "../src/TeamScript.js"
-import { removeSocketFiles } from "../src/Tmux.js"
+import { removeSocketFiles } from "../src/TmuxFiles.js"
 import { agentHome } from "../test/harness.js"
 
 const root = path.resolve(import.meta.dirname, "..")

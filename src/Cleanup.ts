@@ -1,13 +1,13 @@
 // `cco cleanup`: removes what finished or crashed runs leave behind — their tmux sessions (by exact name, on the
 // run's own socket), their worktrees and, on request, merged run branches and the clone — never a live run's, and
-// nothing that lies outside the run folder whose liveness was checked.
+// nothing that lies outside the run folder whose liveness was checked (CleanupPlan; the steps are CleanupSteps).
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import { Clock, Effect, Either, Option, Schema } from "effect"
-import { Git, type GitOutput } from "./Git.js"
-import { LOCK_FILE, type RunState } from "./RunState.js"
+import { Clock, Effect, Schema } from "effect"
+import { makePlan, ownedByRun, plural } from "./CleanupPlan.js"
+import { deleteMergedBranches, killSessions, removeRunDirectories, removeStaleLock, removeWorktrees } from "./CleanupSteps.js"
+import { LOCK_FILE } from "./RunState.js"
 import { isRunFolder, LATEST_LINK, readLock, readRunState, RunFolderNotFound } from "./Status.js"
-import * as Tmux from "./Tmux.js"
 
 export class CleanupIncomplete extends Schema.TaggedError<CleanupIncomplete>()("CleanupIncomplete", {
   refused: Schema.Array(Schema.Struct({ folder: Schema.String, pid: Schema.Number })),
@@ -49,23 +49,6 @@ export interface RunCleanup {
   readonly problems: ReadonlyArray<string>
 }
 
-interface RunPlan {
-  readonly runId: string
-  readonly repoDir: string
-  readonly targetBranch: string | undefined
-  readonly socket: string
-  readonly sessions: ReadonlyArray<string>
-  readonly worktrees: ReadonlyArray<string>
-  readonly notes: ReadonlyArray<string>
-}
-
-const firstLine = (r: GitOutput) => (r.stderr.trim() || r.stdout.trim()).split("\n")[0] ?? ""
-
-/** A glob that matches `text` only as it is (branch --list patterns). */
-const globLiteral = (text: string) => text.replace(/[*?[\]\\]/g, "\\$&")
-
-const unique = (items: ReadonlyArray<string>) => [...new Set(items)]
-
 /** Run folders directly under a log directory (the `latest` link excluded), oldest first. */
 export const listRunFolders = Effect.fn("Cleanup.listRunFolders")(function*(logDirectory: string) {
   const fs = yield* FileSystem.FileSystem
@@ -81,60 +64,8 @@ export const listRunFolders = Effect.fn("Cleanup.listRunFolders")(function*(logD
   return yield* Effect.forEach(folders, (f) => fs.realPath(f).pipe(Effect.orElseSucceed(() => f)))
 })
 
-/** Instance names the folder itself shows: worktrees/<name>/ and session-<name>.log. */
-const namesInFolder = Effect.fn("Cleanup.namesInFolder")(function*(folder: string) {
-  const fs = yield* FileSystem.FileSystem
-  const path = yield* Path.Path
-  const worktrees = yield* fs.readDirectory(path.join(folder, "worktrees")).pipe(Effect.orElseSucceed((): ReadonlyArray<string> => []))
-  const logs = (yield* fs.readDirectory(folder).pipe(Effect.orElseSucceed((): ReadonlyArray<string> => [])))
-    .flatMap((n) => {
-      const m = /^session-(.+)\.log$/.exec(n)
-      return m === null ? [] : [m[1]!]
-    })
-  return { worktrees, logs }
-})
-
-const makePlan = Effect.fn("Cleanup.plan")(function*(folder: string, state: Either.Either<RunState, { readonly reason: string }>, fallbackSocket: string) {
-  const path = yield* Path.Path
-  const found = yield* namesInFolder(folder)
-  const layoutWorktrees = found.worktrees.map((n) => path.join(folder, "worktrees", n))
-  if (Either.isRight(state)) {
-    const s = state.right
-    const prefix = `cco-${s.runId}-`
-    return {
-      runId: s.runId,
-      repoDir: s.repoDir,
-      targetBranch: s.targetBranch,
-      socket: s.tmuxSocket,
-      // The folder's own worktrees/ and session logs name instances too (e.g. one launched before state.json caught up).
-      sessions: unique([...s.instances.map((i) => i.session), ...[...found.worktrees, ...found.logs].map((n) => prefix + n)]),
-      worktrees: unique([...s.instances.map((i) => path.resolve(i.worktree)), ...layoutWorktrees]),
-      notes: []
-    } satisfies RunPlan
-  }
-  const runId = path.basename(folder)
-  return {
-    runId,
-    repoDir: path.join(folder, "repo"),
-    targetBranch: undefined,
-    socket: fallbackSocket,
-    sessions: unique([...found.worktrees, ...found.logs]).map((n) => `cco-${runId}-${n}`),
-    worktrees: layoutWorktrees,
-    notes: [`${state.left.reason}; using the folder's layout (sessions on tmux -L ${fallbackSocket})`]
-  } satisfies RunPlan
-})
-
-const registeredWorktrees = (porcelain: string) =>
-  new Set(porcelain.split("\n").filter((l) => l.startsWith("worktree ")).map((l) => l.slice("worktree ".length)))
-
 /** Cleans one run folder (or, with dryRun, reports what that would do). Never fails: problems are reported. */
 export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, options: CleanupOptions) {
-  const fs = yield* FileSystem.FileSystem
-  const path = yield* Path.Path
-  const port = yield* Git
-  // Never fails: what git could not do is a problem reported with the rest.
-  const git = (repoDir: string, args: ReadonlyArray<string>) =>
-    port.run(repoDir, args).pipe(Effect.catchTag("GitError", (e) => Effect.succeed<GitOutput>({ stdout: "", stderr: e.message, exitCode: 127 })))
   const lock = yield* readLock(folder)
   const state = yield* readRunState(folder).pipe(Effect.either)
   const plan = yield* makePlan(folder, state, options.fallbackSocket ?? "cco")
@@ -154,178 +85,24 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
     return refused
   }
 
-  const problems: Array<string> = []
-  const notes: Array<string> = [...plan.notes]
-  const dry = options.dryRun
-  const exists = (p: string) => fs.exists(p).pipe(Effect.orElseSucceed(() => false))
-  const worktreesDir = path.join(folder, "worktrees") + path.sep
-
-  // Only what lies inside this folder (real paths: no link leads out) belongs to the run whose liveness was
-  // checked above. A copied run folder's state.json names the original's worktrees, clone and sessions.
-  const realFolder = yield* fs.realPath(folder).pipe(Effect.orElseSucceed(() => path.resolve(folder)))
-  const under = (p: string, dir: string) => p.startsWith(dir + path.sep)
-  const within = (p: string) =>
-    fs.realPath(p).pipe(
-      Effect.map((real) => under(real, realFolder)),
-      // Gone from disk: its path as written decides.
-      Effect.orElseSucceed(() => under(path.resolve(p), realFolder) || under(path.resolve(p), path.resolve(folder)))
-    )
-  const insideFolder = within
-  const layoutRepo = path.join(folder, "repo")
-  const repoDir = plan.repoDir === layoutRepo || (yield* within(plan.repoDir)) ? plan.repoDir : layoutRepo
-  if (repoDir !== plan.repoDir) notes.push(`left ${plan.repoDir} alone: state.json names it, but it is outside this run folder (a copied folder?)`)
-  const [foreignWorktrees, ownWorktrees] = yield* Effect.partition(plan.worktrees, (wt) =>
-    Effect.flatMap(within(wt), (inside) => inside ? Effect.succeed(wt) : Effect.fail(wt)))
-  if (foreignWorktrees.length > 0) {
-    notes.push(`left ${plural(foreignWorktrees.length, "worktree")} alone that state.json names outside this run folder: ${foreignWorktrees.join(", ")}`)
-  }
-
-  // 1. Sessions first: nothing keeps writing into a worktree while it is removed.
-  const tmux = yield* Tmux.makeLive(plan.socket)
-  const listed = yield* tmux.sessionPaths(`cco-${plan.runId}-`).pipe(Effect.either)
-  let sessions: ReadonlyArray<string> = []
-  if (Either.isLeft(listed)) {
-    // Without tmux there are no sessions to leave behind; any other failure is worth a look.
-    if (listed.left._tag === "TmuxNotFound") notes.push(`sessions not checked: ${listed.left.message}`)
-    else problems.push(`tmux sessions on -L ${plan.socket} not checked: ${listed.left.message}`)
-  } else {
-    // A session started in a directory outside this folder is another run's of the same id (the original of a copy).
-    const [foreignSessions, targets] = yield* Effect.partition(plan.sessions.filter((s) => listed.right.has(s)), (s) =>
-      Effect.flatMap(within(listed.right.get(s)!), (inside) => inside ? Effect.succeed(s) : Effect.fail(s)))
-    if (foreignSessions.length > 0) {
-      notes.push(`left ${plural(foreignSessions.length, "tmux session")} alone whose directory is outside this run folder: ${foreignSessions.join(", ")}`)
-    }
-    // One tmux call for all; one by one only if that fails (a session ended meanwhile).
-    const batch = dry ? false : yield* tmux.killSessions(targets).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
-    sessions = dry || batch ? targets : (yield* Effect.forEach(targets, (name) =>
-      tmux.killSession(name).pipe(
-        Effect.as(Option.some(name)),
-        // Gone in the meantime (by itself, or by the batch call before it failed) is what was wanted.
-        Effect.catchTag("SessionNotFound", () => Effect.succeedSome(name)),
-        Effect.catchAll((e) => Effect.sync(() => problems.push(`kill session ${name}: ${e.message}`)).pipe(Effect.as(Option.none<string>())))
-      ), { concurrency: 8 })).flatMap(Option.toArray)
-  }
-
-  // 2. Worktrees: registered ones through git, leftovers inside the folder's worktrees/ by removal.
-  const repoExists = yield* exists(repoDir)
-  let registered = new Set<string>()
-  if (repoExists) {
-    const listing = yield* git(repoDir, ["worktree", "list", "--porcelain"])
-    if (listing.exitCode === 0) registered = registeredWorktrees(listing.stdout)
-    else problems.push(`git worktree list in ${repoDir}: ${firstLine(listing)}`)
-  }
-  const actions = yield* Effect.forEach(ownWorktrees, (wt) =>
-    Effect.gen(function*() {
-      const onDisk = yield* exists(wt)
-      const real = onDisk ? yield* fs.realPath(wt).pipe(Effect.orElseSucceed(() => wt)) : wt
-      const isRegistered = registered.has(wt) || registered.has(real)
-      if (isRegistered) return { wt, how: "git" as const, onDisk }
-      if (onDisk && path.resolve(wt).startsWith(worktreesDir)) return { wt, how: "remove" as const, onDisk }
-      return { wt, how: "none" as const, onDisk }
-    }), { concurrency: 16 })
-  const removeDir = (wt: string) =>
-    fs.remove(wt, { recursive: true }).pipe(
-      Effect.as(Option.some(wt)),
-      Effect.catchAll((e) => Effect.sync(() => problems.push(`remove ${wt}: ${e.message}`)).pipe(Effect.as(Option.none<string>())))
-    )
-  const todo = actions.filter((a) => a.how !== "none" && a.onDisk)
-  // Registered but deleted from disk: only the prune below is needed to forget it.
-  const needPrune = todo.length > 0 || actions.some((a) => a.how === "git" && !a.onDisk)
-  let worktrees: ReadonlyArray<string> = todo.map((a) => a.wt)
-  if (!dry) {
-    worktrees = (yield* Effect.forEach(todo, (a) =>
-      // A worktree inside the run folder goes with its directory; the prune below forgets its registration,
-      // which is what `git worktree remove --force` does, without a git process per worktree.
-      path.resolve(a.wt).startsWith(worktreesDir)
-        ? removeDir(a.wt)
-        : git(repoDir, ["worktree", "remove", "--force", a.wt]).pipe(
-          Effect.flatMap((r) =>
-            r.exitCode === 0
-              ? Effect.succeed(Option.some(a.wt))
-              : Effect.sync(() => problems.push(`git worktree remove ${a.wt}: ${firstLine(r)}`)).pipe(Effect.as(Option.none<string>()))
-          )
-        ), { concurrency: 8 })).flatMap(Option.toArray)
-    if (repoExists && needPrune) {
-      const pruned = yield* git(repoDir, ["worktree", "prune"])
-      if (pruned.exitCode !== 0) problems.push(`git worktree prune in ${repoDir}: ${firstLine(pruned)}`)
-    }
-  }
-
-  // 3. Merged run branches (after the worktrees that had them checked out are gone).
-  let branches: ReadonlyArray<string> = []
-  if (options.branches) {
-    if (plan.targetBranch === undefined) notes.push("branches not checked: the target branch is unknown without state.json")
-    else if (!repoExists) notes.push(`branches not checked: no clone at ${repoDir}`)
-    else {
-      // The run's branches only (cco/<runId>/…), those whose commits the target branch has.
-      const runBranches = `cco/${globLiteral(plan.runId)}/*`
-      const merged = yield* port.branches(repoDir, ["--list", "--merged", `refs/heads/${plan.targetBranch}`, runBranches]).pipe(Effect.either)
-      if (Either.isLeft(merged)) {
-        problems.push(`listing branches merged into ${plan.targetBranch}: ${merged.left.message.split("\n")[0]}`)
-      } else {
-        const names = merged.right.all
-        if (dry || names.length === 0) branches = names
-        else {
-          // -D: merged into the target was checked above; -d would check against the clone's HEAD instead.
-          const deleted = yield* git(repoDir, ["branch", "-D", "--", ...names])
-          if (deleted.exitCode === 0) branches = names
-          else {
-            const left = yield* port.branches(repoDir, ["--list", runBranches]).pipe(Effect.map((b) => b.all), Effect.orElseSucceed(() => []))
-            const remaining = new Set(left)
-            branches = names.filter((n) => !remaining.has(n))
-            problems.push(`git branch -D: ${firstLine(deleted)}`)
-          }
-        }
-      }
-    }
-  }
-
-  // 4. --all: the Claude config dirs, and the clone unless it holds commits that exist nowhere else.
-  const removed: Array<string> = []
-  if (options.all) {
-    const instancesDir = path.join(folder, "instances")
-    if (yield* exists(instancesDir)) removed.push(instancesDir)
-    if (repoExists) {
-      if (!(yield* insideFolder(repoDir))) notes.push(`kept ${repoDir}: it is outside the run folder`)
-      else {
-        const unpushed = yield* git(repoDir, ["rev-list", "--count", "--branches", "--not", "--remotes"])
-        const count = Number(unpushed.stdout.trim())
-        if (unpushed.exitCode !== 0) problems.push(`kept ${repoDir}: cannot tell whether it holds unpushed commits (${firstLine(unpushed)})`)
-        else if (count > 0) notes.push(`kept ${repoDir}: ${count} commit${count === 1 ? "" : "s"} on local branches are on no remote; push them or remove it by hand`)
-        else removed.push(repoDir)
-      }
-    }
-    if (!dry) {
-      const done = yield* Effect.forEach(removed, removeDir, { concurrency: "unbounded" })
-      removed.splice(0, removed.length, ...done.flatMap(Option.toArray))
-    }
-  }
-
-  // 5. A lock whose process is gone says nothing any more.
-  let staleLock: number | null | undefined
-  if (lock._tag === "Lock") {
-    staleLock = lock.pid ?? null
-    if (!dry) {
-      yield* fs.remove(path.join(folder, LOCK_FILE)).pipe(
-        Effect.catchAll((e) => Effect.sync(() => problems.push(`remove ${LOCK_FILE}: ${e.message}`)))
-      )
-    }
-  }
-
+  const run = yield* ownedByRun(folder, plan, options.dryRun)
+  const sessions = yield* killSessions(run)
+  const { repoExists, worktrees } = yield* removeWorktrees(run)
+  const branches = options.branches ? yield* deleteMergedBranches(run, repoExists) : []
+  const removed = options.all ? yield* removeRunDirectories(run, repoExists) : []
+  const staleLock = yield* removeStaleLock(run, lock)
   const result: RunCleanup = {
     ...base,
     sessions,
     worktrees,
     branches,
     removed,
-    notes,
-    problems,
+    notes: run.notes,
+    problems: run.problems,
     ...(staleLock === undefined ? {} : { staleLock })
   }
   return result
 })
-
-const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`
 
 /** The lines printed for one run. `explicit`: the user named this run (a live one is then refused, not skipped). */
 export const formatRunCleanup = (r: RunCleanup, options: { readonly dryRun: boolean; readonly explicit: boolean }): string => {

@@ -33,8 +33,8 @@ import { makeRestarts } from "./Restarts.js"
 import { makePaneSnapshots, makeSupervision } from "./Supervision.js"
 import { makeTeamBoard } from "./TeamBoard.js"
 import { makeTeamCommands } from "./TeamCommands.js"
-import * as TmuxModule from "./Tmux.js"
 import { Tmux } from "./Tmux.js"
+import * as TmuxLive from "./TmuxLive.js"
 import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
 import { makeWindDown, addExitFinalizer } from "./WindDown.js"
 import { type GitError, Worktree } from "./Worktree.js"
@@ -69,7 +69,7 @@ export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<
         : path.join(yield* fs.makeTempDirectoryScoped({ prefix: "cco-" }).pipe(Effect.orDie), "control.sock")
       const base = Layer.mergeAll(
         Layer.succeed(RunLog, runLog),
-        TmuxModule.layer(config.tmuxSocket, { hiddenEnv: config.apiKeys.flatMap((k) => Object.keys(k.env)) }),
+        TmuxLive.layer(config.tmuxSocket, { hiddenEnv: config.apiKeys.flatMap((k) => Object.keys(k.env)) }),
         Worktree.Default,
         Git.Default
       )

@@ -7,7 +7,7 @@ import { type Board, currentTask, type Task } from "./Hierarchy.js"
 import { isAlive } from "./Process.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { type InstanceState, decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
-import * as Tmux from "./Tmux.js"
+import * as TmuxLive from "./TmuxLive.js"
 import { neutraliseJson, neutraliseLine, STATE_MAX } from "./Untrusted.js"
 
 export class RunFolderNotFound extends Schema.TaggedError<RunFolderNotFound>()("RunFolderNotFound", {
@@ -102,7 +102,7 @@ export const readRunState = Effect.fn("Status.readRunState")(function*(folder: s
 
 /** Names of the sessions on a tmux server that start with `prefix`; undefined when tmux cannot be asked. */
 export const sessionsOn = (socket: string, prefix: string) =>
-  Tmux.makeLive(socket).pipe(
+  TmuxLive.makeLive(socket).pipe(
     Effect.flatMap((tmux) => tmux.listSessions(prefix)),
     Effect.map((names): ReadonlySet<string> | undefined => new Set(names)),
     Effect.orElseSucceed((): ReadonlySet<string> | undefined => undefined)

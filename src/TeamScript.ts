@@ -1,8 +1,8 @@
 // A scripted "model" for a whole cco team, for the mock model server: the Director splits the direction
 // into goals, EMs split goals into tasks and merge their workers, workers write, check and commit files.
 // It reads only the conversation it is sent, as a real model would, so it works across restarts too.
-import type { Brain, MockReply, MockRequest } from "./MockModel.js"
-import { authenticationError, rateLimitError, toolResults, userTexts } from "./MockModel.js"
+import type { Brain, MockReply, MockRequest } from "./MockBrain.js"
+import { authenticationError, rateLimitError, toolResults, userTexts } from "./MockBrain.js"
 import { shellQuote } from "./Shell.js"
 
 /** What a hanging worker runs: an unusual duration, so tests can tell its process from anyone else's `sleep`. */

@@ -70,9 +70,9 @@ export { runOptionsFor } from "./RunHost.js"
 /** The tmux port (sessions, input, capture) on cco's private server. */
 export { Tmux } from "./Tmux.js"
 /** Live tmux on the server `tmux -L socket`. */
-export { layer as tmuxLayer } from "./Tmux.js"
+export { layer as tmuxLayer } from "./TmuxLive.js"
 /** An in-memory tmux for unit tests, with TmuxTestControl to inspect its sessions. */
-export { TmuxTest, TmuxTestControl } from "./Tmux.js"
+export { TmuxTest, TmuxTestControl } from "./TmuxTest.js"
 /** Errors of the Tmux service. */
 export { SessionNotFound, TmuxCommandFailed, type TmuxError, TmuxNotFound } from "./Tmux.js"
 /** Git: clone, branches, worktrees, merges, pushes (Worktree.Default is its live layer). */
@@ -95,7 +95,8 @@ export { layer as runLogLayer } from "./RunLog.js"
 /** A local stand-in for the Anthropic Messages API, scripted by a brain function; closes with its scope. */
 export { startMockModel } from "./MockModel.js"
 /** Types of the mock model: its brain, requests, replies and handle. */
-export type { Brain, MockModelHandle, MockModelOptions, MockReply, MockRequest } from "./MockModel.js"
+export type { Brain, MockReply, MockRequest } from "./MockBrain.js"
+export type { MockModelHandle, MockModelOptions } from "./MockModel.js"
 /** A brain that plays a whole cco team (Director, EMs, workers) against the mock model. */
 export { teamScript } from "./TeamScript.js"
 /** Options of teamScript: conflict drill, lazy workers, hanging workers, idle leads. */

@@ -15,7 +15,8 @@ import { type CostSnapshot, makeCostTracker, NO_CREDENTIAL } from "../src/CostTr
 import { familyOf, PRICES, priceOf, type TokenCounts, totalTokens, UNKNOWN_MODEL_FAMILY, zeroTokens } from "../src/Prices.js"
 import { makeSpendWatch } from "../src/SpendWatch.js"
 import { type CostTotals, parseTranscriptLines, usageOf } from "../src/Transcripts.js"
-import { type Brain, lastUserText, pendingToolResults, startMockModel } from "../src/MockModel.js"
+import { type Brain, lastUserText, pendingToolResults } from "../src/MockBrain.js"
+import { startMockModel } from "../src/MockModel.js"
 
 const fixtureDir = NodePath.resolve("test/fixtures/transcripts")
 const fixture = (name: string) => NodeFs.readFileSync(NodePath.join(fixtureDir, `${name}.trimmed.jsonl`), "utf8")

@@ -5,6 +5,7 @@ import { execFile } from "node:child_process"
 import { readFileSync, statSync } from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
+import type { ControlLimits } from "../src/ControlServer.js"
 import * as Events from "../src/Events.js"
 import * as RunLog from "../src/RunLog.js"
 import { tempDir } from "./support.js"
@@ -235,7 +236,7 @@ describe("tokens", () => {
 })
 
 describe("control socket limits", () => {
-  const limits: Events.ControlLimits = { maxBodyBytes: 256 * 1024, maxConnections: 8, headersTimeoutMs: 500, requestTimeoutMs: 1000 }
+  const limits: ControlLimits = { maxBodyBytes: 256 * 1024, maxConnections: 8, headersTimeoutMs: 500, requestTimeoutMs: 1000 }
   const limitedSetup = Effect.gen(function*() {
     const dir = yield* tempDir()
     const runLog = yield* RunLog.make(dir, "test")

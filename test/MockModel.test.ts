@@ -8,10 +8,10 @@ import {
   type MockRequest,
   pendingToolResults,
   rateLimitError,
-  startMockModel,
   toolResults,
   userTexts
-} from "../src/MockModel.js"
+} from "../src/MockBrain.js"
+import { startMockModel } from "../src/MockModel.js"
 
 const KEY = "sk-ant-test-aaaaaaaaaaaaaaaaaaaaaaaaaaaa1234"
 const OTHER = "sk-ant-test-bbbbbbbbbbbbbbbbbbbbbbbbbbbb9876"

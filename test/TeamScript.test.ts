@@ -1,6 +1,6 @@
 // The scripted team "model" the demo and the end-to-end tests run against: what a lead does with each turn.
 import { describe, expect, it } from "@effect/vitest"
-import type { MockReply, MockRequest } from "../src/MockModel.js"
+import type { MockReply, MockRequest } from "../src/MockBrain.js"
 import { teamScript } from "../src/TeamScript.js"
 
 const role = "You are em-1, an Engineering Manager in a software team of Claude Code instances run by cco.\n\nYou lead these workers: worker-1."

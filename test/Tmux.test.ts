@@ -4,7 +4,9 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
 import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
-import { makeLive, Tmux, TmuxTest, TmuxTestControl } from "../src/Tmux.js"
+import { Tmux } from "../src/Tmux.js"
+import { makeLive } from "../src/TmuxLive.js"
+import { TmuxTest, TmuxTestControl } from "../src/TmuxTest.js"
 import { allArgv, privateTmux, tempDir, uniqueSocket, waitFor } from "./support.js"
 
 describe("Tmux (live, private server)", () => {

@@ -22,14 +22,13 @@ import {
   type Brain,
   lastToolResult,
   lastUserText,
-  type MockModelHandle,
   type MockRequest,
   pendingToolResults,
   rateLimitError,
-  startMockModel,
   toolResults,
   userTexts
-} from "../src/MockModel.js"
+} from "../src/MockBrain.js"
+import { type MockModelHandle, startMockModel } from "../src/MockModel.js"
 import { shellQuote } from "../src/Shell.js"
 import { agentHome } from "./harness.js"
 import { allArgv, alive, waitFor } from "./support.js"

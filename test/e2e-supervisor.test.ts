@@ -3,7 +3,8 @@
 // and the hanging tool does not outlive it.
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { type MockRequest, startMockModel } from "../src/MockModel.js"
+import { type MockRequest } from "../src/MockBrain.js"
+import { startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
 import { claudeBin, useFixture, runFixture } from "./harness.js"
 import { expectCrashRecovered, hungWorkerRecovers, killWorkerAfterFirstTool, orchestratorKilledThenResumed } from "./scenarios.js"

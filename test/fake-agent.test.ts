@@ -8,16 +8,15 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import {
-  defaultUsage,
   lastUserText,
   type MockReply,
   type MockRequest,
   pendingToolResults,
   rateLimitError,
-  startMockModel,
   toolResults,
   userTexts
-} from "../src/MockModel.js"
+} from "../src/MockBrain.js"
+import { defaultUsage, startMockModel } from "../src/MockModel.js"
 import { alive, removeSocketFile, tempDir, uniqueSocket, waitFor } from "./support.js"
 
 const fakeClaude = fileURLToPath(new URL("./fake-agent/fake-claude.mjs", import.meta.url))

@@ -6,11 +6,13 @@ import { execFileSync } from "node:child_process"
 import { existsSync, readdirSync, readFileSync } from "node:fs"
 import { randomBytes } from "node:crypto"
 import * as Tmux from "../src/Tmux.js"
+import { removeSocketFiles } from "../src/TmuxFiles.js"
+import { makeLive } from "../src/TmuxLive.js"
 
 export const uniqueSocket = () => `cco-test-${process.pid}-${randomBytes(4).toString("hex")}`
 
 /** tmux leaves its socket file behind after kill-server; tests remove theirs. */
-export const removeSocketFile = Tmux.removeSocketFiles
+export const removeSocketFile = removeSocketFiles
 
 /** Kills a private tmux server (if it still runs) and removes its socket files. */
 export const killTmuxServer = (socket: string) => {
@@ -27,7 +29,7 @@ export const privateTmux = (socket = uniqueSocket()) =>
   Layer.scoped(
     Tmux.Tmux,
     Effect.acquireRelease(
-      Tmux.makeLive(socket),
+      makeLive(socket),
       (tmux) => tmux.killServer.pipe(Effect.ignore, Effect.ensuring(Effect.sync(() => removeSocketFile(socket))))
     )
   ).pipe(Layer.provide(NodeContext.layer))

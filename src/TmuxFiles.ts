@@ -1,0 +1,45 @@
+// What cco's tmux leaves on disk besides its panes: each session's terminal log, rotated so it stays bounded,
+// and the socket files of a private tmux server that is gone.
+import { rmSync } from "node:fs"
+import { shellQuote } from "./Shell.js"
+
+export interface SessionLogLimits {
+  /** A session log is rotated before it reaches this size. */
+  readonly maxBytes: number
+  /** Rotated files kept: <log>.1 (newest) … <log>.<keep>. */
+  readonly keep: number
+}
+
+export const SESSION_LOG_LIMITS: SessionLogLimits = { maxBytes: 10 * 1024 * 1024, keep: 2 }
+
+/**
+ * Removes what a `tmux -L socket` server leaves in its socket directory after it is gone: the socket file and
+ * its lock file. Only for a server known to be dead (after kill-server); a live server's socket is never touched.
+ */
+export const removeSocketFiles = (socket: string) => {
+  const dir = `${process.env.TMUX_TMPDIR ?? "/tmp"}/tmux-${process.getuid?.() ?? 0}`
+  for (const file of [socket, `${socket}.lock`]) rmSync(`${dir}/${file}`, { force: true })
+}
+
+/**
+ * The pipe-pane command that writes a session's terminal output to `file`, rotated: GNU split cuts the stream
+ * into chunks of half the cap and hands each chunk to a filter that first rotates the log if it is half full
+ * (<file> → <file>.1 → … → <file>.<keep>, the oldest dropped), then appends the chunk as it streams in. So a
+ * file never reaches the cap, the newest file always ends with the newest output, and the cost per byte is a
+ * copy through two small C programs. Without GNU split (BSD) the log is appended to unrotated, as before.
+ */
+export const sessionLogCommand = (file: string, limits: SessionLogLimits = SESSION_LOG_LIMITS) => {
+  const chunk = Math.max(1, Math.floor(limits.maxBytes / 2))
+  const keep = Math.max(1, Math.floor(limits.keep))
+  const rotate = [
+    `if [ -f "$CCO_LOG" ] && [ "$(wc -c < "$CCO_LOG")" -ge ${chunk} ]; then`,
+    `i=${keep}; while [ "$i" -gt 1 ]; do j=$((i - 1)); if [ -f "$CCO_LOG.$j" ]; then mv -f "$CCO_LOG.$j" "$CCO_LOG.$i"; fi; i=$j; done;`,
+    `mv -f "$CCO_LOG" "$CCO_LOG.1"; fi; exec cat >> "$CCO_LOG"`
+  ].join(" ")
+  return [
+    `CCO_LOG=${shellQuote(file)}; export CCO_LOG;`,
+    `if split --filter=: /dev/null 2>/dev/null;`,
+    `then SHELL=/bin/sh exec split -b ${chunk} -a 9 --filter=${shellQuote(rotate)} - "$CCO_LOG.chunk-";`,
+    `else exec cat >> "$CCO_LOG"; fi`
+  ].join(" ")
+}

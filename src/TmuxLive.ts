@@ -1,0 +1,216 @@
+// The live tmux adapter: every Tmux method is one `tmux -L <socket>` call (several commands joined by ";" where
+// one call must see them all), with secrets passed through a private env file, never through argv.
+import * as CommandExecutor from "@effect/platform/CommandExecutor"
+import * as FileSystem from "@effect/platform/FileSystem"
+import { Effect, Layer, Redacted } from "effect"
+import { randomBytes } from "node:crypto"
+import { exec } from "./Exec.js"
+import { shellQuote } from "./Shell.js"
+import { type PaneInfo, SessionNotFound, type SessionSpec, Tmux, TmuxCommandFailed, type TmuxError, TmuxNotFound } from "./Tmux.js"
+import { removeSocketFiles, sessionLogCommand } from "./TmuxFiles.js"
+import { neutralise } from "./Untrusted.js"
+
+const envValue = (value: string | Redacted.Redacted<string>) =>
+  typeof value === "string" ? value : Redacted.value(value)
+
+// Reads the private env file, removes it, then becomes the program: secrets never touch argv.
+const LAUNCH_SCRIPT = 'for v in $CCO_UNSET; do unset "$v"; done; unset CCO_UNSET; . "$1" && rm -rf "$2" && shift 2 && exec "$@"'
+
+/**
+ * Variables of cco's own environment that its tmux server must not hold: the server's global environment is
+ * readable by every program in its panes (`tmux show-environment -g`), and every session inherits it. Each
+ * instance gets its credential through its own launch env instead.
+ */
+export const SERVER_HIDDEN_ENV: ReadonlyArray<string> = ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"]
+
+/** cco's own variables (CCO_TOKEN, CCO_SOCKET, … of an orchestrator started from inside an instance) are hidden too. */
+const hiddenFromServer = (extra: ReadonlyArray<string>) => {
+  const names = new Set([...SERVER_HIDDEN_ENV, ...extra])
+  return (name: string) => names.has(name) || name.startsWith("CCO_")
+}
+
+export interface LiveOptions {
+  /** More variable names to keep from the server: the env names of api-keys.json's credentials. */
+  readonly hiddenEnv?: ReadonlyArray<string>
+}
+
+const noServer = (stderr: string) => /no server running|error connecting to|No such file or directory/.test(stderr)
+const noSession = (stderr: string) => /can't find (session|pane|window)|session not found/.test(stderr)
+
+type Run = (operation: string, args: ReadonlyArray<string>, stdin?: string, session?: string) => Effect.Effect<string, TmuxError>
+
+/** One tmux call on the private server; a missing session or server is SessionNotFound when `session` is given. */
+const runner = (socket: string, executor: CommandExecutor.CommandExecutor, unsetEnv: (name: string) => boolean): Run =>
+(operation, args, stdin, session) =>
+  exec("tmux", ["-L", socket, "-f", "/dev/null", ...args], stdin === undefined ? { unsetEnv } : { stdin, unsetEnv }).pipe(
+    Effect.provideService(CommandExecutor.CommandExecutor, executor),
+    Effect.mapError(() => new TmuxNotFound({ message: "tmux is not installed or not on PATH (install it: apt-get install tmux)" })),
+    Effect.flatMap((result): Effect.Effect<string, SessionNotFound | TmuxCommandFailed> => {
+      if (result.exitCode === 0) return Effect.succeed(result.stdout)
+      if (session !== undefined && (noSession(result.stderr) || noServer(result.stderr))) {
+        return Effect.fail(new SessionNotFound({ session }))
+      }
+      return Effect.fail(new TmuxCommandFailed({ operation, exitCode: result.exitCode, stderr: result.stderr }))
+    })
+  )
+
+const pane = (session: string) => `=${session}:`
+
+/** Starting, listing and ending sessions. */
+const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string) => {
+  const newSession = Effect.fn("Tmux.newSession")(function*(spec: SessionSpec) {
+    const dir = yield* fs.makeTempDirectory({ prefix: "cco-env-" }).pipe(Effect.orDie)
+    const file = `${dir}/env`
+    const lines = Object.entries(spec.env ?? {}).map(([k, v]) => `export ${k}=${shellQuote(envValue(v))}`)
+    yield* fs.writeFileString(file, lines.join("\n") + "\n", { mode: 0o600 }).pipe(Effect.orDie)
+    const args = [
+      "new-session", "-d", "-s", spec.name, "-c", spec.cwd,
+      "-x", String(spec.width ?? 200), "-y", String(spec.height ?? 50),
+      "-e", `CCO_UNSET=${(spec.unsetEnv ?? []).join(" ")}`,
+      "sh", "-c", LAUNCH_SCRIPT, "cco-launch", file, dir, ...spec.command
+    ]
+    // pipe-pane in the same tmux invocation: attached before the server reads the pane's first output.
+    if (spec.logFile !== undefined) {
+      args.push(";", "pipe-pane", "-t", pane(spec.name), sessionLogCommand(spec.logFile, spec.logLimits))
+    }
+    yield* run("new-session", args).pipe(
+      Effect.tapError(() => fs.remove(dir, { recursive: true }).pipe(Effect.ignore))
+    )
+  })
+
+  const listSessions = Effect.fn("Tmux.listSessions")(function*(prefix?: string) {
+    const out = yield* run("list-sessions", ["list-sessions", "-F", "#{session_name}"]).pipe(
+      Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.succeed("") : Effect.fail(e))
+    )
+    return out.split("\n").filter((s) => s !== "" && (prefix === undefined || s.startsWith(prefix)))
+  })
+
+  const sessionPaths = Effect.fn("Tmux.sessionPaths")(function*(prefix: string) {
+    const out = yield* run("list-sessions", ["list-sessions", "-F", "#{session_name}\t#{session_path}"]).pipe(
+      Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.succeed("") : Effect.fail(e))
+    )
+    const entries = out.split("\n").flatMap((line) => {
+      const tab = line.indexOf("\t")
+      return tab < 0 || !line.startsWith(prefix) ? [] : [[line.slice(0, tab), line.slice(tab + 1)] as const]
+    })
+    return new Map(entries) as ReadonlyMap<string, string>
+  })
+
+  const hasSession = Effect.fn("Tmux.hasSession")(function*(session: string) {
+    return yield* run("has-session", ["has-session", "-t", `=${session}`], undefined, session).pipe(
+      Effect.as(true),
+      Effect.catchTag("SessionNotFound", () => Effect.succeed(false))
+    )
+  })
+
+  const killSession = Effect.fn("Tmux.killSession")(function*(session: string) {
+    yield* run("kill-session", ["kill-session", "-t", `=${session}`], undefined, session)
+  })
+
+  const killSessions = Effect.fn("Tmux.killSessions")(function*(sessions: ReadonlyArray<string>) {
+    if (sessions.length === 0) return
+    yield* run("kill-session", sessions.flatMap((s, i) => [...(i === 0 ? [] : [";"]), "kill-session", "-t", `=${s}`]))
+  })
+
+  // The server gone, its socket files go too (tmux leaves them behind).
+  const killServer = run("kill-server", ["kill-server"]).pipe(
+    Effect.asVoid,
+    Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.void : Effect.fail(e)),
+    Effect.tap(() => Effect.sync(() => removeSocketFiles(socket)))
+  )
+
+  return { newSession, listSessions, sessionPaths, hasSession, killSession, killSessions, killServer }
+}
+
+/** Input to and output from panes. */
+const paneMethods = (run: Run) => {
+  const sendText = Effect.fn("Tmux.sendText")(function*(session: string, text: string) {
+    const buffer = `cco-${session}`
+    // One tmux call: load the buffer from stdin and paste it. The last gate before a pane: whatever the caller
+    // composed, no ESC (an end-of-paste), CR (a submit) or control key gets through.
+    yield* run("paste-buffer", ["load-buffer", "-b", buffer, "-", ";", "paste-buffer", "-p", "-d", "-b", buffer, "-t", pane(session)], neutralise(text), session)
+  })
+
+  const sendKeys = Effect.fn("Tmux.sendKeys")(function*(session: string, keys: ReadonlyArray<string>) {
+    yield* run("send-keys", ["send-keys", "-t", pane(session), ...keys], undefined, session)
+  })
+
+  const capturePane = Effect.fn("Tmux.capturePane")(function*(session: string, history = 0) {
+    const args = ["capture-pane", "-p", "-J", "-t", pane(session)]
+    if (history > 0) args.push("-S", String(-history))
+    return yield* run("capture-pane", args, undefined, session)
+  })
+
+  const pipePane = Effect.fn("Tmux.pipePane")(function*(session: string, file: string) {
+    yield* run("pipe-pane", ["pipe-pane", "-t", pane(session), sessionLogCommand(file)], undefined, session)
+  })
+
+  const paneInfo = Effect.fn("Tmux.paneInfo")(function*(session: string) {
+    const out = yield* run(
+      "display-message",
+      ["display-message", "-p", "-t", pane(session), "#{session_name}\t#{pane_pid}\t#{pane_dead}\t#{pane_title}"],
+      undefined,
+      session
+    )
+    const [name, pid, dead, ...title] = out.replace(/\n$/, "").split("\t")
+    // display-message answers a missing target with an empty line and exit 0.
+    if (name !== session) return yield* Effect.fail(new SessionNotFound({ session }))
+    return { pid: Number(pid), dead: dead === "1", title: title.join("\t") }
+  })
+
+  const paneInfos = Effect.fn("Tmux.paneInfos")(function*(prefix: string) {
+    const out = yield* run("list-panes", ["list-panes", "-a", "-F", "#{session_name}\t#{pane_pid}\t#{pane_dead}\t#{pane_title}"]).pipe(
+      Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.succeed("") : Effect.fail(e))
+    )
+    const panes = new Map<string, PaneInfo>()
+    for (const line of out.split("\n")) {
+      const [name, pid, dead, ...title] = line.split("\t")
+      if (name === undefined || name === "" || !name.startsWith(prefix) || panes.has(name)) continue
+      panes.set(name, { pid: Number(pid), dead: dead === "1", title: title.join("\t") })
+    }
+    return panes as ReadonlyMap<string, PaneInfo>
+  })
+
+  // Screens separated by marker lines. The marker is printable ASCII (tmux escapes control characters in
+  // display-message output on some versions) and random per call, so no screen contains it.
+  const capturePanes = Effect.fn("Tmux.capturePanes")(function*(sessions: ReadonlyArray<string>) {
+    const screens = new Map<string, string>()
+    if (sessions.length === 0) return screens as ReadonlyMap<string, string>
+    const mark = `@@cco-screen-${randomBytes(8).toString("hex")}@@ `
+    const args = sessions.flatMap((s, i) => [
+      ...(i === 0 ? [] : [";"]),
+      "display-message", "-p", "-t", pane(s), `${mark}${s}`, ";",
+      "capture-pane", "-p", "-J", "-t", pane(s)
+    ])
+    const out = yield* run("capture-pane", args)
+    let current: string | undefined
+    let lines: Array<string> = []
+    // Each screen as capture-pane prints it, with its final newline (the last one keeps it from `out`).
+    const flushScreen = (newline: string) => {
+      if (current !== undefined) screens.set(current, lines.join("\n") + newline)
+    }
+    for (const line of out.split("\n")) {
+      if (line.startsWith(mark)) {
+        flushScreen("\n")
+        current = line.slice(mark.length)
+        lines = []
+      } else lines.push(line)
+    }
+    flushScreen("")
+    return screens as ReadonlyMap<string, string>
+  })
+
+  return { sendText, sendKeys, capturePane, pipePane, paneInfo, paneInfos, capturePanes }
+}
+
+export const makeLive = (socket: string, options: LiveOptions = {}) =>
+  Effect.gen(function*() {
+    const executor = yield* CommandExecutor.CommandExecutor
+    const fs = yield* FileSystem.FileSystem
+    // Any tmux command may start the server, which keeps the environment of the command that started it.
+    const run = runner(socket, executor, hiddenFromServer(options.hiddenEnv ?? []))
+    return Tmux.of({ socket, ...sessionMethods(run, fs, socket), ...paneMethods(run) })
+  })
+
+/** Live tmux on the private server `tmux -L socket`. */
+export const layer = (socket: string, options: LiveOptions = {}) => Layer.effect(Tmux, makeLive(socket, options))
