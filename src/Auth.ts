@@ -3,7 +3,8 @@
 // A pure state machine over an immutable PoolState, wrapped in the Auth service (a Ref, time from Clock).
 import { Clock, Context, Data, Duration, Effect, Either, Layer, Redacted, Ref, Schema } from "effect"
 import type { Credential } from "./Agent.js"
-import type { ApiKeyCredential, AuthMode } from "./Config.js"
+import type { ApiKeyCredential } from "./ApiKeysFile.js"
+import type { AuthMode } from "./OrchestratorFile.js"
 
 /** The name of the user's own login in the pool, in logs and in state.json. */
 export const OAUTH_CREDENTIAL = "oauth"

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Clock, Duration, Effect, Either, Exit, Fiber, Redacted, TestClock } from "effect"
 import * as Auth from "../src/Auth.js"
-import type { ApiKeyCredential } from "../src/Config.js"
+import type { ApiKeyCredential } from "../src/ApiKeysFile.js"
 
 const SECRET_1 = "sk-ant-api03-SECRET-ONE-aaaaaaaaaaaaaaaaaaaaaaaa"
 const SECRET_2 = "sk-ant-api03-SECRET-TWO-bbbbbbbbbbbbbbbbbbbbbbbb"
