@@ -12,7 +12,8 @@ import {
   ValidationError
 } from "@effect/cli"
 import { Console, Effect, Either, HashMap, Option, Schema } from "effect"
-import { type ConfigOverrides, editDistance, loadConfig, printable, redactedView, type ResolvedConfig } from "./Config.js"
+import { type ConfigOverrides, loadConfig, redactedView, type ResolvedConfig } from "./Config.js"
+import { editDistance, printable } from "./ConfigError.js"
 import * as Cleanup from "./Cleanup.js"
 import * as Doctor from "./Doctor.js"
 import * as Orchestrator from "./Orchestrator.js"

@@ -2,7 +2,7 @@
 // to another with --continue; an overload waits and goes on; an unconfirmed claim changes nothing in the pool.
 import { Clock, Duration, Effect, Queue } from "effect"
 import type { Credential } from "./Agent.js"
-import * as Auth from "./Auth.js"
+import { waitSlice } from "./CoolingPolicy.js"
 import type { Delivery } from "./Delivery.js"
 import * as EventsModule from "./Events.js"
 import type * as Limits from "./Limits.js"
@@ -24,7 +24,7 @@ const moveOff = (env: RotationEnv, name: string, from: string, why: string): Eff
       const until = next.left.until
       yield* update(name, (i) => ({ ...i, status: "rate-limited" }))
       yield* runLog.log("credentials.exhausted", { instance: name, until: until.toISOString(), cooling: next.left.cooling })
-      yield* Effect.sleep(Auth.waitSlice(until.getTime(), yield* Clock.currentTimeMillis, 1000))
+      yield* Effect.sleep(waitSlice(until.getTime(), yield* Clock.currentTimeMillis, 1000))
       return yield* moveOff(env, name, from, why)
     }
     const credential = next.right

@@ -37,9 +37,11 @@ export type { ApiKeyInput, ConfigInput, MakeConfigOptions, SecretInput } from ".
 /** Loads a config directory (orchestrator.json and api-keys.json), as `cco run --config DIR` does. */
 export { loadConfig } from "./Config.js"
 /** A bad configuration: names the file (or "config object") and the field. */
-export { ConfigError } from "./Config.js"
+export { ConfigError } from "./ConfigError.js"
 /** A validated configuration, secrets Redacted. */
-export type { ApiKeyCredential, AuthMode, ResolvedConfig } from "./Config.js"
+export type { ResolvedConfig } from "./Config.js"
+export type { ApiKeyCredential } from "./ApiKeysFile.js"
+export type { AuthMode } from "./OrchestratorFile.js"
 
 // --- events
 

@@ -1,7 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Clock, Duration, Effect, Either, Exit, Fiber, Redacted, TestClock } from "effect"
 import * as Auth from "../src/Auth.js"
-import type { ApiKeyCredential } from "../src/Config.js"
+import { defaultPolicy, waitSlice } from "../src/CoolingPolicy.js"
+import type { CredentialSnapshot } from "../src/CredentialPool.js"
+import { makeRestartLimiter, RestartBudget } from "../src/RestartBudget.js"
+import type { ApiKeyCredential } from "../src/ApiKeysFile.js"
 
 const SECRET_1 = "sk-ant-api03-SECRET-ONE-aaaaaaaaaaaaaaaaaaaaaaaa"
 const SECRET_2 = "sk-ant-api03-SECRET-TWO-bbbbbbbbbbbbbbbbbbbbbbbb"
@@ -18,11 +21,11 @@ const names = (creds: ReadonlyArray<{ readonly name: string }>) => creds.map((c)
 const minutes = (n: number) => n * 60_000
 
 /** The TestClock starts at 0; cooling ends are epoch ms from there. */
-const untilOf = (snapshot: ReadonlyArray<Auth.CredentialSnapshot>, name: string) => {
+const untilOf = (snapshot: ReadonlyArray<CredentialSnapshot>, name: string) => {
   const until = snapshot.find((c) => c.name === name)?.until
   return until === undefined ? undefined : Date.parse(until)
 }
-const statusOf = (snapshot: ReadonlyArray<Auth.CredentialSnapshot>, name: string) =>
+const statusOf = (snapshot: ReadonlyArray<CredentialSnapshot>, name: string) =>
   snapshot.find((c) => c.name === name)?.status
 
 describe("credentials in the mode's order", () => {
@@ -248,7 +251,7 @@ describe("Auth pool", () => {
       const auth = yield* Auth.make({ authMode: "oauth", apiKeys: [] })
       // "Claude AI usage limit reached|9999999999": the year 2286.
       yield* auth.reportRateLimit("oauth", { resetAt: new Date(9_999_999_999_000) })
-      const cap = Duration.toMillis(Auth.defaultPolicy.maxCooling)
+      const cap = Duration.toMillis(defaultPolicy.maxCooling)
       expect(cap).toBe(8 * 24 * 60 * minutes(1))
       expect(untilOf(yield* auth.snapshot, "oauth")).toBe(cap)
       const fiber = yield* Effect.fork(auth.acquireOrWait("worker-1"))
@@ -284,11 +287,11 @@ describe("Auth pool", () => {
 
   it("waitSlice: the time left, at least the minimum, at most an hour", () => {
     const hour = minutes(60)
-    expect(Duration.toMillis(Auth.waitSlice(5_000, 0))).toBe(5_000)
-    expect(Duration.toMillis(Auth.waitSlice(30 * 24 * hour, 0))).toBe(hour)
-    expect(Duration.toMillis(Auth.waitSlice(-5, 0, 1000))).toBe(1000)
-    expect(Duration.toMillis(Auth.waitSlice(Number.NaN, 0))).toBe(hour)
-    expect(Duration.toMillis(Auth.waitSlice(Number.POSITIVE_INFINITY, 0))).toBe(hour)
+    expect(Duration.toMillis(waitSlice(5_000, 0))).toBe(5_000)
+    expect(Duration.toMillis(waitSlice(30 * 24 * hour, 0))).toBe(hour)
+    expect(Duration.toMillis(waitSlice(-5, 0, 1000))).toBe(1000)
+    expect(Duration.toMillis(waitSlice(Number.NaN, 0))).toBe(hour)
+    expect(Duration.toMillis(waitSlice(Number.POSITIVE_INFINITY, 0))).toBe(hour)
   })
 
   it.effect("all invalid: NoUsableCredential naming each credential and why", () =>
@@ -373,23 +376,23 @@ describe("Auth pool", () => {
 
 describe("restart budget", () => {
   it("pure: N restarts within the window, then exhausted until the oldest leaves it", () => {
-    let state = Auth.RestartBudget.make({ max: 3, window: Duration.minutes(10) })
+    let state = RestartBudget.make({ max: 3, window: Duration.minutes(10) })
     const tags: Array<string> = []
     for (const t of [0, 1, 2, 3]) {
-      const r = Auth.RestartBudget.tryRestart(state, "worker-1", minutes(t))
+      const r = RestartBudget.tryRestart(state, "worker-1", minutes(t))
       state = r.state
       tags.push(r.decision._tag)
     }
     expect(tags).toEqual(["Allowed", "Allowed", "Allowed", "Exhausted"])
     // Other instances have their own budget.
-    expect(Auth.RestartBudget.tryRestart(state, "worker-2", minutes(3)).decision._tag).toBe("Allowed")
-    expect(Auth.RestartBudget.tryRestart(Auth.RestartBudget.forget(state, "worker-1"), "worker-1", minutes(3)).decision._tag)
+    expect(RestartBudget.tryRestart(state, "worker-2", minutes(3)).decision._tag).toBe("Allowed")
+    expect(RestartBudget.tryRestart(RestartBudget.forget(state, "worker-1"), "worker-1", minutes(3)).decision._tag)
       .toBe("Allowed")
   })
 
   it.effect("with TestClock: 5 per 10 minutes, sliding", () =>
     Effect.gen(function*() {
-      const budget = yield* Auth.makeRestartLimiter({ max: 5, window: Duration.minutes(10) })
+      const budget = yield* makeRestartLimiter({ max: 5, window: Duration.minutes(10) })
       for (let i = 0; i < 5; i++) {
         const d = yield* budget.tryRestart("worker-1")
         expect(d).toMatchObject({ _tag: "Allowed", used: i + 1, max: 5 })

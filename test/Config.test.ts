@@ -4,6 +4,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Redacted, Schema } from "effect"
 import { execFileSync } from "node:child_process"
 import * as Config from "../src/Config.js"
+import { OrchestratorFile } from "../src/OrchestratorFile.js"
 import { readRegularFile } from "../src/RegularFile.js"
 import { tempDir } from "./support.js"
 
@@ -319,8 +320,8 @@ const mkfifo = (file: string) => execFileSync("mkfifo", [file])
 describe("Config: every number has a range, every file is a regular one, every key is given once", () => {
   it("the table covers every number of orchestrator.json: every other field refuses a number", () => {
     const numbers = NUMBER_RANGES.map((r) => r.field)
-    for (const field of Object.keys(Config.OrchestratorFile.fields)) {
-      const decoded = Schema.decodeUnknownEither(Config.OrchestratorFile)({ ...minimal, [field]: 5 })
+    for (const field of Object.keys(OrchestratorFile.fields)) {
+      const decoded = Schema.decodeUnknownEither(OrchestratorFile)({ ...minimal, [field]: 5 })
       expect(Either.isRight(decoded), field).toBe(numbers.includes(field))
     }
   })
