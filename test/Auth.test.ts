@@ -3,7 +3,6 @@ import { Chunk, Clock, Duration, Effect, Either, Exit, Fiber, Redacted, TestCloc
 import * as Auth from "../src/Auth.js"
 import { defaultPolicy, waitSlice } from "../src/CoolingPolicy.js"
 import type { CredentialSnapshot } from "../src/CredentialPool.js"
-import { makeRestartLimiter, RestartBudget } from "../src/RestartBudget.js"
 import type { ApiKeyCredential } from "../src/ApiKeysFile.js"
 
 const SECRET_1 = "sk-ant-api03-SECRET-ONE-aaaaaaaaaaaaaaaaaaaaaaaa"
@@ -371,45 +370,5 @@ describe("Auth pool", () => {
       }
       expect(JSON.stringify(snapshot)).toContain("Invalid API key <redacted> · Fix external API key")
       expect(snapshot.find((c) => c.name === "key-2")?.lastError).toBe("x")
-    }))
-})
-
-describe("restart budget", () => {
-  it("pure: N restarts within the window, then exhausted until the oldest leaves it", () => {
-    let state = RestartBudget.make({ max: 3, window: Duration.minutes(10) })
-    const tags: Array<string> = []
-    for (const t of [0, 1, 2, 3]) {
-      const r = RestartBudget.tryRestart(state, "worker-1", minutes(t))
-      state = r.state
-      tags.push(r.decision._tag)
-    }
-    expect(tags).toEqual(["Allowed", "Allowed", "Allowed", "Exhausted"])
-    // Other instances have their own budget.
-    expect(RestartBudget.tryRestart(state, "worker-2", minutes(3)).decision._tag).toBe("Allowed")
-    expect(RestartBudget.tryRestart(RestartBudget.forget(state, "worker-1"), "worker-1", minutes(3)).decision._tag)
-      .toBe("Allowed")
-  })
-
-  it.effect("with TestClock: 5 per 10 minutes, sliding", () =>
-    Effect.gen(function*() {
-      const budget = yield* makeRestartLimiter({ max: 5, window: Duration.minutes(10) })
-      for (let i = 0; i < 5; i++) {
-        const d = yield* budget.tryRestart("worker-1")
-        expect(d).toMatchObject({ _tag: "Allowed", used: i + 1, max: 5 })
-        yield* TestClock.adjust(Duration.minutes(1))
-      }
-      // t = 5 min: the sixth restart within ten minutes is refused until the first (t = 0) leaves the window.
-      const refused = yield* budget.tryRestart("worker-1")
-      expect(refused._tag).toBe("Exhausted")
-      expect(refused._tag === "Exhausted" && refused.retryAt).toEqual(new Date(minutes(10)))
-
-      yield* TestClock.adjust(Duration.minutes(4)) // t = 9 min
-      expect((yield* budget.tryRestart("worker-1"))._tag).toBe("Exhausted")
-      yield* TestClock.adjust(Duration.minutes(1)) // t = 10 min: the restart at t = 0 is out of the window
-      expect(yield* budget.tryRestart("worker-1")).toMatchObject({ _tag: "Allowed", used: 5 })
-      expect((yield* budget.tryRestart("worker-1"))._tag).toBe("Exhausted")
-
-      yield* budget.forget("worker-1")
-      expect(yield* budget.tryRestart("worker-1")).toMatchObject({ _tag: "Allowed", used: 1 })
     }))
 })
