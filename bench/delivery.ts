@@ -6,7 +6,7 @@ import { NodeContext } from "@effect/platform-node"
 import { Effect } from "effect"
 import { spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, watch } from "node:fs"
+import { closeSync, existsSync, fstatSync, openSync, readdirSync, readFileSync, readSync, watch } from "node:fs"
 import * as path from "node:path"
 import { exec } from "../src/Exec.js"
 import type { Measurement } from "./report.js"
@@ -21,6 +21,25 @@ interface Delivery {
   pasted?: number
   delivered?: number
   exitCode?: number
+}
+
+/**
+ * An instance's control token, which cco keeps in no file (only its digest): read from the environment of the
+ * instance's own processes, as the benchmark plays that instance's `cco team` calls.
+ */
+const tokenOf = (controlSocket: string, instance: string): string => {
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    let env: Array<string>
+    try {
+      env = readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")
+    } catch {
+      continue
+    }
+    if (!env.includes(`CCO_SOCKET=${controlSocket}`) || !env.includes(`CCO_INSTANCE=${instance}`)) continue
+    const token = env.find((e) => e.startsWith("CCO_TOKEN="))
+    if (token !== undefined) return token.slice("CCO_TOKEN=".length)
+  }
+  throw new Error(`no process of ${instance} carries its control token`)
 }
 
 export const measureDelivery = async (options: {
@@ -42,7 +61,7 @@ export const measureDelivery = async (options: {
       PATH: `${path.join(folder, "bin")}:${process.env.PATH ?? ""}`,
       CCO_SOCKET: controlSocket,
       CCO_INSTANCE: worker,
-      CCO_TOKEN: readFileSync(path.join(folder, "instances", worker, "token"), "utf8").trim(),
+      CCO_TOKEN: tokenOf(controlSocket, worker),
       CCO_GENERATION: String(options.view.generation.get(worker) ?? 0)
     }
   }
