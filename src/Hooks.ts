@@ -5,7 +5,8 @@ import type { Delivery } from "./Delivery.js"
 import * as EventsModule from "./Events.js"
 import type { HookEvent } from "./Events.js"
 import * as H from "./Hierarchy.js"
-import type { RunContext, Status } from "./RunContext.js"
+import * as Instances from "./Instances.js"
+import type { RunContext } from "./RunContext.js"
 import type { SpendWatch } from "./SpendWatch.js"
 import * as StopFailure from "./StopFailure.js"
 
@@ -22,15 +23,15 @@ export const makeHooks = (ctx: RunContext, delivery: Delivery, spendWatch: Spend
       const fields: Record<string, unknown> = { instance: name, generation: event.generation, hook: event.hook }
       switch (event.hook) {
         case "SessionStart":
-          yield* update(name, (i) => ({ ...i, ready: true, status: "idle", lastEventAt: at, progressAt: at }))
+          yield* update(name, (i) => Instances.sessionStarted(i, at))
           fields.source = event.payload.source
           break
         case "UserPromptSubmit":
-          yield* update(name, (i) => ({ ...i, status: "busy", lastEventAt: at }))
+          yield* update(name, (i) => Instances.promptSubmitted(i, at))
           break
         case "PostToolUse":
         case "PostToolUseFailure":
-          yield* update(name, (i) => ({ ...i, lastEventAt: at, progressAt: at, reminded: false }))
+          yield* update(name, (i) => Instances.toolUsed(i, at))
           fields.tool = event.payload.tool_name
           break
         case "Stop":
@@ -39,7 +40,7 @@ export const makeHooks = (ctx: RunContext, delivery: Delivery, spendWatch: Spend
             const task = H.currentTask(yield* Ref.get(board), name)
             const rests = task !== undefined && task.status !== "assigned" && task.assignee === name
             // The end of a turn that only answered a reminder is no progress: the ladder goes on from the reminder.
-            yield* update(name, (i) => ({ ...i, status: rests ? "done" : "idle", inFlight: [], lastEventAt: at, progressAt: i.reminded ? i.progressAt : at }))
+            yield* update(name, (i) => Instances.turnEnded(i, { rests, at }))
             const inst = yield* get(name)
             if (inst.credential !== "") yield* auth.reportSuccess(inst.credential)
             yield* Effect.forkIn(remindAfterStop(name, at), scope)
@@ -47,17 +48,15 @@ export const makeHooks = (ctx: RunContext, delivery: Delivery, spendWatch: Spend
           break
         case "StopFailure": {
           const limit = StopFailure.classifyStopFailure(event.payload, new Date(at))
-          yield* update(name, (i) =>
-            i.restarting || i.status === "starting"
-              ? i
-              : { ...i, status: limit._tag === "RateLimited" || limit._tag === "UsageLimit" ? "rate-limited" : "error", lastEventAt: at })
+          // Ignored while the session is starting or being replaced (see Instances.apiFailed).
+          yield* update(name, (i) => Instances.apiFailed(i, limit, at))
           fields.error = event.payload.error
           fields.limit = limit._tag
           yield* Queue.offer(limitEvents, { instance: name, generation: event.generation, limit })
           break
         }
         case "SessionEnd":
-          yield* update(name, (i) => ({ ...i, status: "stopped", ready: false, lastEventAt: at }))
+          yield* update(name, (i) => Instances.sessionEnded(i, at))
           fields.reason = event.payload.reason
           break
         default:
@@ -66,9 +65,9 @@ export const makeHooks = (ctx: RunContext, delivery: Delivery, spendWatch: Spend
             // A permission or other question waits for a person; the supervisor answers it.
             // (The idle notice, "Claude is waiting for your input", is just idle.)
             const waiting = event.payload.notification_type === "permission_prompt" || /permission/i.test(String(event.payload.message ?? ""))
-            yield* update(name, (i) => ({ ...i, lastEventAt: at, ...(waiting ? { status: "waiting-for-input" as Status } : {}) }))
+            yield* update(name, (i) => Instances.notified(i, waiting, at))
           } else {
-            yield* update(name, (i) => ({ ...i, lastEventAt: at }))
+            yield* update(name, (i) => Instances.eventSeen(i, at))
           }
       }
       yield* runLog.log("hook", fields)

@@ -10,6 +10,8 @@ import { type CostSnapshot, type CostTracker, makeCostTracker } from "./CostTrac
 import * as Debounce from "./Debounce.js"
 import type { EventsShape } from "./Events.js"
 import * as H from "./Hierarchy.js"
+import * as Instances from "./Instances.js"
+import type { Instance } from "./Instances.js"
 import type * as Limits from "./Limits.js"
 import type { LogLine, RunLogShape } from "./RunLog.js"
 import type { RunState } from "./RunState.js"
@@ -75,48 +77,7 @@ export interface RunSummary {
   readonly costs: CostSnapshot
 }
 
-/** An instance's state; every change is logged as `instance.state`. */
-export type Status =
-  | "starting"
-  | "idle"
-  | "busy"
-  | "waiting-for-input"
-  | "rate-limited"
-  | "stuck"
-  | "crashed"
-  | "error"
-  | "done"
-  | "stopped"
-
-/** States in which a prompt can be pasted and taken as the next turn. */
-export const acceptsPrompt = (status: Status) => status === "idle" || status === "done" || status === "error"
-
-export interface Instance {
-  readonly spec: H.InstanceSpec
-  readonly worktree: string
-  readonly status: Status
-  readonly generation: number
-  readonly ready: boolean
-  /** Whether the role prompt has been delivered. */
-  readonly prompted: boolean
-  /** Whether the role prompt waits in the outbox. */
-  readonly roleQueued: boolean
-  readonly outbox: ReadonlyArray<string>
-  readonly lastEventAt: number
-  readonly progressAt: number
-  readonly restarts: number
-  readonly restartHistory: ReadonlyArray<number>
-  /** A restart is under way: nothing else may restart or judge the instance meanwhile. */
-  readonly restarting: boolean
-  /** Messages pasted whose turn has not completed (no Stop yet): queued again if the session is replaced. */
-  readonly inFlight: ReadonlyArray<string>
-  /** Whether inFlight has reached the pane (a resumed run re-sends it to a surviving session otherwise). */
-  readonly inFlightPasted: boolean
-  /** Reminded after a Stop, and nothing done since (no tool, no new message): no second reminder. */
-  readonly reminded: boolean
-  readonly ladder: Supervisor.Ladder
-  readonly credential: string
-}
+export { acceptsPrompt, type Instance, type Status } from "./Instances.js"
 
 export type Merge = { from: string; into: string; commit: string }
 
@@ -182,44 +143,12 @@ export interface RunContext extends RunLayout, RunServices {
   readonly costTracker: CostTracker
 }
 
-const initialInstance = (spec: H.InstanceSpec, worktree: string, now: number): Instance => ({
-  spec,
-  worktree,
-  status: "starting",
-  generation: 0,
-  ready: false,
-  prompted: false,
-  roleQueued: false,
-  outbox: [],
-  lastEventAt: now,
-  progressAt: now,
-  restarts: 0,
-  restartHistory: [],
-  restarting: false,
-  inFlight: [],
-  inFlightPasted: true,
-  reminded: false,
-  ladder: Supervisor.initialLadder(now),
-  credential: ""
-})
-
 /** Instances as a resumed run left them: what each was owed when the orchestrator died. */
 const resumeInstances = (instances: Ref.Ref<ReadonlyMap<string, Instance>>, previous: RunState | undefined) =>
   Effect.forEach(previous?.instances ?? [], (saved) =>
     Ref.update(instances, (m) => {
       const i = m.get(saved.name)
-      return i === undefined ? m : new Map(m).set(saved.name, {
-        ...i,
-        generation: saved.generation,
-        restarts: saved.restarts,
-        prompted: saved.prompted ?? false,
-        // What it was owed when the orchestrator died (older state files have none).
-        roleQueued: saved.roleQueued ?? false,
-        outbox: saved.outbox ?? [],
-        inFlight: saved.inFlight ?? [],
-        inFlightPasted: saved.inFlightPasted ?? true,
-        credential: saved.credential
-      })
+      return i === undefined ? m : new Map(m).set(saved.name, Instances.resumed(i, saved))
     }), { discard: true })
 
 // state.json follows what cco status and --resume need (status, generation, credential, what is owed), coalesced.
@@ -241,7 +170,7 @@ export const makeRunContext = (
     const { specs, worktrees } = layout
     const startNow = yield* Clock.currentTimeMillis
     const instances = yield* Ref.make<ReadonlyMap<string, Instance>>(
-      new Map(specs.map((spec) => [spec.name, initialInstance(spec, worktrees.get(spec.name)!, startNow)]))
+      new Map(specs.map((spec) => [spec.name, Instances.initial(spec, worktrees.get(spec.name)!, startNow)]))
     )
     const board = yield* Ref.make<H.Board>(run.previous?.board ?? H.emptyBoard)
     const merges = yield* Ref.make<ReadonlyArray<Merge>>(run.previous?.merges ?? [])
