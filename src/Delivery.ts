@@ -4,7 +4,8 @@ import { Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
 import * as ClaudeCode from "./ClaudeCode.js"
 import * as H from "./Hierarchy.js"
 import * as Outbox from "./Outbox.js"
-import { acceptsPrompt, type RunContext, type Status } from "./RunContext.js"
+import * as Instances from "./Instances.js"
+import { acceptsPrompt, type RunContext } from "./RunContext.js"
 import * as Supervisor from "./Supervisor.js"
 import { PANE_MAX } from "./Untrusted.js"
 
@@ -33,17 +34,7 @@ const takeBatch = (ctx: RunContext, name: string, at: number) => {
     // from the instance's last hook (the CLI may take seconds to submit it), and the ladder starts over.
     // One paste carries at most PANE_MAX characters: what does not fit waits for the next turn, uncut.
     const [batch, rest] = Outbox.nextBatch(i.outbox, PANE_MAX)
-    const next = {
-      ...i,
-      outbox: rest,
-      inFlight: batch,
-      inFlightPasted: false,
-      reminded: false,
-      status: "busy" as Status,
-      prompted: true,
-      lastEventAt: at,
-      progressAt: at
-    }
+    const next = Instances.promptTaken(i, batch, rest, at)
     return [{ texts: batch, from: i.status, generation: i.generation, prompted: i.prompted }, new Map(m).set(name, next)] as const
   })
 }
@@ -76,7 +67,7 @@ const remindAfterStop = (ctx: RunContext, name: string, stoppedAt: number) => {
       yield* update(name, (i) => {
         if (i.lastEventAt !== stoppedAt || i.generation !== inst.generation || i.restarting || i.outbox.length > 0) return i
         claimed = true
-        return { ...i, ladder: decision.ladder, reminded: true }
+        return Instances.remindedAfterStop(i, decision.ladder)
       })
       if (!claimed) return
       yield* runLog.log("supervisor.reminder", { instance: name, reason })
@@ -97,11 +88,11 @@ export const makeDelivery = (ctx: RunContext) => {
       yield* awaitIdleTitle(ctx, name)
       const text = taken.texts.join(Outbox.SEPARATOR)
       yield* agent.deliver(name, text).pipe(
-        Effect.tap(() => update(name, (i) => i.inFlight === taken.texts ? { ...i, inFlightPasted: true } : i)),
+        Effect.tap(() => update(name, (i) => Instances.promptPasted(i, taken.texts))),
         Effect.tap(() => runLog.log("prompt.delivered", { instance: name, chars: text.length, messages: taken.texts.length })),
         Effect.catchAll((e) =>
           // A role prompt that did not go in is not delivered: the instance is not "prompted" by it.
-          update(name, (i) => ({ ...i, outbox: [...taken.texts, ...i.outbox], inFlight: [], status: "idle", prompted: taken.prompted && i.prompted })).pipe(
+          update(name, (i) => Instances.deliveryFailed(i, taken.texts, taken.prompted)).pipe(
             Effect.zipRight(runLog.log("prompt.failed", { instance: name, message: e.message }))
           ))
       )
@@ -113,7 +104,7 @@ export const makeDelivery = (ctx: RunContext) => {
     return update(name, (i) => {
       const role = options.role === true
       trimmed = Outbox.enqueue(i.outbox, text, { role, roleFirst: i.roleQueued && !i.prompted })
-      return { ...i, outbox: trimmed.outbox, ...(role ? { roleQueued: true } : {}) }
+      return Instances.enqueued(i, trimmed.outbox, role)
     }).pipe(
       Effect.zipRight(Effect.suspend(() =>
         trimmed !== undefined && (trimmed.dropped > 0 || trimmed.truncated)

@@ -4,6 +4,7 @@ import { Clock, Effect } from "effect"
 import type { Credential } from "./Agent.js"
 import type { Delivery } from "./Delivery.js"
 import type * as H from "./Hierarchy.js"
+import * as Instances from "./Instances.js"
 import type { RunContext, RunError } from "./RunContext.js"
 import type { prepareLayout } from "./RunSetup.js"
 
@@ -28,19 +29,13 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
       if (run.previous !== undefined && (yield* agent.isAlive(spec.name)) && (yield* agent.attach(spec.name, inst.generation))) {
         // What it was owed when the orchestrator died goes in at once; a message taken but never pasted, too.
         const attachedAt = yield* Clock.currentTimeMillis
-        yield* update(spec.name, (i) => ({
-          ...i,
-          ready: true,
-          status: "idle",
-          lastEventAt: attachedAt,
-          ...(i.inFlightPasted ? {} : { outbox: [...i.inFlight, ...i.outbox], inFlight: [], inFlightPasted: true })
-        }))
+        yield* update(spec.name, (i) => Instances.reattached(i, attachedAt))
         yield* Effect.forkIn(flush(spec.name), scope)
         return
       }
       // A session that did not survive takes what its predecessor was given and never finished, as after a restart.
       if (run.previous !== undefined) {
-        yield* update(spec.name, (i) => ({ ...i, outbox: [...i.inFlight, ...i.outbox], inFlight: [], inFlightPasted: true }))
+        yield* update(spec.name, Instances.inFlightRequeued)
       }
       const credential = yield* credentialFor(spec.name)
       const generation = yield* agent.launch({
@@ -50,7 +45,7 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
         continueSession: run.previous !== undefined && inst.prompted
       })
       const launchedAt = yield* Clock.currentTimeMillis
-      yield* update(spec.name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: launchedAt }))
+      yield* update(spec.name, (i) => Instances.relaunched(i, generation, credential.name, launchedAt))
       yield* costTracker.setCredential(spec.name, credential.name)
       if (run.previous !== undefined && inst.prompted) {
         yield* send(spec.name, "[cco] The orchestrator was restarted and your session with it; your conversation is restored. Go on where you left off; if a cco team command failed meanwhile, run it again.")

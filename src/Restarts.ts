@@ -4,6 +4,7 @@ import { Clock, Effect, Ref } from "effect"
 import type { Credential } from "./Agent.js"
 import type { Delivery } from "./Delivery.js"
 import * as H from "./Hierarchy.js"
+import * as Instances from "./Instances.js"
 import type { RunContext, RunError } from "./RunContext.js"
 import * as Supervisor from "./Supervisor.js"
 
@@ -32,11 +33,12 @@ export const makeRestarts = (ctx: RunContext, deps: RestartDeps) => {
       // One restart at a time per instance: a rotation and a crash check must not both relaunch it.
       const claimed = yield* Ref.modify(instances, (m) => {
         const i = m.get(name)
-        if (i === undefined || i.restarting) return [false, m] as const
-        return [true, new Map(m).set(name, { ...i, restarting: true })] as const
+        const claimed = i === undefined ? undefined : Instances.restartClaimed(i)
+        if (claimed === undefined) return [false, m] as const
+        return [true, new Map(m).set(name, claimed)] as const
       })
       if (!claimed) return yield* runLog.log("instance.restart-skipped", { instance: name, reason, why: "a restart is already under way" })
-      yield* restartClaimed(name, reason, next).pipe(Effect.ensuring(update(name, (i) => ({ ...i, restarting: false }))))
+      yield* restartClaimed(name, reason, next).pipe(Effect.ensuring(update(name, Instances.restartReleased)))
     })
 
   const restartClaimed = (name: string, reason: string, next?: Credential) =>
@@ -45,23 +47,12 @@ export const makeRestarts = (ctx: RunContext, deps: RestartDeps) => {
       const restartAt = yield* Clock.currentTimeMillis
       const budget = Supervisor.allowRestart(inst.restartHistory, restartAt, config.maxRestartsPerInstance, 10 * 60_000)
       if (!budget.allowed) {
-        yield* update(name, (i) => ({ ...i, status: "stopped" }))
+        yield* update(name, Instances.stopped)
         yield* runLog.log("instance.restart-refused", { instance: name, reason, limit: `${config.maxRestartsPerInstance} per 10 minutes` })
         return
       }
-      yield* update(name, (i) => ({
-        ...i,
-        status: "starting",
-        ready: false,
-        // A message pasted into the session being replaced, and never taken, goes to the new one.
-        outbox: [...i.inFlight, ...i.outbox],
-        inFlight: [],
-        restarts: i.restarts + 1,
-        restartHistory: budget.history,
-        lastEventAt: restartAt,
-        progressAt: restartAt,
-        ladder: Supervisor.initialLadder(restartAt)
-      }))
+      // A message pasted into the session being replaced, and never taken, goes to the new one.
+      yield* update(name, (i) => Instances.restartBegun(i, budget.history, restartAt))
       yield* runLog.log("instance.restarting", { instance: name, reason, restarts: inst.restarts + 1 })
       yield* stopInstance(name)
       // --continue needs a conversation; before its first prompt an instance simply starts afresh.
@@ -70,7 +61,7 @@ export const makeRestarts = (ctx: RunContext, deps: RestartDeps) => {
       const generation = yield* agent.launch({ instance: name, worktree: inst.worktree, credential, continueSession: inst.prompted })
       yield* dropSnapshots
       const launchedAt = yield* Clock.currentTimeMillis
-      yield* update(name, (i) => ({ ...i, generation, credential: credential.name, lastEventAt: launchedAt }))
+      yield* update(name, (i) => Instances.relaunched(i, generation, credential.name, launchedAt))
       if (inst.prompted) {
         const b = yield* Ref.get(board)
         const task = H.currentTask(b, name)

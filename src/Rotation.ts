@@ -5,6 +5,7 @@ import type { Credential } from "./Agent.js"
 import { waitSlice } from "./CoolingPolicy.js"
 import type { Delivery } from "./Delivery.js"
 import * as EventsModule from "./Events.js"
+import * as Instances from "./Instances.js"
 import type * as Limits from "./Limits.js"
 import * as PaneErrorLine from "./PaneErrorLine.js"
 import { RunError, type RunContext } from "./RunContext.js"
@@ -18,11 +19,11 @@ const moveOff = (env: RotationEnv, name: string, from: string, why: string): Eff
     if (next._tag === "Left") {
       if (next.left._tag === "NoUsableCredential") {
         yield* runLog.log("credentials.none-usable", { instance: name })
-        return yield* update(name, (i) => ({ ...i, status: "stopped" }))
+        return yield* update(name, Instances.stopped)
       }
       // Every credential is cooling: wait for the earliest reset, then go on.
       const until = next.left.until
-      yield* update(name, (i) => ({ ...i, status: "rate-limited" }))
+      yield* update(name, Instances.rateLimited)
       yield* runLog.log("credentials.exhausted", { instance: name, until: until.toISOString(), cooling: next.left.cooling })
       yield* Effect.sleep(waitSlice(until.getTime(), yield* Clock.currentTimeMillis, 1000))
       return yield* moveOff(env, name, from, why)
@@ -30,7 +31,7 @@ const moveOff = (env: RotationEnv, name: string, from: string, why: string): Eff
     const credential = next.right
     if (credential.name === from) {
       // The same credential is usable again (its reset passed): the session can simply go on.
-      yield* update(name, (i) => ({ ...i, status: "idle" }))
+      yield* update(name, Instances.limitReset)
       return yield* send(name, "[cco] The API limit has reset. Continue your task; resend what failed.")
     }
     yield* runLog.log("credential.rotated", { instance: name, from, to: credential.name, reason: why })
@@ -53,7 +54,7 @@ const onLimit = (env: RotationEnv, name: string, generation: number, claimed: Li
     if (verdict._tag === "Unconfirmed") {
       // Nothing in the pool changes; only this instance is told to go on, later, if it still rests on the error.
       yield* runLog.log("api.error-unconfirmed", { instance: name, credential: from, claimed: claimed._tag, retryInMs: Duration.toMillis(StopFailure.UNCONFIRMED_RETRY) })
-      yield* update(name, (i) => i.generation === generation && i.status === "rate-limited" ? { ...i, status: "error" } : i)
+      yield* update(name, (i) => Instances.errorUnconfirmed(i, generation))
       yield* Effect.sleep(StopFailure.UNCONFIRMED_RETRY)
       const later = yield* get(name)
       if (later.generation !== generation || later.status !== "error" || later.restarting) return
@@ -95,7 +96,7 @@ export const makeCredentialFor = (ctx: RunContext) => {
     auth.acquire(name).pipe(
       Effect.catchTag("AllCredentialsCooling", (e) =>
         runLog.log("credentials.exhausted", { instance: name, until: e.until.toISOString(), cooling: e.cooling }).pipe(
-          Effect.zipRight(update(name, (i) => ({ ...i, status: "rate-limited" }))),
+          Effect.zipRight(update(name, Instances.rateLimited)),
           Effect.zipRight(auth.acquireOrWait(name))
         )),
       Effect.catchTag("NoUsableCredential", (e) =>

@@ -15,7 +15,6 @@ import type { Instance } from "./Instances.js"
 import type * as Limits from "./Limits.js"
 import type { LogLine, RunLogShape } from "./RunLog.js"
 import type { RunState } from "./RunState.js"
-import * as Supervisor from "./Supervisor.js"
 import type { TmuxShape } from "./Tmux.js"
 import type { Worktree } from "./Worktree.js"
 

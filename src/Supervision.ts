@@ -3,8 +3,9 @@
 import { Clock, Duration, Effect, FiberMap, Option, Ref, Schedule } from "effect"
 import * as EventsModule from "./Events.js"
 import * as H from "./Hierarchy.js"
+import * as Instances from "./Instances.js"
 import type { Restarts } from "./Restarts.js"
-import type { Instance, RunContext, Status } from "./RunContext.js"
+import type { Instance, RunContext } from "./RunContext.js"
 import * as Supervisor from "./Supervisor.js"
 
 // One tmux call a round for all instances' panes and one for their screens: the supervisors of all
@@ -56,21 +57,6 @@ const thresholdsOf = (config: RunContext["config"]): Supervisor.Thresholds => ({
 const movedOn = (before: Instance, after: Instance) =>
   after.lastEventAt !== before.lastEventAt || after.generation !== before.generation || after.restarting
 
-/** The status a health check gives an instance from what it saw. */
-const judgedStatus = (
-  status: Status,
-  seen: { readonly alive: boolean; readonly screenBlocked: boolean; readonly acting: boolean; readonly quiet: boolean }
-): Status =>
-  !seen.alive && status !== "stopped"
-    ? "crashed"
-    : seen.screenBlocked
-    ? "waiting-for-input"
-    : status === "busy" && seen.acting
-    ? "stuck"
-    : status === "waiting-for-input" && !seen.screenBlocked && seen.quiet
-    ? "idle"
-    : status
-
 interface HealthEnv {
   readonly ctx: RunContext
   readonly windingDown: Ref.Ref<boolean>
@@ -113,7 +99,7 @@ const healthCheck = (env: HealthEnv, name: string) => {
     yield* update(name, (i) => {
       stale = alive && movedOn(inst, i)
       if (stale) return i
-      return { ...i, ladder: decision.ladder, status: judgedStatus(i.status, { alive, screenBlocked, acting: action._tag !== "None", quiet }) }
+      return Instances.judged(i, decision.ladder, { alive, screenBlocked, acting: action._tag !== "None", quiet })
     })
     if (stale) return
     // Nudges and interrupts go under the instance's delivery lock, so that they never land in the middle of a
