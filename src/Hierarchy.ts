@@ -1,5 +1,6 @@
 // Who leads whom: the topology from workerCount and engineerManagerGroupSize, branch names,
 // the task board, and TEAM_STRUCTURE.md rendered from it. Pure data and functions.
+import { OUTBOX_LIMITS } from "./Outbox.js"
 import { neutralise } from "./Untrusted.js"
 
 export type Role = "director" | "em" | "worker"
@@ -90,8 +91,8 @@ export const messageable = (from: InstanceSpec, specs: ReadonlyArray<InstanceSpe
 
 /** `cco team message` is for short notes; longer texts belong in a file on the sender's branch. */
 export const MAX_MESSAGE_CHARS = 4000
-/** Messages that may wait for one instance at once; more are refused until it has taken them. */
-export const MAX_WAITING_MESSAGES = 20
+/** Messages that may wait for one instance at once (as many as its outbox keeps); more are refused until it has taken them. */
+export const MAX_WAITING_MESSAGES = OUTBOX_LIMITS.maxMessages
 
 /** Why a `cco team message` from `from` to `to` is refused, or undefined when it may go. */
 export const messageRefusal = (
