@@ -1,6 +1,5 @@
 // A benchmark run's world: a local bare repository with a project direction, a config directory on a private
 // tmux server (cco-bench-<random>), the mock model, and the orchestrator run in this process or as `cco run`.
-import { NodeContext } from "@effect/platform-node"
 import { Effect, Exit, Fiber, Scope } from "effect"
 import { closeSync, existsSync, mkdirSync, openSync, readSync, fstatSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
@@ -8,6 +7,7 @@ import { loadConfig } from "../src/Config.js"
 import { makeBareRepo } from "../test/harness.js"
 import { type MockModelHandle, startMockModel } from "../src/MockModel.js"
 import * as Orchestrator from "../src/Orchestrator.js"
+import * as RunLayers from "../src/RunLayers.js"
 import type { LogLine } from "../src/RunLog.js"
 import { benchBrain } from "./brain.js"
 import { clientScript, fakeClaude, newSocket, projectRoot, tempDir } from "./util.js"
@@ -81,7 +81,7 @@ export const runInProcess = (fixture: Fixture, onLog: (line: LogLine) => void): 
     })
   }).pipe(
     Effect.mapError((e) => e._tag === "RunError" ? e : new Orchestrator.RunError({ reason: "config", message: e.message })),
-    Effect.provide(NodeContext.layer)
+    Effect.provide(RunLayers.Live)
   )
   const fiber = Effect.runFork(program)
   const done = Effect.runPromise(Fiber.await(fiber))

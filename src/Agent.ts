@@ -51,6 +51,8 @@ export interface LaunchRequest {
 
 export interface AgentShape {
   readonly settings: AgentSettings
+  /** `claude --version`: that the CLI is there and runs (its error output, credentials scrubbed, when not). */
+  readonly version: Effect.Effect<string, AgentError>
   readonly sessionName: (instance: string) => string
   readonly configDir: (instance: string) => string
   /** Prepares the config dir and starts the session; returns the generation it runs as. */
@@ -294,8 +296,16 @@ export const make = (settings: AgentSettings) =>
       return true
     })
 
+    const version = exec(settings.claudePath, ["--version"]).pipe(
+      Effect.provideService(CommandExecutor.CommandExecutor, executor),
+      Effect.mapError((e) => e.message),
+      Effect.flatMap((r) => r.exitCode === 0 ? Effect.succeed(r.stdout.trim()) : Effect.fail(r.stderr.trim())),
+      Effect.mapError((message) => new AgentError({ instance: "-", operation: "version", message }))
+    )
+
     return Agent.of({
       settings,
+      version,
       attach,
       sessionName,
       configDir,

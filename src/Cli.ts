@@ -47,7 +47,7 @@ export const runCommand = (
   config: ResolvedConfig,
   env: RunEnvironment,
   resume?: string
-): Effect.Effect<void, Orchestrator.RunError> => {
+): Effect.Effect<void, Orchestrator.RunError, Orchestrator.RunRequirements> => {
   const progress = makeProgress()
   // What reaches the user's terminal shows text, never acts on the terminal, and carries no credential.
   const write = (text: string) => env.write(neutralise(text, 100_000))
@@ -82,7 +82,7 @@ const rootHelp = HelpDoc.blocks([
 
 /** The command tree. `overrides` are values from the environment that win over the config files. */
 export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironment) => {
-  const start = (config: ResolvedConfig, resume?: string): Effect.Effect<void, Orchestrator.RunError | CommandNotAvailable> =>
+  const start = (config: ResolvedConfig, resume?: string): Effect.Effect<void, Orchestrator.RunError | CommandNotAvailable, Orchestrator.RunRequirements> =>
     env === undefined ? Effect.fail(new CommandNotAvailable({ command: "run" })) : runCommand(config, env, resume)
 
   // `--resume` alone takes the newest run of the config's logDirectory; a RUN_FOLDER names another.

@@ -67,6 +67,11 @@ export interface EventsShape {
   readonly generation: (instance: string) => Effect.Effect<number>
   readonly hooks: PubSub.PubSub<HookEvent>
   readonly setTeamHandler: (handler: TeamHandler) => Effect.Effect<void>
+  /**
+   * One request as the control socket takes it (path `/hook` or `/team`, a JSON body): decoded, authenticated
+   * and handled exactly as one that arrived over the socket. The in-memory run services send through it.
+   */
+  readonly receive: (path: string, body: string) => Effect.Effect<Answer>
 }
 
 export class Events extends Context.Tag("cco/Events")<Events, EventsShape>() {}
@@ -214,10 +219,7 @@ const answer = (c: Control) => (path: string, body: string): Effect.Effect<Answe
     return [404, "unknown path"] as const
   })
 
-export const make = (
-  socketPath: string,
-  limits: ControlLimits = defaultLimits
-): Effect.Effect<EventsShape, Error, RunLog | Scope.Scope> =>
+const makeEvents = <E>(socketPath: string, listen: (control: Control) => Effect.Effect<void, E, Scope.Scope>) =>
   Effect.gen(function*() {
     const registry = yield* Ref.make<ReadonlyMap<string, Registration>>(new Map())
     const teamHandler = yield* Ref.make<Option.Option<TeamHandler>>(Option.none())
@@ -229,7 +231,7 @@ export const make = (
       inFlight: yield* Ref.make<ReadonlyMap<string, number>>(new Map()),
       logRefusal: yield* makeRefusalLog
     }
-    yield* serve(socketPath, limits, answer(control), control.logRefusal)
+    yield* listen(control)
 
     const register = (instance: string) =>
       Effect.sync(() => randomBytes(24).toString("hex")).pipe(
@@ -238,7 +240,7 @@ export const make = (
             new Map(m).set(instance, { digest: Buffer.from(tokenDigest(token), "hex"), generation: m.get(instance)?.generation ?? 0 })))
       )
 
-    return {
+    return Events.of({
       socketPath,
       register,
       restore: (instance, digest, generation) =>
@@ -250,8 +252,20 @@ export const make = (
         }),
       generation: (instance) => Effect.map(Ref.get(registry), (m) => m.get(instance)?.generation ?? 0),
       hooks: control.hooks,
-      setTeamHandler: (handler) => Ref.set(teamHandler, Option.some(handler))
-    }
+      setTeamHandler: (handler) => Ref.set(teamHandler, Option.some(handler)),
+      receive: answer(control)
+    })
   })
 
+/** The control socket at socketPath, serving the run's instances until the scope closes. */
+export const make = (
+  socketPath: string,
+  limits: ControlLimits = defaultLimits
+): Effect.Effect<EventsShape, Error, RunLog | Scope.Scope> =>
+  makeEvents(socketPath, (control) => serve(socketPath, limits, answer(control), control.logRefusal))
+
 export const layer = (socketPath: string, limits?: ControlLimits) => Layer.scoped(Events, make(socketPath, limits))
+
+/** No socket: requests reach the run only through `receive` (the in-memory run services). */
+export const layerInMemory: Layer.Layer<Events, never, RunLog> = Layer.scoped(Events, makeEvents("(in memory)", () => Effect.void))
+export type { Answer }

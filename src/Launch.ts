@@ -18,7 +18,7 @@ export interface LaunchDeps {
 }
 
 export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
-  const { config, run, agent, git, tmux, runLog, update, get, scope, costTracker, worktrees, specs, top, topWorktree, target } = ctx
+  const { run, agent, git, tmux, runLog, update, get, scope, costTracker, worktrees, specs, top, topWorktree, target } = ctx
   const { makeWorktree, credentialFor, rolePrompt, writeState, writeTeamStructure } = deps
   const { flush, send } = deps.delivery
   // A resumed run takes over the sessions that survived and restarts the others where they left off.

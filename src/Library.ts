@@ -3,13 +3,14 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Cause, Data, Effect, Exit, Fiber, Layer, Option, ParseResult, PubSub, Queue, Redacted, Schema, Scope, Stream, Take } from "effect"
+import { Cause, Data, Effect, Exit, Fiber, Option, ParseResult, PubSub, Queue, Redacted, Schema, Scope, Stream, Take } from "effect"
 import { ApiKeysFile, toCredentials } from "./ApiKeysFile.js"
 import { decodeOptions, type ResolvedConfig, resolveConfig } from "./Config.js"
 import { ConfigError, firstProblem } from "./ConfigError.js"
 import { OrchestratorFile } from "./OrchestratorFile.js"
+import * as RunLayers from "./RunLayers.js"
 import * as Orchestrator from "./Orchestrator.js"
-import type { EndReason, RunError, RunOptions, RunSummary } from "./Orchestrator.js"
+import type { EndReason, RunError, RunSummary } from "./Orchestrator.js"
 import { Host, type RunHost, runOptionsFor } from "./RunHost.js"
 import type { LogLine } from "./RunLog.js"
 
@@ -73,7 +74,6 @@ const openSecrets = (entries: unknown): unknown =>
  */
 export const makeConfig = Effect.fn("Library.makeConfig")(
   function*(input: ConfigInput, options: MakeConfigOptions = {}) {
-    const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const dir = path.resolve(options.baseDir ?? process.cwd())
     const raw: unknown = input
@@ -258,7 +258,7 @@ export const runEffect = (config: ConfigSource, options: RunEffectOptions = {}):
       // Every line, the wind-down's too, reaches the caller before the run's result does.
       Effect.ensuring(Queue.offer(lines, Take.end).pipe(Effect.zipRight(Fiber.await(consumer))))
     )
-  })).pipe(Effect.provide(Layer.merge(NodeContext.layer, Host.layer)))
+  })).pipe(Effect.provide(RunLayers.Live))
 
 /** A run started by runWithEvents. */
 export interface RunHandle {

@@ -5,18 +5,13 @@
 // Supervision (→ Restarts) ← Rotation, CostWatch → WindDown. `orchestrate` composes them in that order.
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import type { CommandExecutor } from "@effect/platform/CommandExecutor"
-import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Clock, Effect, FiberMap, Layer, Queue } from "effect"
-import * as AgentModule from "./Agent.js"
-import { Agent } from "./Agent.js"
+import { Agent, type AgentError } from "./Agent.js"
 import * as Auth from "./Auth.js"
 import type { ResolvedConfig } from "./Config.js"
 import { makeCostWatch } from "./CostWatch.js"
 import { makeDelivery } from "./Delivery.js"
-import * as EventsModule from "./Events.js"
 import { Events } from "./Events.js"
-import { Git } from "./Git.js"
 import { makeHooks } from "./Hooks.js"
 import { makeLaunch } from "./Launch.js"
 import type * as Limits from "./Limits.js"
@@ -27,6 +22,7 @@ import { makeRunContext, RunError, type RunIdentity, type RunOptions, type RunSu
 import { holdLock, makeStateWriter } from "./RunFolder.js"
 import * as RunLogModule from "./RunLog.js"
 import { RunLog } from "./RunLog.js"
+import { RunLayers, type RunPlatform } from "./RunLayers.js"
 import { preflight, prepareLayout, readResumable } from "./RunSetup.js"
 import * as Secrets from "./Secrets.js"
 import { makeRestarts } from "./Restarts.js"
@@ -34,7 +30,6 @@ import { makePaneSnapshots, makeSupervision } from "./Supervision.js"
 import { makeTeamBoard } from "./TeamBoard.js"
 import { makeTeamCommands } from "./TeamCommands.js"
 import { Tmux } from "./Tmux.js"
-import * as TmuxLive from "./TmuxLive.js"
 import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
 import { makeWindDown, addExitFinalizer } from "./WindDown.js"
 import { type GitError, Worktree } from "./Worktree.js"
@@ -43,9 +38,10 @@ export { RunError, RunErrorReason } from "./RunContext.js"
 export type { EndReason, InstanceSummary, RunOptions, RunSummary } from "./RunContext.js"
 
 /** Everything a run needs from the outside world. */
-export type RunRequirements = FileSystem.FileSystem | Path.Path | CommandExecutor
+export type RunRequirements = RunLayers | RunPlatform
 
-export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<RunSummary, RunError> =>
+/** A whole run, on the services the edge provides (RunLayers.Live for `cco run` and the library). */
+export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<RunSummary, RunError, RunRequirements> =>
   Effect.scoped(
     Effect.gen(function*() {
       // The run's credentials are scrubbed from everything it logs, writes, delivers or fails with.
@@ -67,29 +63,13 @@ export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<
       const socketPath = path.join(folder, "control.sock").length < 100
         ? path.join(folder, "control.sock")
         : path.join(yield* fs.makeTempDirectoryScoped({ prefix: "cco-" }).pipe(Effect.orDie), "control.sock")
-      const base = Layer.mergeAll(
-        Layer.succeed(RunLog, runLog),
-        TmuxLive.layer(config.tmuxSocket, { hiddenEnv: config.apiKeys.flatMap((k) => Object.keys(k.env)) }),
-        Worktree.Default,
-        Git.Default
+      const layers = yield* RunLayers
+      const services = layers.services({ folder, runId, socketPath, config, options }).pipe(
+        Layer.provideMerge(Layer.succeed(RunLog, runLog))
       )
-      const events = EventsModule.layer(socketPath).pipe(Layer.provide(base))
-      const agent = AgentModule.layer({
-        runFolder: folder,
-        runId,
-        sessionPrefix: `cco-${runId}-`,
-        claudePath: options.claudePath,
-        model: config.model,
-        clientCommand: options.clientCommand,
-        basePath: options.basePath,
-        ...(options.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: options.oauthCredentialsFile }),
-        ...(options.extraEnv === undefined ? {} : { extraEnv: options.extraEnv })
-      }).pipe(Layer.provide(Layer.mergeAll(base, events)))
-      const services = Layer.mergeAll(base, events, agent).pipe(Layer.provide(NodeContext.layer))
       return yield* orchestrate(config, options, { folder, runId, startedAt, previous }).pipe(Effect.provide(services))
     })
   ).pipe(
-    Effect.provide(NodeContext.layer),
     Effect.mapError((e) => {
       const error = toRunError(e)
       return new RunError({ reason: error.reason, message: neutralise(error.message, TERMINAL_MAX) })
@@ -101,7 +81,7 @@ const toRunError = (e: { readonly _tag?: string; readonly message: string }): Ru
     case "RunError":
       return e as RunError
     case "AgentError": {
-      const a = e as AgentModule.AgentError
+      const a = e as AgentError
       return new RunError({ reason: "agent", message: `${a.instance}: ${a.operation}: ${a.message}` })
     }
     case "GitError": {

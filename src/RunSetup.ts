@@ -4,7 +4,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import { Effect, Option } from "effect"
 import type { ResolvedConfig } from "./Config.js"
-import { exec } from "./Exec.js"
+import { Agent } from "./Agent.js"
 import { Git } from "./Git.js"
 import * as H from "./Hierarchy.js"
 import { isAlive } from "./Process.js"
@@ -12,12 +12,12 @@ import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { type RunIdentity, type RunLayout, RunError, type RunOptions } from "./RunContext.js"
 import type { RunLogShape } from "./RunLog.js"
 import { decodeRunState, LOCK_FILE, STATE_FILE } from "./RunState.js"
+import { Tmux } from "./Tmux.js"
 import { runBranchName, type Worktree } from "./Worktree.js"
 
 /** A run folder that can be resumed: its state readable, its orchestrator gone, not finished. */
 export const readResumable = (folder: string) =>
   Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const fail = (message: string) => new RunError({ reason: "resume", message: `cannot resume ${folder}: ${message}` })
     const text = yield* readRegularFile(path.join(folder, STATE_FILE), MAX_BYTES.state).pipe(Effect.mapError(() => fail("it has no readable state.json")))
@@ -31,17 +31,14 @@ export const readResumable = (folder: string) =>
 
 export const preflight = (config: ResolvedConfig, options: RunOptions) =>
   Effect.gen(function*() {
-    const tool = (name: string, args: ReadonlyArray<string>, fix: string) =>
-      exec(name, args).pipe(
-        Effect.flatMap((r) => r.exitCode === 0 ? Effect.succeed(r.stdout.trim()) : Effect.fail(r.stderr.trim())),
-        Effect.mapError((detail) => new RunError({ reason: "preflight", message: `${name} is not usable (${typeof detail === "string" ? detail : detail.message}). ${fix}` }))
-      )
-    yield* tool("tmux", ["-V"], "Install tmux (apt-get install tmux).")
+    const usable = <E extends { readonly message: string }>(name: string, version: Effect.Effect<string, E>, fix: string) =>
+      version.pipe(Effect.mapError((e) => new RunError({ reason: "preflight", message: `${name} is not usable (${e.message}). ${fix}` })))
+    yield* usable("tmux", (yield* Tmux).version, "Install tmux (apt-get install tmux).")
     yield* Git.pipe(
       Effect.flatMap((git) => git.version()),
       Effect.mapError((e) => new RunError({ reason: "preflight", message: `git is not usable (${e.message}). Install git.` }))
     )
-    yield* tool(options.claudePath, ["--version"], "Install Claude Code (npm install -g @anthropic-ai/claude-code) or set claudeCommand / CCO_CLAUDE_PATH.")
+    yield* usable(options.claudePath, (yield* Agent).version, "Install Claude Code (npm install -g @anthropic-ai/claude-code) or set claudeCommand / CCO_CLAUDE_PATH.")
     if (config.authMode === "api-keys-only" && config.apiKeys.length === 0) {
       return yield* new RunError({ reason: "preflight", message: "authMode api-keys-only needs at least one key in api-keys.json" })
     }

@@ -29,17 +29,17 @@ export interface TeamScriptOptions {
   readonly markersBeforeDone?: ReadonlyArray<string>
 }
 
-type Role = "director" | "em" | "worker"
+export type Role = "director" | "em" | "worker"
 
 // The role prompt's first line, wherever it starts a line: a message cco sent at the same moment may precede it.
-const roleOf = (first: string): { role: Role; name: string } | undefined => {
+export const roleOf = (first: string): { role: Role; name: string } | undefined => {
   if (/^You are the Director\b/m.test(first)) return { role: "director", name: "director" }
   const m = /^You are ((?:em|worker)-\d+), an? (Engineering Manager|worker)\b/m.exec(first)
   if (m === null) return undefined
   return { role: m[1]!.startsWith("em-") ? "em" : "worker", name: m[1]! }
 }
 
-const reportsOf = (first: string): ReadonlyArray<string> => {
+export const reportsOf = (first: string): ReadonlyArray<string> => {
   const m = /You (?:lead these (?:Engineering Managers|workers)): ([^.\n]+)\./.exec(first)
   return m === null ? [] : m[1]!.split(",").map((s) => s.trim()).filter((s) => s !== "")
 }

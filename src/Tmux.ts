@@ -52,6 +52,8 @@ export interface PaneInfo {
 
 export interface TmuxShape {
   readonly socket: string
+  /** `tmux -V`: that tmux is there and runs. */
+  readonly version: Effect.Effect<string, TmuxError>
   readonly newSession: (spec: SessionSpec) => Effect.Effect<void, TmuxError>
   /** Pastes text as one bracketed paste (neutralised: nothing in it can end the paste or act); does not press Enter. */
   readonly sendText: (session: string, text: string) => Effect.Effect<void, TmuxError>

@@ -209,7 +209,7 @@ export const makeLive = (socket: string, options: LiveOptions = {}) =>
     const fs = yield* FileSystem.FileSystem
     // Any tmux command may start the server, which keeps the environment of the command that started it.
     const run = runner(socket, executor, hiddenFromServer(options.hiddenEnv ?? []))
-    return Tmux.of({ socket, ...sessionMethods(run, fs, socket), ...paneMethods(run) })
+    return Tmux.of({ socket, version: Effect.map(run("version", ["-V"]), (v) => v.trim()), ...sessionMethods(run, fs, socket), ...paneMethods(run) })
   })
 
 /** Live tmux on the private server `tmux -L socket`. */

@@ -27,6 +27,7 @@ export const makeTest = Effect.gen(function*() {
     })
   const tmux = Tmux.of({
     socket: "test",
+    version: Effect.succeed("tmux (in memory)"),
     newSession: (spec) =>
       Ref.get(sessions).pipe(
         Effect.flatMap((m) =>

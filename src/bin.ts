@@ -2,13 +2,13 @@
 // exit code (0 ok, 1 failure, 2 bad configuration or usage, 130 interrupted) and what a failure prints.
 import { ValidationError } from "@effect/cli"
 import * as Path from "@effect/platform/Path"
-import * as NodeContext from "@effect/platform-node/NodeContext"
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./ConfigError.js"
 import { Git } from "./Git.js"
 import { findPackageRoot, Host } from "./RunHost.js"
+import * as RunLayers from "./RunLayers.js"
 import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
 
 const EXIT_CONFIG = 2
@@ -84,7 +84,7 @@ const main = Effect.gen(function*() {
 }).pipe(
   Effect.tapErrorCause(report),
   withColourPolicy,
-  Effect.provide(Layer.mergeAll(NodeContext.layer, Host.layer, Git.Default))
+  Effect.provide(Layer.merge(RunLayers.Live, Git.Default))
 )
 
 NodeRuntime.runMain(main, {

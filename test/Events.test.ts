@@ -1,6 +1,6 @@
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber, Layer, PubSub, Queue, Stream, TestClock } from "effect"
+import { Deferred, Effect, Fiber, PubSub, Queue, Stream, TestClock } from "effect"
 import { execFile } from "node:child_process"
 import { readFileSync, statSync } from "node:fs"
 import * as http from "node:http"

@@ -28,7 +28,7 @@ import {
   toolResults,
   userTexts
 } from "../src/MockBrain.js"
-import { type MockModelHandle, startMockModel } from "../src/MockModel.js"
+import { startMockModel } from "../src/MockModel.js"
 import { shellQuote } from "../src/Shell.js"
 import { agentHome } from "./harness.js"
 import { allArgv, alive, waitFor } from "./support.js"
@@ -312,7 +312,7 @@ describe("claude in tmux against the mock model", () => {
       const hooksBefore = (yield* fx.hooks).length
       const relaunched = Date.now()
       yield* fx.launch("second", { continueSession: true })
-      const { readyAt: resumedReadyAt, start: resumed } = yield* waitReady(fx, "second", "resume", hooksBefore)
+      const { readyAt: resumedReadyAt } = yield* waitReady(fx, "second", "resume", hooksBefore)
       yield* fx.prompt("second", SECOND_PROMPT)
       const secondStop = yield* fx.waitHook("the second Stop", (h) => h.event === "Stop", 60_000, hooksBefore)
       const continued = seen.slice(requestsBefore).find((r) => lastUserText(r) === SECOND_PROMPT)

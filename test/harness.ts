@@ -1,6 +1,5 @@
 // End-to-end fixtures: a local bare repository with a project direction, a config directory pointing cco
 // at it and at the mock model, and a run of the real orchestrator on a private tmux server.
-import { NodeContext } from "@effect/platform-node"
 import { Effect, Exit } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -8,6 +7,7 @@ import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { loadConfig } from "../src/Config.js"
 import * as Orchestrator from "../src/Orchestrator.js"
+import * as RunLayers from "../src/RunLayers.js"
 import type { LogLine } from "../src/RunLog.js"
 import { killTmuxServer, uniqueSocket } from "./support.js"
 
@@ -139,7 +139,7 @@ export const runFixture = (
       extraEnv: { CLAUDE_CODE_MAX_RETRIES: "0", HOME: fixture.home, ...extraEnv },
       ...(onLog === undefined ? {} : { onLog })
     })
-  }).pipe(Effect.provide(NodeContext.layer))
+  }).pipe(Effect.provide(RunLayers.Live))
 
 /** Files on a branch of the bare repository. */
 export const filesOn = (bare: string, branch: string) => git(bare, "ls-tree", "-r", "--name-only", branch).split("\n")

@@ -7,6 +7,7 @@ import { randomBytes } from "node:crypto"
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { runCommand } from "../src/Cli.js"
+import * as RunLayers from "../src/RunLayers.js"
 import { loadConfig } from "../src/Config.js"
 import { type Brain, type MockRequest, userTexts } from "../src/MockBrain.js"
 import { startMockModel } from "../src/MockModel.js"
@@ -144,7 +145,7 @@ describe("credentials in what cco writes and prints", () => {
         basePath: process.env.PATH ?? "/usr/bin:/bin",
         oauthCredentialsFile: undefined,
         write: (line) => void printed.push(line)
-      })
+      }).pipe(Effect.provide(RunLayers.Live))
       expect(failed).toBe(true)
       const folder = latestRun(fixture)
       const log = readOr(path.join(folder, "combined.log"))

@@ -1,0 +1,98 @@
+// Whole orchestrations in memory: Orchestrator.run on TmuxTest, the in-memory Events and scripted agents (git and
+// the run folder are real, in a temp dir), with time on the TestClock. A driver moves the clock to the next thing
+// waiting on it (at most a second at a time) whenever no agent has real work under way, so supervision, reminders,
+// cool-downs, the deadline and cost polling run in virtual time: hours of a run take a fraction of a second.
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { Chunk, Clock, Effect, Exit, Fiber, Layer, Ref, TestClock } from "effect"
+import * as path from "node:path"
+import { loadConfig } from "../../src/Config.js"
+import * as EventsModule from "../../src/Events.js"
+import { Git } from "../../src/Git.js"
+import * as Orchestrator from "../../src/Orchestrator.js"
+import { Agent } from "../../src/Agent.js"
+import { RunLayers, type RunServices, type RunSite } from "../../src/RunLayers.js"
+import { TmuxTest } from "../../src/TmuxTest.js"
+import { Worktree } from "../../src/Worktree.js"
+import { type Fixture, makeFixture, projectRoot, readLog } from "../harness.js"
+import { type Behaviour, makeControl, makeScriptedAgent, type ScriptedAgentsShape } from "./ScriptedAgent.js"
+
+/** The in-memory run services: TmuxTest, Events without a socket, scripted agents; real git. */
+export const memoryServices = (behaviour: Behaviour, control: ScriptedAgentsShape) => (site: RunSite) => {
+  const base = Layer.mergeAll(TmuxTest, Worktree.Default, Git.Default)
+  const events = EventsModule.layerInMemory
+  const agent = Layer.scoped(Agent, makeScriptedAgent(site, behaviour, control)).pipe(Layer.provide(Layer.merge(base, events)))
+  return Layer.mergeAll(base, events, agent) satisfies Layer.Layer<RunServices, unknown, unknown>
+}
+
+const realPause = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+
+/** How long agents may hold real work before the driver gives up: a scripted turn takes milliseconds. */
+const BUSY_LIMIT_MS = 20_000
+
+export interface MemoryRun {
+  readonly exit: Exit.Exit<Orchestrator.RunSummary, Orchestrator.RunError>
+  readonly fixture: Fixture
+  readonly log: ReadonlyArray<Record<string, unknown>>
+  readonly events: (event: string) => ReadonlyArray<Record<string, unknown>>
+  readonly control: ScriptedAgentsShape
+  /** Virtual time the run took. */
+  readonly virtualMs: number
+  readonly realMs: number
+}
+
+export interface MemoryRunOptions {
+  readonly workerCount: number
+  readonly groupSize?: number
+  readonly keys?: number
+  readonly maxRunDurationMinutes?: number
+  readonly extra?: Readonly<Record<string, unknown>>
+}
+
+/** Runs an orchestration in memory under the TestClock; the fixture is removed when the scope closes. */
+export const memoryRun = (options: MemoryRunOptions, behaviour: Behaviour) =>
+  Effect.gen(function*() {
+    const fixture = yield* Effect.acquireRelease(
+      Effect.sync(() => makeFixture({ mockUrl: "http://127.0.0.1:9", maxRunDurationMinutes: 60, ...options })),
+      (f) => Effect.sync(() => f.cleanup())
+    )
+    const config = yield* loadConfig(fixture.configDir).pipe(Effect.provide(NodeContext.layer))
+    const control = yield* makeControl
+    const layers = Layer.succeed(RunLayers, RunLayers.of({ services: memoryServices(behaviour, control) }))
+    // Virtual time starts now, so that the run folder and branches carry a plausible date.
+    yield* TestClock.setTime(Date.now())
+    const startedReal = performance.now()
+    const startedVirtual = yield* Clock.currentTimeMillis
+    const fiber = yield* Orchestrator.run(config, {
+      claudePath: "scripted-agent",
+      clientCommand: [process.execPath, path.join(projectRoot, "bin", "cco-client.mjs")],
+      projectRoot,
+      basePath: process.env.PATH ?? "/usr/bin:/bin"
+    }).pipe(Effect.provide(Layer.merge(layers, NodeContext.layer)), Effect.fork)
+    let busySince: number | undefined
+    while (fiber.unsafePoll() === null) {
+      yield* realPause(1)
+      if ((yield* Ref.get(control.busy)) > 0) {
+        busySince ??= performance.now()
+        if (performance.now() - busySince > BUSY_LIMIT_MS) {
+          yield* Fiber.interrupt(fiber)
+          return yield* Effect.die(new Error(`scripted agents held real work for ${BUSY_LIMIT_MS} ms`))
+        }
+        continue
+      }
+      busySince = undefined
+      const now = yield* Clock.currentTimeMillis
+      const next = Chunk.reduce(yield* TestClock.sleeps(), Infinity, (a, b) => Math.min(a, b))
+      yield* TestClock.adjust(Math.max(1, Math.min(next - now, 1000)))
+    }
+    const exit = yield* Fiber.await(fiber)
+    const log = readLog(path.join(fixture.configDir, "logs", "latest"))
+    return {
+      exit,
+      fixture,
+      log,
+      events: (event: string) => log.filter((l) => l.event === event),
+      control,
+      virtualMs: (yield* Clock.currentTimeMillis) - startedVirtual,
+      realMs: performance.now() - startedReal
+    } satisfies MemoryRun
+  })
