@@ -2,7 +2,7 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
-import { Context, Effect, Layer } from "effect"
+import { Clock, Context, Effect, Layer } from "effect"
 import { neutraliseValue, STATE_MAX } from "./Untrusted.js"
 
 export interface RunLogShape {
@@ -96,13 +96,15 @@ export const make = (
         size += bytes
       })
 
-    const log = (event: string, fields: Readonly<Record<string, unknown>> = {}) => {
-      const line = neutraliseValue({ time: new Date().toISOString(), event, ...fields }) as LogLine
-      return lock.withPermits(1)(append(JSON.stringify(line) + "\n")).pipe(
-        Effect.tap(() => Effect.sync(() => listeners.forEach((l) => l(line)))),
-        Effect.catchAll((e) => Effect.logWarning(`combined.log write failed: ${e.message}`))
-      )
-    }
+    // The time is the Clock's: a run under the TestClock logs its virtual time.
+    const log = (event: string, fields: Readonly<Record<string, unknown>> = {}) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const line = neutraliseValue({ time: new Date(now).toISOString(), event, ...fields }) as LogLine
+        return lock.withPermits(1)(append(JSON.stringify(line) + "\n")).pipe(
+          Effect.tap(() => Effect.sync(() => listeners.forEach((l) => l(line)))),
+          Effect.catchAll((e) => Effect.logWarning(`combined.log write failed: ${e.message}`))
+        )
+      })
 
     const stateLock = yield* Effect.makeSemaphore(1)
     // One writer at a time: concurrent writes would race on the temp file.

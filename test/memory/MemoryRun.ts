@@ -24,7 +24,8 @@ export const memoryServices = (behaviour: Behaviour, control: ScriptedAgentsShap
   return Layer.mergeAll(base, events, agent) satisfies Layer.Layer<RunServices, unknown, unknown>
 }
 
-const realPause = (ms: number) => Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, ms)))
+// One turn of Node's event loop (timers, I/O callbacks such as a git process ending, then this).
+const realPause = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
 /** How long agents may hold real work before the driver gives up: a scripted turn takes milliseconds. */
 const BUSY_LIMIT_MS = 20_000
@@ -69,8 +70,9 @@ export const memoryRun = (options: MemoryRunOptions, behaviour: Behaviour) =>
       basePath: process.env.PATH ?? "/usr/bin:/bin"
     }).pipe(Effect.provide(Layer.merge(layers, NodeContext.layer)), Effect.fork)
     let busySince: number | undefined
+    let steps = 0
     while (fiber.unsafePoll() === null) {
-      yield* realPause(1)
+      yield* realPause
       if ((yield* Ref.get(control.busy)) > 0) {
         busySince ??= performance.now()
         if (performance.now() - busySince > BUSY_LIMIT_MS) {
@@ -82,9 +84,11 @@ export const memoryRun = (options: MemoryRunOptions, behaviour: Behaviour) =>
       busySince = undefined
       const now = yield* Clock.currentTimeMillis
       const next = Chunk.reduce(yield* TestClock.sleeps(), Infinity, (a, b) => Math.min(a, b))
+      steps++
       yield* TestClock.adjust(Math.max(1, Math.min(next - now, 1000)))
     }
     const exit = yield* Fiber.await(fiber)
+    if (process.env.CCO_MEMORY_TIMING !== undefined) console.log(`real ${Math.round(performance.now() - startedReal)} ms, virtual ${(yield* Clock.currentTimeMillis) - startedVirtual} ms, ${steps} steps`)
     const log = readLog(path.join(fixture.configDir, "logs", "latest"))
     return {
       exit,
