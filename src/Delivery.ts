@@ -27,7 +27,7 @@ const takeBatch = (ctx: RunContext, name: string, at: number) => {
   return Ref.modify(ctx.instances, (m) => {
     const i = m.get(name)
     // Nothing reaches an instance before its role prompt: that is what tells it who it is.
-    if (i === undefined || !i.ready || !acceptsPrompt(i.status) || i.outbox.length === 0 || !(i.prompted || i.roleQueued)) {
+    if (i === undefined || !i.ready || !acceptsPrompt(i.phase) || i.outbox.length === 0 || !(i.prompted || i.roleQueued)) {
       return [undefined, m] as const
     }
     // New work going in restarts the supervisor's clocks: "busy with no progress" counts from now, not
@@ -35,7 +35,7 @@ const takeBatch = (ctx: RunContext, name: string, at: number) => {
     // One paste carries at most PANE_MAX characters: what does not fit waits for the next turn, uncut.
     const [batch, rest] = Outbox.nextBatch(i.outbox, PANE_MAX)
     const next = Instances.promptTaken(i, batch, rest, at)
-    return [{ texts: batch, from: i.status, generation: i.generation, prompted: i.prompted }, new Map(m).set(name, next)] as const
+    return [{ texts: batch, from: Instances.statusName(i.phase), generation: i.generation, prompted: i.prompted }, new Map(m).set(name, next)] as const
   })
 }
 
@@ -50,11 +50,11 @@ const remindAfterStop = (ctx: RunContext, name: string, stoppedAt: number) => {
     // Under the delivery lock: never in the middle of a prompt being pasted.
     yield* lockOf(ctx, name).withPermits(1)(Effect.gen(function*() {
       const inst = yield* ctx.get(name)
-      if (inst.restarting) return
+      if (Instances.isRestarting(inst.phase)) return
       const decision = Supervisor.remindAfterStop({
         now: yield* Clock.currentTimeMillis,
         stoppedAt,
-        status: inst.status,
+        status: Instances.statusName(inst.phase),
         lastEventAt: inst.lastEventAt,
         progressAt: inst.progressAt,
         pendingWork: H.workAfterStop(inst.spec, yield* Ref.get(ctx.board)),
@@ -65,7 +65,7 @@ const remindAfterStop = (ctx: RunContext, name: string, stoppedAt: number) => {
       const { message, reason } = decision.action
       let claimed = false
       yield* update(name, (i) => {
-        if (i.lastEventAt !== stoppedAt || i.generation !== inst.generation || i.restarting || i.outbox.length > 0) return i
+        if (i.lastEventAt !== stoppedAt || i.generation !== inst.generation || Instances.isRestarting(i.phase) || i.outbox.length > 0) return i
         claimed = true
         return Instances.remindedAfterStop(i, decision.ladder)
       })

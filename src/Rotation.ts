@@ -47,7 +47,7 @@ const onLimit = (env: RotationEnv, name: string, generation: number, claimed: Li
     const verdict = StopFailure.confirmStopFailure(claimed, line, new Date(yield* Clock.currentTimeMillis))
     const inst = yield* get(name)
     // A failure of a session being replaced (or already replaced) says nothing about the new credential.
-    if (generation !== inst.generation || inst.status === "starting" || inst.restarting) {
+    if (generation !== inst.generation || Instances.startingOrRestarting(inst.phase)) {
       return yield* runLog.log("api.error-ignored", { instance: name, generation, current: inst.generation, limit: claimed._tag })
     }
     const from = inst.credential
@@ -57,7 +57,7 @@ const onLimit = (env: RotationEnv, name: string, generation: number, claimed: Li
       yield* update(name, (i) => Instances.errorUnconfirmed(i, generation))
       yield* Effect.sleep(StopFailure.UNCONFIRMED_RETRY)
       const later = yield* get(name)
-      if (later.generation !== generation || later.status !== "error" || later.restarting) return
+      if (!Instances.restsOnError(later, generation)) return
       return yield* send(name, "[cco] Your last turn ended on an API error. Continue your task; resend what failed.")
     }
     const limit = verdict.limit

@@ -76,7 +76,7 @@ export interface RunSummary {
   readonly costs: CostSnapshot
 }
 
-export { acceptsPrompt, type Instance, type Status } from "./Instances.js"
+export { acceptsPrompt, type Instance, type Status, statusName } from "./Instances.js"
 
 export type Merge = { from: string; into: string; commit: string }
 
@@ -152,7 +152,7 @@ const resumeInstances = (instances: Ref.Ref<ReadonlyMap<string, Instance>>, prev
 
 // state.json follows what cco status and --resume need (status, generation, credential, what is owed), coalesced.
 const persisted = (a: Instance, b: Instance) =>
-  a.status === b.status && a.generation === b.generation && a.credential === b.credential && a.outbox === b.outbox &&
+  Instances.statusName(a.phase) === Instances.statusName(b.phase) && a.generation === b.generation && a.credential === b.credential && a.outbox === b.outbox &&
   a.inFlight === b.inFlight && a.inFlightPasted === b.inFlightPasted && a.prompted === b.prompted &&
   a.roleQueued === b.roleQueued && a.restarts === b.restarts
 
@@ -185,7 +185,8 @@ export const makeRunContext = (
         const i = m.get(name)
         if (i === undefined) return [undefined, m] as const
         const next = f(i)
-        const change = next.status === i.status ? undefined : { from: i.status, to: next.status, generation: next.generation }
+        const [from, to] = [Instances.statusName(i.phase), Instances.statusName(next.phase)]
+        const change = to === from ? undefined : { from, to, generation: next.generation }
         return [{ change, dirty: !persisted(i, next) }, new Map(m).set(name, next)] as const
       }).pipe(Effect.flatMap((r) =>
         Effect.zipRight(

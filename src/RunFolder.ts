@@ -5,7 +5,7 @@ import type * as Path from "@effect/platform/Path"
 import { Duration, Effect, Ref } from "effect"
 import * as Debounce from "./Debounce.js"
 import * as H from "./Hierarchy.js"
-import type { Instance, RunContext } from "./RunContext.js"
+import { type Instance, type RunContext, statusName } from "./RunContext.js"
 import { LOCK_FILE, type RunState } from "./RunState.js"
 import { taskLine } from "./Status.js"
 
@@ -27,7 +27,7 @@ const instanceState = (ctx: RunContext, b: H.Board, costOf: ReadonlyMap<string, 
     branch: i.spec.branch,
     worktree: i.worktree,
     session: ctx.agent.sessionName(i.spec.name),
-    status: i.status,
+    status: statusName(i.phase),
     generation: i.generation,
     restarts: i.restarts,
     credential: i.credential,

@@ -55,7 +55,7 @@ const thresholdsOf = (config: RunContext["config"]): Supervisor.Thresholds => ({
 
 // Something happened to an instance between two looks at it: a hook, a prompt taken, a restart.
 const movedOn = (before: Instance, after: Instance) =>
-  after.lastEventAt !== before.lastEventAt || after.generation !== before.generation || after.restarting
+  after.lastEventAt !== before.lastEventAt || after.generation !== before.generation || Instances.isRestarting(after.phase)
 
 interface HealthEnv {
   readonly ctx: RunContext
@@ -72,18 +72,18 @@ const healthCheck = (env: HealthEnv, name: string) => {
   return Effect.gen(function*() {
     if (yield* Ref.get(windingDown)) return
     const inst = yield* get(name)
-    if (inst.restarting) return
+    if (Instances.isRestarting(inst.phase)) return
     const nowMs = yield* Clock.currentTimeMillis
     const alive = yield* isAlive(name)
     // The screen is read only when an instance has been quiet for a while: idle runs stay cheap.
     const quiet = nowMs - inst.lastEventAt > config.healthCheckIntervalSeconds * 2000
-    const screen = alive && quiet && inst.status !== "starting"
+    const screen = alive && quiet && !Instances.Phase.$is("Starting")(Instances.shown(inst.phase))
       ? yield* screenOf(name)
       : ""
     const decision = Supervisor.decide({
       now: nowMs,
       sessionAlive: alive,
-      status: inst.status,
+      status: Instances.statusName(inst.phase),
       lastEventAt: inst.lastEventAt,
       progressAt: inst.progressAt,
       pendingWork: H.pendingWork(inst.spec, yield* Ref.get(board)),

@@ -2,6 +2,7 @@
 // and the escalation ladder (nudge → interrupt → restart), restart bounds and the run deadline.
 // The decisions are pure: the orchestrator observes and acts.
 import { Duration, Effect } from "effect"
+import type { Status } from "./Instances.js"
 import { withoutEscapes } from "./Untrusted.js"
 
 export interface Thresholds {
@@ -15,7 +16,7 @@ export interface Thresholds {
 export interface Observation {
   readonly now: number
   readonly sessionAlive: boolean
-  readonly status: string
+  readonly status: Status
   readonly lastEventAt: number
   /** The last sign of real work (a tool finished, a turn ended, a session started); resets the ladder. */
   readonly progressAt: number
@@ -193,7 +194,7 @@ export interface StopObservation {
   readonly now: number
   /** When the Stop came in that ended the instance's turn. */
   readonly stoppedAt: number
-  readonly status: string
+  readonly status: Status
   readonly lastEventAt: number
   readonly progressAt: number
   /** What this instance still owes (Hierarchy.pendingWork); undefined when it may rest. */

@@ -6,7 +6,7 @@ import * as EventsModule from "./Events.js"
 import type { TeamReply, TeamRequest } from "./Events.js"
 import * as H from "./Hierarchy.js"
 import type { Merges } from "./Merges.js"
-import { isoNow, list, type RunContext } from "./RunContext.js"
+import { isoNow, list, type RunContext, statusName } from "./RunContext.js"
 import { renderTeam } from "./Status.js"
 import { quoteAgentText } from "./Untrusted.js"
 import type { GitError } from "./Worktree.js"
@@ -169,7 +169,7 @@ const status = (env: TeamEnv) => {
   return Effect.gen(function*() {
     const all = yield* Ref.get(instances)
     const b = yield* Ref.get(board)
-    return reply(true, renderTeam(target, [...all.values()].map((i) => ({ ...i.spec, status: i.status })), b))
+    return reply(true, renderTeam(target, [...all.values()].map((i) => ({ ...i.spec, status: statusName(i.phase) })), b))
   })
 }
 

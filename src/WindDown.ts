@@ -5,7 +5,7 @@ import type { CostSnapshot } from "./CostTracker.js"
 import type { Delivery } from "./Delivery.js"
 import * as H from "./Hierarchy.js"
 import type { Merges } from "./Merges.js"
-import { type EndReason, isoNow, type RunContext, type RunSummary } from "./RunContext.js"
+import { type EndReason, isoNow, type RunContext, type RunSummary, statusName } from "./RunContext.js"
 import * as Supervisor from "./Supervisor.js"
 
 // Whatever ends this run — even an interrupt during start-up — no session of it is left running,
@@ -71,7 +71,7 @@ const finish = (ctx: RunContext, deps: WindDownDeps, reason: EndReason) => {
         name: s.name,
         role: s.role,
         branch: s.branch,
-        status: finalInstances.get(s.name)!.status,
+        status: statusName(finalInstances.get(s.name)!.phase),
         restarts: finalInstances.get(s.name)!.restarts,
         session: agent.sessionName(s.name)
       })),

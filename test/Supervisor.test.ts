@@ -191,7 +191,7 @@ describe("reminder after a Stop with work pending", () => {
   it("the ladder goes on from the reminder: an instance that still idles is interrupted, then restarted", () => {
     let ladder = remind({ now: 105_000 }).ladder
     // The reminder's turn ends at 110 s without work: that Stop is not progress (progressAt stays at 100 s).
-    const idle = { ...base, status: "idle", lastEventAt: 110_000, progressAt: 100_000 }
+    const idle = { ...base, status: "idle" as const, lastEventAt: 110_000, progressAt: 100_000 }
     const actions: Array<string> = []
     for (let now = 110_000; now <= 110_000 + 600_000; now += 15_000) {
       const r = S.decide({ ...idle, now }, ladder, t)
