@@ -6,6 +6,7 @@ import * as Path from "@effect/platform/Path"
 import { Context, Duration, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import * as ClaudeCode from "./ClaudeCode.js"
 import * as Events from "./Events.js"
+import { coalesced } from "./Coalesce.js"
 import { exec } from "./Exec.js"
 import { isAlive } from "./Process.js"
 import { RunLog } from "./RunLog.js"
@@ -92,23 +93,27 @@ const signal = (pid: number, name: NodeJS.Signals) => {
   }
 }
 
-/** Every process below `root`, from one `ps` listing. */
-const descendants = (root: number) =>
-  exec("ps", ["-eo", "pid=,ppid="]).pipe(
-    Effect.map((r) => {
-      const children = new Map<number, Array<number>>()
-      for (const line of r.stdout.split("\n")) {
-        const [pid, ppid] = line.trim().split(/\s+/).map(Number)
-        if (pid === undefined || ppid === undefined || Number.isNaN(pid)) continue
-        children.set(ppid, [...(children.get(ppid) ?? []), pid])
-      }
-      const out: Array<number> = []
-      const walk = (p: number) => (children.get(p) ?? []).forEach((c) => (out.push(c), walk(c)))
-      walk(root)
-      return out
-    }),
-    Effect.orElseSucceed((): Array<number> => [])
-  )
+/** The process table as parent → children, from one `ps` listing. */
+const processTree = exec("ps", ["-eo", "pid=,ppid="]).pipe(
+  Effect.map((r) => {
+    const children = new Map<number, Array<number>>()
+    for (const line of r.stdout.split("\n")) {
+      const [pid, ppid] = line.trim().split(/\s+/).map(Number)
+      if (pid === undefined || ppid === undefined || Number.isNaN(pid)) continue
+      children.set(ppid, [...(children.get(ppid) ?? []), pid])
+    }
+    return children as ReadonlyMap<number, ReadonlyArray<number>>
+  }),
+  Effect.orElseSucceed((): ReadonlyMap<number, ReadonlyArray<number>> => new Map())
+)
+
+/** Every process below `root` in a process tree. */
+const descendants = (tree: ReadonlyMap<number, ReadonlyArray<number>>, root: number) => {
+  const out: Array<number> = []
+  const walk = (p: number) => (tree.get(p) ?? []).forEach((c) => (out.push(c), walk(c)))
+  walk(root)
+  return out
+}
 
 const environDecoder = new TextDecoder()
 
@@ -118,21 +123,28 @@ const environDecoder = new TextDecoder()
  * exiting, or left by one that crashed, belongs to init by the time cco looks. CCO_SOCKET is the run's own
  * control socket, so no other run matches, even with the same run id and instance names. Linux (/proc) only.
  */
-const withIdentity = (fs: FileSystem.FileSystem, socketPath: string, instance: string) => {
-  const wanted = [`CCO_SOCKET=${socketPath}`, `CCO_INSTANCE=${instance}`]
+const withIdentity = (fs: FileSystem.FileSystem, socketPath: string) => {
+  const socket = `CCO_SOCKET=${socketPath}`
   return fs.readDirectory("/proc").pipe(
     Effect.map((names) => names.filter((n) => /^\d+$/.test(n)).map(Number).filter((p) => p !== process.pid)),
     Effect.flatMap((pids) =>
-      Effect.filter(pids, (p) =>
+      Effect.forEach(pids, (p) =>
         fs.readFile(`/proc/${p}/environ`).pipe(
           Effect.map((bytes) => {
-            const vars = new Set(environDecoder.decode(bytes).split("\0"))
-            return wanted.every((w) => vars.has(w))
+            const vars = environDecoder.decode(bytes).split("\0")
+            if (!vars.includes(socket)) return []
+            const instance = vars.find((v) => v.startsWith("CCO_INSTANCE="))?.slice("CCO_INSTANCE=".length)
+            return instance === undefined ? [] : [[instance, p] as const]
           }),
-          Effect.orElseSucceed(() => false)
+          Effect.orElseSucceed(() => [])
         ), { concurrency: 32 })
     ),
-    Effect.orElseSucceed((): Array<number> => [])
+    Effect.map((found) => {
+      const byInstance = new Map<string, Array<number>>()
+      for (const [instance, pid] of found.flat()) byInstance.set(instance, [...(byInstance.get(instance) ?? []), pid])
+      return byInstance as ReadonlyMap<string, ReadonlyArray<number>>
+    }),
+    Effect.orElseSucceed((): ReadonlyMap<string, ReadonlyArray<number>> => new Map())
   )
 }
 
@@ -145,6 +157,11 @@ export const make = (settings: AgentSettings) =>
     const path = yield* Path.Path
     const generations = yield* Ref.make<ReadonlyMap<string, number>>(new Map())
     const executor = yield* CommandExecutor.CommandExecutor
+
+    // A wind-down stops every instance at once, and each looks at the process table every 100 ms while its CLI
+    // exits: one `ps` listing (and one /proc scan) serves all who asked while the previous one ran.
+    const processTreeNow = yield* coalesced(processTree.pipe(Effect.provideService(CommandExecutor.CommandExecutor, executor)))
+    const identitiesNow = yield* coalesced(withIdentity(fs, events.socketPath))
 
     const binDir = path.join(settings.runFolder, "bin")
     yield* fs.makeDirectory(binDir, { recursive: true })
@@ -260,9 +277,8 @@ export const make = (settings: AgentSettings) =>
       const info = yield* tmux.paneInfo(session).pipe(Effect.option)
       const pid = Option.isSome(info) && info.value.pid > 1 ? info.value.pid : undefined
       const tree = new Set<number>()
-      const snapshot = pid === undefined ? Effect.void : descendants(pid).pipe(
-        Effect.map((found) => found.forEach((p) => tree.add(p))),
-        Effect.provideService(CommandExecutor.CommandExecutor, executor)
+      const snapshot = pid === undefined ? Effect.void : processTreeNow.pipe(
+        Effect.map((table) => descendants(table, pid).forEach((p) => tree.add(p)))
       )
       yield* snapshot
       yield* tmux.killSession(session).pipe(Effect.ignore)
@@ -277,7 +293,7 @@ export const make = (settings: AgentSettings) =>
       const ended = new Set<number>()
       // A few rounds: a survivor may start another process before its signal lands.
       for (let round = 0; round < 3; round++) {
-        const marked = yield* withIdentity(fs, events.socketPath, instance)
+        const marked = (yield* identitiesNow).get(instance) ?? []
         const left = [...new Set([...(round === 0 ? tree : []), ...marked])].filter((p) => p !== process.pid && isAlive(p))
         if (left.length === 0) break
         left.forEach((p) => (ended.add(p), signal(p, "SIGTERM")))

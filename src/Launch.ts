@@ -1,4 +1,4 @@
-// Launching the team, top first: each instance's worktree, credential and session; a resumed run takes over
+// Launching the team: every worktree, then the top (given the direction at once), then the rest together; a resumed run takes over
 // the sessions that survived and restarts the others where they left off.
 import { Clock, Effect } from "effect"
 import type { Credential } from "./Agent.js"
@@ -24,7 +24,6 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
   // A resumed run takes over the sessions that survived and restarts the others where they left off.
   const startInstance = (spec: H.InstanceSpec) =>
     Effect.gen(function*() {
-      if (spec !== top && run.previous === undefined) yield* makeWorktree(spec)
       const inst = yield* get(spec.name)
       if (run.previous !== undefined && (yield* agent.isAlive(spec.name)) && (yield* agent.attach(spec.name, inst.generation))) {
         // What it was owed when the orchestrator died goes in at once; a message taken but never pasted, too.
@@ -52,23 +51,23 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
       }
     })
 
-  /** The team launched in hierarchy order, and the top given the direction. */
+  /**
+   * The team launched: every worktree first (git work does not queue behind starting CLIs), then the top, given
+   * the direction at once (it takes it as soon as its session is ready), then everyone else together.
+   */
   const launchAll = (direction: string) =>
     Effect.gen(function*() {
-      // --- launch, top first
       yield* writeTeamStructure("run start")
       if (top.role === "director" || top.lead === undefined) yield* git.push(topWorktree, target)
-      if (run.previous !== undefined) {
-        yield* runLog.log("run.resuming", { runId: run.runId })
-        // Sessions that survived may run team commands at once: every worktree is there before any is attached.
-        yield* Effect.forEach(specs.filter((s) => s !== top), makeWorktree, { concurrency: 8, discard: true })
-      }
-      // In hierarchy order, eight at a time: the registration of one worktree overlaps the launch of others.
-      yield* Effect.forEach(specs, startInstance, { concurrency: 8, discard: true })
-      yield* writeState
+      if (run.previous !== undefined) yield* runLog.log("run.resuming", { runId: run.runId })
+      // Sessions that survive a resume may run team commands at once: every worktree is there before any starts.
+      yield* Effect.forEach(specs.filter((s) => s !== top), makeWorktree, { concurrency: 8, discard: true })
+      yield* startInstance(top)
       // (A resumed run may hold the top's role prompt in its outbox already.)
       const topNow = yield* get(top.name)
       if (!topNow.prompted && !topNow.roleQueued) yield* send(top.name, rolePrompt(top, direction), { role: true })
+      yield* Effect.forEach(specs.filter((s) => s !== top), startInstance, { concurrency: "unbounded", discard: true })
+      yield* writeState
       yield* runLog.log("run.started", { instances: specs.length, target, attach: `tmux -L ${tmux.socket} attach -t ${agent.sessionName(top.name)}` })
     })
 

@@ -65,7 +65,7 @@ const cloneWithDirection = (config: ResolvedConfig, repoDir: string, runLog: Run
 
 /**
  * The repository, target branch, direction, every instance's branch and the top's worktree; `makeWorktree`
- * makes the others, each just before its instance starts.
+ * makes the others (Launch makes them all before the first instance starts).
  */
 export const prepareLayout = (config: ResolvedConfig, run: RunIdentity, runLog: RunLogShape, git: Worktree) =>
   Effect.gen(function*() {
@@ -89,7 +89,7 @@ export const prepareLayout = (config: ResolvedConfig, run: RunIdentity, runLog: 
       ? config.repositoryUrl
       : config.configDir
 
-    // --- branches, all at once (one ref transaction); worktrees in launch order
+    // --- branches, all at once (one ref transaction)
     yield* git.ensureBranches(repoDir, specs.map((s) => ({ branch: s.branch, base: s.baseBranch ?? target })))
     const worktrees = new Map(specs.map((spec) => [spec.name, path.join(run.folder, "worktrees", spec.name)]))
     let made = 0
@@ -101,8 +101,7 @@ export const prepareLayout = (config: ResolvedConfig, run: RunIdentity, runLog: 
         made++
         yield* runLog.log("worktree.ready", { instance: spec.name, branch: spec.branch, progress: `${made}/${specs.length}` })
       })
-    // The top's worktree now (TEAM_STRUCTURE.md lives there); every other one just before its instance starts,
-    // so git work overlaps the start-up of the instances already launched.
+    // The top's worktree now (TEAM_STRUCTURE.md lives there); the others in Launch.
     yield* makeWorktree(top)
     const topWorktree = worktrees.get(top.name)!
     if (config.useRunBranch) yield* git.push(topWorktree, target)

@@ -106,7 +106,8 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
             if (em.lead !== undefined) yield* mergeClean(specOf.get(em.lead)!, em)
           }
         }
-        yield* Effect.forEach(specs.filter((s) => s !== top), (spec) => saveWork(ctx, spec), { discard: true })
+        // Each in its own worktree (its own index and branch): eight at a time.
+        yield* Effect.forEach(specs.filter((s) => s !== top), (spec) => saveWork(ctx, spec), { discard: true, concurrency: 8 })
       }))
       yield* writeTeamStructure(`run ended: ${reason}`)
       // Never a target branch whose new commits add conflict markers or huge files: origin keeps the last good push.
