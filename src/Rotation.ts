@@ -1,7 +1,7 @@
 // Credentials for instances and what an API error does: a limited credential cools and its instances move on
 // to another with --continue; an overload waits and goes on; an unconfirmed claim changes nothing in the pool.
-// Each instance's API errors are handled one after another by its own fiber (a FiberMap), which the wind-down
-// interrupts: no rotation relaunches an instance once the run ends.
+// Each instance's API errors are handled under its own fiber (a FiberMap), which the wind-down interrupts: no
+// rotation relaunches an instance once the run ends.
 import { Clock, Duration, Effect, Fiber, FiberMap, Queue } from "effect"
 import type { AgentShape, Credential } from "./Agent.js"
 import { retryWhileCooling } from "./CoolingPolicy.js"
@@ -137,8 +137,8 @@ export interface RotationDeps {
 type RotationEnv = RotationContext & RotationDeps
 
 /**
- * Rotation: each API error goes to its instance's fiber, which handles them one after another (a new error waits
- * behind the one being handled); `stop` (the wind-down) interrupts them all, waits included.
+ * Rotation: each API error goes to its instance's fiber, which handles it at once, beside any earlier one still
+ * waiting (a forged claim must not delay a real one); `stop` (the wind-down) interrupts them all, waits included.
  */
 export const makeRotation = (ctx: RotationContext, deps: RotationDeps) =>
   Effect.gen(function*() {
@@ -159,7 +159,10 @@ export const makeRotation = (ctx: RotationContext, deps: RotationDeps) =>
       }),
       Effect.forever
     )
-    yield* Effect.forEach(inboxes, ([name, inbox]) => FiberMap.run(handlers, name, Effect.forever(Effect.flatMap(Queue.take(inbox), handle))), { discard: true })
+    // Each error is handled at once, beside any still being handled (their waits, too), by a child of the
+    // instance's fiber: interrupting that fiber interrupts them all, and waits for them.
+    const instanceFiber = (inbox: Queue.Queue<LimitEvent>) => Effect.forever(Effect.flatMap(Queue.take(inbox), (event) => Effect.fork(handle(event))))
+    yield* Effect.forEach(inboxes, ([name, inbox]) => FiberMap.run(handlers, name, instanceFiber(inbox)), { discard: true })
     const dispatcher = yield* Effect.forkScoped(dispatch)
     // Nothing takes API errors any more, and no handler (nor its wait for a credential) goes on to relaunch anything.
     const stop = Fiber.interrupt(dispatcher).pipe(Effect.zipRight(FiberMap.clear(handlers)))

@@ -122,19 +122,25 @@ describe("Rotation", () => {
       expect(run.sent).toEqual(["[cco] Your last turn ended on an API error. Continue your task; resend what failed."])
     }))
 
-  it.scoped("an instance's API errors are handled one after another: a second waits until the first is handled", () =>
+  it.scoped("an instance's API errors are each handled at once, beside one still waiting", () =>
     Effect.gen(function*() {
       const run = yield* setup(PANE_529)
       yield* run.apiError(Limit.Overloaded({ message: "529" }))
       yield* run.apiError(Limit.Overloaded({ message: "529" }))
       yield* run.settle
-      expect(run.logs.map((l) => l.retryInMs)).toEqual([10_000])
-      yield* TestClock.adjust(Duration.seconds(10))
-      yield* run.settle
       // The second overload in a row on key-1: the pool's backoff doubles.
       expect(run.logs.map((l) => l.retryInMs)).toEqual([10_000, 20_000])
+      yield* TestClock.adjust(Duration.seconds(10))
+      yield* run.settle
       expect(run.sent.length).toBe(1)
-      yield* TestClock.adjust(Duration.seconds(20))
+      yield* TestClock.adjust(Duration.seconds(10))
+      yield* run.settle
+      expect(run.sent.length).toBe(2)
+      // The wind-down interrupts every one of them.
+      yield* run.apiError(Limit.Overloaded({ message: "529" }))
+      yield* run.settle
+      yield* run.rotation.stop
+      yield* TestClock.adjust(Duration.minutes(10))
       yield* run.settle
       expect(run.sent.length).toBe(2)
     }))
