@@ -1,30 +1,33 @@
 // What a failed turn means for its credential (`Limit`), from the CLI's own final error line: usage limits,
 // authentication failures, rate limits, overloads. The hook is read in StopFailure.ts, the pane in PaneErrorLine.ts.
 // Nothing here matches broad words ("429", "rate limit") in arbitrary text: only the CLI's own error line is read.
-import { Data } from "effect"
+import { Schema } from "effect"
 import type { ParseOptions } from "./ResetTimes.js"
 import { matchUsageLimit, stripMarker, USAGE_LIMIT_PATTERNS } from "./UsageLimits.js"
 
 // Each kind is a tagged error: Rotation fails with the confirmed one and recovers by tag (Effect.catchTags).
 
 /** 429 on an API key (or a subscription without a usage-limit wording): rotate, cool the credential. */
-export class RateLimited extends Data.TaggedError("RateLimited")<{ readonly resetAt: Date | undefined; readonly message: string }> {}
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
+  resetAt: Schema.UndefinedOr(Schema.DateFromSelf),
+  message: Schema.String
+}) {}
 
 /** Subscription usage limit ("You've hit your limit · resets 8pm (Africa/Cairo)"): cool until the reset. */
-export class UsageLimit extends Data.TaggedError("UsageLimit")<{
-  readonly resetAt: Date | undefined
-  readonly limit: string
-  readonly message: string
-}> {}
+export class UsageLimit extends Schema.TaggedError<UsageLimit>()("UsageLimit", {
+  resetAt: Schema.UndefinedOr(Schema.DateFromSelf),
+  limit: Schema.String,
+  message: Schema.String
+}) {}
 
 /** 401, expired or revoked OAuth login, a key of a disabled organization, no credit: unusable for the run. */
-export class AuthFailed extends Data.TaggedError("AuthFailed")<{ readonly message: string }> {}
+export class AuthFailed extends Schema.TaggedError<AuthFailed>()("AuthFailed", { message: Schema.String }) {}
 
 /** 529, 5xx, transient capacity limits: retry on the same credential after a backoff, no rotation. */
-export class Overloaded extends Data.TaggedError("Overloaded")<{ readonly message: string }> {}
+export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", { message: Schema.String }) {}
 
 /** Any other failure (bad request, prompt too long, …): nothing to do with the credential. */
-export class OtherApiError extends Data.TaggedError("Other")<{ readonly message: string }> {}
+export class OtherApiError extends Schema.TaggedError<OtherApiError>()("Other", { message: Schema.String }) {}
 
 /** What a failed turn means for the credential it ran on. */
 export type Limit = RateLimited | UsageLimit | AuthFailed | Overloaded | OtherApiError

@@ -1,6 +1,6 @@
 // Restarts: one at a time per instance, within the restart budget, on the same or a new credential, with
 // what the replaced session was given and never finished; and stopping an instance's session cleanly.
-import { Clock, Data, Effect, Ref } from "effect"
+import { Clock, Effect, Ref, Schema } from "effect"
 import type { AgentShape, Credential } from "./Agent.js"
 import type { ResolvedConfig } from "./Config.js"
 import type { CostTracker } from "./CostTracker.js"
@@ -13,7 +13,7 @@ import * as Supervisor from "./Supervisor.js"
 import type { Worktree } from "./Worktree.js"
 
 /** The instance was restarted as often as the run allows within the window (Supervisor.allowRestart). */
-export class RestartBudgetSpent extends Data.TaggedError("RestartBudgetSpent")<{ readonly limit: string }> {}
+export class RestartBudgetSpent extends Schema.TaggedError<RestartBudgetSpent>()("RestartBudgetSpent", { limit: Schema.String }) {}
 
 export interface RestartDeps {
   readonly send: Delivery["send"]
