@@ -1,5 +1,6 @@
 // How long a credential cools after a rate limit, how long to wait on an overloaded one, and how a long wait is
-// slept: the backoffs of the credential pool, as data (PoolPolicy) and pure functions of time.
+// slept: the backoffs of the credential pool, as data (PoolPolicy), pure functions of time and the Schedule that
+// waits for a cooling credential.
 import { Clock, Duration, Effect, Schedule } from "effect"
 import type { AllCredentialsCooling, NoUsableCredential } from "./CredentialPool.js"
 
