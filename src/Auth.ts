@@ -3,7 +3,7 @@
 import { Clock, Context, Duration, Effect, Either, Layer, Redacted, Ref, Schema } from "effect"
 import type { Credential } from "./Agent.js"
 import type { ApiKeyCredential } from "./ApiKeysFile.js"
-import { defaultPolicy, type PoolPolicy, waitSlice } from "./CoolingPolicy.js"
+import { defaultPolicy, type PoolPolicy, retryWhileCooling } from "./CoolingPolicy.js"
 import {
   type AllCredentialsCooling,
   type CredentialKind,
@@ -126,16 +126,9 @@ const acquiring = (ref: Ref.Ref<PoolState>, toCredential: (name: string) => Cred
     return toCredential(name)
   })
 
+  // In slices: a far reset never becomes one timer too long to fire.
   const acquireOrWait = (instance: string): Effect.Effect<Credential, NoUsableCredential> =>
-    acquire(instance).pipe(
-      Effect.catchTag("AllCredentialsCooling", (cooling) =>
-        Effect.gen(function*() {
-          const now = yield* Clock.currentTimeMillis
-          // In slices: a far reset never becomes one timer too long to fire.
-          yield* Effect.sleep(waitSlice(cooling.until.getTime(), now))
-          return yield* acquireOrWait(instance)
-        }))
-    )
+    retryWhileCooling()(acquire(instance))
 
   return { acquire, acquireOrWait }
 }

@@ -1,6 +1,8 @@
 // How long a credential cools after a rate limit, how long to wait on an overloaded one, and how a long wait is
-// slept: the backoffs of the credential pool, as data (PoolPolicy) and pure functions of time.
-import { Duration } from "effect"
+// slept: the backoffs of the credential pool, as data (PoolPolicy), pure functions of time and the Schedule that
+// waits for a cooling credential.
+import { Clock, Duration, Effect, Schedule } from "effect"
+import type { AllCredentialsCooling, NoUsableCredential } from "./CredentialPool.js"
 
 export interface Backoff {
   readonly initial: Duration.Duration
@@ -38,6 +40,27 @@ export const waitSlice = (until: number, now: number, min = 1): Duration.Duratio
   const left = until - now
   return Duration.millis(Number.isFinite(left) ? Math.min(slice, Math.max(min, left)) : slice)
 }
+
+/**
+ * While every credential is cooling: try again when the first is usable (the error's `until`), sleeping in
+ * slices (waitSlice, each at least `minMs`) and looking again after each. No usable credential ends the wait.
+ */
+export const untilCredentialResets = (minMs = 1) =>
+  Schedule.identity<AllCredentialsCooling | NoUsableCredential>().pipe(
+    Schedule.whileInput((e) => e._tag === "AllCredentialsCooling"),
+    Schedule.addDelayEffect((e) =>
+      Effect.map(Clock.currentTimeMillis, (now) => e._tag === "AllCredentialsCooling" ? waitSlice(e.until.getTime(), now, minMs) : Duration.zero)
+    )
+  )
+
+/** Retries an acquisition while every credential is cooling (untilCredentialResets): it fails only with NoUsableCredential. */
+export const retryWhileCooling = (minMs = 1) =>
+<A, R>(self: Effect.Effect<A, AllCredentialsCooling | NoUsableCredential, R>): Effect.Effect<A, NoUsableCredential, R> =>
+  self.pipe(
+    Effect.retry(untilCredentialResets(minMs)),
+    // The schedule ends only on NoUsableCredential: a cooling pool is always waited for.
+    Effect.catchTag("AllCredentialsCooling", (e) => Effect.die(e))
+  )
 
 /** `initial` doubled per attempt, at most `max`. */
 export const backoff = (policy: Backoff, attempt: number): Duration.Duration => {

@@ -1,6 +1,6 @@
 // Prompt delivery: messages wait in an instance's outbox and go in, in batches, only when it can take them as
 // its next turn; reminders after a turn that ended with work still pending.
-import { Clock, Deferred, Duration, Effect, Option, Ref } from "effect"
+import { Clock, Deferred, Duration, Effect, Option, Ref, Schedule } from "effect"
 import * as ClaudeCode from "./ClaudeCode.js"
 import * as H from "./Hierarchy.js"
 import * as Outbox from "./Outbox.js"
@@ -11,15 +11,20 @@ import { PANE_MAX } from "./Untrusted.js"
 
 const lockOf = (ctx: RunContext, name: string) => ctx.deliveryLocks.get(name)!
 
+// Looks every 100 ms until the pane's title says the CLI is idle; after 100 waits the prompt goes in regardless.
+const untilIdleTitle = Schedule.spaced(Duration.millis(100)).pipe(
+  Schedule.intersect(Schedule.recurs(100)),
+  Schedule.whileInput((idle: boolean) => !idle)
+)
+
 const awaitIdleTitle = (ctx: RunContext, name: string) => {
   const { agent, tmux } = ctx
-  return Effect.gen(function*() {
-    for (let i = 0; i < 100; i++) {
-      const info = yield* tmux.paneInfo(agent.sessionName(name)).pipe(Effect.option)
-      if (Option.isSome(info) && ClaudeCode.isIdleTitle(info.value.title)) return
-      yield* Effect.sleep(Duration.millis(100))
-    }
-  })
+  return tmux.paneInfo(agent.sessionName(name)).pipe(
+    Effect.option,
+    Effect.map((info) => Option.isSome(info) && ClaudeCode.isIdleTitle(info.value.title)),
+    Effect.repeat(untilIdleTitle),
+    Effect.asVoid
+  )
 }
 
 /** Takes the next batch from the outbox, marking the instance busy with it, if it can take a prompt now. */

@@ -1,24 +1,45 @@
 // What a failed turn means for its credential (`Limit`), from the CLI's own final error line: usage limits,
 // authentication failures, rate limits, overloads. The hook is read in StopFailure.ts, the pane in PaneErrorLine.ts.
 // Nothing here matches broad words ("429", "rate limit") in arbitrary text: only the CLI's own error line is read.
-import { Data } from "effect"
+import { Schema } from "effect"
 import type { ParseOptions } from "./ResetTimes.js"
 import { matchUsageLimit, stripMarker, USAGE_LIMIT_PATTERNS } from "./UsageLimits.js"
 
+// Each kind is a tagged error: Rotation fails with the confirmed one and recovers by tag (Effect.catchTags).
+
+/** 429 on an API key (or a subscription without a usage-limit wording): rotate, cool the credential. */
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
+  resetAt: Schema.UndefinedOr(Schema.DateFromSelf),
+  message: Schema.String
+}) {}
+
+/** Subscription usage limit ("You've hit your limit · resets 8pm (Africa/Cairo)"): cool until the reset. */
+export class UsageLimit extends Schema.TaggedError<UsageLimit>()("UsageLimit", {
+  resetAt: Schema.UndefinedOr(Schema.DateFromSelf),
+  limit: Schema.String,
+  message: Schema.String
+}) {}
+
+/** 401, expired or revoked OAuth login, a key of a disabled organization, no credit: unusable for the run. */
+export class AuthFailed extends Schema.TaggedError<AuthFailed>()("AuthFailed", { message: Schema.String }) {}
+
+/** 529, 5xx, transient capacity limits: retry on the same credential after a backoff, no rotation. */
+export class Overloaded extends Schema.TaggedError<Overloaded>()("Overloaded", { message: Schema.String }) {}
+
+/** Any other failure (bad request, prompt too long, …): nothing to do with the credential. */
+export class OtherApiError extends Schema.TaggedError<OtherApiError>()("Other", { message: Schema.String }) {}
+
 /** What a failed turn means for the credential it ran on. */
-export type Limit = Data.TaggedEnum<{
-  /** 429 on an API key (or a subscription without a usage-limit wording): rotate, cool the credential. */
-  RateLimited: { readonly resetAt: Date | undefined; readonly message: string }
-  /** Subscription usage limit ("You've hit your limit · resets 8pm (Africa/Cairo)"): cool until the reset. */
-  UsageLimit: { readonly resetAt: Date | undefined; readonly limit: string; readonly message: string }
-  /** 401, expired or revoked OAuth login, a key of a disabled organization, no credit: unusable for the run. */
-  AuthFailed: { readonly message: string }
-  /** 529, 5xx, transient capacity limits: retry on the same credential after a backoff, no rotation. */
-  Overloaded: { readonly message: string }
-  /** Any other failure (bad request, prompt too long, …): nothing to do with the credential. */
-  Other: { readonly message: string }
-}>
-export const Limit = Data.taggedEnum<Limit>()
+export type Limit = RateLimited | UsageLimit | AuthFailed | Overloaded | OtherApiError
+
+/** Constructors by tag. */
+export const Limit = {
+  RateLimited: (args: ConstructorParameters<typeof RateLimited>[0]): Limit => new RateLimited(args),
+  UsageLimit: (args: ConstructorParameters<typeof UsageLimit>[0]): Limit => new UsageLimit(args),
+  AuthFailed: (args: ConstructorParameters<typeof AuthFailed>[0]): Limit => new AuthFailed(args),
+  Overloaded: (args: ConstructorParameters<typeof Overloaded>[0]): Limit => new Overloaded(args),
+  Other: (args: ConstructorParameters<typeof OtherApiError>[0]): Limit => new OtherApiError(args)
+} as const
 
 /**
  * Authentication failures as the CLI words them (claude 2.1.332 and earlier), each anchored on the start of the

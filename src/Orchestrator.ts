@@ -135,7 +135,7 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
 
     const snapshots = yield* makePaneSnapshots(ctx)
     const { restart, stopInstance } = makeRestarts(ctx, { send, credentialFor, writeState, dropSnapshots: snapshots.dropSnapshots })
-    yield* makeRotation(ctx, { send, restart }).consume
+    const rotation = yield* makeRotation(ctx, { send, restart })
     const supervision = yield* makeSupervision(ctx, snapshots, restart)
     const supervisors = yield* FiberMap.make<string>()
     yield* supervision.superviseAll(supervisors)
@@ -146,6 +146,7 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
       merges,
       stopInstance,
       stopHealthChecks: supervision.stopHealthChecks(supervisors),
+      stopRotation: rotation.stop,
       writeState,
       writeTeamStructure,
       pollCosts: costWatch.pollCosts

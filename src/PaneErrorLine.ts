@@ -1,6 +1,6 @@
 // The CLI's own final error line on an instance's pane, read only where the CLI prints its errors, and its
 // usage-limit menu.
-import { Duration, Effect } from "effect"
+import { Duration, Effect, Schedule } from "effect"
 import { isCliErrorText } from "./Limits.js"
 import { withoutEscapes } from "./Untrusted.js"
 
@@ -75,15 +75,17 @@ export const awaitCliErrorLine = <E, R>(
 ): Effect.Effect<string | undefined, never, R> => {
   const attempts = Math.max(1, options.attempts ?? 12)
   const interval = options.interval ?? Duration.millis(250)
-  const attempt = (n: number): Effect.Effect<string | undefined, never, R> =>
-    capture.pipe(
-      Effect.map(findCliErrorLine),
-      Effect.orElseSucceed(() => undefined),
-      Effect.flatMap((line) =>
-        line !== undefined || n + 1 >= attempts ? Effect.succeed(line) : Effect.zipRight(Effect.sleep(interval), attempt(n + 1))
-      )
-    )
-  return attempt(0)
+  // Read again `interval` apart while no line shows, `attempts` reads in all; the last read is the answer.
+  const untilLineShows = Schedule.spaced(interval).pipe(
+    Schedule.intersect(Schedule.recurs(attempts - 1)),
+    Schedule.whileInput((line: string | undefined) => line === undefined),
+    Schedule.passthrough
+  )
+  return capture.pipe(
+    Effect.map(findCliErrorLine),
+    Effect.orElseSucceed(() => undefined),
+    Effect.repeat(untilLineShows)
+  )
 }
 
 /**

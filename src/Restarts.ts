@@ -1,12 +1,19 @@
 // Restarts: one at a time per instance, within the restart budget, on the same or a new credential, with
 // what the replaced session was given and never finished; and stopping an instance's session cleanly.
-import { Clock, Effect, Ref } from "effect"
-import type { Credential } from "./Agent.js"
+import { Clock, Effect, Ref, Schema } from "effect"
+import type { AgentShape, Credential } from "./Agent.js"
+import type { ResolvedConfig } from "./Config.js"
+import type { CostTracker } from "./CostTracker.js"
 import type { Delivery } from "./Delivery.js"
 import * as H from "./Hierarchy.js"
 import * as Instances from "./Instances.js"
 import type { RunContext, RunError } from "./RunContext.js"
+import type { RunLogShape } from "./RunLog.js"
 import * as Supervisor from "./Supervisor.js"
+import type { Worktree } from "./Worktree.js"
+
+/** The instance was restarted as often as the run allows within the window (Supervisor.allowRestart). */
+export class RestartBudgetSpent extends Schema.TaggedError<RestartBudgetSpent>()("RestartBudgetSpent", { limit: Schema.String }) {}
 
 export interface RestartDeps {
   readonly send: Delivery["send"]
@@ -16,7 +23,16 @@ export interface RestartDeps {
   readonly dropSnapshots: Effect.Effect<void>
 }
 
-export const makeRestarts = (ctx: RunContext, deps: RestartDeps) => {
+/** What restarts use of the run. */
+export type RestartContext = Pick<RunContext, "update" | "get" | "instances" | "board" | "worktrees"> & {
+  readonly config: Pick<ResolvedConfig, "maxRestartsPerInstance">
+  readonly agent: Pick<AgentShape, "launch" | "stop">
+  readonly git: Pick<Worktree, "removeStaleLock">
+  readonly runLog: Pick<RunLogShape, "log">
+  readonly costTracker: Pick<CostTracker, "setCredential">
+}
+
+export const makeRestarts = (ctx: RestartContext, deps: RestartDeps) => {
   const { config, agent, git, runLog, update, get, instances, board, worktrees, costTracker } = ctx
   const { send, credentialFor, writeState, dropSnapshots } = deps
   // Stops an instance's session and every process it started; then a git lock one of them left in its
@@ -46,11 +62,7 @@ export const makeRestarts = (ctx: RunContext, deps: RestartDeps) => {
       const inst = yield* get(name)
       const restartAt = yield* Clock.currentTimeMillis
       const budget = Supervisor.allowRestart(inst.restartHistory, restartAt, config.maxRestartsPerInstance, 10 * 60_000)
-      if (!budget.allowed) {
-        yield* update(name, Instances.stopped)
-        yield* runLog.log("instance.restart-refused", { instance: name, reason, limit: `${config.maxRestartsPerInstance} per 10 minutes` })
-        return
-      }
+      if (!budget.allowed) return yield* new RestartBudgetSpent({ limit: `${config.maxRestartsPerInstance} per 10 minutes` })
       // A message pasted into the session being replaced, and never taken, goes to the new one.
       yield* update(name, (i) => Instances.restartBegun(i, budget.history, restartAt))
       yield* runLog.log("instance.restarting", { instance: name, reason, restarts: inst.restarts + 1 })
@@ -70,7 +82,13 @@ export const makeRestarts = (ctx: RunContext, deps: RestartDeps) => {
         yield* send(name, `[cco] cco restarted you (${reason}); your conversation is restored. ${task !== undefined && task.status === "assigned" ? `Go on with task #${task.id}: commit your work and report with cco team done when it is finished.` : "Go on where you left off."}${idle === undefined ? "" : ` Note: ${idle}.`}`)
       }
       yield* writeState
-    }).pipe(Effect.catchAll((e) => runLog.log("instance.restart-failed", { instance: name, reason, message: e.message })))
+    }).pipe(Effect.catchTags({
+      // Too many restarts lately: the instance is left stopped.
+      RestartBudgetSpent: (e) =>
+        update(name, Instances.stopped).pipe(Effect.zipRight(runLog.log("instance.restart-refused", { instance: name, reason, limit: e.limit }))),
+      AgentError: (e) => runLog.log("instance.restart-failed", { instance: name, reason, message: e.message }),
+      RunError: (e) => runLog.log("instance.restart-failed", { instance: name, reason, message: e.message })
+    }))
 
   return { stopInstance, restart }
 }

@@ -27,6 +27,8 @@ export interface WindDownDeps {
   readonly merges: Merges
   readonly stopInstance: (name: string) => Effect.Effect<void>
   readonly stopHealthChecks: Effect.Effect<void>
+  /** Interrupts the instances' rotation fibers, a wait for a credential's reset included. */
+  readonly stopRotation: Effect.Effect<void>
   readonly writeState: Effect.Effect<void>
   readonly writeTeamStructure: (reason: string) => Effect.Effect<void>
   readonly pollCosts: Effect.Effect<CostSnapshot>
@@ -91,7 +93,8 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
 
   const windDown = (reason: EndReason) =>
     Effect.gen(function*() {
-      yield* deps.stopHealthChecks
+      // Nothing restarts or relaunches an instance once the run winds down: not a health check, not a rotation.
+      yield* Effect.all([deps.stopHealthChecks, deps.stopRotation], { concurrency: "unbounded", discard: true })
       yield* runLog.log("run.ending", { reason })
       yield* Effect.forEach(specs, (spec) => stopInstance(spec.name), { discard: true, concurrency: "unbounded" })
       yield* locked(Effect.gen(function*() {
