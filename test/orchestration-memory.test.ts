@@ -69,6 +69,23 @@ describe("in-memory orchestration", () => {
       expect(relaunch.at(-1)).toMatchObject({ generation: 1, resume: true, credential: rotated[0]!.to })
     }), 30_000)
 
+  it.scoped("with the only credential cooling, the run still ends at its deadline, and nothing is relaunched once the end began", () =>
+    Effect.gen(function*() {
+      let failed = false
+      const behaviour = except("worker-1", team(), (io, prompt, memory) => {
+        if (failed || !isTask(prompt)) return team()(io, prompt, memory)
+        failed = true
+        return Effect.succeed(fail("rate_limit", "API Error: Request rejected (429) · This request would exceed the rate limit for your organization"))
+      })
+      const run = yield* memoryRun({ workerCount: 2, keys: 1, maxRunDurationMinutes: 0.5 }, behaviour)
+      const summary = summaryOf(run.exit)
+      expect(summary.reason).toBe("time-limit")
+      expect(run.events("credentials.exhausted").length).toBeGreaterThanOrEqual(1)
+      const ending = run.log.findIndex((l) => l.event === "run.ending")
+      expect(ending).toBeGreaterThan(0)
+      expect(run.log.slice(ending).filter((l) => l.event === "instance.launched" || l.event === "instance.restarting")).toEqual([])
+    }), 30_000)
+
   it.scoped("a crashed instance is restarted with its conversation and finishes its task", () =>
     Effect.gen(function*() {
       let crashed = false

@@ -1,7 +1,7 @@
 // Whole orchestrations in memory: Orchestrator.run on TmuxTest, the in-memory Events and scripted agents (git and
 // the run folder are real, in a temp dir), with time on the TestClock. A driver moves the clock to the next thing
-// waiting on it (at most a second at a time) whenever no agent has real work under way, so supervision, reminders,
-// cool-downs, the deadline and cost polling run in virtual time: hours of a run take a fraction of a second.
+// waiting on it (at most a second at a time) whenever no git call and no agent's turn is under way, so
+// supervision, reminders, cool-downs, the deadline and cost polling run in virtual time: hours in a second or two.
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Chunk, Clock, Effect, Exit, Fiber, Layer, Ref, TestClock } from "effect"
 import * as path from "node:path"
@@ -16,9 +16,28 @@ import { Worktree } from "../../src/Worktree.js"
 import { type Fixture, makeFixture, projectRoot, readLog } from "../harness.js"
 import { type Behaviour, makeControl, makeScriptedAgent, type ScriptedAgentsShape } from "./ScriptedAgent.js"
 
+/** Real git, each call counted as work under way: the clock waits for cco's git as it waits for the agents'. */
+const trackedGit = (busy: Ref.Ref<number>) =>
+  Layer.effect(
+    Git,
+    Effect.map(Git, (git) => {
+      const t = <A, E, R>(self: Effect.Effect<A, E, R>) =>
+        Effect.acquireUseRelease(Ref.update(busy, (n) => n + 1), () => self, () => Ref.update(busy, (n) => n - 1))
+      return Git.make({
+        run: (...args) => t(git.run(...args)),
+        output: (...args) => t(git.output(...args)),
+        status: (...args) => t(git.status(...args)),
+        branches: (...args) => t(git.branches(...args)),
+        version: () => t(git.version()),
+        withInput: (...args) => t(git.withInput(...args))
+      })
+    })
+  ).pipe(Layer.provide(Git.Default))
+
 /** The in-memory run services: TmuxTest, Events without a socket, scripted agents; real git. */
 export const memoryServices = (behaviour: Behaviour, control: ScriptedAgentsShape) => (site: RunSite) => {
-  const base = Layer.mergeAll(TmuxTest, Worktree.Default, Git.Default)
+  const git = trackedGit(control.busy)
+  const base = Layer.mergeAll(TmuxTest, Worktree.DefaultWithoutDependencies.pipe(Layer.provide(git)), git)
   const events = EventsModule.layerInMemory
   const agent = Layer.scoped(Agent, makeScriptedAgent(site, behaviour, control)).pipe(Layer.provide(Layer.merge(base, events)))
   return Layer.mergeAll(base, events, agent) satisfies Layer.Layer<RunServices, unknown, unknown>
