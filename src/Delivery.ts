@@ -1,6 +1,6 @@
 // Prompt delivery: messages wait in an instance's outbox and go in, in batches, only when it can take them as
-// its next turn; reminders after a turn that ended with work still pending.
-import { Clock, Deferred, Duration, Effect, Option, Ref, Schedule } from "effect"
+// its next turn (one delivery fiber per instance); reminders after a turn that ended with work still pending.
+import { Clock, Deferred, Duration, Effect, FiberMap, Option, Queue, Ref, Schedule } from "effect"
 import * as ClaudeCode from "./ClaudeCode.js"
 import * as H from "./Hierarchy.js"
 import * as Outbox from "./Outbox.js"
@@ -81,47 +81,76 @@ const remindAfterStop = (ctx: RunContext, name: string, stoppedAt: number) => {
   }).pipe(Effect.catchAllCause((cause) => runLog.log("supervisor.error", { instance: name, cause: String(cause) })))
 }
 
-export const makeDelivery = (ctx: RunContext) => {
-  const { agent, runLog, update } = ctx
-  // --- delivery: prompts go in only when the instance is idle; otherwise they wait in its outbox
-  const flush = (name: string): Effect.Effect<void> =>
-    lockOf(ctx, name).withPermits(1)(Effect.gen(function*() {
-      const taken = yield* takeBatch(ctx, name, yield* Clock.currentTimeMillis)
-      if (taken === undefined) return
-      yield* ctx.signalState
-      yield* runLog.log("instance.state", { instance: name, from: taken.from, to: "busy", generation: taken.generation })
-      yield* awaitIdleTitle(ctx, name)
-      const text = taken.texts.join(Outbox.SEPARATOR)
-      yield* agent.deliver(name, text).pipe(
-        Effect.tap(() => update(name, (i) => Instances.promptPasted(i, taken.texts))),
-        Effect.tap(() => runLog.log("prompt.delivered", { instance: name, chars: text.length, messages: taken.texts.length })),
-        Effect.catchAll((e) =>
-          // A role prompt that did not go in is not delivered: the instance is not "prompted" by it.
-          update(name, (i) => Instances.deliveryFailed(i, taken.texts, taken.prompted)).pipe(
-            Effect.zipRight(runLog.log("prompt.failed", { instance: name, message: e.message }))
-          ))
+export const makeDelivery = (ctx: RunContext) =>
+  Effect.gen(function*() {
+    const { agent, runLog, update, specs } = ctx
+    // --- delivery: prompts go in only when the instance is idle; otherwise they wait in its outbox
+    const flush = (name: string): Effect.Effect<void> =>
+      lockOf(ctx, name).withPermits(1)(Effect.gen(function*() {
+        const taken = yield* takeBatch(ctx, name, yield* Clock.currentTimeMillis)
+        if (taken === undefined) return
+        yield* ctx.signalState
+        yield* runLog.log("instance.state", { instance: name, from: taken.from, to: "busy", generation: taken.generation })
+        yield* awaitIdleTitle(ctx, name)
+        const text = taken.texts.join(Outbox.SEPARATOR)
+        yield* agent.deliver(name, text).pipe(
+          Effect.tap(() => update(name, (i) => Instances.promptPasted(i, taken.texts))),
+          Effect.tap(() => runLog.log("prompt.delivered", { instance: name, chars: text.length, messages: taken.texts.length })),
+          Effect.catchAll((e) =>
+            // A role prompt that did not go in is not delivered: the instance is not "prompted" by it.
+            update(name, (i) => Instances.deliveryFailed(i, taken.texts, taken.prompted)).pipe(
+              Effect.zipRight(runLog.log("prompt.failed", { instance: name, message: e.message }))
+            ))
+        )
+      }))
+
+    // One delivery fiber per instance, woken whenever it may have something to take (a message queued, a session
+    // started, a turn ended): a wake while it delivers is kept (a sliding queue of one), so none is lost, and the
+    // wind-down stops them all at once. Reminders after a turn: one pending per instance, a newer turn's replaces it.
+    const deliverers = yield* FiberMap.make<string>()
+    const reminders = yield* FiberMap.make<string>()
+    const wakes = new Map<string, Queue.Queue<void>>()
+    for (const spec of specs) {
+      const wake = yield* Queue.sliding<void>(1)
+      wakes.set(spec.name, wake)
+      yield* FiberMap.run(
+        deliverers,
+        spec.name,
+        Queue.take(wake).pipe(
+          Effect.zipRight(flush(spec.name)),
+          Effect.catchAllCause((cause) => runLog.log("delivery.error", { instance: spec.name, cause: String(cause) })),
+          Effect.forever
+        )
       )
-    }))
+    }
+    /** Asks the instance's delivery fiber to deliver what it can now. */
+    const wake = (name: string) => Effect.asVoid(Queue.offer(wakes.get(name)!, undefined))
 
-  // Each outbox is bounded (Outbox.OUTBOX_LIMITS): the oldest messages give way, never the role prompt.
-  const send = (name: string, text: string, options: { readonly role?: boolean } = {}) => {
-    let trimmed: Outbox.Enqueued | undefined
-    return update(name, (i) => {
-      const role = options.role === true
-      trimmed = Outbox.enqueue(i.outbox, text, { role, roleFirst: i.roleQueued && !i.prompted })
-      return Instances.enqueued(i, trimmed.outbox, role)
-    }).pipe(
-      Effect.zipRight(Effect.suspend(() =>
-        trimmed !== undefined && (trimmed.dropped > 0 || trimmed.truncated)
-          ? runLog.log("outbox.trimmed", { instance: name, dropped: trimmed.dropped, droppedChars: trimmed.droppedChars, cut: trimmed.truncated, waiting: trimmed.outbox.length })
-          : Effect.void
-      )),
-      Effect.zipRight(Effect.forkIn(flush(name), ctx.scope)),
-      Effect.asVoid
-    )
-  }
+    // Each outbox is bounded (Outbox.OUTBOX_LIMITS): the oldest messages give way, never the role prompt.
+    const send = (name: string, text: string, options: { readonly role?: boolean } = {}) => {
+      let trimmed: Outbox.Enqueued | undefined
+      return update(name, (i) => {
+        const role = options.role === true
+        trimmed = Outbox.enqueue(i.outbox, text, { role, roleFirst: i.roleQueued && !i.prompted })
+        return Instances.enqueued(i, trimmed.outbox, role)
+      }).pipe(
+        Effect.zipRight(Effect.suspend(() =>
+          trimmed !== undefined && (trimmed.dropped > 0 || trimmed.truncated)
+            ? runLog.log("outbox.trimmed", { instance: name, dropped: trimmed.dropped, droppedChars: trimmed.droppedChars, cut: trimmed.truncated, waiting: trimmed.outbox.length })
+            : Effect.void
+        )),
+        Effect.zipRight(wake(name))
+      )
+    }
 
-  return { flush, send, remindAfterStop: (name: string, stoppedAt: number) => remindAfterStop(ctx, name, stoppedAt) }
-}
+    return {
+      flush,
+      wake,
+      send,
+      remindAfterStop: (name: string, stoppedAt: number) => FiberMap.run(reminders, name, remindAfterStop(ctx, name, stoppedAt)).pipe(Effect.asVoid),
+      /** No prompt goes in and no reminder is sent from now on (the wind-down). */
+      stop: Effect.zipRight(FiberMap.clear(deliverers), FiberMap.clear(reminders))
+    }
+  })
 
-export type Delivery = ReturnType<typeof makeDelivery>
+export type Delivery = Effect.Effect.Success<ReturnType<typeof makeDelivery>>

@@ -12,7 +12,7 @@ import * as StopFailure from "./StopFailure.js"
 
 export const makeHooks = (ctx: RunContext, delivery: Delivery, spendWatch: SpendWatch) => {
   const { update, get, runLog, auth, scope } = ctx
-  const { flush, remindAfterStop } = delivery
+  const { wake, remindAfterStop } = delivery
   const limitEvents = ctx.limitEvents
   const board = ctx.board
   // --- hook events
@@ -43,7 +43,7 @@ export const makeHooks = (ctx: RunContext, delivery: Delivery, spendWatch: Spend
             yield* update(name, (i) => Instances.turnEnded(i, { rests, at }))
             const inst = yield* get(name)
             if (inst.credential !== "") yield* auth.reportSuccess(inst.credential)
-            yield* Effect.forkIn(remindAfterStop(name, at), scope)
+            yield* remindAfterStop(name, at)
           }
           break
         case "StopFailure": {
@@ -71,7 +71,7 @@ export const makeHooks = (ctx: RunContext, delivery: Delivery, spendWatch: Spend
           }
       }
       yield* runLog.log("hook", fields)
-      if (event.hook === "SessionStart" || event.hook === "Stop") yield* Effect.forkIn(flush(name), scope)
+      if (event.hook === "SessionStart" || event.hook === "Stop") yield* wake(name)
       if (event.hook === "Stop" || event.hook === "PostToolUse" || event.hook === "PostToolUseFailure") yield* spendWatch.spent(name)
     })
 

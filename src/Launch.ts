@@ -18,9 +18,9 @@ export interface LaunchDeps {
 }
 
 export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
-  const { run, agent, git, tmux, runLog, update, get, scope, costTracker, worktrees, specs, top, topWorktree, target } = ctx
+  const { run, agent, git, tmux, runLog, update, get, costTracker, worktrees, specs, top, topWorktree, target } = ctx
   const { makeWorktree, credentialFor, rolePrompt, writeState, writeTeamStructure } = deps
-  const { flush, send } = deps.delivery
+  const { wake, send } = deps.delivery
   // A resumed run takes over the sessions that survived and restarts the others where they left off.
   const startInstance = (spec: H.InstanceSpec) =>
     Effect.gen(function*() {
@@ -29,7 +29,7 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
         // What it was owed when the orchestrator died goes in at once; a message taken but never pasted, too.
         const attachedAt = yield* Clock.currentTimeMillis
         yield* update(spec.name, (i) => Instances.reattached(i, attachedAt))
-        yield* Effect.forkIn(flush(spec.name), scope)
+        yield* wake(spec.name)
         return
       }
       // A session that did not survive takes what its predecessor was given and never finished, as after a restart.

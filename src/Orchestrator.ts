@@ -122,7 +122,7 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
     const writeState = yield* makeStateWriter(ctx)
     const { writeTeamStructure, boardChanged } = yield* makeTeamBoard(ctx, writeState)
     const rolePrompt = yield* makeRolePrompts(ctx)
-    const delivery = makeDelivery(ctx)
+    const delivery = yield* makeDelivery(ctx)
     const { send } = delivery
     yield* makeHooks(ctx, delivery, costWatch.spendWatch).consume
     const merges = makeMerges(ctx)
@@ -147,6 +147,7 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
       stopInstance,
       stopHealthChecks: supervision.stopHealthChecks(supervisors),
       stopRotation: rotation.stop,
+      stopDeliveries: delivery.stop,
       writeState,
       writeTeamStructure,
       pollCosts: costWatch.pollCosts

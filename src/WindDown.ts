@@ -29,6 +29,8 @@ export interface WindDownDeps {
   readonly stopHealthChecks: Effect.Effect<void>
   /** Interrupts the instances' rotation fibers, a wait for a credential's reset included. */
   readonly stopRotation: Effect.Effect<void>
+  /** Stops the delivery fibers and pending reminders: nothing is pasted into a session being stopped. */
+  readonly stopDeliveries: Effect.Effect<void>
   readonly writeState: Effect.Effect<void>
   readonly writeTeamStructure: (reason: string) => Effect.Effect<void>
   readonly pollCosts: Effect.Effect<CostSnapshot>
@@ -94,7 +96,7 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
   const windDown = (reason: EndReason) =>
     Effect.gen(function*() {
       // Nothing restarts or relaunches an instance once the run winds down: not a health check, not a rotation.
-      yield* Effect.all([deps.stopHealthChecks, deps.stopRotation], { concurrency: "unbounded", discard: true })
+      yield* Effect.all([deps.stopHealthChecks, deps.stopRotation, deps.stopDeliveries], { concurrency: "unbounded", discard: true })
       yield* runLog.log("run.ending", { reason })
       yield* Effect.forEach(specs, (spec) => stopInstance(spec.name), { discard: true, concurrency: "unbounded" })
       yield* locked(Effect.gen(function*() {

@@ -33,7 +33,7 @@ describe("in-memory orchestration", () => {
       expect(summary.merges.map((m) => shortName(m.from)).sort()).toEqual(["worker-1", "worker-2"])
       expect(filesOn(run.fixture.bare, "main")).toEqual(expect.arrayContaining(["src/em-1/worker-1.js", "src/em-1/worker-2.js", "TEAM_STRUCTURE.md"]))
       expect(summary.instances.map((i) => i.restarts)).toEqual([0, 0, 0])
-    }), 30_000)
+    }), 60_000)
 
   it.scoped("W=6: a Director, two EMs and six workers, with a merge conflict in each team resolved by its EM", () =>
     Effect.gen(function*() {
@@ -47,7 +47,7 @@ describe("in-memory orchestration", () => {
       const shared = filesOn(run.fixture.bare, "main").filter((f) => f.endsWith("shared.js"))
       expect(shared.length).toBe(2)
       for (const file of shared) expect(fileOn(run.fixture.bare, "main", file)).toMatch(/written by worker-\d[\s\S]*written by worker-\d/)
-    }), 30_000)
+    }), 60_000)
 
   it.scoped("a 429 on one credential cools it and moves its instances to the other with --continue", () =>
     Effect.gen(function*() {
@@ -67,7 +67,7 @@ describe("in-memory orchestration", () => {
       expect(run.events("credential.cooling")[0]).toMatchObject({ credential: first.credential })
       const relaunch = (yield* Ref.get(run.control.launches)).filter((l) => l.instance === "worker-1")
       expect(relaunch.at(-1)).toMatchObject({ generation: 1, resume: true, credential: rotated[0]!.to })
-    }), 30_000)
+    }), 60_000)
 
   it.scoped("with the only credential cooling, the run still ends at its deadline, and nothing is relaunched once the end began", () =>
     Effect.gen(function*() {
@@ -84,7 +84,7 @@ describe("in-memory orchestration", () => {
       const ending = run.log.findIndex((l) => l.event === "run.ending")
       expect(ending).toBeGreaterThan(0)
       expect(run.log.slice(ending).filter((l) => l.event === "instance.launched" || l.event === "instance.restarting")).toEqual([])
-    }), 30_000)
+    }), 60_000)
 
   it.scoped("a crashed instance is restarted with its conversation and finishes its task", () =>
     Effect.gen(function*() {
@@ -100,7 +100,7 @@ describe("in-memory orchestration", () => {
       expect(run.events("instance.restarting").filter((e) => e.instance === "worker-2")).toHaveLength(1)
       expect(summary.instances.find((i) => i.name === "worker-2")?.restarts).toBe(1)
       expect(filesOn(run.fixture.bare, "main")).toContain("src/em-1/worker-2.js")
-    }), 30_000)
+    }), 60_000)
 
   it.scoped("a worker stuck in a turn is nudged, then interrupted, then restarted, on the clock", () =>
     Effect.gen(function*() {
@@ -123,7 +123,7 @@ describe("in-memory orchestration", () => {
       expect(at("supervisor.interrupt") - at("supervisor.nudge")).toBeGreaterThanOrEqual(60_000)
       expect(at("instance.restarting") - at("supervisor.interrupt")).toBeGreaterThanOrEqual(60_000)
       expect(filesOn(run.fixture.bare, "main")).toContain("src/em-1/worker-1.js")
-    }), 30_000)
+    }), 60_000)
 
   it.scoped("at maxRunDurationMinutes the run warns, winds down and ends with time-limit", () =>
     Effect.gen(function*() {
@@ -132,11 +132,14 @@ describe("in-memory orchestration", () => {
       expect(summary.reason).toBe("time-limit")
       expect(run.events("run.time-warning").length).toBeGreaterThanOrEqual(1)
       expect(run.events("run.ending")).toEqual([expect.objectContaining({ reason: "time-limit" })])
+      // Nothing is pasted and no reminder goes out once the wind-down began.
+      const ending = run.log.findIndex((l) => l.event === "run.ending")
+      expect(run.log.slice(ending).filter((l) => l.event === "prompt.delivered" || l.event === "supervisor.reminder")).toEqual([])
       expect(run.virtualMs).toBeGreaterThanOrEqual(5 * 60_000)
       expect(run.virtualMs).toBeLessThan(6 * 60_000)
       // The workers' reported work is merged upward at the end, though their lead never merged it.
       expect(filesOn(run.fixture.bare, "main")).toEqual(expect.arrayContaining(["src/em-1/worker-1.js", "src/em-1/worker-2.js"]))
-    }), 30_000)
+    }), 60_000)
 
   it.scoped("the run stops at maxCostUsd, counted from the instances' transcripts", () =>
     Effect.gen(function*() {
@@ -148,5 +151,5 @@ describe("in-memory orchestration", () => {
       expect(summary.reason).toBe("cost-limit")
       expect(run.events("cost.limit").length).toBeGreaterThanOrEqual(1)
       expect(summary.costs.total.usd).toBeGreaterThanOrEqual(2)
-    }), 30_000)
+    }), 60_000)
 })

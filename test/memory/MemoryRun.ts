@@ -43,8 +43,12 @@ export const memoryServices = (behaviour: Behaviour, control: ScriptedAgentsShap
   return Layer.mergeAll(base, events, agent) satisfies Layer.Layer<RunServices, unknown, unknown>
 }
 
-// One turn of Node's event loop (timers, I/O callbacks such as a git process ending, then this).
-const realPause = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+// A few turns of Node's event loop (timers, I/O callbacks such as a file written or a git process ending): what
+// cco does in reaction to an event, without waiting on the clock, is done before the clock moves.
+const realPause = Effect.promise(() => new Promise<void>((resolve) => setImmediate(() => setImmediate(() => setImmediate(resolve)))))
+
+/** The most the clock moves at once: what is not counted as work under way (file writes) gets a chance between. */
+const MAX_STEP_MS = 1_000
 
 /** How long agents may hold real work before the driver gives up: a scripted turn takes milliseconds. */
 const BUSY_LIMIT_MS = 20_000
@@ -104,7 +108,7 @@ export const memoryRun = (options: MemoryRunOptions, behaviour: Behaviour) =>
       const now = yield* Clock.currentTimeMillis
       const next = Chunk.reduce(yield* TestClock.sleeps(), Infinity, (a, b) => Math.min(a, b))
       steps++
-      yield* TestClock.adjust(Math.max(1, Math.min(next - now, 1000)))
+      yield* TestClock.adjust(Math.max(1, Math.min(next - now, MAX_STEP_MS)))
     }
     const exit = yield* Fiber.await(fiber)
     if (process.env.CCO_MEMORY_TIMING !== undefined) console.log(`real ${Math.round(performance.now() - startedReal)} ms, virtual ${(yield* Clock.currentTimeMillis) - startedVirtual} ms, ${steps} steps`)
