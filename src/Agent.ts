@@ -190,6 +190,7 @@ export const make = (settings: AgentSettings) =>
         continueSession,
         credentialEnv: request.credential.env,
         hookCommand,
+        ...(events.hookUrl === undefined ? {} : { hookUrl: events.hookUrl }),
         extraEnv: {
           ...settings.extraEnv,
           PATH: `${binDir}:${settings.basePath}`,

@@ -4,6 +4,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Option, Redacted, Schema } from "effect"
+import { hookHeaders } from "./HookPayload.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 
 export interface InstanceLaunch {
@@ -19,6 +20,11 @@ export interface InstanceLaunch {
   readonly credentialEnv: Readonly<Record<string, Redacted.Redacted<string>>>
   /** Shell command prefix; each hook runs `${hookCommand} <HookEventName>` with the event JSON on stdin. */
   readonly hookCommand: string
+  /**
+   * With it, Claude Code itself posts every event but SessionStart to `${hookUrl}/hook/<HookEventName>` (an http
+   * hook: no process per event), the sender in headers filled from CCO_INSTANCE, CCO_GENERATION and CCO_TOKEN.
+   */
+  readonly hookUrl?: string
   /** Identity variables, PATH and the like. */
   readonly extraEnv: Readonly<Record<string, string>>
 }
@@ -39,12 +45,31 @@ export type HookEventName = typeof hookEvents[number]
 // Events that filter on a tool or notification name need a matcher that takes them all.
 const matchedEvents: ReadonlySet<HookEventName> = new Set(["PostToolUse", "PostToolUseFailure", "Notification", "SessionStart"])
 
+// The identity variables an http hook's headers are filled from; the CLI fills only the variables a hook lists.
+const identityHeaders = {
+  [hookHeaders.instance]: "${CCO_INSTANCE}",
+  [hookHeaders.generation]: "${CCO_GENERATION}",
+  [hookHeaders.token]: "${CCO_TOKEN}"
+}
+
+// 2.1.332 runs no http hook on SessionStart; that one stays a command, which also keeps cco on the Bash tool's PATH.
+const hookFor = (launch: InstanceLaunch, event: HookEventName) =>
+  launch.hookUrl === undefined || event === "SessionStart"
+    ? { type: "command", command: `${launch.hookCommand} ${event}`, timeout: 30 }
+    : {
+      type: "http",
+      url: `${launch.hookUrl}/hook/${event}`,
+      headers: identityHeaders,
+      allowedEnvVars: ["CCO_INSTANCE", "CCO_GENERATION", "CCO_TOKEN"],
+      timeout: 30
+    }
+
 /** The settings.json of an instance: our hooks, and nothing that asks, suggests, surveys or summarises on its own. */
 export const instanceSettings = (launch: InstanceLaunch) => ({
   hooks: Object.fromEntries(
     hookEvents.map((event) => [event, [{
       ...(matchedEvents.has(event) ? { matcher: "*" } : {}),
-      hooks: [{ type: "command", command: `${launch.hookCommand} ${event}`, timeout: 30 }]
+      hooks: [hookFor(launch, event)]
     }]])
   ),
   skipDangerousModePermissionPrompt: true,
