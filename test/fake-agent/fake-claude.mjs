@@ -174,34 +174,38 @@ const readJson = (file) => {
   }
 }
 
-// --settings takes a file or inline JSON, as in the real CLI.
-const settingsSources = [
+// --settings takes a file or inline JSON, as in the real CLI. Like the real CLI, a settings file changed while the
+// session runs takes effect for the next event: the hooks are read again each time.
+const readSettings = () => [
   path.join(configDir, "settings.json"),
   path.join(cwd, ".claude", "settings.json"),
   path.join(cwd, ".claude", "settings.local.json"),
   ...opts.settings
 ].map((s) => (s.trim().startsWith("{") ? parseJson(s) : readJson(s)))
 
-const hooksByEvent = new Map()
-for (const settings of settingsSources) {
-  const hooks = settings && typeof settings === "object" ? settings.hooks : undefined
-  if (!hooks || typeof hooks !== "object") continue
-  for (const [event, groups] of Object.entries(hooks)) {
-    if (!Array.isArray(groups)) continue
-    const list = hooksByEvent.get(event) ?? []
-    for (const group of groups) {
-      for (const hook of Array.isArray(group?.hooks) ? group.hooks : []) {
-        const matcher = typeof group.matcher === "string" ? group.matcher : ""
-        if (hook?.type === "command" && typeof hook.command === "string") {
-          list.push({ matcher, command: hook.command, timeout: hook.timeout })
-        } else if (hook?.type === "http" && typeof hook.url === "string" && event !== "SessionStart") {
-          // 2.1.332 runs no http hook on SessionStart.
-          list.push({ matcher, url: hook.url, headers: hook.headers ?? {}, allowedEnvVars: hook.allowedEnvVars ?? [], timeout: hook.timeout })
+const readHooks = () => {
+  const hooksByEvent = new Map()
+  for (const settings of readSettings()) {
+    const hooks = settings && typeof settings === "object" ? settings.hooks : undefined
+    if (!hooks || typeof hooks !== "object") continue
+    for (const [event, groups] of Object.entries(hooks)) {
+      if (!Array.isArray(groups)) continue
+      const list = hooksByEvent.get(event) ?? []
+      for (const group of groups) {
+        for (const hook of Array.isArray(group?.hooks) ? group.hooks : []) {
+          const matcher = typeof group.matcher === "string" ? group.matcher : ""
+          if (hook?.type === "command" && typeof hook.command === "string") {
+            list.push({ matcher, command: hook.command, timeout: hook.timeout })
+          } else if (hook?.type === "http" && typeof hook.url === "string" && event !== "SessionStart") {
+            // 2.1.332 runs no http hook on SessionStart.
+            list.push({ matcher, url: hook.url, headers: hook.headers ?? {}, allowedEnvVars: hook.allowedEnvVars ?? [], timeout: hook.timeout })
+          }
         }
       }
+      hooksByEvent.set(event, list)
     }
-    hooksByEvent.set(event, list)
   }
+  return hooksByEvent
 }
 
 // What a matcher is tested against, per event; events not listed here ignore matchers.
@@ -304,7 +308,7 @@ const fireHook = async (event, fields) => {
   const target = matchTarget[event]?.(payload)
   const seen = new Set()
   const runs = []
-  for (const hook of hooksByEvent.get(event) ?? []) {
+  for (const hook of readHooks().get(event) ?? []) {
     const key = hook.url === undefined ? hook.command : `http ${hook.url}`
     if (!matches(hook.matcher, target) || seen.has(key)) continue
     seen.add(key)
