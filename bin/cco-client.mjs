@@ -1,5 +1,6 @@
-// The agents' side of the control socket: `cco hook <Event>` (run by Claude Code hooks) and
-// `cco team <command> ...` (run by agents from their Bash tool). Node built-ins only, so it starts fast.
+// The agents' side of the control socket: `cco hook <Event>` (run by Claude Code's SessionStart hook; the CLI posts
+// the other events itself, as http hooks, to the run's loopback port) and `cco team <command> ...` (run by agents
+// from their Bash tool). Node built-ins only, so it starts fast.
 // Identity comes from the environment cco gave the instance: CCO_SOCKET, CCO_INSTANCE, CCO_TOKEN, CCO_GENERATION.
 import { appendFileSync } from "node:fs"
 import * as http from "node:http"

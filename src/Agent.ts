@@ -207,6 +207,7 @@ export const make = (settings: AgentSettings) =>
         continueSession,
         credentialEnv: request.credential.env,
         hookCommand,
+        ...(events.hookUrl === undefined ? {} : { hookUrl: events.hookUrl }),
         extraEnv: {
           ...settings.extraEnv,
           PATH: `${binDir}:${settings.basePath}`,
@@ -307,6 +308,15 @@ export const make = (settings: AgentSettings) =>
       const digest = yield* fs.readFileString(digestFile(instance)).pipe(Effect.option)
       if (Option.isNone(digest)) return false
       yield* events.restore(instance, digest.value.trim(), generation)
+      // Its hooks still point at the port of the orchestrator that launched it.
+      yield* ClaudeCode.rewriteSettings(configDir(instance), {
+        hookCommand,
+        ...(events.hookUrl === undefined ? {} : { hookUrl: events.hookUrl })
+      }).pipe(
+        Effect.provideService(FileSystem.FileSystem, fs),
+        Effect.provideService(Path.Path, path),
+        Effect.catchAll((e) => runLog.log("instance.settings-failed", { instance, message: e.message }))
+      )
       yield* Ref.update(generations, (m) => new Map(m).set(instance, generation))
       yield* runLog.log("instance.attached", { instance, generation, session: sessionName(instance) })
       return true

@@ -4,6 +4,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
 import { Effect, Option, Redacted, Schema } from "effect"
+import { hookHeaders } from "./HookPayload.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 
 export interface InstanceLaunch {
@@ -19,6 +20,11 @@ export interface InstanceLaunch {
   readonly credentialEnv: Readonly<Record<string, Redacted.Redacted<string>>>
   /** Shell command prefix; each hook runs `${hookCommand} <HookEventName>` with the event JSON on stdin. */
   readonly hookCommand: string
+  /**
+   * With it, Claude Code itself posts every event but SessionStart to `${hookUrl}/hook/<HookEventName>` (an http
+   * hook: no process per event), the sender in headers filled from CCO_INSTANCE, CCO_GENERATION and CCO_TOKEN.
+   */
+  readonly hookUrl?: string
   /** Identity variables, PATH and the like. */
   readonly extraEnv: Readonly<Record<string, string>>
 }
@@ -39,12 +45,31 @@ export type HookEventName = typeof hookEvents[number]
 // Events that filter on a tool or notification name need a matcher that takes them all.
 const matchedEvents: ReadonlySet<HookEventName> = new Set(["PostToolUse", "PostToolUseFailure", "Notification", "SessionStart"])
 
+// The identity variables an http hook's headers are filled from; the CLI fills only the variables a hook lists.
+const identityHeaders = {
+  [hookHeaders.instance]: "${CCO_INSTANCE}",
+  [hookHeaders.generation]: "${CCO_GENERATION}",
+  [hookHeaders.token]: "${CCO_TOKEN}"
+}
+
+// 2.1.332 runs no http hook on SessionStart; that one stays a command, which also keeps cco on the Bash tool's PATH.
+const hookFor = (launch: Pick<InstanceLaunch, "hookCommand" | "hookUrl">, event: HookEventName) =>
+  launch.hookUrl === undefined || event === "SessionStart"
+    ? { type: "command", command: `${launch.hookCommand} ${event}`, timeout: 30 }
+    : {
+      type: "http",
+      url: `${launch.hookUrl}/hook/${event}`,
+      headers: identityHeaders,
+      allowedEnvVars: ["CCO_INSTANCE", "CCO_GENERATION", "CCO_TOKEN"],
+      timeout: 30
+    }
+
 /** The settings.json of an instance: our hooks, and nothing that asks, suggests, surveys or summarises on its own. */
-export const instanceSettings = (launch: InstanceLaunch) => ({
+export const instanceSettings = (launch: Pick<InstanceLaunch, "hookCommand" | "hookUrl">) => ({
   hooks: Object.fromEntries(
     hookEvents.map((event) => [event, [{
       ...(matchedEvents.has(event) ? { matcher: "*" } : {}),
-      hooks: [{ type: "command", command: `${launch.hookCommand} ${event}`, timeout: 30 }]
+      hooks: [hookFor(launch, event)]
     }]])
   ),
   skipDangerousModePermissionPrompt: true,
@@ -105,6 +130,30 @@ export const seededClaudeJson = (existing: JsonObject, launch: InstanceLaunch): 
   }
 }
 
+// Written in place of whatever is there: writing through a FIFO blocks, through a link lands elsewhere.
+const writePrivate = (fs: FileSystem.FileSystem) => (file: string, content: string) =>
+  Effect.gen(function*() {
+    const isLink = Option.isSome(yield* fs.readLink(file).pipe(Effect.option))
+    const info = yield* fs.stat(file).pipe(Effect.option)
+    if (isLink || (Option.isSome(info) && info.value.type !== "File")) yield* fs.remove(file, { recursive: !isLink })
+    yield* fs.writeFileString(file, content, { mode: 0o600 })
+    yield* fs.chmod(file, 0o600)
+  })
+
+/**
+ * Rewrites a live instance's settings.json for this orchestrator's hooks: a resumed run listens on a new port, and
+ * the CLI (2.1.332) picks up a changed settings file in a running session.
+ */
+export const rewriteSettings = (
+  configDir: string,
+  hooks: Pick<InstanceLaunch, "hookCommand" | "hookUrl">
+): Effect.Effect<void, PlatformError, FileSystem.FileSystem | Path.Path> =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    yield* writePrivate(fs)(path.join(configDir, "settings.json"), JSON.stringify(instanceSettings(hooks), null, 2))
+  })
+
 export interface PrepareOptions {
   /** The user's ~/.claude/.credentials.json, shared by OAuth instances through a symlink. */
   readonly oauthCredentialsFile?: string
@@ -128,15 +177,7 @@ export const prepareConfigDir: (
   function*(launch: InstanceLaunch, options: PrepareOptions = {}) {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
-    // Written in place of whatever is there: writing through a FIFO blocks, through a link lands elsewhere.
-    const write = (file: string, content: string) =>
-      Effect.gen(function*() {
-        const isLink = Option.isSome(yield* fs.readLink(file).pipe(Effect.option))
-        const info = yield* fs.stat(file).pipe(Effect.option)
-        if (isLink || (Option.isSome(info) && info.value.type !== "File")) yield* fs.remove(file, { recursive: !isLink })
-        yield* fs.writeFileString(file, content, { mode: 0o600 })
-        yield* fs.chmod(file, 0o600)
-      })
+    const write = writePrivate(fs)
 
     yield* fs.makeDirectory(launch.configDir, { recursive: true, mode: 0o700 })
     yield* fs.chmod(launch.configDir, 0o700)

@@ -88,14 +88,7 @@ const createServer = (
   runtime: Runtime.Runtime<never>
 ) => {
   const tooLarge = `refused: the request is larger than ${Math.round(limits.maxBodyBytes / 1024)} KiB; send less text`
-  // Node checks the header and request timeouts on this interval; its default (30 s) would let a slow sender
-  // hold its connection that much longer.
-  const server = http.createServer({
-    connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
-    headersTimeout: limits.headersTimeoutMs,
-    requestTimeout: limits.requestTimeoutMs,
-    maxHeaderSize: 8 * 1024
-  }, (req, res) => {
+  const server = http.createServer(serverOptions(limits), (req, res) => {
     // Answers reach the calling agent's terminal and context: they quote other agents' texts, so neutralised.
     const respond = (status: number, raw: string, close = false) => {
       if (res.headersSent || res.destroyed) return
@@ -124,6 +117,102 @@ const createServer = (
   server.on("drop", () => Runtime.runFork(runtime)(logRefusal("control.dropped", { reason: `more than ${limits.maxConnections} connections` })))
   return server
 }
+
+/** A request's headers as the loopback listener passes them on: lower-case names, one value each. */
+export type Headers = Readonly<Record<string, string | undefined>>
+
+/**
+ * The loopback listener's two steps: `admit` sees a request's path and headers before a byte of its body is read
+ * (a refusal here costs the sender's body nothing); `handle` gets the body, or undefined when it was larger than
+ * the limit: then it was drained unread, so an admitted sender's oversize event still counts, as an event alone.
+ */
+export interface LoopbackHandler {
+  readonly admit: (path: string, headers: Headers) => Effect.Effect<Answer | undefined>
+  readonly handle: (path: string, headers: Headers, body: string | undefined) => Effect.Effect<Answer>
+}
+
+const headerValues = (req: http.IncomingMessage): Headers =>
+  Object.fromEntries(Object.entries(req.headers).map(([k, v]) => [k, Array.isArray(v) ? v[0] : v]))
+
+// Drains a body without keeping it: resolves with the body, or undefined once it passes the limit.
+const readBodyOrDrain = (req: http.IncomingMessage, limit: number) =>
+  new Promise<string | undefined>((resolve, reject) => {
+    let size = 0
+    const chunks: Array<Buffer> = []
+    req.on("data", (c: Buffer) => {
+      size += c.length
+      if (size > limit) chunks.length = 0
+      else chunks.push(c)
+    })
+    req.on("end", () => resolve(size > limit ? undefined : Buffer.concat(chunks).toString("utf8")))
+    req.on("error", reject)
+  })
+
+const serverOptions = (limits: ControlLimits): http.ServerOptions => ({
+  // Node checks the header and request timeouts on this interval; its default (30 s) would let a slow sender
+  // hold its connection that much longer.
+  connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs),
+  headersTimeout: limits.headersTimeoutMs,
+  requestTimeout: limits.requestTimeoutMs,
+  maxHeaderSize: 8 * 1024
+})
+
+/**
+ * Serves `handler` on 127.0.0.1, an ephemeral port, for as long as the scope lives; yields the port. Claude Code's
+ * http hooks post here: the answers carry a status and no body (a 2xx with an empty body is a hook's success).
+ * Any local user can reach a loopback port, so the same limits hold as on the socket, and a request that a web
+ * page could send (it carries an Origin) is refused.
+ */
+export const serveLoopback = (
+  limits: ControlLimits,
+  handler: LoopbackHandler,
+  logRefusal: LogRefusal
+): Effect.Effect<number, Error, Scope.Scope> =>
+  Effect.gen(function*() {
+    const runtime = yield* Effect.runtime<never>()
+    const run = <A>(effect: Effect.Effect<A>) => Runtime.runPromise(runtime)(effect)
+    const server = http.createServer(serverOptions(limits), (req, res) => {
+      const respond = (status: number) => {
+        if (res.headersSent || res.destroyed) return
+        res.writeHead(status, { "content-length": "0", ...(status >= 300 ? { connection: "close" } : {}) })
+        res.end()
+      }
+      const path = (req.url ?? "/").slice(0, 256)
+      const headers = headerValues(req)
+      if (req.method !== "POST") return respond(405)
+      if (headers.origin !== undefined) {
+        Runtime.runFork(runtime)(logRefusal("control.rejected", { path: path.slice(0, 64), reason: "request from a web page" }))
+        return respond(403)
+      }
+      run(handler.admit(path, headers)).then(
+        (refusal) => {
+          if (refusal !== undefined) return respond(refusal[0])
+          return readBodyOrDrain(req, limits.maxBodyBytes).then(
+            (body) => run(handler.handle(path, headers, body)).then(([status]) => respond(status)),
+            () => req.destroy()
+          )
+        },
+        () => respond(500)
+      ).catch(() => respond(500))
+    })
+    server.maxConnections = limits.maxConnections
+    server.keepAliveTimeout = 1000
+    server.on("drop", () => Runtime.runFork(runtime)(logRefusal("control.dropped", { reason: `more than ${limits.maxConnections} connections`, port: "loopback" })))
+    return yield* Effect.acquireRelease(
+      Effect.async<number, Error>((resume) => {
+        server.once("error", (e) => resume(Effect.fail(new Error(`control port on 127.0.0.1: ${e.message}`))))
+        server.listen(0, "127.0.0.1", () => {
+          const address = server.address()
+          resume(typeof address === "object" && address !== null ? Effect.succeed(address.port) : Effect.fail(new Error("control port: no address")))
+        })
+      }),
+      () =>
+        Effect.async<void>((resume) => {
+          server.close(() => resume(Effect.void))
+          server.closeAllConnections()
+        })
+    )
+  })
 
 /** Serves `handle` on a 0600 unix socket for as long as the scope lives; the socket file is removed after. */
 export const serve = (

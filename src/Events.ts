@@ -5,8 +5,18 @@
 import { Cause, Clock, Context, Effect, Either, Layer, Option, PubSub, Ref, Schema, Stream } from "effect"
 import type { Scope } from "effect"
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
-import { type Answer, type ControlLimits, defaultLimits, type LogRefusal, makeRefusalLog, serve } from "./ControlServer.js"
-import { decodeHookPayload, HookName, type HookPayload } from "./HookPayload.js"
+import {
+  type Answer,
+  type ControlLimits,
+  defaultLimits,
+  type Headers,
+  type LogRefusal,
+  type LoopbackHandler,
+  makeRefusalLog,
+  serve,
+  serveLoopback
+} from "./ControlServer.js"
+import { decodeHookPayload, hookHeaders, HookName, type HookPayload } from "./HookPayload.js"
 import { RunLog, type RunLogShape } from "./RunLog.js"
 
 // Names are cco's own (director, em-3, worker-12), commands are short words: anything longer is not a client.
@@ -56,6 +66,11 @@ export const MAX_COMMANDS_IN_FLIGHT = 4
 
 export interface EventsShape {
   readonly socketPath: string
+  /**
+   * Where Claude Code's http hooks post (`http://127.0.0.1:PORT`; see hookHeaders), authenticated like the socket;
+   * undefined when there is no such listener (in memory), and then hooks go through the socket.
+   */
+  readonly hookUrl: string | undefined
   /**
    * Issues a fresh token for an instance's next generation; every token issued before stops working. Only the
    * token's digest is kept: the token itself goes to the instance's environment and nowhere else.
@@ -219,7 +234,51 @@ const answer = (c: Control) => (path: string, body: string): Effect.Effect<Answe
     return [404, "unknown path"] as const
   })
 
-const makeEvents = <E>(socketPath: string, listen: (control: Control) => Effect.Effect<void, E, Scope.Scope>) =>
+const hookPath = /^\/hook\/([A-Za-z]{1,32})$/
+const decodeHookName = Schema.decodeUnknownOption(HookName)
+const decodeEnvelope = Schema.decodeUnknownOption(Envelope)
+
+// The sender of an http hook, from its path and headers; a generation is a decimal number or nothing.
+const httpHookSender = (path: string, headers: Headers) => {
+  const hook = Option.flatMap(Option.fromNullable(hookPath.exec(path)?.[1]), decodeHookName)
+  const generation = headers[hookHeaders.generation] ?? ""
+  const envelope = /^\d{1,9}$/.test(generation)
+    ? decodeEnvelope({ instance: headers[hookHeaders.instance], generation: Number(generation), token: headers[hookHeaders.token] })
+    : Option.none()
+  return Option.all({ hook, envelope })
+}
+
+/** Claude Code's http hooks on the loopback port: sender checked on the headers, then the body is the payload. */
+const httpHooks = (c: Control): LoopbackHandler => ({
+  admit: (path, headers) =>
+    Effect.gen(function*() {
+      const sender = httpHookSender(path, headers)
+      if (Option.isNone(sender)) {
+        yield* c.logRefusal("control.rejected", { path: path.slice(0, 64), reason: "invalid hook request" })
+        return hookPath.test(path) ? [400, "refused: invalid hook request"] as const : [404, "unknown path"] as const
+      }
+      return Option.getOrUndefined(yield* authenticate(c, sender.value.envelope, `hook:${sender.value.hook}`))
+    }),
+  handle: (path, headers, body) =>
+    Effect.gen(function*() {
+      const sender = httpHookSender(path, headers)
+      if (Option.isNone(sender)) return [400, "refused: invalid hook request"] as const
+      // Larger than a request may be: the event still counts (a long tool output is a sign of life), without its payload.
+      const payload = body === undefined
+        ? Option.some({})
+        : yield* Effect.try(() => JSON.parse(body) as unknown).pipe(Effect.option)
+      if (Option.isNone(payload)) {
+        yield* c.logRefusal("control.rejected", { path: path.slice(0, 64), reason: "malformed JSON" })
+        return [400, "refused: malformed JSON"] as const
+      }
+      return yield* receiveHook(c, { ...sender.value.envelope, hook: sender.value.hook, payload: payload.value })
+    })
+})
+
+const makeEvents = <E>(
+  socketPath: string,
+  listen: (control: Control) => Effect.Effect<string | undefined, E, Scope.Scope>
+) =>
   Effect.gen(function*() {
     const registry = yield* Ref.make<ReadonlyMap<string, Registration>>(new Map())
     const teamHandler = yield* Ref.make<Option.Option<TeamHandler>>(Option.none())
@@ -231,7 +290,7 @@ const makeEvents = <E>(socketPath: string, listen: (control: Control) => Effect.
       inFlight: yield* Ref.make<ReadonlyMap<string, number>>(new Map()),
       logRefusal: yield* makeRefusalLog
     }
-    yield* listen(control)
+    const hookUrl = yield* listen(control)
 
     const register = (instance: string) =>
       Effect.sync(() => randomBytes(24).toString("hex")).pipe(
@@ -242,6 +301,7 @@ const makeEvents = <E>(socketPath: string, listen: (control: Control) => Effect.
 
     return Events.of({
       socketPath,
+      hookUrl,
       register,
       restore: (instance, digest, generation) =>
         Ref.update(registry, (m) => new Map(m).set(instance, { digest: Buffer.from(digest.trim(), "hex"), generation })),
@@ -257,15 +317,22 @@ const makeEvents = <E>(socketPath: string, listen: (control: Control) => Effect.
     })
   })
 
-/** The control socket at socketPath, serving the run's instances until the scope closes. */
+/**
+ * The control socket at socketPath and the loopback port for http hooks, serving the run's instances until the
+ * scope closes.
+ */
 export const make = (
   socketPath: string,
   limits: ControlLimits = defaultLimits
 ): Effect.Effect<EventsShape, Error, RunLog | Scope.Scope> =>
-  makeEvents(socketPath, (control) => serve(socketPath, limits, answer(control), control.logRefusal))
+  makeEvents(socketPath, (control) =>
+    serve(socketPath, limits, answer(control), control.logRefusal).pipe(
+      Effect.zipRight(serveLoopback(limits, httpHooks(control), control.logRefusal)),
+      Effect.map((port) => `http://127.0.0.1:${port}`)
+    ))
 
 export const layer = (socketPath: string, limits?: ControlLimits) => Layer.scoped(Events, make(socketPath, limits))
 
 /** No socket: requests reach the run only through `receive` (the in-memory run services). */
-export const layerInMemory: Layer.Layer<Events, never, RunLog> = Layer.scoped(Events, makeEvents("(in memory)", () => Effect.void))
+export const layerInMemory: Layer.Layer<Events, never, RunLog> = Layer.scoped(Events, makeEvents("(in memory)", () => Effect.succeed(undefined)))
 export type { Answer }

@@ -18,6 +18,17 @@ export const HookName = Schema.Literal(
 )
 export type HookName = typeof HookName.Type
 
+/**
+ * Claude Code's http hooks post an event to `<hookUrl>/hook/<HookName>` with the payload as the body and the
+ * sender in these headers, which the CLI fills from the instance's environment (CCO_INSTANCE, CCO_GENERATION,
+ * CCO_TOKEN): the token reaches the header and nothing else.
+ */
+export const hookHeaders = {
+  instance: "x-cco-instance",
+  generation: "x-cco-generation",
+  token: "x-cco-token"
+} as const
+
 /** A string cut to `max` characters: a long text costs its tail, never the event. */
 const Text = (max: number) =>
   Schema.transform(Schema.String, Schema.String, {

@@ -5,6 +5,7 @@ import { execFile } from "node:child_process"
 import { readFileSync, statSync } from "node:fs"
 import * as http from "node:http"
 import * as net from "node:net"
+import * as os from "node:os"
 import type { ControlLimits } from "../src/ControlServer.js"
 import * as Events from "../src/Events.js"
 import * as RunLog from "../src/RunLog.js"
@@ -372,4 +373,163 @@ describe("what one instance or a stranger can cost", () => {
       // Answered commands free their places.
       expect((yield* command("em-1", em1, "merge")).status).toBe(200)
     }).pipe(Effect.provide(NodeContext.layer)))
+})
+
+// Claude Code's http hooks: the CLI posts the event JSON to <hookUrl>/hook/<Event>, the sender in headers.
+describe("http hooks on the loopback port", () => {
+  const hookPost = (
+    url: string,
+    path: string,
+    body: string,
+    headers: http.OutgoingHttpHeaders,
+    options: { readonly method?: string; readonly host?: string } = {}
+  ) =>
+    Effect.async<{ status: number; text: string }>((resume) => {
+      const target = new URL(url)
+      const req = http.request(
+        { host: options.host ?? target.hostname, port: target.port, path, method: options.method ?? "POST", agent: false, headers: { "content-type": "application/json", ...headers } },
+        (res) => {
+          let text = ""
+          res.on("data", (c) => (text += c))
+          res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, text })))
+        }
+      )
+      req.on("error", (e) => resume(Effect.succeed({ status: 0, text: e.message })))
+      req.end(body)
+    })
+  const sender = (instance: string, token: string, generation = 0) => ({
+    "x-cco-instance": instance,
+    "x-cco-generation": String(generation),
+    "x-cco-token": token
+  })
+
+  it.scoped("an event posted with the sender's headers is published with instance and generation; the answer is an empty 200", () =>
+    Effect.gen(function*() {
+      const { events } = yield* setup
+      expect(events.hookUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+      const token = yield* events.register("worker-1")
+      yield* events.setGeneration("worker-1", 2)
+      const sub = yield* PubSub.subscribe(events.hooks)
+      const payload = { session_id: "s1", hook_event_name: "PostToolUse", tool_name: "Bash", tool_input: { command: "ls" }, tool_use_id: "t1" }
+      const r = yield* hookPost(events.hookUrl!, "/hook/PostToolUse", JSON.stringify(payload), sender("worker-1", token, 2))
+      expect(r).toEqual({ status: 200, text: "" })
+      const ev = yield* Queue.take(sub)
+      expect(ev).toMatchObject({ instance: "worker-1", generation: 2, hook: "PostToolUse", payload: { session_id: "s1", tool_name: "Bash", tool_use_id: "t1" } })
+      expect(ev.payload).not.toHaveProperty("tool_input")
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scoped("wrong token, stale generation, missing or bad headers, unknown paths, other methods and web pages are refused and logged; nothing is published", () =>
+    Effect.gen(function*() {
+      const { dir, events } = yield* setup
+      const url = events.hookUrl!
+      const token = yield* events.register("worker-2")
+      yield* events.setGeneration("worker-2", 3)
+      const sub = yield* PubSub.subscribe(events.hooks)
+      const stop = JSON.stringify({ hook_event_name: "Stop" })
+      const status = (path: string, headers: http.OutgoingHttpHeaders, options?: { readonly method?: string }) =>
+        hookPost(url, path, stop, headers, options).pipe(Effect.map((r) => r.status))
+      expect(yield* status("/hook/Stop", sender("worker-2", "wrong", 3))).toBe(403)
+      expect(yield* status("/hook/Stop", sender("worker-1", token, 3))).toBe(403)
+      expect(yield* status("/hook/Stop", sender("worker-2", token, 2))).toBe(409)
+      expect(yield* status("/hook/Stop", { "x-cco-instance": "worker-2", "x-cco-token": token })).toBe(400)
+      expect(yield* status("/hook/Stop", sender("worker-2", token, -1))).toBe(400)
+      expect(yield* status("/hook/Nope", sender("worker-2", token, 3))).toBe(400)
+      expect(yield* status("/team", sender("worker-2", token, 3))).toBe(404)
+      expect(yield* status("/hook/Stop", sender("worker-2", token, 3), { method: "GET" })).toBe(405)
+      expect(yield* status("/hook/Stop", { ...sender("worker-2", token, 3), origin: "http://evil.example" })).toBe(403)
+      expect((yield* hookPost(url, "/hook/Stop", "{not json", sender("worker-2", token, 3))).status).toBe(400)
+      expect(yield* Queue.size(sub)).toBe(0)
+      // Still serving: the current generation with its token goes through.
+      expect(yield* status("/hook/Stop", sender("worker-2", token, 3))).toBe(200)
+      expect(yield* Queue.take(sub)).toMatchObject({ instance: "worker-2", generation: 3, hook: "Stop" })
+      const lines = logLines(dir)
+      expect(lines.filter((l) => l.event === "control.rejected").map((l) => l.reason)).toEqual([
+        "bad token",
+        "bad token",
+        "invalid hook request",
+        "invalid hook request",
+        "invalid hook request",
+        "invalid hook request",
+        "request from a web page",
+        "malformed JSON"
+      ])
+      expect(lines.find((l) => l.event === "control.stale")).toMatchObject({ instance: "worker-2", generation: 2, current: 3 })
+      expect(readFileSync(`${dir}/combined.log`, "utf8")).not.toContain(token)
+    }).pipe(Effect.provide(NodeContext.layer)))
+
+  it.scoped("listens on loopback only", () =>
+    Effect.gen(function*() {
+      const { events } = yield* setup
+      const token = yield* events.register("worker-1")
+      const others = Object.values(os.networkInterfaces()).flat()
+        .filter((a) => a !== undefined && !a.internal && a.family === "IPv4")
+        .map((a) => a!.address)
+      for (const host of others) {
+        const r = yield* hookPost(events.hookUrl!, "/hook/Stop", "{}", sender("worker-1", token), { host })
+        expect(r.status, `reached on ${host}`).toBe(0)
+      }
+      expect((yield* hookPost(events.hookUrl!, "/hook/Stop", "{}", sender("worker-1", token))).status).toBe(200)
+    }).pipe(Effect.provide(NodeContext.layer)))
+})
+
+describe("the loopback port's limits", () => {
+  const limits: ControlLimits = { maxBodyBytes: 64 * 1024, maxConnections: 8, headersTimeoutMs: 500, requestTimeoutMs: 1000 }
+  const limitedSetup = Effect.gen(function*() {
+    const dir = yield* tempDir()
+    const runLog = yield* RunLog.make(dir, "test")
+    const events = yield* Events.make(`${dir}/control.sock`, limits).pipe(Effect.provideService(RunLog.RunLog, runLog))
+    return { dir, events, port: Number(new URL(events.hookUrl!).port) }
+  })
+  const raw = (port: number, request: string, dripMs?: number) =>
+    Effect.async<{ closedAfterMs: number; received: string }>((resume) => {
+      const started = Date.now()
+      let received = ""
+      const socket = net.createConnection({ host: "127.0.0.1", port }, () => socket.write(request))
+      const drip = dripMs === undefined ? undefined : setInterval(() => socket.writable && socket.write("a"), dripMs)
+      socket.on("data", (d) => (received += d))
+      socket.on("error", () => {})
+      socket.on("close", () => {
+        clearInterval(drip)
+        resume(Effect.succeed({ closedAfterMs: Date.now() - started, received }))
+      })
+      return Effect.sync(() => {
+        clearInterval(drip)
+        socket.destroy()
+      })
+    })
+  const headers = (instance: string, token: string, extra = "") =>
+    `x-cco-instance: ${instance}\r\nx-cco-generation: 0\r\nx-cco-token: ${token}\r\n${extra}`
+
+  it.scopedLive("a sender's oversize event arrives without its payload; a stranger's is refused before its body is read", () =>
+    Effect.gen(function*() {
+      const { events, port } = yield* limitedSetup
+      const token = yield* events.register("worker-1")
+      const sub = yield* PubSub.subscribe(events.hooks)
+      const big = JSON.stringify({ tool_name: "Read", tool_response: { content: "y".repeat(200 * 1024) } })
+      const ok = yield* raw(port, `POST /hook/PostToolUse HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${headers("worker-1", token)}Content-Length: ${big.length}\r\n\r\n${big}`)
+      expect(ok.received).toMatch(/^HTTP\/1\.1 200/)
+      expect(yield* Queue.take(sub)).toMatchObject({ instance: "worker-1", hook: "PostToolUse", payload: {} })
+      // A wrong token is answered at once, with the body never sent.
+      const stranger = yield* raw(port, `POST /hook/PostToolUse HTTP/1.1\r\nHost: x\r\n${headers("worker-1", "wrong")}Content-Length: ${big.length}\r\n\r\n`)
+      expect(stranger.received).toMatch(/^HTTP\/1\.1 403/)
+      expect(stranger.closedAfterMs).toBeLessThan(500)
+      expect(yield* Queue.size(sub)).toBe(0)
+    }).pipe(Effect.provide(NodeContext.layer)), { timeout: 20_000 })
+
+  it.scopedLive("slow connections are cut, extra ones refused, and a good request still goes through", () =>
+    Effect.gen(function*() {
+      const { events, port } = yield* limitedSetup
+      const token = yield* events.register("worker-1")
+      const stalled = yield* Effect.all(
+        Array.from({ length: 20 }, () => raw(port, "POST /hook/Stop HTTP/1.1\r\nHost: x\r\nX-Slow: ", 100)),
+        { concurrency: "unbounded" }
+      ).pipe(Effect.fork)
+      const loris = yield* raw(port, `POST /hook/Stop HTTP/1.1\r\nHost: x\r\n${headers("worker-1", token)}Content-Length: 102400\r\n\r\n{`, 100).pipe(Effect.fork)
+      expect((yield* Fiber.join(stalled)).every((c) => c.closedAfterMs < 3000)).toBe(true)
+      const cut = yield* Fiber.join(loris)
+      expect(cut.closedAfterMs).toBeLessThan(3000)
+      expect(cut.received).not.toContain("200 OK")
+      const good = yield* raw(port, `POST /hook/Stop HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${headers("worker-1", token)}Content-Length: 2\r\n\r\n{}`)
+      expect(good.received).toMatch(/^HTTP\/1\.1 200/)
+    }).pipe(Effect.provide(NodeContext.layer)), { timeout: 20_000 })
 })

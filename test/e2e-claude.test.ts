@@ -4,14 +4,16 @@
 import { NodeContext } from "@effect/platform-node"
 import { FileSystem, Path } from "@effect/platform"
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Redacted } from "effect"
+import { Duration, Effect, Redacted, Stream } from "effect"
 import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as NodePath from "node:path"
 import {
+  hookEvents,
   type InstanceLaunch,
+  instanceSettings,
   isBusyScreen,
   isBusyTitle,
   isIdleTitle,
@@ -28,7 +30,9 @@ import {
   toolResults,
   userTexts
 } from "../src/MockBrain.js"
+import * as Events from "../src/Events.js"
 import { startMockModel } from "../src/MockModel.js"
+import * as RunLog from "../src/RunLog.js"
 import { shellQuote } from "../src/Shell.js"
 import { agentHome } from "./harness.js"
 import { allArgv, alive, waitFor } from "./support.js"
@@ -371,6 +375,68 @@ describe("claude in tmux against the mock model", () => {
     }).pipe(Effect.provide(NodeContext.layer)), { timeout: 60_000 })
 })
 
+// Every event but SessionStart goes from the CLI straight to cco's loopback port (an http hook): no process per
+// event. The token reaches the request only through the CLI's interpolation of CCO_TOKEN into a header.
+describe("claude's http hooks reach cco", () => {
+  it.scopedLive("posts each event with the instance's token; a session with a wrong token is refused and publishes nothing", () =>
+    Effect.gen(function*() {
+      const fx = yield* fixture((req) => {
+        if (pendingToolResults(req).length > 0) return { _tag: "Text", text: "done" }
+        if (lastUserText(req) === "Run the failing check.") {
+          return { _tag: "ToolUse", text: "Checking.", tools: [{ name: "Bash", input: { command: "exit 3", description: "Fail" } }] }
+        }
+        return { _tag: "ToolUse", text: "Listing.", tools: [{ name: "Bash", input: { command: "ls", description: "List" } }] }
+      })
+      const runLog = yield* RunLog.make(fx.root, "e2e")
+      const events = yield* Events.make(`${fx.root}/control.sock`).pipe(Effect.provideService(RunLog.RunLog, runLog))
+      const hookUrl = events.hookUrl!
+      const token = yield* events.register("worker-1")
+      yield* events.setGeneration("worker-1", 1)
+      const received: Array<Events.HookEvent> = []
+      yield* Stream.fromPubSub(events.hooks).pipe(Stream.runForEach((e) => Effect.sync(() => received.push(e))), Effect.forkScoped)
+      const identity = (t: string) => ({ PATH: tmuxEnv.PATH, CCO_INSTANCE: "worker-1", CCO_GENERATION: "1", CCO_TOKEN: t })
+      const arrived = (hook: string, skip = 0) =>
+        waitFor(hook, Effect.sync(() => received.slice(skip).find((e) => e.hook === hook)), 60_000)
+
+      yield* fx.launch("good", { hookUrl, extraEnv: identity(token) })
+      yield* waitReady(fx, "good", "startup")
+      yield* fx.prompt("good", "List the files.")
+      const posted = yield* arrived("PostToolUse")
+      expect(posted).toMatchObject({ instance: "worker-1", generation: 1, payload: { tool_name: "Bash" } })
+      yield* arrived("Stop")
+      yield* fx.prompt("good", "Run the failing check.")
+      expect(yield* arrived("PostToolUseFailure")).toMatchObject({ payload: { tool_name: "Bash", error: expect.stringContaining("3") } })
+      const stops = received.filter((e) => e.hook === "Stop").length
+      yield* waitFor("the second Stop", Effect.sync(() => (received.filter((e) => e.hook === "Stop").length > stops ? true : undefined)), 60_000)
+      expect(new Set(received.map((e) => e.hook))).toEqual(new Set(["UserPromptSubmit", "PostToolUse", "PostToolUseFailure", "Stop"]))
+      // Those came by http alone: the command hook ran for SessionStart only.
+      expect((yield* fx.hooks).map((h) => h.event)).toEqual(["SessionStart"])
+      const settings = yield* Effect.promise(() => import("node:fs/promises").then((f) => f.readFile(`${fx.configDir}/settings.json`, "utf8")))
+      expect(settings).toContain(`${hookUrl}/hook/Stop`)
+      expect(settings).not.toContain(token)
+      expect(allArgv()).not.toContain(token)
+      yield* fx.killSession("good")
+      yield* arrived("SessionEnd")
+
+      // The same session with a wrong token: each event is refused (and logged), none is published.
+      const before = received.length
+      yield* fx.launch("forged", { hookUrl, extraEnv: identity("0".repeat(48)) })
+      yield* waitReady(fx, "forged", "startup", 1)
+      yield* fx.prompt("forged", "List the files.")
+      const refusals = () =>
+        Effect.promise(() => import("node:fs/promises").then((f) => f.readFile(`${fx.root}/combined.log`, "utf8")).catch(() => "")).pipe(
+          Effect.map((text) => text.split("\n").filter((l) => l.includes("control.rejected")).map((l) => JSON.parse(l) as Record<string, unknown>))
+        )
+      yield* waitFor("the forged Stop refused", refusals().pipe(Effect.map((r) => (r.some((l) => l.kind === "hook:Stop") ? true : undefined))), 60_000)
+      expect((yield* refusals()).map((l) => [l.kind, l.reason])).toEqual([
+        ["hook:UserPromptSubmit", "bad token"],
+        ["hook:PostToolUse", "bad token"],
+        ["hook:Stop", "bad token"]
+      ])
+      expect(received.slice(before)).toEqual([])
+    }).pipe(Effect.provide(NodeContext.layer)), { timeout: 150_000 })
+})
+
 // The recipe itself, checked without starting claude.
 describe("ClaudeCode launch recipe", () => {
   const base = (configDir: string, worktree: string): InstanceLaunch => ({
@@ -398,6 +464,25 @@ describe("ClaudeCode launch recipe", () => {
     const key = env.ANTHROPIC_API_KEY
     expect(key !== undefined && Redacted.isRedacted(key) && Redacted.value(key) === API_KEY).toBe(true)
     expect(JSON.stringify(env)).not.toContain(API_KEY)
+  })
+
+  it("hooks: commands alone without a hook URL; with one, http hooks for all but SessionStart, the token only as a reference", () => {
+    const launch = base("/run/cfg", "/run/wt")
+    const hooksOf = (l: InstanceLaunch) => instanceSettings(l).hooks as Record<string, ReadonlyArray<{ hooks: ReadonlyArray<Record<string, unknown>> }>>
+    for (const event of hookEvents) {
+      expect(hooksOf(launch)[event]![0]!.hooks).toEqual([{ type: "command", command: `cco hook --instance worker-1 ${event}`, timeout: 30 }])
+    }
+    const viaHttp = hooksOf({ ...launch, hookUrl: "http://127.0.0.1:4711" })
+    expect(viaHttp.SessionStart![0]!.hooks).toEqual([{ type: "command", command: "cco hook --instance worker-1 SessionStart", timeout: 30 }])
+    for (const event of hookEvents.filter((e) => e !== "SessionStart")) {
+      expect(viaHttp[event]![0]!.hooks).toEqual([{
+        type: "http",
+        url: `http://127.0.0.1:4711/hook/${event}`,
+        headers: { "x-cco-instance": "${CCO_INSTANCE}", "x-cco-generation": "${CCO_GENERATION}", "x-cco-token": "${CCO_TOKEN}" },
+        allowedEnvVars: ["CCO_INSTANCE", "CCO_GENERATION", "CCO_TOKEN"],
+        timeout: 30
+      }])
+    }
   })
 
   it("reads busy and idle from the pane title", () => {

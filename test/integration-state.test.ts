@@ -139,6 +139,8 @@ describe("run state with the fake agent", () => {
       expect(code, second.output()).toBe(0)
       const log = readLog(folder)
       expect(log.some((l) => l.event === "instance.attached" && l.instance === "em-1")).toBe(true)
+      // The attached lead's hooks reach the resumed orchestrator, which listens on a new hook port.
+      expect(log.some((l) => l.instance === "em-1" && l.hook === "UserPromptSubmit" && Date.parse(String(l.time)) > resumedAt)).toBe(true)
       expect(log.at(-1)).toMatchObject({ event: "run.finished", reason: "project-done" })
       expect(log.filter((l) => l.event === "supervisor.nudge")).toEqual([])
     }), { timeout: 150_000 })

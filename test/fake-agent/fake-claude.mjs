@@ -5,6 +5,7 @@
 import { spawn, spawnSync } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import * as fs from "node:fs"
+import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 
@@ -173,30 +174,38 @@ const readJson = (file) => {
   }
 }
 
-// --settings takes a file or inline JSON, as in the real CLI.
-const settingsSources = [
+// --settings takes a file or inline JSON, as in the real CLI. Like the real CLI, a settings file changed while the
+// session runs takes effect for the next event: the hooks are read again each time.
+const readSettings = () => [
   path.join(configDir, "settings.json"),
   path.join(cwd, ".claude", "settings.json"),
   path.join(cwd, ".claude", "settings.local.json"),
   ...opts.settings
 ].map((s) => (s.trim().startsWith("{") ? parseJson(s) : readJson(s)))
 
-const hooksByEvent = new Map()
-for (const settings of settingsSources) {
-  const hooks = settings && typeof settings === "object" ? settings.hooks : undefined
-  if (!hooks || typeof hooks !== "object") continue
-  for (const [event, groups] of Object.entries(hooks)) {
-    if (!Array.isArray(groups)) continue
-    const list = hooksByEvent.get(event) ?? []
-    for (const group of groups) {
-      for (const hook of Array.isArray(group?.hooks) ? group.hooks : []) {
-        if (hook?.type === "command" && typeof hook.command === "string") {
-          list.push({ matcher: typeof group.matcher === "string" ? group.matcher : "", command: hook.command, timeout: hook.timeout })
+const readHooks = () => {
+  const hooksByEvent = new Map()
+  for (const settings of readSettings()) {
+    const hooks = settings && typeof settings === "object" ? settings.hooks : undefined
+    if (!hooks || typeof hooks !== "object") continue
+    for (const [event, groups] of Object.entries(hooks)) {
+      if (!Array.isArray(groups)) continue
+      const list = hooksByEvent.get(event) ?? []
+      for (const group of groups) {
+        for (const hook of Array.isArray(group?.hooks) ? group.hooks : []) {
+          const matcher = typeof group.matcher === "string" ? group.matcher : ""
+          if (hook?.type === "command" && typeof hook.command === "string") {
+            list.push({ matcher, command: hook.command, timeout: hook.timeout })
+          } else if (hook?.type === "http" && typeof hook.url === "string" && event !== "SessionStart") {
+            // 2.1.332 runs no http hook on SessionStart.
+            list.push({ matcher, url: hook.url, headers: hook.headers ?? {}, allowedEnvVars: hook.allowedEnvVars ?? [], timeout: hook.timeout })
+          }
         }
       }
+      hooksByEvent.set(event, list)
     }
-    hooksByEvent.set(event, list)
   }
+  return hooksByEvent
 }
 
 // What a matcher is tested against, per event; events not listed here ignore matchers.
@@ -251,6 +260,33 @@ const runHookCommand = (command, payload, timeoutMs) =>
     child.stdin.end(JSON.stringify(payload))
   })
 
+// As the real CLI: $VAR and ${VAR} in a header are filled from the environment only for the variables the hook
+// lists in allowedEnvVars (others become empty); the event JSON is the body; any answer but a 2xx is a failure.
+const interpolate = (value, allowed) =>
+  String(value).replace(/\$\{([A-Z_][A-Z0-9_]*)\}|\$([A-Z_][A-Z0-9_]*)/g, (_, braced, bare) => {
+    const name = braced ?? bare
+    return allowed.includes(name) ? env[name] ?? "" : ""
+  }).replace(/[\r\n\x00]/g, "")
+
+const postHook = (hook, payload, timeoutMs) =>
+  new Promise((resolve) => {
+    const body = JSON.stringify(payload)
+    const headers = { "content-type": "application/json", "content-length": Buffer.byteLength(body) }
+    for (const [name, value] of Object.entries(hook.headers)) headers[name] = interpolate(value, hook.allowedEnvVars)
+    let req
+    try {
+      req = http.request(hook.url, { method: "POST", headers, timeout: timeoutMs }, (res) => {
+        res.resume()
+        res.on("end", () => resolve(res.statusCode))
+      })
+    } catch {
+      return resolve(undefined)
+    }
+    req.on("timeout", () => req.destroy())
+    req.on("error", () => resolve(undefined))
+    req.end(body)
+  })
+
 let sessionId = randomUUID()
 let transcriptPath = path.join(projectDir, `${sessionId}.jsonl`)
 
@@ -272,11 +308,12 @@ const fireHook = async (event, fields) => {
   const target = matchTarget[event]?.(payload)
   const seen = new Set()
   const runs = []
-  for (const hook of hooksByEvent.get(event) ?? []) {
-    if (!matches(hook.matcher, target) || seen.has(hook.command)) continue
-    seen.add(hook.command)
+  for (const hook of readHooks().get(event) ?? []) {
+    const key = hook.url === undefined ? hook.command : `http ${hook.url}`
+    if (!matches(hook.matcher, target) || seen.has(key)) continue
+    seen.add(key)
     const timeoutMs = Math.min(typeof hook.timeout === "number" ? hook.timeout * 1000 : HOOK_TIMEOUT_CAP_MS, HOOK_TIMEOUT_CAP_MS)
-    runs.push(runHookCommand(hook.command, payload, timeoutMs))
+    runs.push(hook.url === undefined ? runHookCommand(hook.command, payload, timeoutMs) : postHook(hook, payload, timeoutMs))
   }
   await Promise.all(runs)
 }
