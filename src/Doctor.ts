@@ -46,6 +46,17 @@ export interface DoctorInput {
 export const MIN_NODE_MAJOR = 20
 const MIN_TMUX: readonly [number, number] = [3, 0] // new-session -e
 const MIN_GIT: readonly [number, number] = [2, 17] // git worktree remove
+/** Http hooks (how hook events reach cco without a process per event) are what cco is tested with from here. */
+export const MIN_CLAUDE: readonly [number, number, number] = [2, 1, 332]
+
+/** Whether a `claude --version` line is at least `min`; undefined when it names no version. */
+export const claudeAtLeast = (line: string, min: readonly [number, number, number]): boolean | undefined => {
+  const m = /(\d+)\.(\d+)\.(\d+)/.exec(line)
+  if (m === null) return undefined
+  const v = [Number(m[1]), Number(m[2]), Number(m[3])]
+  for (let i = 0; i < 3; i++) if (v[i] !== min[i]) return v[i]! > min[i]!
+  return true
+}
 const LOW_DISK_BYTES = 1024 ** 3
 
 const ok = (name: string, detail: string): Check => ({ name, level: "ok", detail })
@@ -118,7 +129,11 @@ const checkClaude = (command: string, resolve: (command: string) => string, time
         : fail("claude", `${path} --version did not answer`, fix)
     }
     if (r.right.exitCode !== 0) return fail("claude", `${path} --version failed: ${firstLine(r.right)}`, fix)
-    return ok("claude", `${r.right.stdout.trim().split("\n")[0]} (${path})`)
+    const line = r.right.stdout.trim().split("\n")[0] ?? ""
+    if (claudeAtLeast(line, MIN_CLAUDE) === false) {
+      return warn("claude", `${line} (${path}) is older than ${MIN_CLAUDE.join(".")}: its hook events may not reach cco`, "update Claude Code (npm install -g @anthropic-ai/claude-code)")
+    }
+    return ok("claude", `${line} (${path})`)
   }))
 }
 
