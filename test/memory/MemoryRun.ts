@@ -59,8 +59,9 @@ export interface MemoryRun {
   readonly log: ReadonlyArray<Record<string, unknown>>
   readonly events: (event: string) => ReadonlyArray<Record<string, unknown>>
   readonly control: ScriptedAgentsShape
-  /** Virtual time the run took. */
+  /** Virtual time the run took, from this virtual start. */
   readonly virtualMs: number
+  readonly startedAt: number
   readonly realMs: number
 }
 
@@ -120,6 +121,7 @@ export const memoryRun = (options: MemoryRunOptions, behaviour: Behaviour) =>
       events: (event: string) => log.filter((l) => l.event === event),
       control,
       virtualMs: (yield* Clock.currentTimeMillis) - startedVirtual,
+      startedAt: startedVirtual,
       realMs: performance.now() - startedReal
     } satisfies MemoryRun
   })
