@@ -172,8 +172,15 @@ const ccoRound = async (mockUrl: string, workers: number, names: ReadonlyArray<s
   const prompted = new Map<string, number>()
   const marks = new Map<string, number>()
   let launched = 0
+  // combined.log events after the interrupt: when each kind came first and last, for the wind-down's breakdown.
+  let downSince: number | undefined
+  const downEvents = new Map<string, { first: number; last: number; count: number }>()
   const onLog = (line: LogLine) => {
     const at = now()
+    if (downSince !== undefined) {
+      const e = downEvents.get(line.event)
+      downEvents.set(line.event, e === undefined ? { first: at, last: at, count: 1 } : { ...e, last: at, count: e.count + 1 })
+    }
     const instance = typeof line.instance === "string" ? line.instance : undefined
     switch (line.event) {
       case "hook":
@@ -221,6 +228,7 @@ const ccoRound = async (mockUrl: string, workers: number, names: ReadonlyArray<s
     const folder = run.folder()!
     const runId = run.runId()!
     const t0 = now()
+    downSince = t0
     await run.stop(60_000)
     const exited = finished ? (now() - t0) / 1000 : NaN
     const gone = () => sessionCount(fixture.socket) === 0 && processesOf(runId).length === 0
@@ -231,6 +239,8 @@ const ccoRound = async (mockUrl: string, workers: number, names: ReadonlyArray<s
     const endReason = existsSync(stateFile) ? String((JSON.parse(readFileSync(stateFile, "utf8")) as { endReason?: unknown }).endReason) : "no state.json"
     const left = `${sessionCount(fixture.socket)} sessions, ${processesOf(runId).length} processes`
     log(`  cco wind-down: exited ${exited.toFixed(2)} s after the interrupt, nothing left at ${down.toFixed(2)} s; endReason ${endReason}; left ${left}`)
+    const s = (t: number) => ((t - t0) / 1000).toFixed(2)
+    log(`    log after the interrupt: ${[...downEvents].map(([k, e]) => e.count === 1 ? `${k} ${s(e.first)}` : `${k} ×${e.count} ${s(e.first)}–${s(e.last)}`).join(", ")} s`)
     return { ready: readyS, firstAssign, prompted: promptedS, exited, down: endReason === "interrupted" ? down : NaN, endReason, left }
   } catch (e) {
     log(`  cco: SessionStart from ${[...ready.keys()].join(", ") || "none"}; prompted ${[...prompted.keys()].join(", ") || "none"}`)
@@ -269,7 +279,7 @@ export const realStartup = async (
     log(`  round ${r + 1}: cco ready ${c.ready.toFixed(2)} s = ${(c.ready / f.ready).toFixed(2)}× the floor`)
     rounds.push({ floor: f, cco: c })
   }
-  const list = (f: (r: typeof rounds[number]) => number) => rounds.map((r) => f(r).toFixed(2)).join(", ")
+  const list = (f: (r: typeof rounds[number]) => number) => rounds.map((r) => Number.isNaN(f(r)) ? "—" : f(r).toFixed(2)).join(", ")
   const n = names.length
   return [
     {
@@ -285,7 +295,7 @@ export const realStartup = async (
       name: "start → first cco team assign, real claude",
       value: median(rounds.map((r) => r.cco.firstAssign)),
       unit: "s",
-      baseline: `rounds ${list((r) => r.cco.firstAssign)} s; all ${n} prompted at ${list((r) => r.cco.prompted)} s`
+      baseline: `rounds ${list((r) => r.cco.firstAssign)} s; all ${n} have their first prompt at ${list((r) => r.cco.prompted)} s (— not within --prompt-wait)`
     },
     {
       id: "1c",
