@@ -19,6 +19,7 @@ import { BENCH_KEY, DIRECTION, makeFixture, runInProcess } from "./fixture.js"
 import type { Measurement } from "./report.js"
 import {
   clientScript,
+  loadAverage,
   log,
   newSocket,
   now,
@@ -274,9 +275,9 @@ export const realStartup = async (
   // Floor and cco in turn, each cco start-up right after its own floor.
   for (let r = 0; r < Math.max(1, options.rounds); r++) {
     const f = await floor(mockUrl, names)
-    log(`  round ${r + 1}: floor ready ${f.ready.toFixed(2)} s (down ${f.down.toFixed(2)} s)`)
+    log(`  round ${r + 1}: floor ready ${f.ready.toFixed(2)} s (down ${f.down.toFixed(2)} s); load average ${loadAverage()}`)
     const c = await ccoRound(mockUrl, options.workers, names, options.promptWaitSeconds * 1000)
-    log(`  round ${r + 1}: cco ready ${c.ready.toFixed(2)} s = ${(c.ready / f.ready).toFixed(2)}× the floor`)
+    log(`  round ${r + 1}: cco ready ${c.ready.toFixed(2)} s = ${(c.ready / f.ready).toFixed(2)}× the floor; load average ${loadAverage()}`)
     rounds.push({ floor: f, cco: c })
   }
   const list = (f: (r: typeof rounds[number]) => number) => rounds.map((r) => Number.isNaN(f(r)) ? "—" : f(r).toFixed(2)).join(", ")

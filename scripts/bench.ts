@@ -26,9 +26,9 @@ if (args.includes("--help")) {
     "usage: npm run bench -- [options]",
     "  --only LIST         benchmarks to run, e.g. 0,2 (default 0,1,2,3,4)",
     "  --hooks N           hook events in benchmark 0 (default 200)",
-    "  --agent LIST        claude of benchmark 1: real (node_modules/.bin/claude, default), fake, or real,fake (fake as secondary lines 1d, 1e)",
+    "  --agent LIST        claude of benchmark 1: real (node_modules/.bin/claude, default), fake, or real,fake (fake as info lines 1d, 1e)",
     "  --workers N         workerCount of the real-claude benchmark 1 (default 20: 26 instances; smaller while developing)",
-    "  --prompt-wait S     real claude: before the wind-down, wait up to S seconds until all have their first prompt (default 60)",
+    "  --prompt-wait S     real claude: before the wind-down, wait up to S seconds until all have their first prompt (default 30)",
     "  --rounds N          baseline + cco start-ups in benchmark 1, the median ratio counts (default 3)",
     "  --deliveries N      messages delivered in benchmark 2 (default 500)",
     "  --idle-seconds N    idle window of benchmark 3 (default 60)",
@@ -46,7 +46,7 @@ const idleSeconds = Number(value("--idle-seconds", "60"))
 const rounds = Number(value("--rounds", "3"))
 const agents = new Set(value("--agent", "real").split(",").map((s) => s.trim()))
 const workers = Number(value("--workers", "20"))
-const promptWait = Number(value("--prompt-wait", "60"))
+const promptWait = Number(value("--prompt-wait", "30"))
 if ([...agents].some((a) => a !== "real" && a !== "fake") || !(workers >= 1)) {
   console.error("--agent takes real, fake or real,fake; --workers a number ≥ 1")
   process.exit(2)
