@@ -296,7 +296,7 @@ export const realStartup = async (
       name: "start → first cco team assign, real claude",
       value: median(rounds.map((r) => r.cco.firstAssign)),
       unit: "s",
-      baseline: `rounds ${list((r) => r.cco.firstAssign)} s; all ${n} have their first prompt at ${list((r) => r.cco.prompted)} s (— not within --prompt-wait)`
+      baseline: `rounds ${list((r) => r.cco.firstAssign)} s; all ${n} have their first prompt at ${list((r) => r.cco.prompted)} s${rounds.some((r) => Number.isNaN(r.cco.prompted)) ? " (— not within --prompt-wait)" : ""}`
     },
     {
       id: "1c",
