@@ -58,25 +58,35 @@ export const startMock = async (): Promise<{ readonly mock: MockModelHandle; rea
 
 export interface InProcessRun {
   readonly folder: () => string | undefined
+  readonly runId: () => string | undefined
   /** Interrupts the run (cco winds down: sessions stopped, work saved); bounded. */
   readonly stop: (timeoutMs: number) => Promise<void>
   readonly done: Promise<Exit.Exit<Orchestrator.RunSummary, Orchestrator.RunError>>
 }
 
-/** `cco run` in this process, as the tests' harness runs it, with every combined.log line handed to onLog. */
-export const runInProcess = (fixture: Fixture, onLog: (line: LogLine) => void): InProcessRun => {
+/**
+ * `cco run` in this process, as the tests' harness runs it, with every combined.log line handed to onLog; the
+ * fake agent unless another claude (and e.g. HOME for it) is given.
+ */
+export const runInProcess = (
+  fixture: Fixture,
+  onLog: (line: LogLine) => void,
+  options: { readonly claudePath?: string; readonly extraEnv?: Readonly<Record<string, string>> } = {}
+): InProcessRun => {
   let folder: string | undefined
+  let runId: string | undefined
   const program = Effect.gen(function*() {
     const config = yield* loadConfig(fixture.configDir)
     return yield* Orchestrator.run(config, {
-      claudePath: fakeClaude,
+      claudePath: options.claudePath ?? fakeClaude,
       clientCommand: [process.execPath, clientScript],
       projectRoot,
       basePath: process.env.PATH ?? "/usr/bin:/bin",
-      extraEnv: { CLAUDE_CODE_MAX_RETRIES: "0" },
+      extraEnv: { CLAUDE_CODE_MAX_RETRIES: "0", ...options.extraEnv },
       onLog,
       onStart: (info) => {
         folder = info.folder
+        runId = info.runId
       }
     })
   }).pipe(
@@ -87,6 +97,7 @@ export const runInProcess = (fixture: Fixture, onLog: (line: LogLine) => void): 
   const done = Effect.runPromise(Fiber.await(fiber))
   return {
     folder: () => folder,
+    runId: () => runId,
     done,
     stop: async (timeoutMs) => {
       const interrupted = Effect.runPromise(Fiber.interrupt(fiber))

@@ -1,7 +1,9 @@
-// `npm run bench`: cco's performance with the fake agent, each number next to a baseline measured in the same
-// run (the machine is small and shared, so ratios mean more than absolute times). Prints every result with its
-// target and exits 1 when one misses its target by more than 20 %. Cleans up all it starts, also on failure.
-//   npm run bench -- [--only 0,1,2,3,4] [--hooks N] [--rounds N] [--deliveries N] [--idle-seconds N] [--wait-quiet S] [--markdown] [--profile DIR] [--copy DIR]
+// `npm run bench`: cco's performance, start-up with the real claude from node_modules (the rest with the fake
+// agent), each number next to a baseline measured in the same run (the machine is small and shared, so ratios
+// mean more than absolute times). Prints every result with its target and exits 1 when one misses its target by
+// more than 20 %. Cleans up all it starts, also on failure.
+//   npm run bench -- [--only 0,1,2,3,4] [--agent real|fake|real,fake] [--workers N] [--prompt-wait S] [--hooks N] [--rounds N]
+//                    [--deliveries N] [--idle-seconds N] [--wait-quiet S] [--markdown] [--profile DIR] [--copy DIR]
 import { cleanupRuns } from "../bench/cleanupRun.js"
 import { buildCopy, existingCopy } from "../bench/build.js"
 import { startMock } from "../bench/fixture.js"
@@ -10,6 +12,7 @@ import { idleCost, stopGracefully } from "../bench/idle.js"
 import { newestProfile, selfTimes } from "../bench/profile.js"
 import { fails, markdown, type Measurement, table, TOLERANCE } from "../bench/report.js"
 import { startupAndDelivery } from "../bench/startup.js"
+import { realStartup, teamNames } from "../bench/startupReal.js"
 import { cpus } from "node:os"
 import { cleanupAll, installExitCleanup, loadAverage, log, sleep } from "../bench/util.js"
 
@@ -23,6 +26,9 @@ if (args.includes("--help")) {
     "usage: npm run bench -- [options]",
     "  --only LIST         benchmarks to run, e.g. 0,2 (default 0,1,2,3,4)",
     "  --hooks N           hook events in benchmark 0 (default 200)",
+    "  --agent LIST        claude of benchmark 1: real (node_modules/.bin/claude, default), fake, or real,fake (fake as info lines 1d, 1e)",
+    "  --workers N         workerCount of the real-claude benchmark 1 (default 20: 26 instances; smaller while developing)",
+    "  --prompt-wait S     real claude: before the wind-down, wait up to S seconds until all have their first prompt (default 30)",
     "  --rounds N          baseline + cco start-ups in benchmark 1, the median ratio counts (default 3)",
     "  --deliveries N      messages delivered in benchmark 2 (default 500)",
     "  --idle-seconds N    idle window of benchmark 3 (default 60)",
@@ -38,6 +44,13 @@ const hooks = Number(value("--hooks", "200"))
 const deliveries = Number(value("--deliveries", "500"))
 const idleSeconds = Number(value("--idle-seconds", "60"))
 const rounds = Number(value("--rounds", "3"))
+const agents = new Set(value("--agent", "real").split(",").map((s) => s.trim()))
+const workers = Number(value("--workers", "20"))
+const promptWait = Number(value("--prompt-wait", "30"))
+if ([...agents].some((a) => a !== "real" && a !== "fake") || !(workers >= 1)) {
+  console.error("--agent takes real, fake or real,fake; --workers a number ≥ 1")
+  process.exit(2)
+}
 const profileDir = args.includes("--profile") ? value("--profile", "") : undefined
 const copyDir = args.includes("--copy") ? value("--copy", "") : undefined
 const waitQuiet = Number(value("--wait-quiet", "0"))
@@ -59,9 +72,14 @@ const main = async () => {
       log(`\n[0] hook → orchestrator latency, ${hooks} events each`)
       results.push(...await hookLatency(hooks))
     }
-    if (only.has("1") || only.has("2")) {
-      log(`\n${only.has("1") ? `[1] start-up of 26 instances, ${rounds} rounds against the bash baseline` : ""}${only.has("1") && only.has("2") ? "; then " : ""}${only.has("2") ? `[2] ${deliveries} deliveries into EM panes` : ""}`)
-      results.push(...await startupAndDelivery(mock.mock.url, { startup: only.has("1"), rounds, deliveries: only.has("2") ? deliveries : 0 }))
+    if (only.has("1") && agents.has("real")) {
+      log(`\n[1] real claude: start-up of ${teamNames(workers).length} instances, ${rounds} rounds against the bash floor; first assign; wind-down`)
+      results.push(...await realStartup(mock.mock.url, { rounds, workers, promptWaitSeconds: promptWait }))
+    }
+    const fakeStartup = only.has("1") && agents.has("fake")
+    if (fakeStartup || only.has("2")) {
+      log(`\n${fakeStartup ? `[1] fake agent: start-up of 26 instances, ${rounds} rounds against the bash baseline` : ""}${fakeStartup && only.has("2") ? "; then " : ""}${only.has("2") ? `[2] ${deliveries} deliveries into EM panes (fake agent)` : ""}`)
+      results.push(...await startupAndDelivery(mock.mock.url, { startup: fakeStartup, rounds, deliveries: only.has("2") ? deliveries : 0, secondary: agents.has("real") }))
     }
     if (only.has("3") || only.has("4")) {
       const copy = copyDir !== undefined ? existingCopy(copyDir) : (log("\nbuilding cco into a temp copy (what an installed cco runs: dist/, no tsx)"), await buildCopy())
