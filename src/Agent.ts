@@ -284,10 +284,18 @@ export const make = (settings: AgentSettings) =>
       yield* snapshot
       yield* tmux.killSession(session).pipe(Effect.ignore)
       if (pid !== undefined) {
-        // Looked at again while the CLI exits: a tool it starts meanwhile is orphaned as soon as it is gone.
-        for (let i = 0; i < 50 && isAlive(pid); i++) yield* Effect.sleep(Duration.millis(100)).pipe(Effect.zipRight(snapshot))
+        // Looked at again while the CLI exits: a tool it starts meanwhile is orphaned as soon as it is gone. Two
+        // seconds to exit on its own (its transcript is written as it goes), then SIGTERM, then SIGKILL: a wind-down
+        // of a whole team on a loaded machine must not wait for 26 slow exits.
+        const exitWithin = (ms: number) =>
+          Effect.gen(function*() {
+            for (let i = 0; i < ms / 100 && isAlive(pid); i++) yield* Effect.sleep(Duration.millis(100)).pipe(Effect.zipRight(snapshot))
+          })
+        yield* exitWithin(2000)
         if (isAlive(pid)) {
-          signal(pid, "SIGKILL")
+          signal(pid, "SIGTERM")
+          yield* exitWithin(1000)
+          if (isAlive(pid)) signal(pid, "SIGKILL")
           yield* runLog.log("instance.killed", { instance, pid })
         }
       }

@@ -96,6 +96,10 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
   const windDown = (reason: EndReason) =>
     Effect.gen(function*() {
       // Nothing restarts or relaunches an instance once the run winds down: not a health check, not a rotation.
+      // From here no team command is taken (its merge would race the wind-down's own), nothing is delivered and
+      // nothing supervised or rotated.
+      yield* ctx.events.setTeamHandler(() =>
+        Effect.succeed({ ok: false, text: "refused: the run is ending; cco saves the work in your worktree on your branch" }))
       yield* Effect.all([deps.stopHealthChecks, deps.stopRotation, deps.stopDeliveries], { concurrency: "unbounded", discard: true })
       yield* runLog.log("run.ending", { reason })
       yield* Effect.forEach(specs, (spec) => stopInstance(spec.name), { discard: true, concurrency: "unbounded" })
