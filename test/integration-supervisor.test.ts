@@ -127,7 +127,8 @@ describe("supervisor with the fake agent", () => {
   it.scopedLive("a target branch whose own commits hold conflict markers is neither reported done nor pushed at the end", () =>
     Effect.gen(function*() {
       const mock = yield* startMockModel({ brain: teamScript({ markersBeforeDone: ["em-1"] }) })
-      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 0.25, extra: fast })
+      // Time enough for em-1 to report (and be refused) before the deadline, also on a loaded machine.
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 0.5, extra: fast })
       const summary = yield* runFixture(fixture, fakeClaudeBin)
       expect(summary.reason).toBe("time-limit")
       const log = readLog(summary.runFolder)
