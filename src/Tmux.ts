@@ -55,6 +55,11 @@ export interface TmuxShape {
   /** `tmux -V`: that tmux is there and runs. */
   readonly version: Effect.Effect<string, TmuxError>
   readonly newSession: (spec: SessionSpec) => Effect.Effect<void, TmuxError>
+  /**
+   * Starts several sessions in one tmux call. If it fails, sessions before the failing command may exist: the
+   * caller starts the ones missing one by one.
+   */
+  readonly newSessions: (specs: ReadonlyArray<SessionSpec>) => Effect.Effect<void, TmuxError>
   /** Pastes text as one bracketed paste (neutralised: nothing in it can end the paste or act); does not press Enter. */
   readonly sendText: (session: string, text: string) => Effect.Effect<void, TmuxError>
   /** Sends key names (e.g. "Enter", "Escape", "C-c"). */

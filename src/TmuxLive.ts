@@ -58,24 +58,44 @@ const pane = (session: string) => `=${session}:`
 
 /** Starting, listing and ending sessions. */
 const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string) => {
+  // A session's tmux commands and the private env file they read (removed by the launch script, or on failure).
+  const sessionCommands = (spec: SessionSpec) =>
+    Effect.gen(function*() {
+      const dir = yield* fs.makeTempDirectory({ prefix: "cco-env-" }).pipe(Effect.orDie)
+      const file = `${dir}/env`
+      const lines = Object.entries(spec.env ?? {}).map(([k, v]) => `export ${k}=${shellQuote(envValue(v))}`)
+      yield* fs.writeFileString(file, lines.join("\n") + "\n", { mode: 0o600 }).pipe(Effect.orDie)
+      const args = [
+        "new-session", "-d", "-s", spec.name, "-c", spec.cwd,
+        "-x", String(spec.width ?? 200), "-y", String(spec.height ?? 50),
+        "-e", `CCO_UNSET=${(spec.unsetEnv ?? []).join(" ")}`,
+        "sh", "-c", LAUNCH_SCRIPT, "cco-launch", file, dir, ...spec.command
+      ]
+      // pipe-pane in the same tmux invocation: attached before the server reads the pane's first output.
+      if (spec.logFile !== undefined) {
+        args.push(";", "pipe-pane", "-t", pane(spec.name), sessionLogCommand(spec.logFile, spec.logLimits))
+      }
+      return { args, dir }
+    })
+
   const newSession = Effect.fn("Tmux.newSession")(function*(spec: SessionSpec) {
-    const dir = yield* fs.makeTempDirectory({ prefix: "cco-env-" }).pipe(Effect.orDie)
-    const file = `${dir}/env`
-    const lines = Object.entries(spec.env ?? {}).map(([k, v]) => `export ${k}=${shellQuote(envValue(v))}`)
-    yield* fs.writeFileString(file, lines.join("\n") + "\n", { mode: 0o600 }).pipe(Effect.orDie)
-    const args = [
-      "new-session", "-d", "-s", spec.name, "-c", spec.cwd,
-      "-x", String(spec.width ?? 200), "-y", String(spec.height ?? 50),
-      "-e", `CCO_UNSET=${(spec.unsetEnv ?? []).join(" ")}`,
-      "sh", "-c", LAUNCH_SCRIPT, "cco-launch", file, dir, ...spec.command
-    ]
-    // pipe-pane in the same tmux invocation: attached before the server reads the pane's first output.
-    if (spec.logFile !== undefined) {
-      args.push(";", "pipe-pane", "-t", pane(spec.name), sessionLogCommand(spec.logFile, spec.logLimits))
-    }
+    const { args, dir } = yield* sessionCommands(spec)
     yield* run("new-session", args).pipe(
       Effect.tapError(() => fs.remove(dir, { recursive: true }).pipe(Effect.ignore))
     )
+  })
+
+  // Many sessions in one tmux call: a team's start-up costs one process, not one per instance. An argument that
+  // is itself ";" would split the call, so such a spec (none of cco's) goes alone.
+  const newSessions = Effect.fn("Tmux.newSessions")(function*(specs: ReadonlyArray<SessionSpec>) {
+    const [alone, together] = [specs.filter((s) => s.command.includes(";")), specs.filter((s) => !s.command.includes(";"))]
+    if (together.length > 0) {
+      const made = yield* Effect.forEach(together, sessionCommands)
+      yield* run("new-session", made.flatMap((m, i) => i === 0 ? m.args : [";", ...m.args])).pipe(
+        Effect.tapError(() => Effect.forEach(made, (m) => fs.remove(m.dir, { recursive: true }).pipe(Effect.ignore)))
+      )
+    }
+    yield* Effect.forEach(alone, newSession, { discard: true })
   })
 
   const listSessions = Effect.fn("Tmux.listSessions")(function*(prefix?: string) {
@@ -119,7 +139,7 @@ const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string) => 
     Effect.tap(() => Effect.sync(() => removeSocketFiles(socket)))
   )
 
-  return { newSession, listSessions, sessionPaths, hasSession, killSession, killSessions, killServer }
+  return { newSession, newSessions, listSessions, sessionPaths, hasSession, killSession, killSessions, killServer }
 }
 
 /** Input to and output from panes. */

@@ -25,17 +25,20 @@ export const makeTest = Effect.gen(function*() {
       const s = m.get(name)
       return s === undefined ? Effect.fail(new SessionNotFound({ session: name })) : Effect.succeed(s)
     })
+  const newSession = (spec: SessionSpec) =>
+    Ref.get(sessions).pipe(
+      Effect.flatMap((m) =>
+        m.has(spec.name)
+          ? Effect.fail(new TmuxCommandFailed({ operation: "new-session", exitCode: 1, stderr: `duplicate session: ${spec.name}` }))
+          : Ref.set(sessions, new Map(m).set(spec.name, { spec, pid: nextPid++, title: "", screen: "", dead: false, input: [] }))
+      )
+    )
   const tmux = Tmux.of({
     socket: "test",
     version: Effect.succeed("tmux (in memory)"),
-    newSession: (spec) =>
-      Ref.get(sessions).pipe(
-        Effect.flatMap((m) =>
-          m.has(spec.name)
-            ? Effect.fail(new TmuxCommandFailed({ operation: "new-session", exitCode: 1, stderr: `duplicate session: ${spec.name}` }))
-            : Ref.set(sessions, new Map(m).set(spec.name, { spec, pid: nextPid++, title: "", screen: "", dead: false, input: [] }))
-        )
-      ),
+    newSession,
+    // As the live one: the sessions up to a failing command exist.
+    newSessions: (specs) => Effect.forEach(specs, newSession, { discard: true }),
     sendText: (name, text) => Effect.map(get(name), (s) => void s.input.push(neutralise(text))),
     sendKeys: (name, keys) => Effect.map(get(name), (s) => void s.input.push(...keys.map((k) => `<${k}>`))),
     capturePane: (name) => Effect.map(get(name), (s) => s.screen),
