@@ -4,10 +4,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit } from "effect"
 import { execFileSync } from "node:child_process"
-import { mkdtempSync, rmSync } from "node:fs"
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { filesOn, git } from "./harness.js"
+import { isAlive } from "../src/Process.js"
 import { memoryRun } from "./memory/MemoryRun.js"
 import { team } from "./memory/team.js"
 
@@ -102,5 +103,45 @@ describe("merge gate (in memory)", () => {
       expect(summary.checks).toEqual({ runs: 0, passed: 0, failed: 0, totalMs: 0 })
       // The broken change lands: what the gate is for.
       expect(targetTips(run.fixture.bare, "main").some((c) => !checkPasses(run.fixture.bare, c))).toBe(true)
+    }), 60_000)
+
+  it.scoped("setupCommand runs in every worktree before any instance starts, with the instance's CCO_PORT", () =>
+    Effect.gen(function*() {
+      const run = yield* memoryRun({ workerCount: 2, extra: { setupCommand: `echo "set up on $CCO_PORT"; test -e .git || exit 9` } }, team())
+      const summary = summaryOf(run.exit)
+      expect(summary.reason).toBe("project-done")
+      expect(run.events("setup.done").map((l) => l.instance).sort()).toEqual(["em-1", "worker-1", "worker-2"])
+      expect(readFileSync(path.join(summary.runFolder, "setup-worker-1.log"), "utf8")).toBe("set up on 20210\n")
+      const firstLaunch = run.log.findIndex((l) => l.event === "instance.launched")
+      const lastSetup = run.log.map((l) => l.event).lastIndexOf("setup.done")
+      expect(lastSetup).toBeGreaterThan(-1)
+      expect(lastSetup).toBeLessThan(firstLaunch)
+    }), 60_000)
+
+  it.scoped("a failing setupCommand ends the start-up with the command, the instance and its log named; nothing starts", () =>
+    Effect.gen(function*() {
+      const run = yield* memoryRun({ workerCount: 2, extra: { setupCommand: "echo installing; echo 'npm ERR! broken' >&2; exit 4" } }, team())
+      expect(Exit.isFailure(run.exit)).toBe(true)
+      const error = JSON.stringify(run.exit)
+      expect(error).toMatch(/setupCommand \(echo installing; .*\) failed in (em-1|worker-\d)'s worktree .*: exit code 4; its output is in .*setup-(em-1|worker-\d)\.log/)
+      const log = /its output is in ([^"\\]+\.log)/.exec(error)![1]!
+      expect(readFileSync(log, "utf8")).toBe("installing\nnpm ERR! broken\n")
+      expect(run.events("instance.launched")).toEqual([])
+      expect(run.events("setup.failed").length).toBeGreaterThan(0)
+    }), 60_000)
+
+  it.scoped("a setupCommand that outlives checkTimeoutMinutes is stopped, its background processes too, and the run fails", () =>
+    Effect.gen(function*() {
+      const pids = mkdtempSync(path.join(tmpdir(), "cco-setup-pids-"))
+      const setup = `sleep 120 & echo $! > ${pids}/$(basename "$PWD").pid; sleep 120`
+      const run = yield* memoryRun({ workerCount: 1, extra: { setupCommand: setup, checkTimeoutMinutes: 0.05 } }, team())
+      expect(Exit.isFailure(run.exit)).toBe(true)
+      expect(JSON.stringify(run.exit)).toMatch(/setupCommand .* failed in em-1's worktree .*: timed out after 3 seconds; its output is in .*setup-em-1\.log/)
+      yield* Effect.promise(() => new Promise((resolve) => setTimeout(resolve, 300)))
+      const file = path.join(pids, "em-1.pid")
+      expect(existsSync(file)).toBe(true)
+      expect(isAlive(Number(readFileSync(file, "utf8").trim()))).toBe(false)
+      expect(run.events("instance.launched")).toEqual([])
+      rmSync(pids, { recursive: true, force: true })
     }), 60_000)
 })
