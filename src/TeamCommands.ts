@@ -72,6 +72,9 @@ const done = (env: TeamEnv, from: H.InstanceSpec, args: ReadonlyArray<string>) =
     if (from.lead !== undefined && reported?.status === "done") {
       return reply(true, `already reported: task #${reported.id} waits for ${from.lead} to merge it (your branch as it is then); wait for your next task`)
     }
+    if (from.lead !== undefined && reported?.status === "rejected") {
+      return reply(false, `refused: task #${reported.id} failed the project's check when ${from.lead} merged it; wait for ${from.lead} to send it back (a new task)`)
+    }
     const inst = yield* get(from.name)
     const unmerged = (yield* Ref.get(board)).tasks.filter((t) => from.reports.includes(t.assignee) && t.status === "done")
     if (unmerged.length > 0) {
