@@ -49,6 +49,8 @@ export interface RunOptions {
   readonly onLog?: (line: LogLine) => void
   /** Resume this run folder after the orchestrator died: live sessions are re-attached, dead ones restarted. */
   readonly resume?: string
+  /** How long a `cco team merge` through the merge gate holds its request before it answers "cco tells you" (100 s). */
+  readonly answerWaitMs?: number
   /** Called once the run folder exists, before anything slow. */
   readonly onStart?: (info: { readonly runId: string; readonly folder: string }) => void
 }

@@ -198,7 +198,7 @@ const gatedMerge = (env: TeamEnv, from: H.InstanceSpec, report: H.InstanceSpec) 
     const { ahead, answered, waiting } = started
     const now = yield* Effect.raceFirst(
       Deferred.await(answered).pipe(Effect.map(Option.some)),
-      realSleep(ANSWER_WAIT_MS).pipe(Effect.as(Option.none<TeamReply>()))
+      realSleep(env.options.answerWaitMs ?? ANSWER_WAIT_MS).pipe(Effect.as(Option.none<TeamReply>()))
     )
     if (Option.isSome(now)) return now.value
     const left = yield* Ref.modify(waiting, (s) => s === "done" ? [false, s] as const : [true, "gone" as const] as const)

@@ -2,7 +2,7 @@
 // with the check's output and never reaches the target branch, its fix lands after the lead sends it back, and
 // merges into one branch are checked one at a time on the merged result.
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Effect, Exit, Ref } from "effect"
 import { execFileSync } from "node:child_process"
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -92,6 +92,26 @@ describe("merge gate (in memory)", () => {
       expect(summary.merges.filter((m) => m.into === "main").map((m) => m.from.split("/").at(-1)).sort()).toEqual(["em-1", "em-2"])
       const tips = targetTips(run.fixture.bare, "main")
       for (const commit of tips) expect(checkPasses(run.fixture.bare, commit), commit).toBe(true)
+    }), 60_000)
+
+  it.scoped("a check longer than the command may wait is answered as a [cco] message once it is through", () =>
+    Effect.gen(function*() {
+      const run = yield* memoryRun({ workerCount: 2, answerWaitMs: 100, extra: { checkCommand: `sleep 1; ${CHECK}` } }, team())
+      const summary = summaryOf(run.exit)
+      expect(summary.reason).toBe("project-done")
+      const replies = run.events("team.reply").filter((l) => l.command === "merge" && l.instance === "em-1")
+      expect(replies.filter((l) => l.late !== true).map((l) => String(l.text))).toEqual([
+        expect.stringMatching(/^worker-\d's merge into main is being checked \(checkCommand\); cco sends you the result as a \[cco\] message/),
+        expect.stringMatching(/^worker-\d's merge into main waits in the merge queue behind 1 other merge \(checkCommand\)/)
+      ])
+      expect(replies.filter((l) => l.late === true).map((l) => String(l.text))).toEqual([
+        expect.stringMatching(/^merged worker-\d into main \(\w+\); the check .* passed/),
+        expect.stringMatching(/^merged worker-\d into main \(\w+\); the check .* passed after \d+ s in the merge queue/)
+      ])
+      expect(summary.merges.map((m) => m.from.split("/").at(-1)).sort()).toEqual(["worker-1", "worker-2"])
+      // The results reached em-1 as prompts.
+      const prompts = (yield* Ref.get(run.control.prompts)).filter((p) => p.instance === "em-1").map((p) => p.text)
+      expect(prompts.filter((t) => /\[cco\] The result of your cco team merge worker-\d: merged worker-\d into main/.test(t)).length).toBe(2)
     }), 60_000)
 
   it.scoped("without checkCommand nothing is checked", () =>
