@@ -114,6 +114,21 @@ describe("merge gate (in memory)", () => {
       expect(prompts.filter((t) => /\[cco\] The result of your cco team merge worker-\d: merged worker-\d into main/.test(t)).length).toBe(2)
     }), 60_000)
 
+  it.scoped("a conflict found in the scratch worktree is left in the lead's worktree; its resolution is checked before it lands", () =>
+    Effect.gen(function*() {
+      const run = yield* memoryRun({ workerCount: 2, extra: { checkCommand: CHECK } }, team({ conflictDrill: true }))
+      const summary = summaryOf(run.exit)
+      expect(summary.reason).toBe("project-done")
+      expect(run.events("merge.conflict").map((l) => l.files)).toEqual([["src/em-1/shared.js"]])
+      const conflicted = String(run.events("merge.conflict")[0]!.from)
+      // The resolution the lead committed was checked: a passing check of that merge precedes its merge.done.
+      const checkedAt = run.log.findIndex((l) => l.event === "check.passed" && l.from === conflicted)
+      const mergedAt = run.log.findIndex((l) => l.event === "merge.done" && l.from === conflicted)
+      expect(checkedAt).toBeGreaterThan(run.log.indexOf(run.events("merge.conflict")[0]!))
+      expect(checkedAt).toBeLessThan(mergedAt)
+      expect(summary.merges.map((m) => m.from.split("/").at(-1)).sort()).toEqual(["worker-1", "worker-2"])
+    }), 60_000)
+
   it.scoped("without checkCommand nothing is checked", () =>
     Effect.gen(function*() {
       const run = yield* memoryRun({ workerCount: 2 }, team({ breakFirst: ["worker-1"] }))
