@@ -174,6 +174,8 @@ export const makeGate = (
   // The last commit of each branch whose check passed (the target's start is the user's, taken as it is).
   const lastPassed = new Map<string, string>([[target, startCommit]])
   let serial = 0
+  // A resumed run does not reuse the names of its predecessor's scratch worktrees and logs (one may be left over).
+  const prefix = run.previous === undefined ? "" : `r${Date.now().toString(36)}-`
   const checksDir = path.join(run.folder, "checks")
 
   /** `self` once the merges into `branch` queued before it are through; it learns how long it waited. */
@@ -204,7 +206,7 @@ export const makeGate = (
       yield* fs.makeDirectory(checksDir, { recursive: true }).pipe(Effect.ignore)
       let last: ShellRun | undefined
       for (let attempt = 1; attempt <= 2; attempt++) {
-        const logFile = path.join(checksDir, `${n}-${into.name}-${attempt}.log`)
+        const logFile = path.join(checksDir, `${prefix}${n}-${into.name}-${attempt}.log`)
         yield* runLog.log("check.started", { into: into.branch, from, commit, attempt, log: logFile })
         const result = yield* runShell(command!, { cwd: dir, env: commandEnv(H.checkPort(into.name)), logFile, timeoutMs })
         const ok = passed(result)
@@ -227,7 +229,7 @@ export const makeGate = (
   const withScratch = <A, E, R>(lead: H.InstanceSpec, commit: string, use: (dir: string) => Effect.Effect<A, E, R>) =>
     Effect.acquireUseRelease(
       Effect.suspend(() => {
-        const dir = path.join(run.folder, "scratch", `${lead.name}-${++serial}`)
+        const dir = path.join(run.folder, "scratch", `${prefix}${lead.name}-${++serial}`)
         return Effect.as(git.addDetachedWorktree(repoDir, dir, commit), dir)
       }),
       use,
@@ -291,7 +293,10 @@ export const makeGate = (
                 } else if (only(yield* git.changedFiles(repoDir, base, now), ccoOwnedFiles)) {
                   // Only cco's own files moved meanwhile (TEAM_STRUCTURE.md): the checked tree lands beside them.
                   const result = yield* git.merge(leadDir, merged.commit, { message: `cco: land the checked merge of ${report.name}` })
-                  if (result._tag === "Conflict") return yield* Effect.dieMessage(`the checked merge of ${report.name} conflicts with cco's own files`)
+                  // (git.merge has aborted the conflicting merge: the lead's worktree is as it was.)
+                  if (result._tag === "Conflict") {
+                    return { _tag: "Refused", text: `the check passed, but the result conflicts with cco's own files on ${lead.branch}; run cco team merge ${report.name} again.` } as const
+                  }
                 } else {
                   return { _tag: "Refused", text: `your branch ${lead.branch} got new commits while the check ran; nothing was merged. Run cco team merge ${report.name} again (it is checked with them).` } as const
                 }
