@@ -131,6 +131,23 @@ describe("merge gate (in memory)", () => {
       expect(summary.merges.map((m) => m.from.split("/").at(-1)).sort()).toEqual(["worker-1", "worker-2"])
     }), 60_000)
 
+  it.scoped("at the time limit, reported work moves up only where the merged result passes the check", () =>
+    Effect.gen(function*() {
+      const run = yield* memoryRun(
+        { workerCount: 2, maxRunDurationMinutes: 5, extra: { checkCommand: CHECK } },
+        team({ idleLeads: ["em-1"], breakFirst: ["worker-1"] })
+      )
+      const summary = summaryOf(run.exit)
+      expect(summary.reason).toBe("time-limit")
+      const skipped = run.events("merge.skipped")
+      expect(skipped.map((l) => l.from)).toEqual(["worker-1"])
+      expect(String((skipped[0]!.problems as Array<string>)[0])).toMatch(/^the check failed: exit code 3/)
+      expect(summary.merges.map((m) => m.from.split("/").at(-1))).toEqual(["worker-2"])
+      expect(filesOn(run.fixture.bare, "main")).toContain("src/em-1/worker-2.js")
+      expect(filesOn(run.fixture.bare, "main")).not.toContain("src/em-1/worker-1.js")
+      for (const commit of targetTips(run.fixture.bare, "main")) expect(checkPasses(run.fixture.bare, commit), commit).toBe(true)
+    }), 60_000)
+
   it.scoped("without checkCommand nothing is checked", () =>
     Effect.gen(function*() {
       const run = yield* memoryRun({ workerCount: 2 }, team({ breakFirst: ["worker-1"] }))
