@@ -123,7 +123,8 @@ export const runShell = (
     }
     return Effect.sync(() => {
       for (const t of timers) clearTimeout(t)
-      killGroup(pid, "SIGKILL")
+      if (!finished) killGroup(pid, "SIGKILL")
+      finished = true
     })
   })
 
