@@ -8,6 +8,7 @@ import * as ClaudeCode from "./ClaudeCode.js"
 import * as Events from "./Events.js"
 import { coalesced } from "./Coalesce.js"
 import { exec } from "./Exec.js"
+import { instancePort } from "./Hierarchy.js"
 import { isAlive } from "./Process.js"
 import { RunLog } from "./RunLog.js"
 import * as Secrets from "./Secrets.js"
@@ -216,7 +217,9 @@ export const make = (settings: AgentSettings) =>
           CCO_SOCKET: events.socketPath,
           CCO_INSTANCE: instance,
           CCO_GENERATION: String(generation),
-          CCO_RUN: settings.runId
+          CCO_RUN: settings.runId,
+          // Its own ports (CCO_PORT … CCO_PORT+9): dev and test servers of parallel worktrees do not collide.
+          CCO_PORT: String(instancePort(instance))
         }
       }
       yield* ClaudeCode.prepareConfigDir(

@@ -47,6 +47,12 @@ export const makeBranchWork = (
     }
   )
 
+  /** Moves the branch checked out in the worktree forward to `commit`, files and index too; false when git refuses. */
+  const fastForward = Effect.fn("Worktree.fastForward")(function*(worktreePath: string, commit: string) {
+    const result = yield* git.run(worktreePath, ["merge", "--ff-only", "--quiet", commit])
+    return result.exitCode === 0 ? undefined : outputOf(result).trim() || `git merge --ff-only exited with ${result.exitCode}`
+  })
+
   const mergeInProgress = Effect.fn("Worktree.mergeInProgress")(function*(worktreePath: string) {
     const result = yield* git.run(worktreePath, ["rev-parse", "-q", "--verify", "MERGE_HEAD"])
     if (result.exitCode === 0) return true
@@ -84,6 +90,11 @@ export const makeBranchWork = (
   // Untracked files count (they would be swept into the next commit); ignored ones do not.
   const isClean = Effect.fn("Worktree.isClean")(function*(worktreePath: string) {
     return (yield* git.status(worktreePath, ["--untracked-files=normal"])).isClean()
+  })
+
+  /** The files whose content differs between two commits. */
+  const changedFiles = Effect.fn("Worktree.changedFiles")(function*(repoDir: string, from: string, to: string) {
+    return splitNul(yield* git.output(repoDir, ["diff", "--no-ext-diff", "--no-renames", "--name-only", "-z", from, to, "--"])) as ReadonlyArray<string>
   })
 
   const diffStat = Effect.fn("Worktree.diffStat")(function*(worktreePath: string, base: string, head: string) {
@@ -130,5 +141,5 @@ export const makeBranchWork = (
     }
   )
 
-  return { headCommit, merge, mergeInProgress, push, commitsAhead, isClean, diffStat, commitAll, currentBranch, readFileAt, commitFile } as const
+  return { headCommit, merge, fastForward, mergeInProgress, push, commitsAhead, isClean, changedFiles, diffStat, commitAll, currentBranch, readFileAt, commitFile } as const
 }

@@ -41,6 +41,12 @@ export interface ResolvedConfig {
   readonly maxCostUsd: number | undefined
   readonly maxCostUsdPerInstance: number | undefined
   readonly maxTokens: number | undefined
+  /** Run by sh in every new worktree before its instance starts; output in <run folder>/setup-<instance>.log. */
+  readonly setupCommand: string | undefined
+  /** The merge gate: run by sh on the merged result before a merge lands; undefined: no gate. */
+  readonly checkCommand: string | undefined
+  /** A check still running after this long counts as failed (its process group is killed). */
+  readonly checkTimeoutMinutes: number
   readonly apiKeys: ReadonlyArray<ApiKeyCredential>
 }
 
@@ -171,6 +177,9 @@ export const resolveConfig = (
       maxCostUsd: file.maxCostUsd,
       maxCostUsdPerInstance: file.maxCostUsdPerInstance,
       maxTokens: file.maxTokens,
+      setupCommand: file.setupCommand,
+      checkCommand: file.checkCommand,
+      checkTimeoutMinutes: file.checkTimeoutMinutes,
       apiKeys
     }
   })
@@ -222,6 +231,9 @@ export const redactedView = (c: ResolvedConfig): object => ({
   maxCostUsd: c.maxCostUsd ?? null,
   maxCostUsdPerInstance: c.maxCostUsdPerInstance ?? null,
   maxTokens: c.maxTokens ?? null,
+  setupCommand: c.setupCommand ?? null,
+  checkCommand: c.checkCommand ?? null,
+  checkTimeoutMinutes: c.checkTimeoutMinutes,
   apiKeys: c.apiKeys.map((k) => ({
     name: k.name,
     env: Object.fromEntries(Object.keys(k.env).map((name) => [name, "<redacted>"]))

@@ -120,7 +120,8 @@ export const doneRefusal = (spec: InstanceSpec, board: Board): string | undefine
 // ---------------------------------------------------------------------------
 // The task board.
 
-export type TaskStatus = "assigned" | "done" | "merged"
+/** rejected: the merge gate's check failed on it; the lead sends a fix as a new task. */
+export type TaskStatus = "assigned" | "done" | "merged" | "rejected"
 
 export interface Task {
   readonly id: number
@@ -158,6 +159,9 @@ export const markDone = (board: Board, instance: string, summary: string, now: s
 export const markMerged = (board: Board, instance: string, now: string): Board =>
   updateCurrent(board, instance, (t) => ({ ...t, status: "merged", updatedAt: now }))
 
+export const markRejected = (board: Board, instance: string, now: string): Board =>
+  updateCurrent(board, instance, (t) => ({ ...t, status: "rejected", updatedAt: now }))
+
 // Agent text in a file committed to the target branch: its first line, neutral (no escape sequence, CR or bidi
 // override that would show differently in a terminal or a review).
 const firstLine = (text: string, max = 100) => {
@@ -183,6 +187,8 @@ export const pendingWork = (spec: InstanceSpec, board: Board): string | undefine
   const reports = spec.reports.map((r) => currentTask(board, r))
   const toMerge = spec.reports.filter((_, i) => reports[i]?.status === "done")
   if (toMerge.length > 0) return `${names(toMerge)} reported done and wait for cco team merge`
+  const rejected = spec.reports.filter((_, i) => reports[i]?.status === "rejected")
+  if (rejected.length > 0) return `${names(rejected)}'s work failed the check; send it back with cco team assign ${rejected[0]} "fix: …"`
   const working = reports.some((t) => t?.status === "assigned")
   const ownOpen = spec.lead === undefined ? true : own?.status === "assigned"
   if (!ownOpen || working) return undefined
@@ -233,3 +239,24 @@ export const renderTeamStructure = (
   }
   return lines.join("\n") + "\n"
 }
+
+// ---------------------------------------------------------------------------
+// Ports: each instance gets CCO_PORT, ten ports apart, so a dev server and a test server of one worktree
+// (CCO_PORT, CCO_PORT+1, …) do not collide with another's. The director is slot 0, em-N slot N, worker-N slot
+// 20+N (at most 20 of each); the merge gate's checks into a lead's branch use the lead's slot + 41.
+
+export const PORT_BASE = 20_000
+export const PORTS_PER_INSTANCE = 10
+const MAX_SLOTS = 41
+
+const portSlot = (name: string): number => {
+  const m = /^(em|worker)-(\d+)$/.exec(name)
+  if (m === null) return 0
+  return (m[1] === "em" ? 0 : 20) + Number(m[2])
+}
+
+/** The instance's CCO_PORT: 20000 for the director, 20010 for em-1, 20210 for worker-1, … */
+export const instancePort = (name: string): number => PORT_BASE + PORTS_PER_INSTANCE * portSlot(name)
+
+/** CCO_PORT of a check of a merge into `lead`'s branch (checks of different branches may run at once). */
+export const checkPort = (lead: string): number => PORT_BASE + PORTS_PER_INSTANCE * (MAX_SLOTS + portSlot(lead))

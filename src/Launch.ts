@@ -3,9 +3,10 @@
 import { Clock, Effect } from "effect"
 import type { Credential } from "./Agent.js"
 import type { Delivery } from "./Delivery.js"
-import type * as H from "./Hierarchy.js"
+import { commandEnv, describeRun, passed, runShell } from "./Gate.js"
+import * as H from "./Hierarchy.js"
 import * as Instances from "./Instances.js"
-import type { RunContext, RunError } from "./RunContext.js"
+import { type RunContext, RunError } from "./RunContext.js"
 import type { prepareLayout } from "./RunSetup.js"
 
 export interface LaunchDeps {
@@ -52,6 +53,29 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
     })
 
   /**
+   * setupCommand in each new worktree (not on a resume: the worktrees are there already), four at a time, before
+   * any instance starts; its output in <run folder>/setup-<instance>.log. A failure ends the start-up: the run
+   * fails with the command, the instance and the log named, and no instance is left running.
+   */
+  const setUpWorktrees = Effect.suspend(() => {
+    const command = ctx.config.setupCommand
+    if (command === undefined || run.previous !== undefined) return Effect.void
+    const timeoutMs = ctx.config.checkTimeoutMinutes * 60_000
+    return Effect.forEach(specs, (spec) =>
+      Effect.gen(function*() {
+        const logFile = ctx.path.join(run.folder, `setup-${spec.name}.log`)
+        const result = yield* runShell(command, { cwd: worktrees.get(spec.name)!, env: commandEnv(H.instancePort(spec.name)), logFile, timeoutMs })
+        if (passed(result)) return yield* runLog.log("setup.done", { instance: spec.name, durationMs: result.durationMs })
+        const reason = describeRun(result, timeoutMs)
+        yield* runLog.log("setup.failed", { instance: spec.name, reason, durationMs: result.durationMs, log: logFile })
+        return yield* new RunError({
+          reason: "startup",
+          message: `setupCommand (${command}) failed in ${spec.name}'s worktree ${worktrees.get(spec.name)!}: ${reason}; its output is in ${logFile}`
+        })
+      }), { concurrency: 4, discard: true })
+  })
+
+  /**
    * The team launched: every worktree first (git work does not queue behind starting CLIs), then the top, given
    * the direction at once (it takes it as soon as its session is ready), then everyone else together.
    */
@@ -62,6 +86,7 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
       if (run.previous !== undefined) yield* runLog.log("run.resuming", { runId: run.runId })
       // Sessions that survive a resume may run team commands at once: every worktree is there before any starts.
       yield* Effect.forEach(specs.filter((s) => s !== top), makeWorktree, { concurrency: 8, discard: true })
+      yield* setUpWorktrees
       yield* startInstance(top)
       // (A resumed run may hold the top's role prompt in its outbox already.)
       const topNow = yield* get(top.name)

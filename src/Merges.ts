@@ -1,6 +1,7 @@
 // Merges cco owns: a branch catching up with its base before new work, a report's merge recorded and pushed,
 // and at the end of a run reported work merged upward where it merges cleanly.
 import { Effect, Ref } from "effect"
+import { describeRun, makeGate } from "./Gate.js"
 import * as H from "./Hierarchy.js"
 import { isoNow, list, type RunContext } from "./RunContext.js"
 
@@ -37,6 +38,21 @@ export const makeMerges = (ctx: RunContext) => {
       return commit
     })
 
+  const gate = makeGate(ctx, recordMerge)
+
+  // With the merge gate: only where the merged result passes the check; the git lock is taken inside, per step.
+  const mergeChecked = (lead: H.InstanceSpec, report: H.InstanceSpec) =>
+    Effect.gen(function*() {
+      const dir = ctx.worktrees.get(lead.name)!
+      if ((yield* ctx.locked(git.commitsAhead(dir, lead.branch, report.branch))) === 0) return
+      const outcome = yield* gate.land(lead, report, { message: `Merge ${report.name} (${report.branch}) into ${lead.branch} at the end of the run`, handConflict: false })
+      if (outcome._tag === "Conflict") return yield* runLog.log("merge.skipped", { from: report.name, into: lead.branch, files: outcome.files })
+      if (outcome._tag === "Refused") return yield* runLog.log("merge.skipped", { from: report.name, into: lead.branch, problems: [outcome.text] })
+      if (outcome._tag === "Failed") {
+        return yield* runLog.log("merge.skipped", { from: report.name, into: lead.branch, problems: [`the check failed: ${describeRun(outcome.run, gate.timeoutMs)}`] })
+      }
+    }).pipe(Effect.catchAll((e) => runLog.log("merge.failed", { from: report.name, into: lead.branch, message: e.message })))
+
   // Reported work merges upward where it merges cleanly; conflicts are left for a person, logged.
   const mergeClean = (lead: H.InstanceSpec, report: H.InstanceSpec) =>
     Effect.gen(function*() {
@@ -54,7 +70,7 @@ export const makeMerges = (ctx: RunContext) => {
       if (result._tag === "Merged") yield* recordMerge(lead, report, dir)
     }).pipe(Effect.catchAll((e) => runLog.log("merge.failed", { from: report.name, into: lead.branch, message: e.message })))
 
-  return { catchUp, recordMerge, mergeClean }
+  return { catchUp, recordMerge, mergeClean, mergeChecked, gate }
 }
 
 export type Merges = ReturnType<typeof makeMerges>

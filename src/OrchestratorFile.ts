@@ -93,6 +93,8 @@ const Seconds = (max: number, note: string) => Bounded({ unit: "seconds", min: 1
 const Restarts = Bounded({ whole: true, min: 1, max: 100 })
 const Dollars = Bounded({ unit: "US dollars", min: 0.01, max: 100_000 })
 const Tokens = Bounded({ whole: true, min: 1, max: 1_000_000_000_000 })
+// A check longer than a day is a hang, not a check.
+const CheckMinutes = Bounded({ unit: "minutes", min: 0.05, max: 1_440, note: "(a day)" })
 
 const Flag = Schema.Boolean.annotations({ message: expected("true or false") })
 
@@ -143,5 +145,10 @@ export const OrchestratorFile = Schema.Struct({
   maxRestartsPerInstance: Schema.optionalWith(Restarts, { default: () => 5 }),
   maxCostUsd: Schema.optional(Dollars),
   maxCostUsdPerInstance: Schema.optional(Dollars),
-  maxTokens: Schema.optional(Tokens)
+  maxTokens: Schema.optional(Tokens),
+  /** Run by sh in every new worktree before its instance starts (e.g. `npm ci`). */
+  setupCommand: Schema.optional(NonEmptyText("a shell command")),
+  /** The project's checks (e.g. `npm test`), run by sh on the merged result before a merge lands. */
+  checkCommand: Schema.optional(NonEmptyText("a shell command")),
+  checkTimeoutMinutes: Schema.optionalWith(CheckMinutes, { default: () => 15 })
 })

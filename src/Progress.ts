@@ -50,6 +50,16 @@ export const makeProgress = () => {
         return `merged ${s(l.from)} into ${s(l.into)} (${s(l.commit).slice(0, 10)})`
       case "merge.conflict":
         return `conflict merging ${s(l.from)} into ${s(l.into)}: ${s(l.files)}`
+      case "merge.queued":
+        return `${s(l.from)} waits in the merge queue of ${s(l.into)} (${s(l.ahead)} ahead)`
+      case "check.started":
+        return `checking ${s(l.from)} merged into ${s(l.into)} (${s(l.commit).slice(0, 10)})${Number(l.attempt) > 1 ? ", retry" : ""}`
+      case "check.passed":
+        return `check passed: ${s(l.from)} into ${s(l.into)} in ${duration(Number(l.durationMs))}`
+      case "check.failed":
+        return `check failed: ${s(l.from)} into ${s(l.into)}: ${l.timedOut === true ? "timed out" : `exit code ${s(l.exitCode)}`} after ${duration(Number(l.durationMs))} — ${s(l.log)}`
+      case "setup.failed":
+        return `setupCommand failed in ${s(l.instance)}'s worktree: ${s(l.reason)} — ${s(l.log)}`
       case "wip.saved":
         return `saved uncommitted work of ${s(l.instance)} on ${s(l.branch)}`
       case "credential.cooling":
@@ -108,6 +118,8 @@ export const formatSummary = (summary: RunSummary): string => {
     `  merges: ${summary.merges.length}`
   ]
   for (const m of summary.merges) lines.push(`    ${m.from} → ${m.into} (${m.commit.slice(0, 10)})`)
+  const c = summary.checks
+  if (c !== undefined && c.runs > 0) lines.push(`  checks: ${c.runs} run, ${c.passed} passed, ${c.failed} failed, ${duration(c.totalMs)} in all`)
   lines.push("  instances:")
   for (const i of summary.instances) {
     lines.push(`    ${i.name.padEnd(10)} ${i.role.padEnd(8)} ${i.branch}${i.restarts > 0 ? ` (${i.restarts} restarts)` : ""}`)

@@ -9,6 +9,7 @@ import type { ResolvedConfig } from "./Config.js"
 import { type CostSnapshot, type CostTracker, makeCostTracker } from "./CostTracker.js"
 import * as Debounce from "./Debounce.js"
 import type { EventsShape } from "./Events.js"
+import { type CheckStats, noChecks } from "./Gate.js"
 import * as H from "./Hierarchy.js"
 import * as Instances from "./Instances.js"
 import type { Instance } from "./Instances.js"
@@ -48,6 +49,8 @@ export interface RunOptions {
   readonly onLog?: (line: LogLine) => void
   /** Resume this run folder after the orchestrator died: live sessions are re-attached, dead ones restarted. */
   readonly resume?: string
+  /** How long a `cco team merge` through the merge gate holds its request before it answers "cco tells you" (100 s). */
+  readonly answerWaitMs?: number
   /** Called once the run folder exists, before anything slow. */
   readonly onStart?: (info: { readonly runId: string; readonly folder: string }) => void
 }
@@ -74,6 +77,8 @@ export interface RunSummary {
   readonly tmuxSocket: string
   /** Tokens and dollars per instance, role and credential, from the instances' transcripts. */
   readonly costs: CostSnapshot
+  /** The merge gate's checks (checkCommand): how many ran, passed and failed, and their time. */
+  readonly checks: CheckStats
 }
 
 export { acceptsPrompt, type Instance, type Status, statusName } from "./Instances.js"
@@ -129,6 +134,8 @@ export interface RunContext extends RunLayout, RunServices {
   readonly get: (name: string) => Effect.Effect<Instance>
   readonly board: Ref.Ref<H.Board>
   readonly merges: Ref.Ref<ReadonlyArray<Merge>>
+  /** The merge gate's checks so far. */
+  readonly checks: Ref.Ref<CheckStats>
   readonly end: Deferred.Deferred<EndReason>
   readonly ended: Ref.Ref<{ readonly at: string; readonly reason: EndReason } | undefined>
   /** One git operation at a time in the run's clone and worktrees. */
@@ -173,6 +180,7 @@ export const makeRunContext = (
     )
     const board = yield* Ref.make<H.Board>(run.previous?.board ?? H.emptyBoard)
     const merges = yield* Ref.make<ReadonlyArray<Merge>>(run.previous?.merges ?? [])
+    const checks = yield* Ref.make<CheckStats>(run.previous?.checks ?? noChecks)
     yield* resumeInstances(instances, run.previous)
     const end = yield* Deferred.make<EndReason>()
     const gitLock = yield* Effect.makeSemaphore(1)
@@ -208,6 +216,7 @@ export const makeRunContext = (
       get,
       board,
       merges,
+      checks,
       end,
       ended,
       locked,

@@ -69,6 +69,7 @@ export const makeStateWriter = (ctx: RunContext) =>
         instances: [...all.values()].map(instanceState(ctx, b, costOf)),
         board: b,
         merges: yield* Ref.get(ctx.merges),
+        ...(ctx.config.checkCommand === undefined ? {} : { checks: yield* Ref.get(ctx.checks) }),
         credentials: (yield* ctx.auth.snapshot).map((c) => ({
           name: c.name,
           status: c.status,

@@ -34,7 +34,7 @@ export const TaskState = Schema.Struct({
   assignee: Schema.String,
   assignedBy: Schema.String,
   text: Schema.String,
-  status: Schema.Literal("assigned", "done", "merged"),
+  status: Schema.Literal("assigned", "done", "merged", "rejected"),
   summary: Schema.optional(Schema.String),
   assignedAt: Schema.String,
   updatedAt: Schema.String
@@ -70,6 +70,8 @@ export const RunState = Schema.Struct({
   board: Schema.Struct({ tasks: Schema.Array(TaskState) }),
   merges: Schema.Array(MergeState),
   credentials: Schema.optional(Schema.Array(CredentialState)),
+  /** The merge gate's checks (checkCommand): runs, passed, failed, total milliseconds. */
+  checks: Schema.optional(Schema.Struct({ runs: Schema.Number, passed: Schema.Number, failed: Schema.Number, totalMs: Schema.Number })),
   costUsd: Schema.optional(Schema.Number)
 })
 export type RunState = typeof RunState.Type

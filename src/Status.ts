@@ -158,6 +158,10 @@ export const statusJson = (s: RunSnapshot) => neutraliseJson({
   takenAt: new Date(s.takenAt).toISOString()
 }, STATE_MAX)
 
+/** "3 run: 2 passed, 1 failed; 4m10s in all" (the merge gate's checks). */
+export const checksLine = (c: { readonly runs: number; readonly passed: number; readonly failed: number; readonly totalMs: number }) =>
+  `${c.runs} run: ${c.passed} passed, ${c.failed} failed; ${formatDuration(Math.round(c.totalMs / 1000))} in all`
+
 /** `42s`, `12m05s`, `3h07m`. */
 export const formatDuration = (seconds: number): string => {
   const s = Math.max(0, Math.floor(seconds))
@@ -207,6 +211,7 @@ export const renderStatus = (s: RunSnapshot): string => {
     ["started", `${localTime(state.startedAt)}${started === undefined ? "" : ` (${formatDuration(started)} ago)`}`],
     [ending[0]!, ending[1]!],
     ["merges", String(state.merges.length)],
+    ...(state.checks === undefined ? [] : [["checks", checksLine(state.checks)] as [string, string]]),
     ...(state.costUsd === undefined ? [] : [["cost", dollars(state.costUsd)] as [string, string]]),
     [
       "sessions",

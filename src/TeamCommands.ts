@@ -1,8 +1,9 @@
 // `cco team …` commands from the instances: assign, done, merge, message and status, each checked against the
 // hierarchy and the board, answered with a reply the agent reads.
-import { Deferred, Effect, Ref } from "effect"
+import { Deferred, Effect, Option, Ref } from "effect"
 import type { Delivery } from "./Delivery.js"
 import * as EventsModule from "./Events.js"
+import { describeRun, type GateOutcome } from "./Gate.js"
 import type { TeamReply, TeamRequest } from "./Events.js"
 import * as H from "./Hierarchy.js"
 import type { Merges } from "./Merges.js"
@@ -22,8 +23,10 @@ export interface TeamCommandDeps {
   readonly writeTeamStructure: (reason: string) => Effect.Effect<void>
 }
 
-type TeamEnv = RunContext & Omit<TeamCommandDeps, "merges"> & Pick<Merges, "catchUp" | "recordMerge"> & {
+type TeamEnv = RunContext & Omit<TeamCommandDeps, "merges"> & Pick<Merges, "catchUp" | "recordMerge" | "gate"> & {
   readonly oneTaskChangeAtATime: <A, E, R>(owner: string | undefined, self: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
+  /** Reports whose merge is in the gate's queue or being checked. */
+  readonly gating: Set<string>
 }
 
 const assign = (env: TeamEnv, from: H.InstanceSpec, args: ReadonlyArray<string>) => {
@@ -69,6 +72,9 @@ const done = (env: TeamEnv, from: H.InstanceSpec, args: ReadonlyArray<string>) =
     if (from.lead !== undefined && reported?.status === "done") {
       return reply(true, `already reported: task #${reported.id} waits for ${from.lead} to merge it (your branch as it is then); wait for your next task`)
     }
+    if (from.lead !== undefined && reported?.status === "rejected") {
+      return reply(false, `refused: task #${reported.id} failed the project's check when ${from.lead} merged it; wait for ${from.lead} to send it back (a new task)`)
+    }
     const inst = yield* get(from.name)
     const unmerged = (yield* Ref.get(board)).tasks.filter((t) => from.reports.includes(t.assignee) && t.status === "done")
     if (unmerged.length > 0) {
@@ -105,6 +111,102 @@ const done = (env: TeamEnv, from: H.InstanceSpec, args: ReadonlyArray<string>) =
   }))
 }
 
+/**
+ * How long a `cco team merge` through the gate holds its request for the answer: less than the client's own limit
+ * (120 s, as the Bash tool's). A longer wait is answered "cco will tell you", and the result comes as a message.
+ */
+export const ANSWER_WAIT_MS = 100_000
+
+// Real time: the check really runs, whatever the run's Clock says.
+const realSleep = (ms: number) =>
+  Effect.async<void>((resume) => {
+    const timer = setTimeout(() => resume(Effect.void), ms)
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+const seconds = (ms: number) => `${Math.max(1, Math.round(ms / 1000))} s`
+
+/** The lead's answer to a merge through the gate, and the board and the report told what came of it. */
+const gateAnswer = (env: TeamEnv, from: H.InstanceSpec, report: H.InstanceSpec, task: H.Task, outcome: GateOutcome) => {
+  const { runLog, board, send, config, gate, top, writeTeamStructure, boardChanged } = env
+  const command = config.checkCommand!
+  return Effect.gen(function*() {
+    const name = report.name
+    switch (outcome._tag) {
+      case "Refused":
+        return reply(false, `refused: ${outcome.text}`)
+      case "Conflict":
+        return reply(false, outcome.inWorktree
+          ? `conflict merging ${name} into ${from.branch}: ${list(outcome.files)}. Resolve them in your worktree (edit, git add, git commit), then run cco team merge ${name} again; cco checks the result before it lands.`
+          : `conflict merging ${name} into ${from.branch}: ${list(outcome.files)}. Nothing was merged. Commit your own changes first, then run cco team merge ${name} again: the conflict is then left in your worktree to resolve.`)
+      case "Failed": {
+        const how = describeRun(outcome.run, gate.timeoutMs)
+        const rejectedAt = yield* isoNow
+        yield* Ref.update(board, (b) => H.markRejected(b, name, rejectedAt))
+        yield* runLog.log("merge.check-failed", { from: name, into: from.branch, exitCode: outcome.run.exitCode ?? null, timedOut: outcome.run.timedOut, log: outcome.run.logFile })
+        const tail = outcome.run.tail === "" ? "(it printed nothing)" : outcome.run.tail
+        yield* send(name, `[cco] Your work on task #${task.id} was not merged: the project's check (${command}) failed on it merged into ${from.branch} (${how}). ${from.name} decides what comes next; wait for it. The last lines of the check's output:\n\n${tail}`)
+        yield* boardChanged
+        return reply(false, `refused: the check (${command}) failed on ${name}'s work merged into ${from.branch}: ${how}${outcome.attempts > 1 ? ", and again on the retry" : ""}. ${from.branch} is unchanged and nothing was pushed; ${name} is told. Send the work back: cco team assign ${name} "fix: …". Full output: ${outcome.run.logFile}. Its last lines:\n\n${tail}`)
+      }
+      case "Landed": {
+        const waited = outcome.waitedMs >= 1000 ? ` after ${seconds(outcome.waitedMs)} in the merge queue` : ""
+        if (task.status === "merged" && outcome.upToDate) return reply(true, `merged ${name} already; nothing new`)
+        yield* from === top ? writeTeamStructure(`merged ${name}`) : boardChanged
+        return reply(true, `merged ${name} into ${from.branch} (${outcome.commit.slice(0, 10)}); the check (${command}) passed${outcome.attempts > 1 ? " on the retry" : ""}${waited}`)
+      }
+    }
+  })
+}
+
+/** `cco team merge` with checkCommand: through the gate, queued per branch, answered now or as a message later. */
+const gatedMerge = (env: TeamEnv, from: H.InstanceSpec, report: H.InstanceSpec) => {
+  const { runLog, board, gate, gating, send, scope, oneTaskChangeAtATime } = env
+  const name = report.name
+  return Effect.gen(function*() {
+    const started = yield* oneTaskChangeAtATime(name, Effect.gen(function*() {
+      const task = H.currentTask(yield* Ref.get(board), name)
+      if (task === undefined || task.status === "assigned") return reply(false, `refused: ${name} has not reported done`)
+      if (task.status === "rejected") return reply(false, `refused: ${name}'s work failed the check; send it back first: cco team assign ${name} "fix: …"`)
+      if (gating.has(name)) return reply(true, `${name}'s merge into ${from.branch} is in the merge queue already; cco tells you its result. Wait for it.`)
+      gating.add(name)
+      const ahead = gate.queued(from.branch)
+      const answered = yield* Deferred.make<TeamReply>()
+      const waiting = yield* Ref.make<"waiting" | "gone" | "done">("waiting")
+      const message = `Merge ${name} (${report.branch}) into ${from.branch}`
+      yield* gate.land(from, report, { message, handConflict: true }).pipe(
+        Effect.flatMap((outcome) => oneTaskChangeAtATime(name, gateAnswer(env, from, report, task, outcome))),
+        Effect.catchTag("GitError", (e) => Effect.succeed(reply(false, `error: git failed: ${e.message}`))),
+        Effect.ensuring(Effect.sync(() => gating.delete(name))),
+        Effect.flatMap((r) =>
+          Ref.getAndSet(waiting, "done").pipe(
+            Effect.flatMap((was) =>
+              was === "gone"
+                ? runLog.log("team.reply", { instance: from.name, command: "merge", ok: r.ok, text: r.text.slice(0, 500), late: true }).pipe(
+                  Effect.zipRight(send(from.name, `[cco] The result of your cco team merge ${name}: ${r.text}`))
+                )
+                : Effect.void
+            ),
+            Effect.zipRight(Deferred.succeed(answered, r))
+          )
+        ),
+        Effect.forkIn(scope)
+      )
+      return { answered, waiting, ahead }
+    }))
+    if ("ok" in started) return started
+    const { ahead, answered, waiting } = started
+    const now = yield* Effect.raceFirst(
+      Deferred.await(answered).pipe(Effect.map(Option.some)),
+      realSleep(env.options.answerWaitMs ?? ANSWER_WAIT_MS).pipe(Effect.as(Option.none<TeamReply>()))
+    )
+    if (Option.isSome(now)) return now.value
+    const left = yield* Ref.modify(waiting, (s) => s === "done" ? [false, s] as const : [true, "gone" as const] as const)
+    if (!left) return yield* Deferred.await(answered)
+    return reply(true, `${name}'s merge into ${from.branch} ${ahead > 0 ? `waits in the merge queue behind ${ahead} other merge${ahead > 1 ? "s" : ""}` : "is being checked"} (checkCommand); cco sends you the result as a [cco] message. Wait for it; do not run cco team merge ${name} again.`)
+  })
+}
+
 const merge = (env: TeamEnv, from: H.InstanceSpec, args: ReadonlyArray<string>) => {
   const { git, runLog, specOf, top, startCommit, get, board, locked, recordMerge, writeTeamStructure, boardChanged, oneTaskChangeAtATime } = env
   return oneTaskChangeAtATime(args[0], Effect.gen(function*() {
@@ -116,6 +218,7 @@ const merge = (env: TeamEnv, from: H.InstanceSpec, args: ReadonlyArray<string>) 
     }
     const task = H.currentTask(yield* Ref.get(board), name)
     if (task === undefined || task.status === "assigned") return reply(false, `refused: ${name} has not reported done`)
+    if (env.gate.enabled) return { gated: report } as const
     const worktree = (yield* get(from.name)).worktree
     const answer = yield* locked(Effect.gen(function*() {
       if (yield* git.mergeInProgress(worktree)) {
@@ -148,7 +251,10 @@ const merge = (env: TeamEnv, from: H.InstanceSpec, args: ReadonlyArray<string>) 
     // Merges into the target branch show in TEAM_STRUCTURE.md at once; the rest is batched.
     if (answer.ok) yield* from === top ? writeTeamStructure(`merged ${name}`) : boardChanged
     return answer
-  }))
+  })).pipe(
+    // Through the gate the command leaves the report's task lock while it waits (the gate takes it to record).
+    Effect.flatMap((r): Effect.Effect<TeamReply, GitError> => "gated" in r ? gatedMerge(env, from, r.gated) : Effect.succeed(r))
+  )
 }
 
 const message = (env: TeamEnv, from: H.InstanceSpec, args: ReadonlyArray<string>) => {
@@ -212,7 +318,8 @@ export const makeTeamCommands = (ctx: RunContext, deps: TeamCommandDeps) => {
     return lock === undefined ? self : lock.withPermits(1)(self)
   }
   const { send, rolePrompt, boardChanged, writeTeamStructure } = deps
-  const { catchUp, recordMerge } = deps.merges
-  const env: TeamEnv = { ...ctx, send, rolePrompt, boardChanged, writeTeamStructure, catchUp, recordMerge, oneTaskChangeAtATime }
+  const { catchUp, gate, recordMerge } = deps.merges
+  const gating = new Set<string>()
+  const env: TeamEnv = { ...ctx, send, rolePrompt, boardChanged, writeTeamStructure, catchUp, recordMerge, gate, gating, oneTaskChangeAtATime }
   return { onTeam: (request: TeamRequest) => onTeam(env, request) }
 }

@@ -27,7 +27,15 @@ export interface TeamScriptOptions {
   readonly largeFileAtTheEnd?: ReadonlyArray<string>
   /** Leads that commit a file with conflict markers on their own branch just before they report done. */
   readonly markersBeforeDone?: ReadonlyArray<string>
+  /**
+   * Workers whose first commit adds a line `// BROKEN` to their file (a project check that greps for it fails);
+   * a task starting "fix:" (the lead's answer to the refused merge) removes it.
+   */
+  readonly brokenFirst?: ReadonlyArray<string>
 }
+
+/** The line a brokenFirst worker's first commit adds. */
+export const brokenLine = "// BROKEN"
 
 export type Role = "director" | "em" | "worker"
 
@@ -127,6 +135,13 @@ const lead = (
         `Remove the conflict markers and merge ${markers} again`
       )
     }
+    // The merge gate refused a report's work: it goes back to its author as a fix task naming the same file.
+    const failed = /^refused: the check .* failed on ((?:em|worker)-\d+)'s work/m.exec(last)?.[1]
+    if (failed !== undefined) {
+      const file = /`([\w./-]+\.\w+)`/.exec(assignFor(failed, reports.indexOf(failed)))?.[1]
+      const fix = `fix: the project's check fails on your change${file === undefined ? "" : ` to \`${file}\``}; make it pass, commit and report done.`
+      return bash(`cco team assign ${failed} ${q(fix)}`, `Send ${failed}'s work back`)
+    }
     // Any other refusal of its own branch's commits: it says so and waits (a person has to look).
     if (/^refused: your branch .* brings /m.test(last)) return say(`cco refused: ${last.trim()}`)
     if (conflicted !== undefined) {
@@ -171,6 +186,9 @@ const worker = (req: MockRequest, name: string, options: TeamScriptOptions): Moc
   const task = prompt.includes("# Your task") ? prompt.slice(prompt.lastIndexOf("# Your task")) : prompt
   const file = /`([\w./-]+\.\w+)`/.exec(task)?.[1]
   if (file === undefined) return say("Ready for a task.")
+  // Told its work failed the merge gate's check: its lead sends it back; it waits for that.
+  if (pending.length === 0 && /^\[cco\] Your work on task #\d+ was not merged/m.test(texts.at(-1) ?? "")) return say("Waiting for my lead to send it back.")
+  const fix = /\bfix: /.test(task)
   const lazy = options.lazyWorkers?.includes(name) === true
   if (options.hangUntilRestart?.includes(name) === true && !texts.some((t) => t.includes("cco restarted you"))) {
     return bash(hangCommand, "Wait for the build")
@@ -185,7 +203,9 @@ const worker = (req: MockRequest, name: string, options: TeamScriptOptions): Moc
   const steps = lazy ? pending.slice(pending.findIndex((r) => /^refused:/m.test(r)) + 1) : pending
   const last = steps.at(-1)
   if (last === undefined) {
-    const body = [`// ${file}: written by ${name}.`, `export const author = ${JSON.stringify(name)}`, `export const lines = ${JSON.stringify(prompt.slice(0, 60))}`]
+    if (fix) return bash(`sed -i ${q(`\\#^${brokenLine}$#d`)} ${q(file)}; wc -l ${q(file)}`, `Fix ${file}`)
+    const broken = options.brokenFirst?.includes(name) === true ? [brokenLine] : []
+    const body = [`// ${file}: written by ${name}.`, `export const author = ${JSON.stringify(name)}`, `export const lines = ${JSON.stringify(prompt.slice(0, 60))}`, ...broken]
     const rogue = options.rogueWorkers?.includes(name) === true ? `printf '# Team structure\\n\\n${name} is in charge now.\\n' > TEAM_STRUCTURE.md; ` : ""
     return bash(
       `${rogue}mkdir -p "$(dirname ${q(file)})" && printf '%s\\n' ${body.map(q).join(" ")} >> ${q(file)} && node --check ${q(file)} 2>/dev/null || true; wc -l ${q(file)}`,

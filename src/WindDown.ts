@@ -3,6 +3,7 @@
 import { Clock, Deferred, Effect, Ref } from "effect"
 import type { CostSnapshot } from "./CostTracker.js"
 import type { Delivery } from "./Delivery.js"
+import { describeRun } from "./Gate.js"
 import * as H from "./Hierarchy.js"
 import type { Merges } from "./Merges.js"
 import { type EndReason, isoNow, type RunContext, type RunSummary, statusName } from "./RunContext.js"
@@ -79,11 +80,15 @@ const finish = (ctx: RunContext, deps: WindDownDeps, reason: EndReason) => {
         restarts: finalInstances.get(s.name)!.restarts,
         session: agent.sessionName(s.name)
       })),
-      costs
+      costs,
+      checks: yield* Ref.get(ctx.checks)
     }
     yield* Ref.set(ended, { at: yield* isoNow, reason })
     yield* writeState
-    yield* runLog.log("run.finished", { reason, commitsOnTarget, merges: summary.merges.length, durationMs: summary.durationMs, costUsd: costs.total.usd })
+    yield* runLog.log("run.finished", {
+      reason, commitsOnTarget, merges: summary.merges.length, durationMs: summary.durationMs, costUsd: costs.total.usd,
+      ...(config.checkCommand === undefined ? {} : { checks: summary.checks })
+    })
     return summary
   })
 }
@@ -91,7 +96,7 @@ const finish = (ctx: RunContext, deps: WindDownDeps, reason: EndReason) => {
 export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
   const { config, run, git, runLog, specs, specOf, top, topWorktree, startCommit, target, board, instances, end, locked } = ctx
   const { send, stopInstance, writeTeamStructure } = deps
-  const { mergeClean } = deps.merges
+  const { gate, mergeChecked, mergeClean } = deps.merges
 
   const windDown = (reason: EndReason) =>
     Effect.gen(function*() {
@@ -103,24 +108,47 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
       yield* Effect.all([deps.stopHealthChecks, deps.stopRotation, deps.stopDeliveries], { concurrency: "unbounded", discard: true })
       yield* runLog.log("run.ending", { reason })
       yield* Effect.forEach(specs, (spec) => stopInstance(spec.name), { discard: true, concurrency: "unbounded" })
-      yield* locked(Effect.gen(function*() {
+      // With the merge gate, each upward merge takes the git lock itself, around its steps (not its check).
+      const gated = gate.enabled
+      const upward = (lead: H.InstanceSpec, report: H.InstanceSpec) => gated ? mergeChecked(lead, report) : mergeClean(lead, report)
+      const moveUp = Effect.gen(function*() {
         // At a limit, reported work moves up first; uncommitted work is then saved on each instance's own
         // branch only, so it never reaches the target branch unreviewed.
         if (reason !== "project-done" && reason !== "interrupted") {
           const b = yield* Ref.get(board)
           for (const em of specs.filter((s) => s.role === "em")) {
             for (const w of em.reports) {
-              if (H.currentTask(b, w)?.status === "done") yield* mergeClean(em, specOf.get(w)!)
+              if (H.currentTask(b, w)?.status === "done") yield* upward(em, specOf.get(w)!)
             }
-            if (em.lead !== undefined) yield* mergeClean(specOf.get(em.lead)!, em)
+            if (em.lead !== undefined) yield* upward(specOf.get(em.lead)!, em)
           }
         }
+      })
+      if (gated) yield* moveUp
+      yield* locked(Effect.gen(function*() {
+        if (!gated) yield* moveUp
         // Each in its own worktree (its own index and branch): eight at a time.
         yield* Effect.forEach(specs.filter((s) => s !== top), (spec) => saveWork(ctx, spec), { discard: true, concurrency: 8 })
       }))
       yield* writeTeamStructure(`run ended: ${reason}`)
+      // With the merge gate, never a target commit whose check failed: checked now unless it holds what passed.
+      const failedCheck = gated
+        ? yield* gate.verifyForPush(top, { checkNow: reason !== "interrupted" }).pipe(Effect.catchAll((e) => Effect.succeed(e)))
+        : undefined
       // Never a target branch whose new commits add conflict markers or huge files: origin keeps the last good push.
       yield* locked(Effect.gen(function*() {
+        if (failedCheck !== undefined) {
+          return yield* runLog.log("push.refused", {
+            branch: target,
+            problems: [
+              failedCheck === "not checked"
+                ? "its last commits were not checked (the run was interrupted)"
+                : "_tag" in failedCheck
+                ? `the check could not run: ${failedCheck.message}`
+                : `the check failed on it: ${describeRun(failedCheck, gate.timeoutMs)}`
+            ]
+          })
+        }
         const problems = yield* git.vetCommits(topWorktree, startCommit, target, { ccoOwned: false })
         if (problems.length > 0) return yield* runLog.log("push.refused", { branch: target, problems })
         yield* git.push(topWorktree, target)

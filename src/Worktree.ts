@@ -270,6 +270,11 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       Effect.asVoid
     )
 
+    /** A worktree with a detached HEAD at `commit` (the merge gate's scratch worktree); no branch is checked out. */
+    const addDetachedWorktree = Effect.fn("Worktree.addDetachedWorktree")(function*(repoDir: string, worktreePath: string, commit: string) {
+      yield* administering(git(repoDir, ["worktree", "add", "--quiet", "--detach", path.resolve(worktreePath), commit]))
+    }, Effect.asVoid)
+
     const copyEnvFiles = Effect.fn("Worktree.copyEnvFiles")(function*(repoDir: string, worktreePath: string) {
       const present: Array<string> = []
       for (const name of envFileNames) {
@@ -347,6 +352,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       ensureBranch,
       ensureBranches,
       addWorktree,
+      addDetachedWorktree,
       copyEnvFiles,
       removeStaleLock,
       removeWorktree,

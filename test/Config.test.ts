@@ -311,7 +311,8 @@ const NUMBER_RANGES: ReadonlyArray<{ field: string; min: number; max: number; wh
   { field: "maxRestartsPerInstance", min: 1, max: 100, whole: true, range: "a whole number from 1 to 100" },
   { field: "maxCostUsd", min: 0.01, max: 100_000, whole: false, range: "a number of US dollars from 0.01 to 100000" },
   { field: "maxCostUsdPerInstance", min: 0.01, max: 100_000, whole: false, range: "a number of US dollars from 0.01 to 100000" },
-  { field: "maxTokens", min: 1, max: 1_000_000_000_000, whole: true, range: "a whole number from 1 to 1000000000000" }
+  { field: "maxTokens", min: 1, max: 1_000_000_000_000, whole: true, range: "a whole number from 1 to 1000000000000" },
+  { field: "checkTimeoutMinutes", min: 0.05, max: 1_440, whole: false, range: "a number of minutes from 0.05 to 1440 (a day)" }
 ]
 
 /** A FIFO at `file`; reading it blocks until a writer comes, which no test provides. */
@@ -514,6 +515,9 @@ describe("Config: accepted input", () => {
         maxCostUsd: undefined,
         maxCostUsdPerInstance: undefined,
         maxTokens: undefined,
+        setupCommand: undefined,
+        checkCommand: undefined,
+        checkTimeoutMinutes: 15,
         apiKeys: []
       })
     })))
@@ -572,6 +576,19 @@ describe("Config: accepted input", () => {
         ]
       })
       expect(String(config.apiKeys[0]!.env["ANTHROPIC_API_KEY"])).not.toContain("TOPSECRET")
+    })))
+
+  it.scoped("setupCommand and checkCommand: shell commands kept as written; empty ones and typos refused", () =>
+    withNode(Effect.gen(function*() {
+      const { config } = yield* load({ "orchestrator.json": { ...minimal, setupCommand: "npm ci", checkCommand: "npm test && npm run lint", checkTimeoutMinutes: 5 } })
+      expect([config.setupCommand, config.checkCommand, config.checkTimeoutMinutes]).toEqual(["npm ci", "npm test && npm run lint", 5])
+      expect(Config.redactedView(config)).toMatchObject({ setupCommand: "npm ci", checkCommand: "npm test && npm run lint", checkTimeoutMinutes: 5 })
+      const empty = yield* reject({ "orchestrator.json": { ...minimal, checkCommand: "  " } })
+      expect([empty.error.field, empty.error.message]).toEqual(["checkCommand", "must not be empty"])
+      const typo = yield* reject({ "orchestrator.json": { ...minimal, chekCommand: "npm test" } })
+      expect([typo.error.field, typo.error.message]).toEqual(["chekCommand", "unknown option; did you mean checkCommand?"])
+      const notText = yield* reject({ "orchestrator.json": { ...minimal, setupCommand: ["npm", "ci"] } })
+      expect(notText.error.field).toBe("setupCommand")
     })))
 
   it.scoped("claudeCommand: a path is taken from the config directory, and the edge's override wins", () =>

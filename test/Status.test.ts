@@ -1,7 +1,7 @@
 // The team table that `cco team status` answers agents with, and the one-line task both it and state.json use.
 import { describe, expect, it } from "@effect/vitest"
 import * as H from "../src/Hierarchy.js"
-import { renderTeam, taskLine } from "../src/Status.js"
+import { renderStatus, renderTeam, statusJson, taskLine } from "../src/Status.js"
 
 const at = "2026-11-28T10:00:00.000Z"
 
@@ -28,5 +28,21 @@ describe("renderTeam", () => {
     const [task] = H.markDone(H.assign(H.emptyBoard, "w", "em", "first line\nsecond line", at), "w", "ok", at).tasks
     expect(taskLine(task!, 120)).toBe("#1 done: first line")
     expect(taskLine(task!, 5)).toBe("#1 done: first")
+  })
+})
+
+describe("renderStatus: the merge gate's checks", () => {
+  const state = (checks?: { runs: number; passed: number; failed: number; totalMs: number }) => ({
+    runId: "r1", runFolder: "/runs/r1", repositoryUrl: "/repo.git", repoDir: "/runs/r1/repo", targetBranch: "main",
+    startedAt: at, deadline: "2026-11-28T12:00:00.000Z", endedAt: "2026-11-28T11:00:00.000Z", endReason: "project-done",
+    tmuxSocket: "cco", pid: 1, instances: [], board: H.emptyBoard, merges: [], ...(checks === undefined ? {} : { checks })
+  })
+  const snap = (s: ReturnType<typeof state>) => ({ folder: "/runs/r1", state: s, lock: { _tag: "NoLock" } as const, sessions: new Set<string>(), takenAt: Date.parse(at) })
+
+  it("shows how many checks ran, passed and failed and their time; nothing without checkCommand", () => {
+    const text = renderStatus(snap(state({ runs: 5, passed: 3, failed: 2, totalMs: 250_000 })))
+    expect(text).toMatch(/^checks +5 run: 3 passed, 2 failed; 4m10s in all$/m)
+    expect(statusJson(snap(state({ runs: 5, passed: 3, failed: 2, totalMs: 250_000 }))).checks).toEqual({ runs: 5, passed: 3, failed: 2, totalMs: 250_000 })
+    expect(renderStatus(snap(state()))).not.toMatch(/^checks/m)
   })
 })

@@ -2,7 +2,9 @@
 // run with either executable. (Apart from harness.ts, which the benchmarks import outside vitest.)
 import { expect } from "@effect/vitest"
 import { Effect } from "effect"
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { execFileSync } from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import type * as Orchestrator from "../src/Orchestrator.js"
@@ -96,4 +98,62 @@ export const orchestratorKilledThenResumed = (claudePath: string, extra: Readonl
     const files = filesOn(fixture.bare, "main")
     expect(files).toContain("src/em-1/worker-1.js")
     expect(files).toContain("src/em-1/worker-2.js")
+  })
+
+/** The merge-gate scenario's project check: fails (exit 3) while a file under src/ holds the line "// BROKEN". */
+export const GATE_CHECK = `if grep -rn '^// BROKEN$' src; then echo "FAIL: broken code"; exit 3; fi; echo "all good"`
+
+/** Whether GATE_CHECK passes on `commit` of the bare repository (in a throwaway clone). */
+export const gateCheckPasses = (bare: string, commit: string) => {
+  const dir = mkdtempSync(path.join(tmpdir(), "cco-gate-verify-"))
+  try {
+    execFileSync("git", ["clone", "--quiet", "--no-checkout", bare, dir])
+    execFileSync("git", ["-C", dir, "checkout", "--quiet", "--detach", commit])
+    execFileSync("sh", ["-c", GATE_CHECK], { cwd: dir, stdio: "ignore" })
+    return true
+  } catch {
+    return false
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * The merge gate in a whole run: worker-1's first change fails the project's check, so em-1's merge is refused
+ * with the check's output; em-1 sends it back, worker-1 fixes it and the fix lands. Every commit main pointed at
+ * in the origin passes the check (its reflog, pushes included); the broken commit is in its history only.
+ */
+export const failingChangeRefusedThenFixed = (claudePath: string) =>
+  Effect.gen(function*() {
+    const mock = yield* startMockModel({ brain: teamScript({ brokenFirst: ["worker-1"] }) })
+    const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, extra: { checkCommand: GATE_CHECK, checkTimeoutMinutes: 2 } })
+    git(fixture.bare, "config", "core.logAllRefUpdates", "always")
+    const summary = yield* runFixture(fixture, claudePath)
+    expect(summary.reason).toBe("project-done")
+    const log = readLog(summary.runFolder)
+
+    // Refused with the exit code and the check's own lines (retried once first); worker-1 was told.
+    const refusal = log.find((l) => l.event === "team.reply" && l.command === "merge" && l.ok === false)
+    expect(String(refusal?.text)).toMatch(/^refused: the check \(.*\) failed on worker-1's work merged into main: exit code 3, and again on the retry\. main is unchanged/)
+    expect(String(refusal?.text)).toContain("src/em-1/worker-1.js:4:// BROKEN")
+    expect(String(refusal?.text)).toContain("FAIL: broken code")
+    expect(log.filter((l) => l.event === "check.failed").map((l) => [l.exitCode, l.attempt])).toEqual([[3, 1], [3, 2]])
+    // Sent back as a fix; the fix landed.
+    expect(log.some((l) => l.event === "task.assigned" && l.instance === "worker-1" && String(l.text).startsWith("fix:"))).toBe(true)
+    expect(summary.merges.map((m) => m.from.split("/").at(-1)).sort()).toEqual(["worker-1", "worker-2"])
+    const file = fileOn(fixture.bare, "main", "src/em-1/worker-1.js")
+    expect(file).toContain("written by worker-1")
+    expect(file).not.toContain("BROKEN")
+
+    const tips = git(fixture.bare, "reflog", "show", "--format=%H", "refs/heads/main").split("\n").filter((l) => l !== "")
+    expect(tips.length).toBeGreaterThan(2)
+    for (const tip of tips) expect(gateCheckPasses(fixture.bare, tip), tip).toBe(true)
+    const history = git(fixture.bare, "rev-list", "main").split("\n").filter((l) => l !== "")
+    expect(history.some((c) => !gateCheckPasses(fixture.bare, c))).toBe(true)
+
+    // Counted: the two failures and the passing checks, in the summary and in state.json.
+    expect(summary.checks.failed).toBe(2)
+    expect(summary.checks.passed).toBeGreaterThanOrEqual(2)
+    const state = JSON.parse(readFileSync(path.join(summary.runFolder, "state.json"), "utf8")) as { checks?: unknown }
+    expect(state.checks).toEqual(summary.checks)
   })

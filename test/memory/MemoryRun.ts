@@ -71,6 +71,8 @@ export interface MemoryRunOptions {
   readonly keys?: number
   readonly maxRunDurationMinutes?: number
   readonly extra?: Readonly<Record<string, unknown>>
+  /** RunOptions.answerWaitMs: how long a gated merge command holds its request. */
+  readonly answerWaitMs?: number
 }
 
 /** Runs an orchestration in memory under the TestClock; the fixture is removed when the scope closes. */
@@ -91,7 +93,8 @@ export const memoryRun = (options: MemoryRunOptions, behaviour: Behaviour) =>
       claudePath: "scripted-agent",
       clientCommand: [process.execPath, path.join(projectRoot, "bin", "cco-client.mjs")],
       projectRoot,
-      basePath: process.env.PATH ?? "/usr/bin:/bin"
+      basePath: process.env.PATH ?? "/usr/bin:/bin",
+      ...(options.answerWaitMs === undefined ? {} : { answerWaitMs: options.answerWaitMs })
     }).pipe(Effect.provide(Layer.merge(layers, NodeContext.layer)), Effect.fork)
     let busySince: number | undefined
     let steps = 0

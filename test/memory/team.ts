@@ -12,6 +12,10 @@ export interface TeamOptions {
   readonly idleLeads?: ReadonlyArray<string>
   /** Tokens each turn's API responses use. */
   readonly usagePerTurn?: { readonly input: number; readonly output: number }
+  /** Workers whose first commit holds the line BROKEN (a check that greps for it fails); their next task fixes it. */
+  readonly breakFirst?: ReadonlyArray<string>
+  /** Leads wait until every report has reported, then merge them all at once (concurrent cco team merge calls). */
+  readonly parallelMerges?: boolean
 }
 
 interface Known {
@@ -20,6 +24,10 @@ interface Known {
   task?: string
   merged: Set<string>
   reported: boolean
+  /** Reports announced done, not merged yet (parallelMerges). */
+  announced?: Set<string>
+  file?: string
+  commits?: number
 }
 
 const known = (memory: Map<string, unknown>): Known => {
@@ -50,6 +58,11 @@ const resolveAndMerge = (io: AgentIO, report: string): Effect.Effect<boolean> =>
 const mergeReport = (io: AgentIO, k: Known, report: string) =>
   Effect.gen(function*() {
     const answer = yield* io.team("merge", report)
+    // The merge gate refused it: the work goes back to its author.
+    if (/^refused: the check/.test(answer.text)) {
+      yield* io.team("assign", report, "fix: the project's check fails on your change; make it pass, commit and report done.")
+      return
+    }
     const ok = answer.status === 200 || (/^conflict merging/.test(answer.text) && (yield* resolveAndMerge(io, report)))
     if (ok) k.merged.add(report)
   })
@@ -71,7 +84,17 @@ const lead = (io: AgentIO, prompt: string, k: Known, options: TeamOptions): Effe
       return stop("Assigned the work.")
     }
     if (options.idleLeads?.includes(io.name) === true) return stop("I will review later.")
-    for (const r of reportedDone(prompt)) if (!k.merged.has(r)) yield* mergeReport(io, k, r)
+    if (options.parallelMerges === true) {
+      const announced = k.announced ??= new Set()
+      for (const r of reportedDone(prompt)) announced.add(r)
+      if (reports.every((r) => k.merged.has(r) || announced.has(r))) {
+        const now = [...announced]
+        announced.clear()
+        yield* Effect.forEach(now, (r) => mergeReport(io, k, r), { concurrency: "unbounded", discard: true })
+      }
+    } else {
+      for (const r of reportedDone(prompt)) if (!k.merged.has(r)) yield* mergeReport(io, k, r)
+    }
     if (!k.reported && reports.length > 0 && reports.every((r) => k.merged.has(r))) {
       const answer = yield* io.team("done", `${io.name}: all ${reports.length} merged.`)
       k.reported = answer.status === 200
@@ -79,13 +102,19 @@ const lead = (io: AgentIO, prompt: string, k: Known, options: TeamOptions): Effe
     return stop(k.reported ? "Reported done." : "Waiting for my team.")
   })
 
-const worker = (io: AgentIO, prompt: string, k: Known): Effect.Effect<TurnEnd> =>
+const worker = (io: AgentIO, prompt: string, k: Known, options: TeamOptions): Effect.Effect<TurnEnd> =>
   Effect.gen(function*() {
     const task = prompt.includes("# Your task") ? prompt.slice(prompt.lastIndexOf("# Your task")) : /\[cco\] New task #/.test(prompt) ? prompt : undefined
-    if (task !== undefined) k.task = task
-    const file = k.task === undefined ? undefined : /`([\w./-]+\.\w+)`/.exec(k.task)?.[1]
+    if (task !== undefined && task !== k.task) {
+      k.task = task
+      k.reported = false
+    }
+    const file = k.task === undefined ? undefined : /`([\w./-]+\.\w+)`/.exec(k.task)?.[1] ?? k.file
     if (file === undefined || k.reported) return stop("Ready for a task.")
-    yield* io.write(file, `// ${file}: written by ${io.name}.\nexport const author = ${JSON.stringify(io.name)}\n`)
+    k.file = file
+    k.commits = (k.commits ?? 0) + 1
+    const broken = k.commits === 1 && options.breakFirst?.includes(io.name) === true
+    yield* io.write(file, `// ${file}: written by ${io.name}.\nexport const author = ${JSON.stringify(io.name)}\n${broken ? "// BROKEN\n" : ""}`)
     yield* io.git("add", "-A").pipe(Effect.ignore)
     yield* io.git("commit", "-q", "-m", `${io.name}: ${file}`).pipe(Effect.ignore)
     const answer = yield* io.team("done", `Wrote ${file}.`)
@@ -104,5 +133,5 @@ export const team = (options: TeamOptions = {}): Behaviour => (io, prompt, memor
     }
     if (options.usagePerTurn !== undefined) yield* io.spend(options.usagePerTurn)
     if (k.role === undefined) return stop("I am not part of a cco team.")
-    return k.role.role === "worker" ? yield* worker(io, prompt, k) : yield* lead(io, prompt, k, options)
+    return k.role.role === "worker" ? yield* worker(io, prompt, k, options) : yield* lead(io, prompt, k, options)
   })
