@@ -13,7 +13,7 @@ import { isAlive } from "./Process.js"
 import { RunLog } from "./RunLog.js"
 import * as Secrets from "./Secrets.js"
 import { shellQuote } from "./Shell.js"
-import { Tmux } from "./Tmux.js"
+import { type SessionSpec, Tmux } from "./Tmux.js"
 import { neutralise, PANE_MAX } from "./Untrusted.js"
 
 export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
@@ -59,6 +59,8 @@ export interface AgentShape {
   readonly configDir: (instance: string) => string
   /** Prepares the config dir and starts the session; returns the generation it runs as. */
   readonly launch: (request: LaunchRequest) => Effect.Effect<number, AgentError>
+  /** Launches several instances at once (a team's start-up): their generations by instance. */
+  readonly launchMany: (requests: ReadonlyArray<LaunchRequest>) => Effect.Effect<ReadonlyMap<string, number>, AgentError>
   /** Takes over a live session of a resumed run: its token (known by its saved digest) and generation are accepted again. */
   readonly attach: (instance: string, generation: number) => Effect.Effect<boolean>
   /** Pastes text as one prompt and presses Enter; the text is neutralised first (see Untrusted.neutralise). */
@@ -183,7 +185,8 @@ export const make = (settings: AgentSettings) =>
     const fail = (instance: string, operation: string) => (e: { readonly message: string }) =>
       new AgentError({ instance, operation, message: e.message })
 
-    const launch = Effect.fn("Agent.launch")(function*(request: LaunchRequest) {
+    // Everything a launch needs before its session starts: generation, token, config dir, the session to start.
+    const prepare = Effect.fn("Agent.prepare")(function*(request: LaunchRequest) {
       const { instance } = request
       const generation = ((yield* Ref.get(generations)).get(instance) ?? -1) + 1
       yield* Ref.update(generations, (m) => new Map(m).set(instance, generation))
@@ -232,7 +235,7 @@ export const make = (settings: AgentSettings) =>
       )
       const { argv, env } = ClaudeCode.launchCommand(launchSpec)
       const session = sessionName(instance)
-      const start = tmux.newSession({
+      const spec: SessionSpec = {
         name: session,
         cwd: request.worktree,
         command: argv,
@@ -241,22 +244,52 @@ export const make = (settings: AgentSettings) =>
         width: 200,
         height: 50,
         logFile: runLog.sessionLogPath(instance)
-      })
-      // A session of that name still there (one that outlived its orchestrator) is replaced.
-      yield* start.pipe(
+      }
+      return { request, generation, continueSession, spec }
+    })
+
+    type Prepared = Effect.Effect.Success<ReturnType<typeof prepare>>
+
+    // A session of that name still there (one that outlived its orchestrator) is replaced.
+    const startOne = (p: Prepared) => {
+      const start = tmux.newSession(p.spec)
+      return start.pipe(
         Effect.catchTag("TmuxCommandFailed", (e) =>
-          /duplicate session/.test(e.stderr) ? tmux.killSession(session).pipe(Effect.ignore, Effect.zipRight(start)) : Effect.fail(e)),
-        Effect.mapError(fail(instance, "start session"))
+          /duplicate session/.test(e.stderr) ? tmux.killSession(p.spec.name).pipe(Effect.ignore, Effect.zipRight(start)) : Effect.fail(e)),
+        Effect.mapError(fail(p.request.instance, "start session"))
       )
-      yield* runLog.log("instance.launched", {
-        instance,
-        generation,
-        credential: request.credential.name,
-        resume: continueSession,
-        session,
-        attach: `tmux -L ${tmux.socket} attach -t ${session}`
+    }
+
+    const launched = (p: Prepared) =>
+      runLog.log("instance.launched", {
+        instance: p.request.instance,
+        generation: p.generation,
+        credential: p.request.credential.name,
+        resume: p.continueSession,
+        session: p.spec.name,
+        attach: `tmux -L ${tmux.socket} attach -t ${p.spec.name}`
       })
-      return generation
+
+    const launch = Effect.fn("Agent.launch")(function*(request: LaunchRequest) {
+      const p = yield* prepare(request)
+      yield* startOne(p)
+      yield* launched(p)
+      return p.generation
+    })
+
+    // A team's start-up: every launch prepared first, then all sessions in one tmux call (one process, before the
+    // CPUs fill with starting CLIs); when that call fails (a session of the same name was left by an earlier
+    // orchestrator, say), every session is started one by one instead.
+    const launchMany = Effect.fn("Agent.launchMany")(function*(requests: ReadonlyArray<LaunchRequest>) {
+      const prepared = yield* Effect.forEach(requests, prepare, { concurrency: 8 })
+      const together = yield* tmux.newSessions(prepared.map((p) => p.spec)).pipe(Effect.either)
+      if (together._tag === "Left") {
+        // Sessions the failed call did start lost their env files with it: each is started afresh, on its own.
+        yield* tmux.killSessions(prepared.map((p) => p.spec.name)).pipe(Effect.ignore)
+        yield* Effect.forEach(prepared, startOne, { discard: true })
+      }
+      yield* Effect.forEach(prepared, launched, { discard: true })
+      return new Map(prepared.map((p) => [p.request.instance, p.generation] as const)) as ReadonlyMap<string, number>
     })
 
     // Every prompt reaches the pane here, whoever composed it and whatever agent text it quotes: as text that can
@@ -347,6 +380,7 @@ export const make = (settings: AgentSettings) =>
       sessionName,
       configDir,
       launch,
+      launchMany,
       deliver,
       interrupt: (instance) =>
         tmux.sendKeys(sessionName(instance), ["Escape"]).pipe(Effect.mapError(fail(instance, "interrupt"))),

@@ -1,5 +1,5 @@
-// Launching the team: every worktree, then the top (given the direction at once), then the rest together; a resumed run takes over
-// the sessions that survived and restarts the others where they left off.
+// Launching the team: every worktree, the top given the direction at once, then all sessions started together; a
+// resumed run takes over the sessions that survived and restarts the others where they left off.
 import { Clock, Effect } from "effect"
 import type { Credential } from "./Agent.js"
 import type { Delivery } from "./Delivery.js"
@@ -75,9 +75,25 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
       }), { concurrency: 4, discard: true })
   })
 
+  // A new run's team, all sessions started together (Agent.launchMany: one tmux call).
+  const startTeam = Effect.gen(function*() {
+    const credentials = yield* Effect.forEach(specs, (spec) => credentialFor(spec.name))
+    const generations = yield* agent.launchMany(specs.map((spec, i) => ({
+      instance: spec.name,
+      worktree: worktrees.get(spec.name)!,
+      credential: credentials[i]!,
+      continueSession: false
+    })))
+    const launchedAt = yield* Clock.currentTimeMillis
+    yield* Effect.forEach(specs, (spec, i) =>
+      update(spec.name, (inst) => Instances.relaunched(inst, generations.get(spec.name)!, credentials[i]!.name, launchedAt)).pipe(
+        Effect.zipRight(costTracker.setCredential(spec.name, credentials[i]!.name))
+      ), { discard: true })
+  })
+
   /**
-   * The team launched: every worktree first (git work does not queue behind starting CLIs), then the top, given
-   * the direction at once (it takes it as soon as its session is ready), then everyone else together.
+   * The team launched: every worktree first (git work does not queue behind starting CLIs), the top given the
+   * direction at once (it takes it as soon as its session is ready), then every session started together.
    */
   const launchAll = (direction: string) =>
     Effect.gen(function*() {
@@ -87,11 +103,17 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
       // Sessions that survive a resume may run team commands at once: every worktree is there before any starts.
       yield* Effect.forEach(specs.filter((s) => s !== top), makeWorktree, { concurrency: 8, discard: true })
       yield* setUpWorktrees
-      yield* startInstance(top)
-      // (A resumed run may hold the top's role prompt in its outbox already.)
-      const topNow = yield* get(top.name)
-      if (!topNow.prompted && !topNow.roleQueued) yield* send(top.name, rolePrompt(top, direction), { role: true })
-      yield* Effect.forEach(specs.filter((s) => s !== top), startInstance, { concurrency: "unbounded", discard: true })
+      if (run.previous === undefined) {
+        // The top's direction waits in its outbox and goes in as soon as its session is ready.
+        yield* send(top.name, rolePrompt(top, direction), { role: true })
+        yield* startTeam
+      } else {
+        yield* startInstance(top)
+        // (A resumed run may hold the top's role prompt in its outbox already.)
+        const topNow = yield* get(top.name)
+        if (!topNow.prompted && !topNow.roleQueued) yield* send(top.name, rolePrompt(top, direction), { role: true })
+        yield* Effect.forEach(specs.filter((s) => s !== top), startInstance, { concurrency: "unbounded", discard: true })
+      }
       yield* writeState
       yield* runLog.log("run.started", { instances: specs.length, target, attach: `tmux -L ${tmux.socket} attach -t ${agent.sessionName(top.name)}` })
     })

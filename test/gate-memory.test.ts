@@ -109,10 +109,15 @@ describe("merge gate (in memory)", () => {
         expect.stringMatching(/^merged worker-\d into main \(\w+\); the check .* passed after \d+ s in the merge queue/)
       ])
       expect(summary.merges.map((m) => m.from.split("/").at(-1)).sort()).toEqual(["worker-1", "worker-2"])
-      // The results reached em-1 as prompts.
+      // The results reached em-1 as [cco] messages: pasted as prompts, or (a result that came as the run ended:
+      // nothing is pasted during the wind-down) still waiting in its outbox in state.json.
       const prompts = (yield* Ref.get(run.control.prompts)).filter((p) => p.instance === "em-1").map((p) => p.text)
+      const state = JSON.parse(readFileSync(path.join(summary.runFolder, "state.json"), "utf8")) as {
+        readonly instances: ReadonlyArray<{ readonly name: string; readonly outbox?: ReadonlyArray<string> }>
+      }
+      const waiting = state.instances.find((i) => i.name === "em-1")?.outbox ?? []
       // (Two messages that arrive while em-1 is busy reach it as one prompt.)
-      const results = prompts.flatMap((t) => [...t.matchAll(/\[cco\] The result of your cco team merge (worker-\d): merged \1 into main/g)].map((m) => m[1]))
+      const results = [...prompts, ...waiting].flatMap((t) => [...t.matchAll(/\[cco\] The result of your cco team merge (worker-\d): merged \1 into main/g)].map((m) => m[1]))
       expect(results.sort()).toEqual(["worker-1", "worker-2"])
     }), 60_000)
 

@@ -289,6 +289,8 @@ export const makeScriptedAgent = (site: RunSite, behaviour: Behaviour, control: 
       sessionName,
       configDir,
       launch,
+      launchMany: (requests) =>
+        Effect.map(Effect.forEach(requests, (r) => Effect.map(launch(r), (g) => [r.instance, g] as const)), (pairs) => new Map(pairs)),
       attach: () => Effect.succeed(false),
       deliver,
       interrupt,
