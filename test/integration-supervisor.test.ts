@@ -46,7 +46,8 @@ describe("supervisor with the fake agent", () => {
         return { ...reply, tools: [{ name: "Bash", input: { command: `${command.split("; cco team assign worker-2")[0]}; sleep 31` } }] }
       }
       const mock = yield* startMockModel({ brain })
-      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, extra: { ...fast, idleAfterSeconds: 60 } })
+      // No idle nudge and, on a loaded machine, no stuck nudge of a slow turn: the restart notice alone must do.
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, extra: { ...fast, idleAfterSeconds: 60, stuckAfterSeconds: 30 } })
       const run = yield* Effect.fork(runFixture(fixture, fakeClaudeBin))
       const log = yield* waitFor("worker-1's assignment", Effect.sync(() => {
         const lines = readLog(latestRun(fixture))
