@@ -5,7 +5,7 @@
 // Supervision (→ Restarts) ← Rotation, CostWatch → WindDown. `orchestrate` composes them in that order.
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import { Clock, Effect, FiberMap, Layer, Queue } from "effect"
+import { Clock, Effect, FiberMap, Layer, Queue, Ref } from "effect"
 import { Agent, type AgentError } from "./Agent.js"
 import * as Auth from "./Auth.js"
 import type { ResolvedConfig } from "./Config.js"
@@ -128,7 +128,8 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
     const merges = makeMerges(ctx)
     const teamCommands = makeTeamCommands(ctx, { send, merges, rolePrompt, boardChanged, writeTeamStructure })
     yield* events.setTeamHandler(teamCommands.onTeam)
-    yield* addExitFinalizer(ctx, writeState)
+    const allStopped = yield* Ref.make(false)
+    yield* addExitFinalizer(ctx, writeState, allStopped)
 
     const credentialFor = makeCredentialFor(ctx)
     yield* makeLaunch(ctx, { makeWorktree, credentialFor, delivery, rolePrompt, writeState, writeTeamStructure }).launchAll(layout.direction)
@@ -148,6 +149,7 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
       stopHealthChecks: supervision.stopHealthChecks(supervisors),
       stopRotation: rotation.stop,
       stopDeliveries: delivery.stop,
+      allStopped,
       writeState,
       writeTeamStructure,
       pollCosts: costWatch.pollCosts

@@ -2,7 +2,7 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { PlatformError } from "@effect/platform/Error"
-import { Clock, Context, Effect, Layer } from "effect"
+import { Clock, Context, Deferred, Effect, Layer } from "effect"
 import { neutraliseValue, STATE_MAX } from "./Untrusted.js"
 
 export interface RunLogShape {
@@ -96,14 +96,32 @@ export const make = (
         size += bytes
       })
 
+    // Group commit: a line waits in `pending`; whoever holds the write lock appends every pending line in one write,
+    // in the order they came, and tells their listeners. A burst of lines (26 instances' hooks) costs one write, not
+    // one open/append/close each, and `log` still returns once its own line is written.
+    let pending: Array<{ readonly text: string; readonly line: LogLine; readonly written: Deferred.Deferred<void> }> = []
+    const writePending = Effect.gen(function*() {
+      const batch = pending
+      pending = []
+      if (batch.length === 0) return
+      yield* append(batch.map((b) => b.text).join("")).pipe(
+        Effect.catchAll((e) => Effect.logWarning(`combined.log write failed: ${e.message}`))
+      )
+      for (const b of batch) {
+        listeners.forEach((l) => l(b.line))
+        yield* Deferred.succeed(b.written, undefined)
+      }
+    })
+
     // The time is the Clock's: a run under the TestClock logs its virtual time.
     const log = (event: string, fields: Readonly<Record<string, unknown>> = {}) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      Effect.gen(function*() {
+        const now = yield* Clock.currentTimeMillis
         const line = neutraliseValue({ time: new Date(now).toISOString(), event, ...fields }) as LogLine
-        return lock.withPermits(1)(append(JSON.stringify(line) + "\n")).pipe(
-          Effect.tap(() => Effect.sync(() => listeners.forEach((l) => l(line)))),
-          Effect.catchAll((e) => Effect.logWarning(`combined.log write failed: ${e.message}`))
-        )
+        const written = yield* Deferred.make<void>()
+        pending.push({ text: JSON.stringify(line) + "\n", line, written })
+        // An earlier holder of the lock may have written this line already.
+        yield* lock.withPermits(1)(Effect.flatMap(Deferred.isDone(written), (done) => done ? Effect.void : writePending))
       })
 
     const stateLock = yield* Effect.makeSemaphore(1)

@@ -11,10 +11,13 @@ import * as Supervisor from "./Supervisor.js"
 
 // Whatever ends this run — even an interrupt during start-up — no session of it is left running,
 // and state.json says how it ended.
-export const addExitFinalizer = (ctx: RunContext, writeState: Effect.Effect<void>) =>
+export const addExitFinalizer = (ctx: RunContext, writeState: Effect.Effect<void>, allStopped: Ref.Ref<boolean>) =>
   Effect.addFinalizer(() =>
     Effect.gen(function*() {
-      yield* Effect.forEach(ctx.specs, (spec) => ctx.agent.stop(spec.name), { discard: true, concurrency: "unbounded" })
+      // (A wind-down that got as far as stopping every instance leaves nothing to stop.)
+      if (!(yield* Ref.get(allStopped))) {
+        yield* Effect.forEach(ctx.specs, (spec) => ctx.agent.stop(spec.name), { discard: true, concurrency: "unbounded" })
+      }
       if ((yield* Ref.get(ctx.ended)) !== undefined) return
       const endedAt = yield* Clock.currentTimeMillis
       yield* Ref.set(ctx.ended, { at: new Date(endedAt).toISOString(), reason: "interrupted" as EndReason })
@@ -30,6 +33,8 @@ export interface WindDownDeps {
   readonly stopHealthChecks: Effect.Effect<void>
   /** Interrupts the instances' rotation fibers, a wait for a credential's reset included. */
   readonly stopRotation: Effect.Effect<void>
+  /** Set once every instance is stopped (the exit finalizer then has none to stop). */
+  readonly allStopped: Ref.Ref<boolean>
   /** Stops the delivery fibers and pending reminders: nothing is pasted into a session being stopped. */
   readonly stopDeliveries: Effect.Effect<void>
   readonly writeState: Effect.Effect<void>
@@ -42,6 +47,8 @@ const saveWork = (ctx: RunContext, spec: H.InstanceSpec) => {
   const { worktrees, git, run, startCommit, runLog } = ctx
   return Effect.gen(function*() {
     const dir = worktrees.get(spec.name)!
+    // Most worktrees are clean at the end: one git call for them.
+    if (yield* git.isClean(dir)) return
     if (yield* git.mergeInProgress(dir)) return
     if (yield* git.commitAll(dir, `cco: work in progress of ${spec.name} at the end of run ${run.runId}`)) {
       // `git add -A` takes whatever lies in the worktree: a huge file stays in the run's clone, never pushed.
@@ -108,6 +115,7 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
       yield* Effect.all([deps.stopHealthChecks, deps.stopRotation, deps.stopDeliveries], { concurrency: "unbounded", discard: true })
       yield* runLog.log("run.ending", { reason })
       yield* Effect.forEach(specs, (spec) => stopInstance(spec.name), { discard: true, concurrency: "unbounded" })
+      yield* Ref.set(deps.allStopped, true)
       // With the merge gate, each upward merge takes the git lock itself, around its steps (not its check).
       const gated = gate.enabled
       const upward = (lead: H.InstanceSpec, report: H.InstanceSpec) => gated ? mergeChecked(lead, report) : mergeClean(lead, report)
