@@ -13,7 +13,7 @@ import { isAlive } from "./Process.js"
 import { RunLog } from "./RunLog.js"
 import * as Secrets from "./Secrets.js"
 import { shellQuote } from "./Shell.js"
-import { type SessionSpec, Tmux } from "./Tmux.js"
+import { type PaneInfo, type SessionSpec, Tmux } from "./Tmux.js"
 import { neutralise, PANE_MAX } from "./Untrusted.js"
 
 export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
@@ -67,6 +67,8 @@ export interface AgentShape {
   readonly deliver: (instance: string, text: string) => Effect.Effect<void, AgentError>
   readonly interrupt: (instance: string) => Effect.Effect<void, AgentError>
   readonly stop: (instance: string) => Effect.Effect<void>
+  /** Stops several instances at once (the wind-down), as `stop` does each. */
+  readonly stopMany: (instances: ReadonlyArray<string>) => Effect.Effect<void>
   readonly isAlive: (instance: string) => Effect.Effect<boolean>
 }
 
@@ -309,43 +311,65 @@ export const make = (settings: AgentSettings) =>
     // A killed session's claude keeps writing (SessionEnd hook, transcript) for a moment: wait for it to exit
     // before anything reuses its config dir, and end it by its own pid if it lingers. What the instance started
     // (its tools' processes, in process groups and sessions of their own) is ended with it.
+    // After its session was killed: the CLI (pane pid) and every process it started, ended. `tree` holds what was
+    // below the CLI when the session was killed.
+    const endProcesses = (instance: string, pid: number | undefined, tree: Set<number>) =>
+      Effect.gen(function*() {
+        const snapshot = pid === undefined ? Effect.void : processTreeNow.pipe(
+          Effect.map((table) => descendants(table, pid).forEach((p) => tree.add(p)))
+        )
+        if (pid !== undefined) {
+          // Looked at again while the CLI exits: a tool it starts meanwhile is orphaned as soon as it is gone. Two
+          // seconds to exit on its own (its transcript is written as it goes), then SIGTERM, then SIGKILL: a
+          // wind-down of a whole team on a loaded machine must not wait for 26 slow exits.
+          const exitWithin = (ms: number) =>
+            Effect.gen(function*() {
+              for (let i = 0; i < ms / 100 && isAlive(pid); i++) yield* Effect.sleep(Duration.millis(100)).pipe(Effect.zipRight(snapshot))
+            })
+          yield* exitWithin(2000)
+          if (isAlive(pid)) {
+            signal(pid, "SIGTERM")
+            yield* exitWithin(1000)
+            if (isAlive(pid)) signal(pid, "SIGKILL")
+            yield* runLog.log("instance.killed", { instance, pid })
+          }
+        }
+        const ended = new Set<number>()
+        // A few rounds: a survivor may start another process before its signal lands.
+        for (let round = 0; round < 3; round++) {
+          const marked = (yield* identitiesNow).get(instance) ?? []
+          const left = [...new Set([...(round === 0 ? tree : []), ...marked])].filter((p) => p !== process.pid && isAlive(p))
+          if (left.length === 0) break
+          left.forEach((p) => (ended.add(p), signal(p, "SIGTERM")))
+          for (let i = 0; i < 10 && left.some(isAlive); i++) yield* Effect.sleep(Duration.millis(100))
+          left.filter(isAlive).forEach((p) => signal(p, "SIGKILL"))
+        }
+        if (ended.size > 0) yield* runLog.log("instance.children-ended", { instance, pids: [...ended] })
+      })
+
+    const treeBelow = (pid: number | undefined): Effect.Effect<Set<number>> =>
+      pid === undefined ? Effect.succeed(new Set<number>()) : Effect.map(processTreeNow, (table) => new Set(descendants(table, pid)))
+
     const stop = Effect.fn("Agent.stop")(function*(instance: string) {
       const session = sessionName(instance)
       const info = yield* tmux.paneInfo(session).pipe(Effect.option)
       const pid = Option.isSome(info) && info.value.pid > 1 ? info.value.pid : undefined
-      const tree = new Set<number>()
-      const snapshot = pid === undefined ? Effect.void : processTreeNow.pipe(
-        Effect.map((table) => descendants(table, pid).forEach((p) => tree.add(p)))
-      )
-      yield* snapshot
+      const tree = yield* treeBelow(pid)
       yield* tmux.killSession(session).pipe(Effect.ignore)
-      if (pid !== undefined) {
-        // Looked at again while the CLI exits: a tool it starts meanwhile is orphaned as soon as it is gone. Two
-        // seconds to exit on its own (its transcript is written as it goes), then SIGTERM, then SIGKILL: a wind-down
-        // of a whole team on a loaded machine must not wait for 26 slow exits.
-        const exitWithin = (ms: number) =>
-          Effect.gen(function*() {
-            for (let i = 0; i < ms / 100 && isAlive(pid); i++) yield* Effect.sleep(Duration.millis(100)).pipe(Effect.zipRight(snapshot))
-          })
-        yield* exitWithin(2000)
-        if (isAlive(pid)) {
-          signal(pid, "SIGTERM")
-          yield* exitWithin(1000)
-          if (isAlive(pid)) signal(pid, "SIGKILL")
-          yield* runLog.log("instance.killed", { instance, pid })
-        }
-      }
-      const ended = new Set<number>()
-      // A few rounds: a survivor may start another process before its signal lands.
-      for (let round = 0; round < 3; round++) {
-        const marked = (yield* identitiesNow).get(instance) ?? []
-        const left = [...new Set([...(round === 0 ? tree : []), ...marked])].filter((p) => p !== process.pid && isAlive(p))
-        if (left.length === 0) break
-        left.forEach((p) => (ended.add(p), signal(p, "SIGTERM")))
-        for (let i = 0; i < 10 && left.some(isAlive); i++) yield* Effect.sleep(Duration.millis(100))
-        left.filter(isAlive).forEach((p) => signal(p, "SIGKILL"))
-      }
-      if (ended.size > 0) yield* runLog.log("instance.children-ended", { instance, pids: [...ended] })
+      yield* endProcesses(instance, pid, tree)
+    })
+
+    // A whole team at once (the wind-down): one tmux call for the panes, one to kill every session, and the
+    // processes of all ended together.
+    const stopMany = Effect.fn("Agent.stopMany")(function*(instances: ReadonlyArray<string>) {
+      const panes = yield* tmux.paneInfos(settings.sessionPrefix).pipe(Effect.orElseSucceed(() => new Map<string, PaneInfo>()))
+      const pids = new Map(instances.map((i) => {
+        const pane = panes.get(sessionName(i))
+        return [i, pane !== undefined && pane.pid > 1 ? pane.pid : undefined] as const
+      }))
+      const trees = new Map(yield* Effect.forEach(instances, (i) => Effect.map(treeBelow(pids.get(i)), (t) => [i, t] as const)))
+      yield* tmux.killSessions(instances.map(sessionName)).pipe(Effect.ignore)
+      yield* Effect.forEach(instances, (i) => endProcesses(i, pids.get(i), trees.get(i)!), { concurrency: "unbounded", discard: true })
     })
 
     const attach = Effect.fn("Agent.attach")(function*(instance: string, generation: number) {
@@ -385,6 +409,7 @@ export const make = (settings: AgentSettings) =>
       interrupt: (instance) =>
         tmux.sendKeys(sessionName(instance), ["Escape"]).pipe(Effect.mapError(fail(instance, "interrupt"))),
       stop,
+      stopMany,
       isAlive: (instance) =>
         tmux.paneInfo(sessionName(instance)).pipe(
           Effect.map((info) => !info.dead),

@@ -135,7 +135,7 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
     yield* makeLaunch(ctx, { makeWorktree, credentialFor, delivery, rolePrompt, writeState, writeTeamStructure }).launchAll(layout.direction)
 
     const snapshots = yield* makePaneSnapshots(ctx)
-    const { restart, stopInstance } = makeRestarts(ctx, { send, credentialFor, writeState, dropSnapshots: snapshots.dropSnapshots })
+    const { restart, stopInstances } = makeRestarts(ctx, { send, credentialFor, writeState, dropSnapshots: snapshots.dropSnapshots })
     const rotation = yield* makeRotation(ctx, { send, restart })
     const supervision = yield* makeSupervision(ctx, snapshots, restart)
     const supervisors = yield* FiberMap.make<string>()
@@ -145,7 +145,7 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
     const { awaitEnd, windDown, finish } = makeWindDown(ctx, {
       send,
       merges,
-      stopInstance,
+      stopInstances,
       stopHealthChecks: supervision.stopHealthChecks(supervisors),
       stopRotation: rotation.stop,
       stopDeliveries: delivery.stop,

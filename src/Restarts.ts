@@ -26,7 +26,7 @@ export interface RestartDeps {
 /** What restarts use of the run. */
 export type RestartContext = Pick<RunContext, "update" | "get" | "instances" | "board" | "worktrees"> & {
   readonly config: Pick<ResolvedConfig, "maxRestartsPerInstance">
-  readonly agent: Pick<AgentShape, "launch" | "stop">
+  readonly agent: Pick<AgentShape, "launch" | "stop" | "stopMany">
   readonly git: Pick<Worktree, "removeStaleLock">
   readonly runLog: Pick<RunLogShape, "log">
   readonly costTracker: Pick<CostTracker, "setCredential">
@@ -37,12 +37,15 @@ export const makeRestarts = (ctx: RestartContext, deps: RestartDeps) => {
   const { send, credentialFor, writeState, dropSnapshots } = deps
   // Stops an instance's session and every process it started; then a git lock one of them left in its
   // worktree (a commit cut short) is stale, and removed so that git works there again.
-  const stopInstance = (name: string) =>
-    agent.stop(name).pipe(
-      Effect.zipRight(git.removeStaleLock(worktrees.get(name)!)),
+  const staleLockRemoved = (name: string) =>
+    git.removeStaleLock(worktrees.get(name)!).pipe(
       Effect.flatMap((lock) => lock === undefined ? Effect.void : runLog.log("worktree.lock-removed", { instance: name, file: lock })),
       Effect.catchAll((e) => runLog.log("worktree.lock-check-failed", { instance: name, message: e.message }))
     )
+  const stopInstance = (name: string) => agent.stop(name).pipe(Effect.zipRight(staleLockRemoved(name)))
+  /** The whole team at once (the wind-down). */
+  const stopInstances = (names: ReadonlyArray<string>) =>
+    agent.stopMany(names).pipe(Effect.zipRight(Effect.forEach(names, staleLockRemoved, { concurrency: 8, discard: true })))
 
   const restart = (name: string, reason: string, next?: Credential) =>
     Effect.gen(function*() {
@@ -90,7 +93,7 @@ export const makeRestarts = (ctx: RestartContext, deps: RestartDeps) => {
       RunError: (e) => runLog.log("instance.restart-failed", { instance: name, reason, message: e.message })
     }))
 
-  return { stopInstance, restart }
+  return { stopInstance, stopInstances, restart }
 }
 
 export type Restarts = ReturnType<typeof makeRestarts>

@@ -29,7 +29,7 @@ export const addExitFinalizer = (ctx: RunContext, writeState: Effect.Effect<void
 export interface WindDownDeps {
   readonly send: Delivery["send"]
   readonly merges: Merges
-  readonly stopInstance: (name: string) => Effect.Effect<void>
+  readonly stopInstances: (names: ReadonlyArray<string>) => Effect.Effect<void>
   readonly stopHealthChecks: Effect.Effect<void>
   /** Interrupts the instances' rotation fibers, a wait for a credential's reset included. */
   readonly stopRotation: Effect.Effect<void>
@@ -102,7 +102,7 @@ const finish = (ctx: RunContext, deps: WindDownDeps, reason: EndReason) => {
 
 export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
   const { config, run, git, runLog, specs, specOf, top, topWorktree, startCommit, target, board, instances, end, locked } = ctx
-  const { send, stopInstance, writeTeamStructure } = deps
+  const { send, stopInstances, writeTeamStructure } = deps
   const { gate, mergeChecked, mergeClean } = deps.merges
 
   const windDown = (reason: EndReason) =>
@@ -114,7 +114,7 @@ export const makeWindDown = (ctx: RunContext, deps: WindDownDeps) => {
         Effect.succeed({ ok: false, text: "refused: the run is ending; cco saves the work in your worktree on your branch" }))
       yield* Effect.all([deps.stopHealthChecks, deps.stopRotation, deps.stopDeliveries], { concurrency: "unbounded", discard: true })
       yield* runLog.log("run.ending", { reason })
-      yield* Effect.forEach(specs, (spec) => stopInstance(spec.name), { discard: true, concurrency: "unbounded" })
+      yield* stopInstances(specs.map((s) => s.name))
       yield* Ref.set(deps.allStopped, true)
       // With the merge gate, each upward merge takes the git lock itself, around its steps (not its check).
       const gated = gate.enabled

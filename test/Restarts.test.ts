@@ -22,7 +22,7 @@ const setup = (launch: (request: LaunchRequest) => Effect.Effect<number, AgentEr
       instances,
       board: yield* Ref.make(H.emptyBoard),
       worktrees: new Map([["w1", "/tmp/w1"]]),
-      agent: { launch: (request) => Effect.zipRight(Effect.sync(() => launches.push(request)), launch(request)), stop: () => Effect.void },
+      agent: { launch: (request) => Effect.zipRight(Effect.sync(() => launches.push(request)), launch(request)), stop: () => Effect.void, stopMany: () => Effect.void },
       git: { removeStaleLock: () => Effect.succeed(undefined) },
       runLog: { log: (event, fields) => Effect.sync(() => void logs.push({ event, ...fields })) },
       costTracker: { setCredential: () => Effect.void }

@@ -283,6 +283,8 @@ export const makeScriptedAgent = (site: RunSite, behaviour: Behaviour, control: 
         yield* draw(instance, (s) => (s.title = IDLE_TITLE))
       })
 
+    const stopOne = (instance: string) => stopProcess(instance).pipe(Effect.zipRight(tmux.killSession(sessionName(instance)).pipe(Effect.ignore)))
+
     return Agent.of({
       settings,
       version: Effect.succeed("scripted (in memory)"),
@@ -294,7 +296,8 @@ export const makeScriptedAgent = (site: RunSite, behaviour: Behaviour, control: 
       attach: () => Effect.succeed(false),
       deliver,
       interrupt,
-      stop: (instance) => stopProcess(instance).pipe(Effect.zipRight(tmux.killSession(sessionName(instance)).pipe(Effect.ignore))),
+      stop: (instance) => stopOne(instance),
+      stopMany: (instances) => Effect.forEach(instances, stopOne, { discard: true }),
       isAlive: (instance) => Effect.map(session(instance), (s) => s !== undefined && !s.dead)
     } satisfies AgentShape)
   })
