@@ -24,6 +24,8 @@ export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
 export interface Credential {
   readonly name: string
   readonly env: Readonly<Record<string, Redacted.Redacted<string>>>
+  /** A subscription login dir (api-keys.json `claudeConfigDir`): its login is shared through the run's account dir. */
+  readonly loginDir?: string
 }
 
 export interface AgentSettings {

@@ -6,7 +6,8 @@ import { backoff, defaultPolicy, type PoolPolicy } from "./CoolingPolicy.js"
 /** The name of the user's own login in the pool, in logs and in state.json. */
 export const OAUTH_CREDENTIAL = "oauth"
 
-export type CredentialKind = "oauth" | "api-key"
+/** The user's own login, an API key, a subscription token (CLAUDE_CODE_OAUTH_TOKEN), a subscription login dir. */
+export type CredentialKind = "oauth" | "api-key" | "token" | "login"
 
 export class AllCredentialsCooling extends Schema.TaggedError<AllCredentialsCooling>()("AllCredentialsCooling", {
   /** The earliest time a credential becomes usable again. */

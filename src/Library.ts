@@ -4,8 +4,8 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Cause, Data, Effect, Exit, Fiber, Option, ParseResult, PubSub, Queue, Redacted, Schema, Scope, Stream, Take } from "effect"
-import { ApiKeysFile, toCredentials } from "./ApiKeysFile.js"
-import { decodeOptions, type ResolvedConfig, resolveConfig } from "./Config.js"
+import { ApiKeysFile, ENTRY_KEYS, ENV_KEYS, toCredentials } from "./ApiKeysFile.js"
+import { decodeOptions, loginDirResolver, type ResolvedConfig, resolveConfig } from "./Config.js"
 import { ConfigError, firstProblem } from "./ConfigError.js"
 import { OrchestratorFile } from "./OrchestratorFile.js"
 import * as RunLayers from "./RunLayers.js"
@@ -92,16 +92,16 @@ export const makeConfig = Effect.fn("Library.makeConfig")(
         Effect.mapError((e) =>
           toConfigError(e, ["apiKeys"], (p) =>
             p.length === 1
-              ? { kind: "field", keys: ["name", "env"] }
+              ? { kind: "field", keys: ENTRY_KEYS }
               : p.length === 2 && p[1] === "env"
-              ? { kind: "variable", keys: ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"] }
+              ? { kind: "variable", keys: ENV_KEYS }
               : undefined)
         )
       )
     if (file.authMode !== "oauth" && entries.length === 0) {
       return yield* new ConfigError({ file: CONFIG_INPUT, field: "apiKeys", message: `authMode "${file.authMode}" needs at least one API key` })
     }
-    return yield* resolveConfig(file, toCredentials(entries), { dir, source: CONFIG_INPUT })
+    return yield* resolveConfig(file, toCredentials(entries, loginDirResolver(path, dir)), { dir, source: CONFIG_INPUT })
   },
   Effect.provide(NodeContext.layer)
 )

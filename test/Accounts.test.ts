@@ -1,0 +1,122 @@
+// Subscription accounts in api-keys.json: the token and login-dir forms, their validation (nothing echoed), where
+// they sit in the pool (tiers, the spread), and that their values are scrubbed.
+import { FileSystem, Path } from "@effect/platform"
+import { NodeContext } from "@effect/platform-node"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either, Redacted } from "effect"
+import { homedir } from "node:os"
+import type { ApiKeyCredential } from "../src/ApiKeysFile.js"
+import * as Auth from "../src/Auth.js"
+import * as Config from "../src/Config.js"
+import { Pool } from "../src/CredentialPool.js"
+import * as Secrets from "../src/Secrets.js"
+import { tempDir } from "./support.js"
+
+const TOKEN = "sk-ant-oat01-TOPSECRET-0123456789abcdef"
+const KEY = "sk-ant-api03-TOPSECRET-fedcba9876543210"
+const minimal = { repositoryUrl: "https://example.test/org/repo.git", workerCount: 2 }
+
+const withNode = <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(Effect.provide(NodeContext.layer))
+
+const configDir = (apiKeys: unknown, orchestrator: object = minimal) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const dir = yield* tempDir("cco-accounts-")
+    yield* fs.writeFileString(path.join(dir, "orchestrator.json"), JSON.stringify(orchestrator))
+    yield* fs.writeFileString(path.join(dir, "api-keys.json"), JSON.stringify(apiKeys))
+    return dir
+  })
+
+const reject = (apiKeys: unknown) =>
+  Effect.gen(function*() {
+    const dir = yield* configDir(apiKeys)
+    const error = yield* Config.loadConfig(dir).pipe(Effect.flip)
+    const everything = [error.message, String(error), JSON.stringify(error)].join("\n")
+    expect(everything).not.toContain("TOPSECRET")
+    return error
+  })
+
+describe("api-keys.json: subscription forms", () => {
+  it.scoped("a token entry and a login dir entry load as kinds token and login; ~ and relative dirs are resolved", () =>
+    withNode(Effect.gen(function*() {
+      const dir = yield* configDir([
+        { name: "key-1", env: { ANTHROPIC_API_KEY: KEY } },
+        { name: "max-2", env: { CLAUDE_CODE_OAUTH_TOKEN: TOKEN } },
+        { name: "max-3", claudeConfigDir: "~/.claude-max-3" },
+        { name: "max-4", claudeConfigDir: "logins/max-4", env: { ANTHROPIC_BASE_URL: "http://127.0.0.1:9" } }
+      ])
+      const config = yield* Config.loadConfig(dir)
+      expect(config.apiKeys.map((k) => [k.name, k.kind, k.loginDir])).toEqual([
+        ["key-1", "api-key", undefined],
+        ["max-2", "token", undefined],
+        ["max-3", "login", `${homedir()}/.claude-max-3`],
+        ["max-4", "login", `${dir}/logins/max-4`]
+      ])
+      expect(Redacted.value(config.apiKeys[1]!.env.CLAUDE_CODE_OAUTH_TOKEN!)).toBe(TOKEN)
+      const view = JSON.stringify(Config.redactedView(config))
+      expect(view).not.toContain("TOPSECRET")
+      expect(view).toContain("\"kind\":\"token\"")
+    })))
+
+  it.scoped("invalid subscription entries: clear errors naming the field, no value echoed", () =>
+    withNode(Effect.gen(function*() {
+      const empty = yield* reject([{ name: "max-2", env: { CLAUDE_CODE_OAUTH_TOKEN: "" } }])
+      expect(empty.field).toBe("[0].env.CLAUDE_CODE_OAUTH_TOKEN")
+      expect(empty.message).toContain("must not be empty")
+      const both = yield* reject([{ name: "max-2", env: { CLAUDE_CODE_OAUTH_TOKEN: TOKEN, ANTHROPIC_API_KEY: KEY } }])
+      expect(both.field).toBe("[0].env")
+      expect(both.message).toContain("CLAUDE_CODE_OAUTH_TOKEN beside ANTHROPIC_API_KEY")
+      const loginWithToken = yield* reject([{ name: "max-3", claudeConfigDir: "/x", env: { CLAUDE_CODE_OAUTH_TOKEN: TOKEN } }])
+      expect(loginWithToken.field).toBe("[0].env.CLAUDE_CODE_OAUTH_TOKEN")
+      expect(loginWithToken.message).toContain("not allowed beside claudeConfigDir")
+      const emptyDir = yield* reject([{ name: "max-3", claudeConfigDir: " " }])
+      expect(emptyDir.field).toBe("[0].claudeConfigDir")
+      const typo = yield* reject([{ name: "max-3", claudeConfigDri: "/x" }])
+      expect(typo.message).toBe("unknown field; did you mean claudeConfigDir?")
+      const spaced = yield* reject([{ name: "max-2", env: { CLAUDE_CODE_OAUTH_TOKEN: `${TOKEN} x` } }])
+      expect(spaced.message).toContain("must not contain spaces")
+    })))
+})
+
+describe("the pool: subscriptions form a tier, instances spread over it", () => {
+  const keys: ReadonlyArray<ApiKeyCredential> = [
+    { name: "key-1", env: { ANTHROPIC_API_KEY: Redacted.make(KEY) }, kind: "api-key" as const },
+    { name: "max-1", env: { CLAUDE_CODE_OAUTH_TOKEN: Redacted.make(TOKEN) }, kind: "token" as const },
+    { name: "max-2", env: {}, kind: "login" as const, loginDir: "/logins/max-2" }
+  ]
+  it("tiers per mode; the user's own login is left out when it is not there and subscriptions are listed", () => {
+    const tiers = (mode: "oauth" | "api-keys-first" | "api-keys-only", own: boolean) =>
+      Either.getOrThrow(Auth.credentialsFor(mode, keys, {}, own)).map((c) => `${c.name}:${c.kind}:${c.tier}`)
+    expect(tiers("oauth", true)).toEqual(["oauth:oauth:0", "max-1:token:0", "max-2:login:0", "key-1:api-key:1"])
+    expect(tiers("oauth", false)).toEqual(["max-1:token:0", "max-2:login:0", "key-1:api-key:1"])
+    expect(tiers("api-keys-first", false)).toEqual(["key-1:api-key:0", "max-1:token:1", "max-2:login:1"])
+    expect(tiers("api-keys-only", true)).toEqual(["max-1:token:0", "max-2:login:0", "key-1:api-key:1"])
+    // Without subscriptions nothing changes: the own login stays, absent or not.
+    expect(Either.getOrThrow(Auth.credentialsFor("oauth", [keys[0]!], {}, false)).map((c) => c.name)).toEqual(["oauth", "key-1"])
+  })
+
+  it("new instances spread over the tier's usable credentials, a cooling one is skipped until its reset", () => {
+    const credentials = Either.getOrThrow(Auth.credentialsFor("oauth", keys, {}, false))
+    let state = Pool.make(credentials)
+    const on: Record<string, string> = {}
+    for (const i of ["a", "b", "c", "d"]) {
+      const r = Either.getOrThrow(Pool.acquire(state, i, 0))
+      state = r.state
+      on[i] = r.credential
+    }
+    expect(on).toEqual({ a: "max-1", b: "max-2", c: "max-1", d: "max-2" })
+    const limited = Pool.reportRateLimit(state, "max-1", 0, { resetAt: new Date(120_000) })
+    expect(limited.moved).toEqual(["a", "c"])
+    const moved = Either.getOrThrow(Pool.acquire(limited.state, "a", 1000))
+    expect(moved.credential).toBe("max-2")
+    // After the reset the account is used again.
+    const after = Either.getOrThrow(Pool.acquire(moved.state, "e", 120_000))
+    expect(after.credential).toBe("max-1")
+  })
+
+  it("a token and the tokens of a login are scrubbed once remembered", () => {
+    Secrets.rememberEnv("max-1", { CLAUDE_CODE_OAUTH_TOKEN: TOKEN })
+    expect(Secrets.scrub(`failed with ${TOKEN}`)).toBe("failed with [redacted:max-1]")
+  })
+})
