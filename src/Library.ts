@@ -146,7 +146,7 @@ export type RunEvent = Data.TaggedEnum<{
 /** Constructors, `$is` and `$match` for RunEvent. */
 export const RunEvent = Data.taggedEnum<RunEvent>()
 
-const END_REASONS = ["project-done", "time-limit", "cost-limit", "interrupted", "failed"] as const satisfies ReadonlyArray<EndReason>
+const END_REASONS = ["project-done", "time-limit", "cost-limit", "usage-limit", "interrupted", "failed"] as const satisfies ReadonlyArray<EndReason>
 // Fails to compile when EndReason gains a value this list does not know.
 const everyEndReason: [Exclude<EndReason, typeof END_REASONS[number]>] extends [never] ? true : false = true
 void everyEndReason
@@ -320,7 +320,7 @@ const isConfigInput = (config: ResolvedConfig | ConfigInput): config is ConfigIn
 
 /**
  * Runs a whole orchestration for code without Effect. Resolves with the summary whatever the run's end reason
- * ("project-done", "time-limit", "cost-limit"); rejects with ConfigError for a bad configuration, RunError when
+ * ("project-done", "time-limit", "cost-limit", "usage-limit"); rejects with ConfigError for a bad configuration, RunError when
  * the run cannot start or fails, and RunAborted once an aborted run has wound down (sessions stopped, work in
  * progress saved, state.json written with endReason "interrupted").
  */

@@ -9,7 +9,9 @@ import type { ApiKeyCredential } from "../src/ApiKeysFile.js"
 import * as Auth from "../src/Auth.js"
 import * as Config from "../src/Config.js"
 import { Pool } from "../src/CredentialPool.js"
+import type { RunState } from "../src/RunState.js"
 import * as Secrets from "../src/Secrets.js"
+import { renderStatus, type RunSnapshot, statusJson } from "../src/Status.js"
 import { tempDir } from "./support.js"
 
 const TOKEN = "sk-ant-oat01-TOPSECRET-0123456789abcdef"
@@ -118,5 +120,39 @@ describe("the pool: subscriptions form a tier, instances spread over it", () => 
   it("a token and the tokens of a login are scrubbed once remembered", () => {
     Secrets.rememberEnv("max-1", { CLAUDE_CODE_OAUTH_TOKEN: TOKEN })
     expect(Secrets.scrub(`failed with ${TOKEN}`)).toBe("failed with [redacted:max-1]")
+  })
+})
+
+describe("cco status: per credential", () => {
+  const state: RunState = {
+    runId: "r1", runFolder: "/runs/r1", repositoryUrl: "/repo", repoDir: "/runs/r1/repo", targetBranch: "main",
+    startedAt: "2026-11-28T10:00:00.000Z", deadline: "2026-11-28T12:00:00.000Z", tmuxSocket: "cco", pid: 1,
+    instances: ["em-1", "worker-1", "worker-2"].map((name, i) => ({
+      name, role: i === 0 ? "em" as const : "worker" as const, branch: `cco/r1/${name}`, worktree: `/w/${name}`,
+      session: `cco-r1-${name}`, status: "idle", generation: 0, restarts: 0, credential: i === 1 ? "max-2" : "max-3",
+      lastEventAt: "2026-11-28T10:05:00.000Z"
+    })),
+    board: { tasks: [] }, merges: [],
+    credentials: [
+      { name: "max-1", kind: "token", status: "cooling", until: "2026-11-28T10:30:00.000Z", users: 0, instances: [], limits: 1 },
+      { name: "max-2", kind: "login", status: "available", users: 1, instances: ["worker-1"], limits: 0 },
+      { name: "max-3", kind: "api-key", status: "invalid", reason: "Invalid API key", users: 2, instances: ["em-1", "worker-2"], limits: 0 }
+    ]
+  }
+  const snap: RunSnapshot = { folder: "/runs/r1", state, lock: { _tag: "NoLock" }, sessions: new Set(), takenAt: Date.parse("2026-11-28T10:10:00.000Z") }
+
+  it("the table shows each credential's kind, state, instances and limits hit; --json the same as fields", () => {
+    const text = renderStatus(snap)
+    const rows = text.split("\n").slice(text.split("\n").findIndex((l) => l.startsWith("CREDENTIAL")))
+    expect(rows[0]).toMatch(/^CREDENTIAL\s+KIND\s+STATE\s+INSTANCES\s+LIMITS HIT$/)
+    expect(rows[1]).toMatch(/^max-1\s+token\s+cooling until \S+ \S+\s+-\s+1$/)
+    expect(rows[2]).toMatch(/^max-2\s+login dir\s+ok\s+1: worker-1\s+0$/)
+    expect(rows[3]).toMatch(/^max-3\s+api key\s+invalid\s+2: em-1, worker-2\s+0$/)
+    const json = statusJson(snap) as { credentials: Array<Record<string, unknown>> }
+    expect(json.credentials.map((c) => [c.name, c.kind, c.state, c.until, c.instances, c.limits])).toEqual([
+      ["max-1", "token", "cooling", "2026-11-28T10:30:00.000Z", [], 1],
+      ["max-2", "login", "ok", null, ["worker-1"], 0],
+      ["max-3", "api-key", "invalid", null, ["em-1", "worker-2"], 0]
+    ])
   })
 })
