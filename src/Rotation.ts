@@ -46,7 +46,8 @@ const exhausted = (
     if (ctx.end === undefined || ctx.run === undefined || ctx.config === undefined) return
     const deadline = ctx.run.startedAt + ctx.config.maxRunDurationMinutes * 60_000
     if (e.until.getTime() < deadline) return
-    if (yield* Deferred.succeed(ctx.end, "usage-limit")) {
+    // Said before the end is signalled: the wind-down then interrupts this fiber.
+    if (!(yield* Deferred.isDone(ctx.end))) {
       yield* ctx.runLog.log("run.usage-limit", {
         until: e.until.toISOString(),
         deadline: new Date(deadline).toISOString(),
@@ -55,6 +56,7 @@ const exhausted = (
           new Date(deadline).toISOString()
         }), so the run winds down now`
       })
+      yield* Deferred.succeed(ctx.end, "usage-limit")
     }
   })
 

@@ -68,6 +68,7 @@ export interface MemoryRunOptions {
   readonly workerCount: number
   readonly groupSize?: number
   readonly keys?: number
+  readonly accounts?: ReadonlyArray<object>
   readonly maxRunDurationMinutes?: number
   readonly extra?: Readonly<Record<string, unknown>>
 }
