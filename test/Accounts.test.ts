@@ -3,15 +3,20 @@
 import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Redacted } from "effect"
+import { Effect, Either, Layer, Redacted } from "effect"
+import { mkdirSync, writeFileSync } from "node:fs"
 import { homedir } from "node:os"
+import * as path from "node:path"
 import type { ApiKeyCredential } from "../src/ApiKeysFile.js"
 import * as Auth from "../src/Auth.js"
 import * as Config from "../src/Config.js"
+import * as Doctor from "../src/Doctor.js"
+import { Git } from "../src/Git.js"
 import { Pool } from "../src/CredentialPool.js"
 import type { RunState } from "../src/RunState.js"
 import * as Secrets from "../src/Secrets.js"
 import { renderStatus, type RunSnapshot, statusJson } from "../src/Status.js"
+import { claudeBin, DIRECTION, makeBareRepo } from "./harness.js"
 import { tempDir } from "./support.js"
 
 const TOKEN = "sk-ant-oat01-TOPSECRET-0123456789abcdef"
@@ -155,4 +160,33 @@ describe("cco status: per credential", () => {
       ["max-3", "api-key", "invalid", null, ["em-1", "worker-2"], 0]
     ])
   })
+})
+
+describe("cco doctor --config: each subscription account", () => {
+  it.scopedLive("a token is there, a login dir holds a login or not; no value is printed", () =>
+    Effect.gen(function*() {
+      const root = yield* tempDir("cco-accounts-doctor-")
+      const repo = makeBareRepo(root, { direction: DIRECTION })
+      const logged = path.join(root, "logged-in")
+      const empty = path.join(root, "empty")
+      mkdirSync(logged)
+      mkdirSync(empty)
+      writeFileSync(path.join(logged, ".credentials.json"), JSON.stringify({ claudeAiOauth: { accessToken: TOKEN, refreshToken: `${TOKEN}-r`, expiresAt: 1 } }))
+      const dir = yield* configDir([
+        { name: "max-1", env: { CLAUDE_CODE_OAUTH_TOKEN: TOKEN } },
+        { name: "max-2", claudeConfigDir: logged },
+        { name: "max-3", claudeConfigDir: empty },
+        { name: "max-4", claudeConfigDir: path.join(root, "missing") }
+      ], { repositoryUrl: repo, workerCount: 2, logDirectory: "logs", authMode: "oauth" })
+      const checks = yield* Doctor.runChecks({ configDir: dir, resolveClaude: () => claudeBin, nodeVersion: "20.11.0", timeout: "10 seconds" })
+      const byName = Object.fromEntries(checks.map((c) => [c.name, c]))
+      expect(byName["account max-1"]).toMatchObject({ level: "ok", detail: `token (CLAUDE_CODE_OAUTH_TOKEN, ${TOKEN.length} characters)` })
+      expect(byName["account max-2"]).toMatchObject({ level: "ok", detail: `login dir ${logged} holds a login` })
+      expect(byName["account max-3"]).toMatchObject({ level: "fail", detail: `login dir ${empty} holds no Claude login (.credentials.json)` })
+      expect(byName["account max-3"]!.fix).toContain(`CLAUDE_CONFIG_DIR=${empty} claude`)
+      expect(byName["account max-4"]).toMatchObject({ level: "fail", detail: `login dir ${path.join(root, "missing")} does not exist` })
+      // No login of the user's own is needed when api-keys.json lists subscriptions.
+      expect(byName.credentials).toMatchObject({ level: "ok", detail: "authMode oauth: 0 API keys and 4 subscription accounts in api-keys.json (no login of your own; not needed)" })
+      expect(Doctor.formatChecks(checks)).not.toContain("TOPSECRET")
+    }).pipe(Effect.provide(Layer.merge(NodeContext.layer, Git.Default))))
 })
