@@ -4,11 +4,12 @@ import { FileSystem, Path } from "@effect/platform"
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Layer, Redacted } from "effect"
-import { mkdirSync, writeFileSync } from "node:fs"
+import { lstatSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs"
 import { homedir } from "node:os"
 import * as path from "node:path"
 import type { ApiKeyCredential } from "../src/ApiKeysFile.js"
 import * as Auth from "../src/Auth.js"
+import * as ClaudeCode from "../src/ClaudeCode.js"
 import * as Config from "../src/Config.js"
 import * as Doctor from "../src/Doctor.js"
 import { Git } from "../src/Git.js"
@@ -189,4 +190,38 @@ describe("cco doctor --config: each subscription account", () => {
       expect(byName.credentials).toMatchObject({ level: "ok", detail: "authMode oauth: 0 API keys and 4 subscription accounts in api-keys.json (no login of your own; not needed)" })
       expect(Doctor.formatChecks(checks)).not.toContain("TOPSECRET")
     }).pipe(Effect.provide(Layer.merge(NodeContext.layer, Git.Default))))
+})
+
+describe("the account dir of a login dir", () => {
+  const login = (access: string, expiresAt: number) =>
+    JSON.stringify({ claudeAiOauth: { accessToken: access, refreshToken: `${access}-refresh`, expiresAt } })
+
+  it.scoped("instances on one account share its credentials file; their transcripts stay in their own config dirs; the newer login wins both ways", () =>
+    withNode(Effect.gen(function*() {
+      const root = yield* tempDir("cco-account-dir-")
+      const loginDir = path.join(root, "login")
+      const account = path.join(root, "run", "accounts", "max-1")
+      mkdirSync(loginDir)
+      writeFileSync(path.join(loginDir, ".credentials.json"), login("sk-ant-oat01-first-000000000000", 1_000))
+      const launch = (worktree: string): ClaudeCode.InstanceLaunch => ({
+        configDir: account, worktree, claudePath: "claude", continueSession: false, credentialEnv: {}, hookCommand: "hook", extraEnv: {}
+      })
+      const secrets = yield* ClaudeCode.prepareAccountDir(launch("/w/worker-1"), { loginDir, instanceDir: path.join(root, "i1") })
+      yield* ClaudeCode.prepareAccountDir(launch("/w/worker-2"), { loginDir, instanceDir: path.join(root, "i2") })
+      expect(secrets).toContain("sk-ant-oat01-first-000000000000")
+      expect(readFileSync(path.join(account, ".credentials.json"), "utf8")).toBe(login("sk-ant-oat01-first-000000000000", 1_000))
+      expect(lstatSync(path.join(account, ".credentials.json")).isFile()).toBe(true)
+      expect(readlinkSync(path.join(account, "projects", "-w-worker-1"))).toBe(path.join(root, "i1", "projects", "-w-worker-1"))
+      expect(readlinkSync(path.join(account, "projects", "-w-worker-2"))).toBe(path.join(root, "i2", "projects", "-w-worker-2"))
+      const claudeJson = JSON.parse(readFileSync(path.join(account, ".claude.json"), "utf8"))
+      expect(Object.keys(claudeJson.projects).sort()).toEqual(["/w/worker-1", "/w/worker-2"])
+      // An instance refreshed the login in the account dir: it goes back to the login dir.
+      writeFileSync(path.join(account, ".credentials.json"), login("sk-ant-oat01-second-00000000000", 2_000))
+      yield* ClaudeCode.syncLogin(loginDir, account)
+      expect(readFileSync(path.join(loginDir, ".credentials.json"), "utf8")).toBe(login("sk-ant-oat01-second-00000000000", 2_000))
+      // Someone logged in again in the login dir: that comes in.
+      writeFileSync(path.join(loginDir, ".credentials.json"), login("sk-ant-oat01-third-000000000000", 3_000))
+      yield* ClaudeCode.syncLogin(loginDir, account)
+      expect(readFileSync(path.join(account, ".credentials.json"), "utf8")).toBe(login("sk-ant-oat01-third-000000000000", 3_000))
+    })))
 })
