@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import { makeMockOAuth, startMockModel } from "../src/MockModel.js"
-import { teamScript } from "../src/TeamScript.js"
+import { teamScript, usageLimitToken } from "../src/TeamScript.js"
 import { fakeClaudeBin, filesOn, readLog, runFixture, useFixture } from "./harness.js"
 
 const loginDirWith = (login: { readonly accessToken: string; readonly refreshToken: string; readonly expiresAt: number }) =>
@@ -72,5 +72,36 @@ describe("login dirs with the fake agent", () => {
       }
       // Each instance's transcripts stay in its own config dir (costs are counted per instance).
       expect(summary.costs.instances.filter((c) => c.usd > 0).map((c) => c.name).sort()).toEqual(["em-1", "worker-1", "worker-2"])
+    }), { timeout: 180_000 })
+
+  it.scopedLive("two subscription tokens: a usage-limit reply on max-1 cools it until the stated reset, its instances move to max-2 and the run completes", () =>
+    Effect.gen(function*() {
+      const token = (n: number) => `sk-ant-oat01-fake-${n}-${"t".repeat(40)}`
+      const resetAt = Math.ceil((Date.now() + 2 * 3_600_000) / 60_000) * 60_000
+      const mock = yield* startMockModel({
+        brain: usageLimitToken(teamScript(), { token: token(1), afterRequests: 2, resetAt }),
+        keyNames: { [token(1)]: "max-1", [token(2)]: "max-2" }
+      })
+      const fixture = yield* useFixture({
+        workerCount: 2,
+        mockUrl: mock.url,
+        accounts: [1, 2].map((n) => ({ name: `max-${n}`, env: { CLAUDE_CODE_OAUTH_TOKEN: token(n), ANTHROPIC_BASE_URL: mock.url } })),
+        extra: { healthCheckIntervalSeconds: 1 }
+      })
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("project-done")
+      const log = readLog(summary.runFolder)
+      expect(log.filter((l) => l.event === "api.error-unconfirmed")).toEqual([])
+      expect(log.find((l) => l.event === "credential.cooling")).toMatchObject({ credential: "max-1", reason: "usage limit", until: new Date(resetAt).toISOString() })
+      const rotated = log.filter((l) => l.event === "credential.rotated")
+      expect(rotated.length).toBeGreaterThan(0)
+      for (const r of rotated) expect(r).toMatchObject({ from: "max-1", to: "max-2" })
+      const records = yield* mock.requests
+      const limited = records.findIndex((r) => r.key === "max-1" && r.reply === "Error")
+      expect(records.slice(limited + 1).filter((r) => r.key === "max-1" && r.method === "POST")).toEqual([])
+      expect(summary.credentials.map((c) => [c.name, c.kind, c.status, c.rateLimits])).toEqual([["max-1", "token", "cooling", 1], ["max-2", "token", "available", 0]])
+      for (const [file, text] of textsUnder(summary.runFolder, (f) => f.includes("/worktrees/") || f.endsWith(".jsonl"))) {
+        for (const n of [1, 2]) expect(text.includes(token(n)), `token ${n} in ${file}`).toBe(false)
+      }
     }), { timeout: 180_000 })
 })

@@ -515,6 +515,13 @@ const authHeaders = async () => {
   return h
 }
 
+/** "12:57am": a reset time in this process's own zone, as the CLI's notice words it. */
+const localTimeText = (epochSeconds) => {
+  const d = new Date(epochSeconds * 1000)
+  const h = d.getHours()
+  return `${h % 12 === 0 ? 12 : h % 12}:${String(d.getMinutes()).padStart(2, "0")}${h < 12 ? "am" : "pm"}`
+}
+
 /** "resets 10:27pm (UTC)", as the CLI words a reset time (here always in UTC). */
 const resetText = (epochSeconds) => {
   const d = new Date(epochSeconds * 1000)
@@ -700,7 +707,14 @@ const request = async () => {
 const describeFailure = (r) => {
   if (r.kind === "network") return { text: `API Error: Unable to connect to API (${r.message})`, error: "unknown" }
   // A subscription's usage window: the CLI names the limit and its reset, not the HTTP status.
-  if (r.status === 429 && r.usageResetAt !== undefined) return { text: `You've hit your limit · resets ${resetText(r.usageResetAt)}`, error: "rate_limit" }
+  // As 2.1.332 shows it: the limit under the prompt, then a notice as the last block (the time without its zone).
+  if (r.status === 429 && r.usageResetAt !== undefined) {
+    return {
+      text: `You've hit your 5-hour limit · resets ${resetText(r.usageResetAt)}`,
+      error: "rate_limit",
+      notice: `Usage limit reached · set to continue automatically at ${localTimeText(r.usageResetAt)}`
+    }
+  }
   if (r.status === 429) return { text: `API Error: Request rejected (429) · ${r.message}`, error: "rate_limit" }
   if ((r.status === 401 || r.status === 403) && !env.ANTHROPIC_API_KEY && !env.ANTHROPIC_AUTH_TOKEN) {
     return { text: `API Error: 401 {"type":"error","error":{"type":"authentication_error","message":${JSON.stringify(r.message)}}}`, error: "authentication_failed" }
@@ -859,7 +873,10 @@ const runTurn = async (prompt) => {
     }
     if (r.kind !== "message") {
       const failure = describeFailure(r)
-      print(`● ${failure.text}`)
+      if (failure.notice !== undefined) {
+        print(`  ⎿  ${failure.text}`)
+        print(`● ${failure.notice}`)
+      } else print(`● ${failure.text}`)
       hint = "Resend your message to try again"
       record({
         type: "assistant",
