@@ -14,6 +14,7 @@ import * as Config from "../src/Config.js"
 import * as Doctor from "../src/Doctor.js"
 import { Git } from "../src/Git.js"
 import { Pool } from "../src/CredentialPool.js"
+import { formatCredential } from "../src/Progress.js"
 import type { RunState } from "../src/RunState.js"
 import * as Secrets from "../src/Secrets.js"
 import { renderStatus, type RunSnapshot, statusJson } from "../src/Status.js"
@@ -224,4 +225,15 @@ describe("the account dir of a login dir", () => {
       yield* ClaudeCode.syncLogin(loginDir, account)
       expect(readFileSync(path.join(account, ".credentials.json"), "utf8")).toBe(login("sk-ant-oat01-third-000000000000", 3_000))
     })))
+})
+
+describe("the run summary: per credential", () => {
+  it("one line per credential: kind, state, instances on it, limits hit", () => {
+    expect(formatCredential({ name: "max-1", kind: "token", status: "cooling", until: "2026-11-28T10:30:00.000Z", users: [], rateLimits: 1 }))
+      .toBe("max-1      token      cooling until 2026-11-28T10:30:00.000Z; on it: no instances; limits hit: 1")
+    expect(formatCredential({ name: "max-2", kind: "login", status: "available", users: ["em-1", "worker-2"], rateLimits: 0 }))
+      .toBe("max-2      login dir  ok; on it: em-1, worker-2; limits hit: 0")
+    expect(formatCredential({ name: "key-1", kind: "api-key", status: "invalid", reason: "Invalid API key", users: [], rateLimits: 0 }))
+      .toBe("key-1      api key    invalid (Invalid API key); on it: no instances; limits hit: 0")
+  })
 })

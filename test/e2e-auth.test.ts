@@ -83,7 +83,7 @@ describe("auth rotation, real claude", () => {
       const argvs: Array<string> = []
       const summary = yield* runFixture(fixture, claudeBin, (line) => {
         if (line.event === "instance.launched" || line.event === "credential.rotated") argvs.push(execFileSync("ps", ["-eo", "args"], { encoding: "utf8" }))
-      }, { TZ: "UTC" })
+      })
       expect(summary.reason).toBe("project-done")
       const log = readLog(summary.runFolder)
       expect(log.find((l) => l.event === "credential.cooling")).toMatchObject({
