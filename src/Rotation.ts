@@ -31,9 +31,10 @@ export interface LimitEvent {
 }
 
 /**
- * Every credential is cooling: the instance waits in rate-limited for the earliest reset. When even that reset lies
- * at or after the run's deadline, nothing can work again in this run: it winds down now (end reason usage-limit) and
- * says why, rather than sit idle until its time limit.
+ * Every credential is cooling: the instance waits in rate-limited for the earliest reset. When every one is in a
+ * usage window whose stated reset lies at or after the run's deadline, nothing can work again in this run: it winds
+ * down now (end reason usage-limit) and says why, rather than sit idle until its time limit. (A backoff cco chose
+ * after a bare 429 is no such promise: the run then waits, and its time limit ends it.)
  */
 const exhausted = (
   ctx: Pick<RotationContext, "update" | "end" | "run" | "config"> & { readonly runLog: Pick<RunLogShape, "log"> },
@@ -45,7 +46,7 @@ const exhausted = (
     yield* ctx.runLog.log("credentials.exhausted", { instance: name, until: e.until.toISOString(), cooling: e.cooling })
     if (ctx.end === undefined || ctx.run === undefined || ctx.config === undefined) return
     const deadline = ctx.run.startedAt + ctx.config.maxRunDurationMinutes * 60_000
-    if (e.until.getTime() < deadline) return
+    if (!e.stated || e.until.getTime() < deadline) return
     // Said before the end is signalled: the wind-down then interrupts this fiber.
     if (!(yield* Deferred.isDone(ctx.end))) {
       yield* ctx.runLog.log("run.usage-limit", {

@@ -80,7 +80,8 @@ describe("subscription accounts in memory", () => {
           if (dawdler === undefined && io.name.startsWith("worker") && io.credential !== "max-1" && isTask(prompt)) dawdler = io.name
           if (io.name === dawdler && !laterLimit) {
             hold(memory, prompt)
-            if (limitedAt === undefined || now < reset + 1000) return stop("Still reading the code.")
+            // (Not on the first turn after a restart: cco ignores API errors while a restart is still under way.)
+            if (limitedAt === undefined || now < reset + 1000 || /cco restarted you/.test(prompt)) return stop("Still reading the code.")
             laterLimit = true
             return fail("rate_limit", "API Error: Request rejected (429) · This request would exceed your account's rate limit.")
           }
