@@ -124,6 +124,18 @@ describe("the pool: subscriptions form a tier, instances spread over it", () => 
     expect(after.credential).toBe("max-1")
   })
 
+  it("every account cooling: the error says whether all cool until a stated reset (a usage window) or some on a backoff", () => {
+    const credentials = Either.getOrThrow(Auth.credentialsFor("api-keys-only", keys.slice(1), {}, false))
+    let state = Pool.make(credentials)
+    state = Pool.reportRateLimit(state, "max-1", 0, { resetAt: new Date(600_000) }).state
+    const windows = Pool.reportRateLimit(state, "max-2", 0, { resetAt: new Date(300_000) }).state
+    const both = Pool.acquire(windows, "a", 1000)
+    expect(Either.isLeft(both) && both.left._tag === "AllCredentialsCooling" && [both.left.until.getTime(), both.left.stated]).toEqual([300_000, true])
+    // A bare 429 cools max-2 on a backoff: no stated reset to plan on.
+    const backoff = Pool.acquire(Pool.reportRateLimit(state, "max-2", 0).state, "a", 1000)
+    expect(Either.isLeft(backoff) && backoff.left._tag === "AllCredentialsCooling" && [backoff.left.until.getTime(), backoff.left.stated]).toEqual([60_000, false])
+  })
+
   it("a token and the tokens of a login are scrubbed once remembered", () => {
     Secrets.rememberEnv("max-1", { CLAUDE_CODE_OAUTH_TOKEN: TOKEN })
     expect(Secrets.scrub(`failed with ${TOKEN}`)).toBe("failed with [redacted:max-1]")
