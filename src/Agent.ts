@@ -25,6 +25,8 @@ export class AgentError extends Schema.TaggedError<AgentError>()("AgentError", {
 export interface Credential {
   readonly name: string
   readonly env: Readonly<Record<string, Redacted.Redacted<string>>>
+  /** A subscription login dir (api-keys.json `claudeConfigDir`): its login is shared through the run's account dir. */
+  readonly loginDir?: string
 }
 
 export interface AgentSettings {
@@ -186,6 +188,22 @@ export const make = (settings: AgentSettings) =>
     const configDir = (instance: string) => path.join(settings.runFolder, "instances", instance, "claude")
     const fail = (instance: string, operation: string) => (e: { readonly message: string }) =>
       new AgentError({ instance, operation, message: e.message })
+    // Login-dir accounts: one config dir per account, shared by its instances (see ClaudeCode.prepareAccountDir),
+    // prepared one at a time; which account each instance runs on, to give the login dir its newest login at stop.
+    const accountDir = (credential: string) => path.join(settings.runFolder, "accounts", credential)
+    const accountLock = yield* Effect.makeSemaphore(1)
+    const accountOf = new Map<string, { readonly loginDir: string; readonly dir: string }>()
+    const syncAccount = (instance: string) => {
+      const account = accountOf.get(instance)
+      return account === undefined ? Effect.void : accountLock.withPermits(1)(
+        ClaudeCode.syncLogin(account.loginDir, account.dir).pipe(
+          Effect.map((secrets) => secrets.forEach((v) => Secrets.remember(v, "login"))),
+          Effect.catchAll((e) => runLog.log("login.sync-failed", { instance, message: e.message })),
+          Effect.provideService(FileSystem.FileSystem, fs),
+          Effect.provideService(Path.Path, path)
+        )
+      )
+    }
 
     // Everything a launch needs before its session starts: generation, token, config dir, the session to start.
     const prepare = Effect.fn("Agent.prepare")(function*(request: LaunchRequest) {
@@ -205,8 +223,9 @@ export const make = (settings: AgentSettings) =>
         Effect.provideService(FileSystem.FileSystem, fs),
         Effect.provideService(Path.Path, path)
       ))
+      const loginDir = request.credential.loginDir
       const launchSpec: ClaudeCode.InstanceLaunch = {
-        configDir: configDir(instance),
+        configDir: loginDir === undefined ? configDir(instance) : accountDir(request.credential.name),
         worktree: request.worktree,
         claudePath: settings.claudePath,
         ...(settings.model === undefined ? {} : { model: settings.model }),
@@ -228,9 +247,19 @@ export const make = (settings: AgentSettings) =>
         }
       }
       yield* ClaudeCode.prepareConfigDir(
-        launchSpec,
-        settings.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: settings.oauthCredentialsFile }
+        loginDir === undefined ? launchSpec : { ...launchSpec, configDir: configDir(instance) },
+        settings.oauthCredentialsFile === undefined || loginDir !== undefined ? {} : { oauthCredentialsFile: settings.oauthCredentialsFile }
       ).pipe(
+        Effect.zipRight(
+          loginDir === undefined
+            ? Effect.sync(() => void accountOf.delete(instance))
+            : accountLock.withPermits(1)(ClaudeCode.prepareAccountDir(launchSpec, { loginDir, instanceDir: configDir(instance) })).pipe(
+              Effect.map((secrets) => {
+                secrets.forEach((v) => Secrets.remember(v, request.credential.name))
+                accountOf.set(instance, { loginDir, dir: launchSpec.configDir })
+              })
+            )
+        ),
         Effect.mapError(fail(instance, "prepare config")),
         Effect.provideService(FileSystem.FileSystem, fs),
         Effect.provideService(Path.Path, path)
@@ -345,6 +374,8 @@ export const make = (settings: AgentSettings) =>
           left.filter(isAlive).forEach((p) => signal(p, "SIGKILL"))
         }
         if (ended.size > 0) yield* runLog.log("instance.children-ended", { instance, pids: [...ended] })
+        // The login dir keeps the account's newest login (a refresh during the run consumed the one it had).
+        yield* syncAccount(instance)
       })
 
     const treeBelow = (pid: number | undefined): Effect.Effect<Set<number>> =>

@@ -2,7 +2,7 @@
 // instances from the CredentialPool held in a Ref, with time from Clock; reasons it keeps are scrubbed of secrets.
 import { Clock, Context, Duration, Effect, Either, Layer, Redacted, Ref, Schema } from "effect"
 import type { Credential } from "./Agent.js"
-import type { ApiKeyCredential } from "./ApiKeysFile.js"
+import { type ApiKeyCredential, kindOf } from "./ApiKeysFile.js"
 import { defaultPolicy, type PoolPolicy, retryWhileCooling } from "./CoolingPolicy.js"
 import {
   type AllCredentialsCooling,
@@ -29,17 +29,22 @@ export interface PoolCredential extends Credential {
 }
 
 /**
- * The pool's credentials in the mode's order:
- * - `oauth`: the user's login first (tier 0), then the keys in file order (tier 1);
- * - `api-keys-first`: the keys (tier 0), the user's login last (tier 1);
- * - `api-keys-only`: the keys; none is an error, the run refuses to start.
+ * The pool's credentials in the mode's order. Subscriptions (the user's own login, and api-keys.json's tokens and
+ * login dirs) form one tier, API keys another; instances spread over the usable credentials of the lowest tier.
+ * - `oauth`: the subscriptions first (tier 0: the user's login, then api-keys.json's in file order), then the keys
+ *   in file order (tier 1);
+ * - `api-keys-first`: the keys (tier 0), the subscriptions last (tier 1);
+ * - `api-keys-only`: only what api-keys.json lists (the user's own login is not used): its subscriptions (tier 0),
+ *   then its keys (tier 1); none is an error, the run refuses to start.
+ * The user's own login is left out when it is not there (`ownLogin: false`) and api-keys.json lists subscriptions.
  * The login's env is empty (the CLI finds the login in its config dir) unless `oauthEnv` is given, e.g. a
  * long-lived CLAUDE_CODE_OAUTH_TOKEN.
  */
 export const credentialsFor = (
   mode: AuthMode,
   keys: ReadonlyArray<ApiKeyCredential>,
-  oauthEnv: Readonly<Record<string, Redacted.Redacted<string>>> = {}
+  oauthEnv: Readonly<Record<string, Redacted.Redacted<string>>> = {},
+  ownLogin = true
 ): Either.Either<ReadonlyArray<PoolCredential>, AuthSetupError> => {
   if (mode === "api-keys-only" && keys.length === 0) {
     return Either.left(
@@ -53,15 +58,26 @@ export const credentialsFor = (
       })
     )
   }
-  const oauth = (tier: number): PoolCredential => ({ name: OAUTH_CREDENTIAL, env: oauthEnv, kind: "oauth", tier })
-  const asKeys = (tier: number) => keys.map((k): PoolCredential => ({ name: k.name, env: k.env, kind: "api-key", tier }))
+  const apiKeys = keys.filter((k) => kindOf(k) === "api-key")
+  const subscriptions = keys.filter((k) => kindOf(k) !== "api-key")
+  const own = ownLogin || subscriptions.length === 0
+  const oauth = (tier: number): ReadonlyArray<PoolCredential> =>
+    own ? [{ name: OAUTH_CREDENTIAL, env: oauthEnv, kind: "oauth", tier }] : []
+  const entries = (list: ReadonlyArray<ApiKeyCredential>, tier: number) =>
+    list.map((k): PoolCredential => ({
+      name: k.name,
+      env: k.env,
+      kind: kindOf(k),
+      tier,
+      ...(k.loginDir === undefined ? {} : { loginDir: k.loginDir })
+    }))
   switch (mode) {
     case "oauth":
-      return Either.right([oauth(0), ...asKeys(1)])
+      return Either.right([...oauth(0), ...entries(subscriptions, 0), ...entries(apiKeys, 1)])
     case "api-keys-first":
-      return Either.right([...asKeys(0), oauth(1)])
+      return Either.right([...entries(apiKeys, 0), ...oauth(1), ...entries(subscriptions, 1)])
     case "api-keys-only":
-      return Either.right(asKeys(0))
+      return Either.right(subscriptions.length === 0 ? entries(apiKeys, 0) : [...entries(subscriptions, 0), ...entries(apiKeys, 1)])
   }
 }
 
@@ -101,6 +117,8 @@ export interface AuthOptions {
   readonly apiKeys: ReadonlyArray<ApiKeyCredential>
   /** Environment for the OAuth credential, e.g. CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`. */
   readonly oauthEnv?: Readonly<Record<string, Redacted.Redacted<string>>>
+  /** Whether the user's own login is there (a credentials file or oauthEnv); see credentialsFor. */
+  readonly ownLogin?: boolean
   readonly policy?: Partial<PoolPolicy>
 }
 
@@ -134,7 +152,7 @@ const acquiring = (ref: Ref.Ref<PoolState>, toCredential: (name: string) => Cred
 }
 
 export const make = Effect.fn("Auth.make")(function*(options: AuthOptions) {
-  const credentials = yield* credentialsFor(options.authMode, options.apiKeys, options.oauthEnv)
+  const credentials = yield* credentialsFor(options.authMode, options.apiKeys, options.oauthEnv, options.ownLogin ?? true)
   const byName = new Map(credentials.map((c) => [c.name, c]))
   const secrets = secretsOf(credentials)
   // Reasons come from CLI output and API bodies; a key echoed there must not reach state.json or logs.
@@ -144,7 +162,7 @@ export const make = Effect.fn("Auth.make")(function*(options: AuthOptions) {
 
   const toCredential = (name: string): Credential => {
     const c = byName.get(name)!
-    return { name: c.name, env: c.env }
+    return { name: c.name, env: c.env, ...(c.loginDir === undefined ? {} : { loginDir: c.loginDir }) }
   }
   const { acquire, acquireOrWait } = acquiring(ref, toCredential)
 

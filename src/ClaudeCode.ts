@@ -201,6 +201,110 @@ export const prepareConfigDir: (
   }
 )
 
+// ---------------------------------------------------------------------------------------------------------------
+// Subscription login dirs shared by the instances of one account
+//
+// Refresh tokens are single-use: whoever refreshes first invalidates every other copy of the token. The CLI keeps its
+// login in `<CLAUDE_CONFIG_DIR>/.credentials.json`, writes it by temp file + rename (which replaces a symlink by a
+// private file), and serialises refreshes on a lock keyed by the file's real path, re-reading it under the lock. So
+// copies race, symlinks detach at the first refresh, and only processes that use the very same file take turns.
+// Hence: every instance on a login-dir account runs with one config dir for that account in the run folder
+// (`accounts/<name>`), whose `.credentials.json` is the one file all of them read and refresh; one refresher at a
+// time, each re-reading what the last one wrote. cco itself never refreshes. What is the instance's own stays its
+// own: `projects/<cwd>` (transcripts, --continue) is a link into the instance's config dir, so costs and
+// conversations follow the instance from account to account. The login dir is read at the first launch and gets
+// the newest credentials back whenever an instance on it starts or stops, so it stays logged in after the run.
+
+/** The CLI's name for a project's folder under `projects/`: the cwd with every non-alphanumeric character a "-". */
+export const projectFolderName = (cwd: string): string => {
+  const name = cwd.replace(/[^a-zA-Z0-9]/g, "-")
+  if (name.length <= 200) return name
+  let h = 0
+  for (const ch of cwd) h = (h * 31 + ch.charCodeAt(0)) | 0
+  return `${name.slice(0, 200)}-${Math.abs(h).toString(36)}`
+}
+
+export const CREDENTIALS_FILE = ".credentials.json"
+
+/** What cco reads of a credentials file: when its access token expires, and its token values (to scrub them). */
+export interface LoginFile {
+  readonly text: string
+  readonly expiresAt: number
+  readonly secrets: ReadonlyArray<string>
+}
+
+/** The claudeAiOauth login in a credentials file's text, or undefined when it holds none. */
+export const readLoginText = (text: string): LoginFile | undefined => {
+  const decoded = Option.getOrUndefined(decodeJsonObject(text))
+  if (decoded === undefined) return undefined
+  const oauth = objectAt(decoded, "claudeAiOauth")
+  const secrets = [oauth.accessToken, oauth.refreshToken].filter((v): v is string => typeof v === "string" && v !== "")
+  if (secrets.length === 0) return undefined
+  return { text, expiresAt: typeof oauth.expiresAt === "number" ? oauth.expiresAt : 0, secrets }
+}
+
+const readLogin = (file: string) =>
+  readRegularFile(file, MAX_BYTES.state).pipe(Effect.map(readLoginText), Effect.orElseSucceed(() => undefined))
+
+/** Replaces `file` whole (temp file + rename, 0600): a reader never sees half of it. */
+const replaceFile = (file: string, text: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const temp = `${file}.cco-${process.pid}-${Math.random().toString(36).slice(2)}`
+    yield* fs.writeFileString(temp, text, { mode: 0o600 })
+    yield* fs.rename(temp, file)
+  })
+
+/**
+ * Brings the account dir's login and the login dir's together: the one whose access token expires later wins (a
+ * refresh made during the run goes back to the login dir; a login renewed in the login dir comes in). Returns the
+ * token values now in use, for scrubbing.
+ */
+export const syncLogin = (loginDir: string, accountDir: string) =>
+  Effect.gen(function*() {
+    const path = yield* Path.Path
+    const source = path.join(loginDir, CREDENTIALS_FILE)
+    const target = path.join(accountDir, CREDENTIALS_FILE)
+    const [inLoginDir, inAccount] = [yield* readLogin(source), yield* readLogin(target)]
+    if (inLoginDir !== undefined && (inAccount === undefined || inLoginDir.expiresAt > inAccount.expiresAt)) {
+      yield* replaceFile(target, inLoginDir.text)
+    } else if (inAccount !== undefined && (inLoginDir === undefined || inAccount.expiresAt > inLoginDir.expiresAt)) {
+      yield* replaceFile(source, inAccount.text)
+    }
+    return [...(inLoginDir?.secrets ?? []), ...(inAccount?.secrets ?? [])]
+  })
+
+/**
+ * Prepares the account dir an instance on a login-dir credential runs with (`launch.configDir`): the account's
+ * login (see syncLogin), settings.json, .claude.json seeded for this worktree too, and `projects/<worktree>` linked
+ * to the instance's own config dir `instanceDir`. Callers prepare one account dir at a time.
+ */
+export const prepareAccountDir = Effect.fn("ClaudeCode.prepareAccountDir")(
+  function*(launch: InstanceLaunch, options: { readonly loginDir: string; readonly instanceDir: string }) {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const dir = launch.configDir
+    yield* fs.makeDirectory(path.join(dir, "projects"), { recursive: true, mode: 0o700 })
+    yield* fs.chmod(dir, 0o700)
+    const own = path.join(options.instanceDir, "projects", projectFolderName(launch.worktree))
+    yield* fs.makeDirectory(own, { recursive: true, mode: 0o700 })
+    const link = path.join(dir, "projects", projectFolderName(launch.worktree))
+    const current = yield* fs.readLink(link).pipe(Effect.option)
+    if (Option.isNone(current) || current.value !== own) {
+      if (Option.isSome(current) || (yield* fs.exists(link))) yield* fs.remove(link, { recursive: true })
+      yield* fs.symlink(own, link)
+    }
+    const claudeJson = path.join(dir, ".claude.json")
+    const existing = Option.getOrElse(
+      Option.flatMap(yield* readRegularFile(claudeJson, MAX_BYTES.state).pipe(Effect.option), decodeJsonObject),
+      (): JsonObject => ({})
+    )
+    yield* replaceFile(claudeJson, JSON.stringify(seededClaudeJson(existing, launch), null, 2))
+    yield* replaceFile(path.join(dir, "settings.json"), JSON.stringify(instanceSettings(launch), null, 2))
+    return yield* syncLogin(options.loginDir, dir)
+  }
+)
+
 /** Quiet, non-interactive defaults; extraEnv may override them, but not the config dir or the credential. */
 const quietEnv: Readonly<Record<string, string>> = {
   CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: "1",

@@ -60,7 +60,7 @@ export const runCommand = (
   return Orchestrator.run(config, { ...options, ...(resume === undefined ? {} : { resume }) }).pipe(
     Effect.tap((summary) => Effect.sync(() => write(formatSummary(summary)))),
     Effect.flatMap((summary) =>
-      summary.reason === "project-done" || summary.reason === "time-limit" || summary.reason === "cost-limit"
+      summary.reason === "project-done" || summary.reason === "time-limit" || summary.reason === "cost-limit" || summary.reason === "usage-limit"
         ? Effect.void
         : Effect.fail(new Orchestrator.RunError({ reason: summary.reason, message: `the run ended: ${summary.reason}` })))
   )

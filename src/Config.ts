@@ -3,6 +3,7 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import { Context, Effect, Either, Schema } from "effect"
+import { homedir } from "node:os"
 import { type ApiKeyCredential, API_KEYS_FILE, ApiKeysFile, ENTRY_KEYS, ENV_KEYS, toCredentials } from "./ApiKeysFile.js"
 import { ConfigError, firstProblem } from "./ConfigError.js"
 import { type AuthMode, ORCHESTRATOR_FILE, OrchestratorFile } from "./OrchestratorFile.js"
@@ -123,7 +124,7 @@ export const loadConfig = Effect.fn("Config.load")(function*(configDir: string, 
     })
   )
 
-  const apiKeys = yield* loadApiKeys(fs, path.join(dir, API_KEYS_FILE), file.authMode)
+  const apiKeys = yield* loadApiKeys(fs, path.join(dir, API_KEYS_FILE), file.authMode, loginDirResolver(path, dir))
   return yield* resolveConfig(file, apiKeys, {
     dir,
     source: orchestratorPath,
@@ -184,7 +185,11 @@ export const resolveConfig = (
     }
   })
 
-const loadApiKeys = (fs: FileSystem.FileSystem, file: string, authMode: AuthMode) =>
+/** A login dir made absolute: `~` and `~/…` from HOME, a relative path from the config directory. */
+export const loginDirResolver = (path: Path.Path, dir: string, home: string = homedir()) => (loginDir: string) =>
+  loginDir === "~" ? home : loginDir.startsWith("~/") ? path.join(home, loginDir.slice(2)) : path.resolve(dir, loginDir)
+
+const loadApiKeys = (fs: FileSystem.FileSystem, file: string, authMode: AuthMode, resolveDir: (dir: string) => string) =>
   Effect.gen(function*() {
     const present = yield* fs.exists(file).pipe(Effect.orElseSucceed(() => true))
     if (!present) {
@@ -206,7 +211,7 @@ const loadApiKeys = (fs: FileSystem.FileSystem, file: string, authMode: AuthMode
         return new ConfigError({ file, field, message })
       })
     )
-    return toCredentials(entries)
+    return toCredentials(entries, resolveDir)
   })
 
 /** The configuration as plain JSON, every secret shown as "<redacted>" (what `cco validate` prints). */
@@ -236,6 +241,8 @@ export const redactedView = (c: ResolvedConfig): object => ({
   checkTimeoutMinutes: c.checkTimeoutMinutes,
   apiKeys: c.apiKeys.map((k) => ({
     name: k.name,
-    env: Object.fromEntries(Object.keys(k.env).map((name) => [name, "<redacted>"]))
+    ...(k.kind === undefined || k.kind === "api-key" ? {} : { kind: k.kind }),
+    env: Object.fromEntries(Object.keys(k.env).map((name) => [name, "<redacted>"])),
+    ...(k.loginDir === undefined ? {} : { claudeConfigDir: k.loginDir })
   }))
 })

@@ -6,12 +6,15 @@ import { backoff, defaultPolicy, type PoolPolicy } from "./CoolingPolicy.js"
 /** The name of the user's own login in the pool, in logs and in state.json. */
 export const OAUTH_CREDENTIAL = "oauth"
 
-export type CredentialKind = "oauth" | "api-key"
+/** The user's own login, an API key, a subscription token (CLAUDE_CODE_OAUTH_TOKEN), a subscription login dir. */
+export type CredentialKind = "oauth" | "api-key" | "token" | "login"
 
 export class AllCredentialsCooling extends Schema.TaggedError<AllCredentialsCooling>()("AllCredentialsCooling", {
   /** The earliest time a credential becomes usable again. */
   until: Schema.DateFromSelf,
-  cooling: Schema.Array(Schema.String)
+  cooling: Schema.Array(Schema.String),
+  /** Every one cools until a reset its limit stated (a usage window), none on a backoff cco chose. */
+  stated: Schema.optionalWith(Schema.Boolean, { default: () => false })
 }) {
   override get message(): string {
     return `every usable credential is cooling down after a rate limit (${this.cooling.join(", ")}); ` +
@@ -31,8 +34,8 @@ export class NoUsableCredential extends Schema.TaggedError<NoUsableCredential>()
 
 export type CredentialStatus = Data.TaggedEnum<{
   Available: {}
-  /** Epoch milliseconds. */
-  Cooling: { readonly until: number }
+  /** Epoch milliseconds; `stated` when the limit named that time (a usage window's reset), not a backoff. */
+  Cooling: { readonly until: number; readonly stated?: boolean }
   Invalid: { readonly reason: string }
 }>
 export const CredentialStatus = Data.taggedEnum<CredentialStatus>()
@@ -151,7 +154,8 @@ export const Pool = {
         )
       }
       const until = Math.min(...cooling.map((c) => (c.status._tag === "Cooling" ? c.status.until : Infinity)))
-      return Either.left(new AllCredentialsCooling({ until: new Date(until), cooling: cooling.map((c) => c.name) }))
+      const stated = cooling.every((c) => c.status._tag === "Cooling" && c.status.stated === true)
+      return Either.left(new AllCredentialsCooling({ until: new Date(until), cooling: cooling.map((c) => c.name), stated }))
     }
     const tier = Math.min(...available.map((c) => c.tier))
     const candidates = available.filter((c) => c.tier === tier)
@@ -191,17 +195,20 @@ export const Pool = {
     if (c.status._tag === "Cooling" && c.status.until > now) {
       // Already cooling: another of its instances met the same limit. That is not a further limit (no doubling),
       // and its users are already moving; only a later stated reset extends the cooling.
-      const until = reset !== undefined && reset > c.status.until ? reset : c.status.until
-      const next = updateCredential(state, name, (x) => ({ ...x, status: CredentialStatus.Cooling({ until }) }))
+      const extended = reset !== undefined && reset > c.status.until
+      const until = extended ? reset : c.status.until
+      const named = extended || c.status.stated === true
+      const next = updateCredential(state, name, (x) => ({ ...x, status: CredentialStatus.Cooling({ until, ...(named ? { stated: true } : {}) }) }))
       return { state: next, moved: [], until }
     }
     const computed = reset !== undefined && reset > now
       ? reset
       : now + Duration.toMillis(backoff(state.policy.rateLimit, c.consecutiveRateLimits))
     const until = c.status._tag === "Cooling" && c.status.until > computed ? c.status.until : computed
+    const named = reset !== undefined && until === reset
     const next = updateCredential(state, name, (x) => ({
       ...x,
-      status: CredentialStatus.Cooling({ until }),
+      status: CredentialStatus.Cooling({ until, ...(named ? { stated: true } : {}) }),
       rateLimits: x.rateLimits + 1,
       consecutiveRateLimits: x.consecutiveRateLimits + 1,
       lastError: options.message ?? `rate limited until ${new Date(until).toISOString()}`

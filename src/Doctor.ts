@@ -3,7 +3,10 @@
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import type { CommandExecutor } from "@effect/platform/CommandExecutor"
-import { Duration, Effect, Either, Option, type Redacted, Schema } from "effect"
+import { Duration, Effect, Either, Option, Redacted, Schema } from "effect"
+import { kindOf } from "./ApiKeysFile.js"
+import { CREDENTIALS_FILE, readLoginText } from "./ClaudeCode.js"
+import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { statfs } from "node:fs/promises"
 import { type ConfigOverrides, loadConfig, type ResolvedConfig } from "./Config.js"
 import { exec } from "./Exec.js"
@@ -143,11 +146,16 @@ const checkCredentials = (config: ResolvedConfig, oauthFile: string | undefined,
     const fileThere = oauthFile !== undefined && (yield* fs.exists(oauthFile).pipe(Effect.orElseSucceed(() => false)))
     const oauth = fileThere ? `Claude login found (${oauthFile})` : token !== undefined ? "CLAUDE_CODE_OAUTH_TOKEN is set" : undefined
     const keys = config.apiKeys.length
-    const keysText = `${keys} API key${keys === 1 ? "" : "s"} in api-keys.json`
+    const accounts = config.apiKeys.filter((k) => kindOf(k) !== "api-key").length
+    const apiKeys = keys - accounts
+    const keysText = accounts === 0
+      ? `${keys} API key${keys === 1 ? "" : "s"} in api-keys.json`
+      : `${apiKeys} API key${apiKeys === 1 ? "" : "s"} and ${accounts} subscription account${accounts === 1 ? "" : "s"} in api-keys.json`
     const loginFix = "log in once with `claude` (/login), or set CLAUDE_CODE_OAUTH_TOKEN (from `claude setup-token`), or add keys to api-keys.json and use authMode api-keys-first"
     switch (config.authMode) {
       case "oauth":
         if (oauth !== undefined) return ok("credentials", `authMode oauth: ${oauth}${keys > 0 ? `; ${keysText} for rotation` : ""}`)
+        if (accounts > 0) return ok("credentials", `authMode oauth: ${keysText} (no login of your own; not needed)`)
         return keys > 0
           ? warn("credentials", `authMode oauth: no Claude login (~/.claude/.credentials.json) and no CLAUDE_CODE_OAUTH_TOKEN; only ${keysText}`, loginFix)
           : fail("credentials", "authMode oauth: no Claude login (~/.claude/.credentials.json) and no CLAUDE_CODE_OAUTH_TOKEN", loginFix)
@@ -162,6 +170,32 @@ const checkCredentials = (config: ResolvedConfig, oauthFile: string | undefined,
           : fail("credentials", "authMode api-keys-only: api-keys.json holds no keys", "add at least one key to api-keys.json")
     }
   })
+
+/**
+ * One line per subscription account in api-keys.json: a token that is there (its value never shown), a login dir
+ * that holds a login. An API key has nothing to check offline.
+ */
+const checkAccounts = (config: ResolvedConfig) =>
+  Effect.forEach(config.apiKeys.filter((k) => kindOf(k) !== "api-key"), (k) =>
+    Effect.gen(function*() {
+      const name = `account ${k.name}`
+      if (kindOf(k) === "token") {
+        const token = k.env.CLAUDE_CODE_OAUTH_TOKEN
+        const length = token === undefined ? 0 : Redacted.value(token).trim().length
+        return length > 0
+          ? ok(name, `token (CLAUDE_CODE_OAUTH_TOKEN, ${length} characters)`)
+          : fail(name, "token: CLAUDE_CODE_OAUTH_TOKEN is empty", "run `claude setup-token` and put its token in api-keys.json")
+      }
+      const dir = k.loginDir ?? ""
+      const path = yield* Path.Path
+      const fix = `log in once there: CLAUDE_CONFIG_DIR=${dir} claude, then /login (or give this account a token from \`claude setup-token\`)`
+      const info = yield* FileSystem.FileSystem.pipe(Effect.flatMap((fs) => fs.stat(dir)), Effect.option)
+      if (Option.isNone(info) || info.value.type !== "Directory") return fail(name, `login dir ${dir} does not exist`, fix)
+      const text = yield* readRegularFile(path.join(dir, CREDENTIALS_FILE), MAX_BYTES.state).pipe(Effect.option)
+      const login = Option.isNone(text) ? undefined : readLoginText(text.value)
+      if (login === undefined) return fail(name, `login dir ${dir} holds no Claude login (${CREDENTIALS_FILE})`, fix)
+      return ok(name, `login dir ${dir} holds a login`)
+    }))
 
 const checkRepository = (config: ResolvedConfig, timeout: Duration.DurationInput) =>
   Effect.gen(function*() {
@@ -236,6 +270,7 @@ export const runChecks = Effect.fn("Doctor.runChecks")(function*(input: DoctorIn
       : [
         Effect.succeed([ok("config", `${loaded.right.configDir}: ${loaded.right.workerCount} workers on ${loaded.right.branch}, authMode ${loaded.right.authMode}`)]),
         checkCredentials(loaded.right, input.oauthCredentialsFile, input.oauthToken).pipe(Effect.map((c) => [c])),
+        checkAccounts(loaded.right),
         checkRepository(loaded.right, timeout),
         checkDisk(loaded.right.logDirectory).pipe(Effect.map((c) => [c]))
       ]

@@ -4,8 +4,8 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Cause, Data, Effect, Exit, Fiber, Option, ParseResult, PubSub, Queue, Redacted, Schema, Scope, Stream, Take } from "effect"
-import { ApiKeysFile, toCredentials } from "./ApiKeysFile.js"
-import { decodeOptions, type ResolvedConfig, resolveConfig } from "./Config.js"
+import { ApiKeysFile, ENTRY_KEYS, ENV_KEYS, toCredentials } from "./ApiKeysFile.js"
+import { decodeOptions, loginDirResolver, type ResolvedConfig, resolveConfig } from "./Config.js"
 import { ConfigError, firstProblem } from "./ConfigError.js"
 import { OrchestratorFile } from "./OrchestratorFile.js"
 import * as RunLayers from "./RunLayers.js"
@@ -92,16 +92,16 @@ export const makeConfig = Effect.fn("Library.makeConfig")(
         Effect.mapError((e) =>
           toConfigError(e, ["apiKeys"], (p) =>
             p.length === 1
-              ? { kind: "field", keys: ["name", "env"] }
+              ? { kind: "field", keys: ENTRY_KEYS }
               : p.length === 2 && p[1] === "env"
-              ? { kind: "variable", keys: ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL"] }
+              ? { kind: "variable", keys: ENV_KEYS }
               : undefined)
         )
       )
     if (file.authMode !== "oauth" && entries.length === 0) {
       return yield* new ConfigError({ file: CONFIG_INPUT, field: "apiKeys", message: `authMode "${file.authMode}" needs at least one API key` })
     }
-    return yield* resolveConfig(file, toCredentials(entries), { dir, source: CONFIG_INPUT })
+    return yield* resolveConfig(file, toCredentials(entries, loginDirResolver(path, dir)), { dir, source: CONFIG_INPUT })
   },
   Effect.provide(NodeContext.layer)
 )
@@ -146,7 +146,7 @@ export type RunEvent = Data.TaggedEnum<{
 /** Constructors, `$is` and `$match` for RunEvent. */
 export const RunEvent = Data.taggedEnum<RunEvent>()
 
-const END_REASONS = ["project-done", "time-limit", "cost-limit", "interrupted", "failed"] as const satisfies ReadonlyArray<EndReason>
+const END_REASONS = ["project-done", "time-limit", "cost-limit", "usage-limit", "interrupted", "failed"] as const satisfies ReadonlyArray<EndReason>
 // Fails to compile when EndReason gains a value this list does not know.
 const everyEndReason: [Exclude<EndReason, typeof END_REASONS[number]>] extends [never] ? true : false = true
 void everyEndReason
@@ -320,7 +320,7 @@ const isConfigInput = (config: ResolvedConfig | ConfigInput): config is ConfigIn
 
 /**
  * Runs a whole orchestration for code without Effect. Resolves with the summary whatever the run's end reason
- * ("project-done", "time-limit", "cost-limit"); rejects with ConfigError for a bad configuration, RunError when
+ * ("project-done", "time-limit", "cost-limit", "usage-limit"); rejects with ConfigError for a bad configuration, RunError when
  * the run cannot start or fails, and RunAborted once an aborted run has wound down (sessions stopped, work in
  * progress saved, state.json written with endReason "interrupted").
  */

@@ -17,8 +17,75 @@ import {
   sseFrames
 } from "./MockWire.js"
 
+/**
+ * Subscription logins for the mock: OAuth access tokens that expire after `ttlMs`, and refresh tokens that are
+ * single-use as the real server's are (a refresh rotates both; the old refresh token is dead from then on). An
+ * expired or unknown OAuth access token is answered 401 "OAuth token has expired", as the API answers it.
+ */
+export interface MockOAuth {
+  /** A fresh login for `account`: what `claude /login` leaves in .credentials.json. */
+  readonly issue: (account: string) => { readonly accessToken: string; readonly refreshToken: string; readonly expiresAt: number }
+  /** The account an access token belongs to; "expired" or undefined (not one of these tokens). */
+  readonly check: (accessToken: string) => string | "expired" | undefined
+  readonly refresh: (refreshToken: string) => { readonly accessToken: string; readonly refreshToken: string; readonly expiresIn: number } | undefined
+  /** Refreshes served, and refresh tokens presented again after they were used (each a logged-out instance). */
+  readonly stats: () => { readonly refreshes: number; readonly reused: number; readonly expiredRequests: number }
+  /** Every token issued, to check that none shows in logs or state. */
+  readonly issued: () => ReadonlyArray<string>
+  readonly isOAuthToken: (token: string) => boolean
+  readonly noteExpired: () => void
+}
+
+const OAUTH_ACCESS = "sk-ant-oat01-mock"
+const OAUTH_REFRESH = "sk-ant-ort01-mock"
+
+export const makeMockOAuth = (options: { readonly ttlMs: number; readonly now?: () => number }): MockOAuth => {
+  const now = options.now ?? Date.now
+  let n = 0
+  const access = new Map<string, { readonly account: string; readonly expiresAt: number }>()
+  const refresh = new Map<string, { readonly account: string; used: boolean }>()
+  const issued: Array<string> = []
+  const stats = { refreshes: 0, reused: 0, expiredRequests: 0 }
+  const pair = (account: string) => {
+    n++
+    const random = Math.random().toString(36).slice(2, 12)
+    const accessToken = `${OAUTH_ACCESS}-${n}-${random}-${"a".repeat(16)}`
+    const refreshToken = `${OAUTH_REFRESH}-${n}-${random}-${"r".repeat(16)}`
+    const expiresAt = now() + options.ttlMs
+    access.set(accessToken, { account, expiresAt })
+    refresh.set(refreshToken, { account, used: false })
+    issued.push(accessToken, refreshToken)
+    return { accessToken, refreshToken, expiresAt }
+  }
+  return {
+    issue: pair,
+    check: (token) => {
+      const a = access.get(token)
+      return a === undefined ? undefined : a.expiresAt <= now() ? "expired" : a.account
+    },
+    refresh: (token) => {
+      const r = refresh.get(token)
+      if (r === undefined) return undefined
+      if (r.used) {
+        stats.reused++
+        return undefined
+      }
+      r.used = true
+      stats.refreshes++
+      const next = pair(r.account)
+      return { accessToken: next.accessToken, refreshToken: next.refreshToken, expiresIn: options.ttlMs / 1000 }
+    },
+    stats: () => ({ ...stats }),
+    issued: () => [...issued],
+    isOAuthToken: (token) => token.startsWith(OAUTH_ACCESS),
+    noteExpired: () => void stats.expiredRequests++
+  }
+}
+
 export interface MockModelOptions {
   readonly brain: Brain
+  /** Subscription logins (see MockOAuth); without it, OAuth tokens are keys like any other. */
+  readonly oauth?: MockOAuth
   /** Usage reported on every reply; missing fields take the small defaults. */
   readonly usage?: Partial<MockUsage>
   /** Display names for keys, so records and the ledger say "key-1" instead of "…abcd". */
@@ -39,7 +106,7 @@ export interface MockRecord {
   readonly model: string | undefined
   readonly sideRequest: boolean
   /** The brain's reply tag, "Side" for a side request, or what the server answered on its own. */
-  readonly reply: MockReply["_tag"] | "Side" | "CountTokens" | "Probe" | "Unknown" | "BadRequest"
+  readonly reply: MockReply["_tag"] | "Side" | "CountTokens" | "Probe" | "Unknown" | "BadRequest" | "OAuth"
 }
 
 export interface LedgerEntry extends MockUsage {
@@ -86,6 +153,7 @@ interface Mock {
   readonly ledger: Map<string, LedgerEntry>
   brain: Brain
   readonly nextId: (prefix: string) => string
+  readonly oauth: MockOAuth | undefined
 }
 
 const makeMock = (options: MockModelOptions): Mock => {
@@ -98,6 +166,7 @@ const makeMock = (options: MockModelOptions): Mock => {
     records: [],
     ledger: new Map(),
     brain: options.brain,
+    oauth: options.oauth,
     nextId: (prefix) => `${prefix}_mock${String(++counter).padStart(6, "0")}`
   }
 }
@@ -142,6 +211,11 @@ const answerMessages = (mock: Mock, req: Http.IncomingMessage, res: Http.ServerR
   const apiKey = apiKeyOf(req)
   const key = label(apiKey, mock.names)
   const path = (req.url ?? "/").split("?")[0] ?? "/"
+  if (mock.oauth !== undefined && apiKey !== undefined && mock.oauth.isOAuthToken(apiKey) && typeof mock.oauth.check(apiKey) !== "string") {
+    mock.oauth.noteExpired()
+    mock.records.push({ at: Date.now(), method: "POST", path, key, model: undefined, sideRequest: false, reply: "Error" })
+    return sendJson(mock, res, 401, apiError("authentication_error", "OAuth token has expired. Please obtain a new token or refresh your existing token."))
+  }
   let parsed: unknown
   try {
     parsed = JSON.parse(raw)
@@ -229,6 +303,19 @@ const handle = (mock: Mock, req: Http.IncomingMessage, res: Http.ServerResponse,
     return res.end(method === "HEAD" ? undefined : "ok")
   }
   if (method === "POST" && path === "/v1/messages") return answerMessages(mock, req, res, raw)
+  if (method === "POST" && path === "/v1/oauth/token" && mock.oauth !== undefined) {
+    other("OAuth")
+    let token: unknown
+    try {
+      token = (JSON.parse(raw) as { refresh_token?: unknown }).refresh_token
+    } catch {
+      token = undefined
+    }
+    const next = typeof token === "string" ? mock.oauth.refresh(token) : undefined
+    return next === undefined
+      ? sendJson(mock, res, 400, { error: "invalid_grant", error_description: "Refresh token not found or invalid" })
+      : sendJson(mock, res, 200, { token_type: "Bearer", access_token: next.accessToken, refresh_token: next.refreshToken, expires_in: next.expiresIn })
+  }
   if (method === "POST" && path === "/v1/messages/count_tokens") {
     other("CountTokens")
     return sendJson(mock, res, 200, { input_tokens: Math.max(1, Math.ceil(raw.length / 4)) })

@@ -110,7 +110,8 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
     const auth = yield* Auth.make({
       authMode: config.authMode,
       apiKeys: config.apiKeys,
-      ...(options.oauthEnv === undefined ? {} : { oauthEnv: options.oauthEnv })
+      ...(options.oauthEnv === undefined ? {} : { oauthEnv: options.oauthEnv }),
+      ownLogin: options.oauthCredentialsFile !== undefined || options.oauthEnv !== undefined
     }).pipe(Effect.mapError((e) => new RunError({ reason: "auth", message: e.message })))
     // API errors reported by hooks, handled by the rotation fiber (Rotation).
     const limitEvents = yield* Queue.unbounded<{ readonly instance: string; readonly generation: number; readonly limit: Limits.Limit }>()

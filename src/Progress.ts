@@ -1,5 +1,6 @@
 // What a person watching `cco run` sees: one short line per step that matters, and the end-of-run summary.
 import { formatCostTable, formatUsd } from "./CostTable.js"
+import type { CredentialSnapshot } from "./CredentialPool.js"
 import type { RunSummary } from "./Orchestrator.js"
 import type { LogLine } from "./RunLog.js"
 import { neutralise, neutraliseLine } from "./Untrusted.js"
@@ -68,6 +69,8 @@ export const makeProgress = () => {
         return `${s(l.instance)} moved from credential ${s(l.from)} to ${s(l.to)} (${s(l.reason)})`
       case "credential.invalid":
         return `credential ${s(l.credential)} is invalid for this run (${firstLine(l.reason)}); instances move off it`
+      case "run.usage-limit":
+        return `usage limits: ${s(l.message)}`
       case "credentials.exhausted":
         return `${s(l.instance)} waits: every credential is cooling until ${s(l.until)}`
       case "api.overloaded":
@@ -110,6 +113,20 @@ const duration = (ms: number) => {
   return sec < 60 ? `${sec}s` : `${Math.floor(sec / 60)}m${String(sec % 60).padStart(2, "0")}s`
 }
 
+const KIND_NAMES: Readonly<Record<CredentialSnapshot["kind"], string>> = {
+  "oauth": "your login",
+  "api-key": "api key",
+  "token": "token",
+  "login": "login dir"
+}
+
+/** One credential in a line: name, kind, state, the instances on it, the limits it hit. */
+export const formatCredential = (c: CredentialSnapshot): string => {
+  const state = c.status === "cooling" ? `cooling until ${c.until ?? "?"}` : c.status === "invalid" ? `invalid (${firstLine(c.reason ?? "", 60)})` : "ok"
+  const on = c.users.length === 0 ? "no instances" : c.users.join(", ")
+  return `${c.name.padEnd(10)} ${KIND_NAMES[c.kind].padEnd(10)} ${state}; on it: ${on}; limits hit: ${c.rateLimits}`
+}
+
 export const formatSummary = (summary: RunSummary): string => {
   const lines = [
     "",
@@ -122,7 +139,11 @@ export const formatSummary = (summary: RunSummary): string => {
   if (c !== undefined && c.runs > 0) lines.push(`  checks: ${c.runs} run, ${c.passed} passed, ${c.failed} failed, ${duration(c.totalMs)} in all`)
   lines.push("  instances:")
   for (const i of summary.instances) {
-    lines.push(`    ${i.name.padEnd(10)} ${i.role.padEnd(8)} ${i.branch}${i.restarts > 0 ? ` (${i.restarts} restarts)` : ""}`)
+    lines.push(`    ${i.name.padEnd(10)} ${i.role.padEnd(8)} ${i.branch}${i.credential ? ` [${i.credential}]` : ""}${i.restarts > 0 ? ` (${i.restarts} restarts)` : ""}`)
+  }
+  if (summary.credentials !== undefined && summary.credentials.length > 0) {
+    lines.push("  credentials:")
+    for (const c of summary.credentials) lines.push(`    ${formatCredential(c)}`)
   }
   lines.push(`  cost: ${formatUsd(summary.costs.total.usd)}`)
   lines.push(...formatCostTable(summary.costs).split("\n").map((l) => `    ${l}`))

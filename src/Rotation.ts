@@ -2,9 +2,10 @@
 // to another with --continue; an overload waits and goes on; an unconfirmed claim changes nothing in the pool.
 // Each instance's API errors are handled under its own fiber (a FiberMap), which the wind-down interrupts: no
 // rotation relaunches an instance once the run ends.
-import { Clock, Duration, Effect, Fiber, FiberMap, Queue } from "effect"
+import { Clock, Deferred, Duration, Effect, Fiber, FiberMap, Queue } from "effect"
 import type { AgentShape, Credential } from "./Agent.js"
 import { retryWhileCooling } from "./CoolingPolicy.js"
+import type { AllCredentialsCooling } from "./CredentialPool.js"
 import type { Delivery } from "./Delivery.js"
 import * as EventsModule from "./Events.js"
 import * as Instances from "./Instances.js"
@@ -15,8 +16,8 @@ import type { RunLogShape } from "./RunLog.js"
 import * as StopFailure from "./StopFailure.js"
 import type { TmuxShape } from "./Tmux.js"
 
-/** What rotation uses of the run. */
-export type RotationContext = Pick<RunContext, "auth" | "update" | "get" | "specs" | "limitEvents"> & {
+/** What rotation uses of the run; with `end`, `run` and `config` it ends a run whose every credential cools past its deadline. */
+export type RotationContext = Pick<RunContext, "auth" | "update" | "get" | "specs" | "limitEvents"> & Partial<Pick<RunContext, "end" | "run" | "config">> & {
   readonly runLog: Pick<RunLogShape, "log">
   readonly tmux: Pick<TmuxShape, "capturePane">
   readonly agent: Pick<AgentShape, "sessionName">
@@ -29,16 +30,44 @@ export interface LimitEvent {
   readonly limit: Limits.Limit
 }
 
+/**
+ * Every credential is cooling: the instance waits in rate-limited for the earliest reset. When every one is in a
+ * usage window whose stated reset lies at or after the run's deadline, nothing can work again in this run: it winds
+ * down now (end reason usage-limit) and says why, rather than sit idle until its time limit. (A backoff cco chose
+ * after a bare 429 is no such promise: the run then waits, and its time limit ends it.)
+ */
+const exhausted = (
+  ctx: Pick<RotationContext, "update" | "end" | "run" | "config"> & { readonly runLog: Pick<RunLogShape, "log"> },
+  name: string,
+  e: AllCredentialsCooling
+) =>
+  Effect.gen(function*() {
+    yield* ctx.update(name, Instances.rateLimited)
+    yield* ctx.runLog.log("credentials.exhausted", { instance: name, until: e.until.toISOString(), cooling: e.cooling })
+    if (ctx.end === undefined || ctx.run === undefined || ctx.config === undefined) return
+    const deadline = ctx.run.startedAt + ctx.config.maxRunDurationMinutes * 60_000
+    if (!e.stated || e.until.getTime() < deadline) return
+    // Said before the end is signalled: the wind-down then interrupts this fiber.
+    if (!(yield* Deferred.isDone(ctx.end))) {
+      yield* ctx.runLog.log("run.usage-limit", {
+        until: e.until.toISOString(),
+        deadline: new Date(deadline).toISOString(),
+        cooling: e.cooling,
+        message: `every credential is in its usage window; the earliest reset (${e.until.toISOString()}) is after the run's time limit (${
+          new Date(deadline).toISOString()
+        }), so the run winds down now`
+      })
+      yield* Deferred.succeed(ctx.end, "usage-limit")
+    }
+  })
+
 // --- rate limits and rotation: a limited credential cools, its instances move on with --continue
 const moveOff = (env: RotationEnv, name: string, from: string, why: string): Effect.Effect<void> => {
   const { auth, runLog, update, send, restart } = env
   return Effect.gen(function*() {
     const credential = yield* auth.acquire(name).pipe(
-      // Every credential is cooling: wait for the earliest reset, then go on.
-      Effect.tapErrorTag("AllCredentialsCooling", (e) =>
-        update(name, Instances.rateLimited).pipe(
-          Effect.zipRight(runLog.log("credentials.exhausted", { instance: name, until: e.until.toISOString(), cooling: e.cooling }))
-        )),
+      // Every credential is cooling: wait for the earliest reset, then go on (or end a run that cannot go on).
+      Effect.tapErrorTag("AllCredentialsCooling", (e) => exhausted(env, name, e)),
       retryWhileCooling(1000)
     )
     if (credential.name === from) {
@@ -115,15 +144,11 @@ const onLimit = (env: RotationEnv, name: string, generation: number, claimed: Li
 }
 
 // A credential for an instance; while every one is cooling, the instance waits for the earliest reset.
-export const makeCredentialFor = (ctx: Pick<RotationContext, "auth" | "runLog" | "update">) => {
-  const { auth, runLog, update } = ctx
+export const makeCredentialFor = (ctx: Pick<RotationContext, "auth" | "runLog" | "update" | "end" | "run" | "config">) => {
+  const { auth } = ctx
   return (name: string): Effect.Effect<Credential, RunError> =>
     auth.acquire(name).pipe(
-      Effect.catchTag("AllCredentialsCooling", (e) =>
-        runLog.log("credentials.exhausted", { instance: name, until: e.until.toISOString(), cooling: e.cooling }).pipe(
-          Effect.zipRight(update(name, Instances.rateLimited)),
-          Effect.zipRight(auth.acquireOrWait(name))
-        )),
+      Effect.catchTag("AllCredentialsCooling", (e) => exhausted(ctx, name, e).pipe(Effect.zipRight(auth.acquireOrWait(name)))),
       Effect.catchTag("NoUsableCredential", (e) =>
         Effect.fail(new RunError({ reason: "auth", message: `no usable credential left: ${e.invalid.map((i) => `${i.name} (${i.reason})`).join(", ")}` })))
     )

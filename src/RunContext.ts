@@ -5,6 +5,7 @@ import type * as Path from "@effect/platform/Path"
 import { Clock, Deferred, Effect, Queue, type Redacted, Ref, Schema, type Scope } from "effect"
 import type { AgentShape } from "./Agent.js"
 import type { AuthShape } from "./Auth.js"
+import type { CredentialSnapshot } from "./CredentialPool.js"
 import type { ResolvedConfig } from "./Config.js"
 import { type CostSnapshot, type CostTracker, makeCostTracker } from "./CostTracker.js"
 import * as Debounce from "./Debounce.js"
@@ -29,7 +30,8 @@ export class RunError extends Schema.TaggedError<RunError>()("RunError", {
   message: Schema.String
 }) {}
 
-export type EndReason = "project-done" | "time-limit" | "cost-limit" | "interrupted" | "failed"
+/** `usage-limit`: every credential was in its usage window until after the run's time limit. */
+export type EndReason = "project-done" | "time-limit" | "cost-limit" | "usage-limit" | "interrupted" | "failed"
 
 export interface RunOptions {
   /** Absolute path of the claude executable (resolved at the edge). */
@@ -62,6 +64,8 @@ export interface InstanceSummary {
   readonly status: string
   readonly restarts: number
   readonly session: string
+  /** The credential it ran on last ("" when it never got one). */
+  readonly credential: string
 }
 
 export interface RunSummary {
@@ -79,6 +83,8 @@ export interface RunSummary {
   readonly costs: CostSnapshot
   /** The merge gate's checks (checkCommand): how many ran, passed and failed, and their time. */
   readonly checks: CheckStats
+  /** Each credential at the end: its kind, state, the instances on it (the spread) and the limits it hit. */
+  readonly credentials: ReadonlyArray<CredentialSnapshot>
 }
 
 export { acceptsPrompt, type Instance, type Status, statusName } from "./Instances.js"

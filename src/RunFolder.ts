@@ -72,9 +72,13 @@ export const makeStateWriter = (ctx: RunContext) =>
         ...(ctx.config.checkCommand === undefined ? {} : { checks: yield* Ref.get(ctx.checks) }),
         credentials: (yield* ctx.auth.snapshot).map((c) => ({
           name: c.name,
+          kind: c.kind,
           status: c.status,
           ...(c.until === undefined ? {} : { until: c.until }),
-          users: c.users.length
+          ...(c.reason === undefined ? {} : { reason: c.reason }),
+          users: c.users.length,
+          instances: c.users,
+          limits: c.rateLimits
         })),
         costUsd: costs.total.usd
       }

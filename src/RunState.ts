@@ -44,9 +44,17 @@ export const MergeState = Schema.Struct({ from: Schema.String, into: Schema.Stri
 
 export const CredentialState = Schema.Struct({
   name: Schema.String,
+  /** oauth (the user's own login), api-key, token, login. */
+  kind: Schema.optional(Schema.String),
   status: Schema.String,
   until: Schema.optional(Schema.String),
-  users: Schema.Number
+  /** Why an invalid credential is out of the run. */
+  reason: Schema.optional(Schema.String),
+  users: Schema.Number,
+  /** The instances on it. */
+  instances: Schema.optional(Schema.Array(Schema.String)),
+  /** Rate and usage limits it hit in this run. */
+  limits: Schema.optional(Schema.Number)
 })
 
 export const RunState = Schema.Struct({

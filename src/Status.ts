@@ -142,9 +142,31 @@ const timeLeftOf = (s: RunSnapshot) => {
 
 const sessionAliveOf = (s: RunSnapshot, i: InstanceState) => s.sessions === undefined ? null : s.sessions.has(i.session)
 
+type CredentialRow = NonNullable<RunState["credentials"]>[number]
+
+const KIND_NAMES: Readonly<Record<string, string>> = { "oauth": "your login", "api-key": "api key", "token": "token", "login": "login dir" }
+
+/** A credential's state in words: ok, cooling until T, invalid. */
+const credentialState = (c: CredentialRow) =>
+  c.status === "cooling" ? `cooling until ${c.until === undefined ? "?" : localTime(c.until)}` : c.status === "available" ? "ok" : c.status
+
+/** The instances on a credential: from state.json's list, else from the instances' own credential. */
+const instancesOn = (s: RunSnapshot, c: CredentialRow) =>
+  c.instances ?? s.state.instances.filter((i) => i.credential === c.name).map((i) => i.name)
+
 /** The `--json` document: the decoded state plus what status computes; its strings neutralised (state.json may be old or edited). */
 export const statusJson = (s: RunSnapshot) => neutraliseJson({
   ...s.state,
+  ...(s.state.credentials === undefined ? {} : {
+    credentials: s.state.credentials.map((c) => ({
+      ...c,
+      kind: c.kind ?? null,
+      state: c.status === "available" ? "ok" : c.status,
+      until: c.until ?? null,
+      instances: instancesOn(s, c),
+      limits: c.limits ?? null
+    }))
+  }),
   instances: s.state.instances.map((i) => ({
     ...i,
     sessionAlive: sessionAliveOf(s, i),
@@ -239,10 +261,27 @@ export const renderStatus = (s: RunSnapshot): string => {
       ...(withCost ? [i.costUsd === undefined ? "-" : dollars(i.costUsd)] : [])
     ]
   })
+  const credentials = state.credentials ?? []
   return [
     ...totals.map(([k, v]) => `${k.padEnd(labelWidth)}  ${neutraliseLine(v, 500)}`),
     "",
-    table(header, rows)
+    table(header, rows),
+    ...(credentials.length === 0 ? [] : [
+      "",
+      table(
+        ["CREDENTIAL", "KIND", "STATE", "INSTANCES", "LIMITS HIT"],
+        credentials.map((c) => {
+          const on = instancesOn(s, c)
+          return [
+            c.name,
+            c.kind === undefined ? "-" : KIND_NAMES[c.kind] ?? c.kind,
+            credentialState(c),
+            on.length === 0 ? "-" : `${on.length}: ${clip(on.join(", "), 60)}`,
+            c.limits === undefined ? "-" : String(c.limits)
+          ]
+        })
+      )
+    ])
   ].join("\n")
 }
 

@@ -289,3 +289,39 @@ export const rateLimitKey = (
 /** Answers 401 for one key: a revoked or mistyped key. */
 export const rejectKey = (brain: Brain, apiKey: string): Brain => (req) =>
   req.apiKey === apiKey ? authenticationError() : brain(req)
+
+/**
+ * A subscription's usage window on one token: once it has served `afterRequests` requests, every request is answered
+ * 429 with the unified rate-limit headers until `resetAt` (epoch ms). The CLI then shows its usage-limit line
+ * ("You've hit your 5-hour limit · resets 12:51am (UTC)", claude 2.1.332 against a local mock) instead of the 429.
+ */
+export const usageLimitToken = (
+  brain: Brain,
+  options: { readonly token: string; readonly afterRequests: number; readonly resetAt: number; readonly now?: () => number }
+): Brain => {
+  const now = options.now ?? Date.now
+  let served = 0
+  return (req) => {
+    if (req.apiKey !== options.token || now() >= options.resetAt) return brain(req)
+    if (served < options.afterRequests) {
+      served++
+      return brain(req)
+    }
+    const reset = String(Math.floor(options.resetAt / 1000))
+    return {
+      _tag: "Error",
+      status: 429,
+      type: "rate_limit_error",
+      message: "This request would exceed your account's rate limit. Please try again later.",
+      headers: {
+        "anthropic-ratelimit-unified-status": "rejected",
+        "anthropic-ratelimit-unified-reset": reset,
+        "anthropic-ratelimit-unified-representative-claim": "five_hour",
+        "anthropic-ratelimit-unified-5h-status": "rejected",
+        "anthropic-ratelimit-unified-5h-reset": reset,
+        "retry-after": String(Math.max(61, Math.ceil((options.resetAt - now()) / 1000))),
+        "x-should-retry": "false"
+      }
+    }
+  }
+}

@@ -60,6 +60,15 @@ export const USAGE_LIMIT_PATTERNS: ReadonlyArray<UsageLimitPattern> = [
     source: "anthropics/claude-code#7641, #10333, #11577; RooCodeInc/Roo-Code#9767"
   },
   {
+    // The notice 2.1.332 leaves as the last block of an interactive pane after a usage-limit reply, under the
+    // "❯ prompt / ⎿ You've hit your 5-hour limit · resets 12:57am (UTC)" lines; the CLI then waits for the reset by
+    // itself ("Continuing automatically at 12:57am · Esc to cancel"). The time is the CLI's local time, no zone.
+    name: "usage-limit-auto-continue",
+    pattern: new RegExp(String.raw`^Usage limit reached(?<limit>)${SEP}set to continue automatically at ${RESET}\.?$`),
+    example: "Usage limit reached · set to continue automatically at 12:57am",
+    source: "claude 2.1.332 in tmux with CLAUDE_CODE_OAUTH_TOKEN, against a local mock answering 429 with the unified rate-limit headers (2026-11-28)"
+  },
+  {
     name: "usage-limit-epoch",
     pattern: /^Claude AI usage limit reached\|(?<epoch>\d{9,11})(?<limit>)$/,
     example: "Claude AI usage limit reached|1750708800",

@@ -85,10 +85,12 @@ const finish = (ctx: RunContext, deps: WindDownDeps, reason: EndReason) => {
         branch: s.branch,
         status: statusName(finalInstances.get(s.name)!.phase),
         restarts: finalInstances.get(s.name)!.restarts,
-        session: agent.sessionName(s.name)
+        session: agent.sessionName(s.name),
+        credential: finalInstances.get(s.name)!.credential
       })),
       costs,
-      checks: yield* Ref.get(ctx.checks)
+      checks: yield* Ref.get(ctx.checks),
+      credentials: yield* ctx.auth.snapshot
     }
     yield* Ref.set(ended, { at: yield* isoNow, reason })
     yield* writeState

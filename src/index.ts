@@ -19,7 +19,7 @@ export type { RunHandle } from "./Library.js"
 export type { RunEventSink } from "./Library.js"
 /** A ResolvedConfig, or an effect producing one (makeConfig, loadConfig). */
 export type { ConfigSource } from "./Library.js"
-/** How a run ended: "project-done", "time-limit", "cost-limit", "interrupted" or "failed". */
+/** How a run ended: "project-done", "time-limit", "cost-limit", "usage-limit", "interrupted" or "failed". */
 export type { EndReason } from "./Orchestrator.js"
 /** The end of a run: reason, target branch, merges, instances, costs, run folder. */
 export type { InstanceSummary, RunSummary } from "./Orchestrator.js"

@@ -1,10 +1,11 @@
 // Credential rotation with the real claude: a key that hits its rate limit mid-task, and a key that is invalid.
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { execFileSync } from "node:child_process"
 import { readdirSync, readFileSync } from "node:fs"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
-import { rateLimitKey, rejectKey, teamScript } from "../src/TeamScript.js"
+import { rateLimitKey, rejectKey, teamScript, usageLimitToken } from "../src/TeamScript.js"
 import { claudeBin, filesOn, useFixture, readLog, runFixture } from "./harness.js"
 
 // The fixture's keys (see makeFixture).
@@ -64,4 +65,45 @@ describe("auth rotation, real claude", () => {
       expect(filesOn(fixture.bare, "main")).toContain("src/em-1/worker-2.js")
       assertNoSecrets(summary.runFolder)
     }), { timeout: 180_000 })
+
+  it.scopedLive("subscription tokens: a usage-limit reply on max-1 cools it until the stated reset and moves its instances to max-2; no token in argv, logs or state", () =>
+    Effect.gen(function*() {
+      const token = (n: number) => `sk-ant-oat01-e2e-${n}-${"t".repeat(40)}`
+      // Two hours ahead, on a whole minute: what the CLI's "resets 12:51am (UTC)" can say exactly.
+      const resetAt = Math.ceil((Date.now() + 2 * 3_600_000) / 60_000) * 60_000
+      const brain = usageLimitToken(teamScript(), { token: token(1), afterRequests: 2, resetAt })
+      const mock = yield* startMockModel({ brain, keyNames: { [token(1)]: "max-1", [token(2)]: "max-2" } })
+      const fixture = yield* useFixture({
+        workerCount: 2,
+        mockUrl: mock.url,
+        accounts: [1, 2].map((n) => ({ name: `max-${n}`, env: { CLAUDE_CODE_OAUTH_TOKEN: token(n), ANTHROPIC_BASE_URL: mock.url } })),
+        extra: { healthCheckIntervalSeconds: 1 }
+      })
+      // What every process on the machine shows as its command line while the instances run.
+      const argvs: Array<string> = []
+      const summary = yield* runFixture(fixture, claudeBin, (line) => {
+        if (line.event === "instance.launched" || line.event === "credential.rotated") argvs.push(execFileSync("ps", ["-eo", "args"], { encoding: "utf8" }))
+      })
+      expect(summary.reason).toBe("project-done")
+      const log = readLog(summary.runFolder)
+      expect(log.find((l) => l.event === "credential.cooling")).toMatchObject({
+        credential: "max-1",
+        reason: "usage limit",
+        until: new Date(resetAt).toISOString()
+      })
+      const rotated = log.filter((l) => l.event === "credential.rotated")
+      expect(rotated.length).toBeGreaterThan(0)
+      for (const r of rotated) expect(r).toMatchObject({ from: "max-1", to: "max-2" })
+      expect(filesOn(fixture.bare, "main")).toEqual(expect.arrayContaining(["src/em-1/worker-1.js", "src/em-1/worker-2.js"]))
+      const records = yield* mock.requests
+      const limited = records.findIndex((r) => r.key === "max-1" && r.reply === "Error")
+      expect(limited).toBeGreaterThanOrEqual(0)
+      expect(records.slice(limited + 1).filter((r) => r.key === "max-1" && r.method === "POST")).toEqual([])
+      for (const text of [...argvs, ...readdirSync(summary.runFolder).filter((f) => f.endsWith(".log") || f.endsWith(".json")).map((f) => readFileSync(path.join(summary.runFolder, f), "utf8"))]) {
+        for (const n of [1, 2]) {
+          expect(text).not.toContain(token(n))
+          expect(text).not.toContain(token(n).slice(-20))
+        }
+      }
+    }), { timeout: 240_000 })
 })

@@ -73,6 +73,8 @@ export const makeFixture = (options: {
   readonly groupSize?: number
   readonly mockUrl: string
   readonly keys?: number
+  /** api-keys.json as given (subscription accounts), instead of `keys` generated API keys. */
+  readonly accounts?: ReadonlyArray<object>
   readonly useRunBranch?: boolean
   readonly direction?: string | undefined
   readonly maxRunDurationMinutes?: number
@@ -99,7 +101,7 @@ export const makeFixture = (options: {
     name: `key-${i + 1}`,
     env: { ANTHROPIC_API_KEY: `sk-ant-test-key-${i + 1}-${"x".repeat(24)}`, ANTHROPIC_BASE_URL: options.mockUrl }
   }))
-  writeFileSync(path.join(configDir, "api-keys.json"), JSON.stringify(keys, null, 2))
+  writeFileSync(path.join(configDir, "api-keys.json"), JSON.stringify(options.accounts ?? keys, null, 2))
   const cleanup = () => {
     killTmuxServer(socket)
     // CCO_KEEP_E2E=1 keeps the run folder, worktrees and bare repository for inspection.

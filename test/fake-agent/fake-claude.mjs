@@ -455,11 +455,115 @@ const apiMessages = () => {
   return result
 }
 
-const authHeaders = () => {
+// ---------------------------------------------------------------------------------------------
+// Subscription logins, as the real CLI keeps them: CLAUDE_CODE_OAUTH_TOKEN (used as it is, nothing written), or
+// <config dir>/.credentials.json {claudeAiOauth: {accessToken, refreshToken, expiresAt, …}}. Shortly before the
+// access token expires, the CLI refreshes it: under a lock keyed by the file's real path it reads the file again
+// (another process may have refreshed meanwhile), trades the refresh token (single-use: the server rotates it) for
+// a new pair, and writes the file by temp file + rename at its own path (replacing a symlink there by a file).
+// The real CLI asks the OAuth server; this stand-in asks its mock at ANTHROPIC_BASE_URL/v1/oauth/token.
+
+const credentialsFile = path.join(configDir, ".credentials.json")
+const REFRESH_MARGIN_MS = Math.max(0, Number.parseInt(env.FAKE_CLAUDE_REFRESH_MARGIN_MS ?? "1000", 10) || 0)
+
+const readLogin = () => {
+  try {
+    const oauth = JSON.parse(fs.readFileSync(credentialsFile, "utf8"))?.claudeAiOauth
+    return typeof oauth?.accessToken === "string" && oauth.accessToken !== "" ? oauth : undefined
+  } catch {
+    return undefined
+  }
+}
+
+const hasLogin = () => Boolean(env.ANTHROPIC_API_KEY || env.ANTHROPIC_AUTH_TOKEN || env.CLAUDE_CODE_OAUTH_TOKEN || readLogin())
+
+const withLock = async (file, f) => {
+  let real
+  try {
+    real = fs.realpathSync(file)
+  } catch {
+    real = file
+  }
+  const lock = `${real}.lock`
+  for (let i = 0;; i++) {
+    try {
+      fs.mkdirSync(lock)
+      break
+    } catch (e) {
+      if (e?.code !== "EEXIST") throw e
+      // A holder that died leaves its lock: taken over after ten seconds.
+      try {
+        if (Date.now() - fs.statSync(lock).mtimeMs > 10_000) fs.rmdirSync(lock)
+      } catch {}
+      await new Promise((resolve) => setTimeout(resolve, 20 + Math.floor(Math.random() * 30)))
+    }
+  }
+  try {
+    return await f()
+  } finally {
+    try {
+      fs.rmdirSync(lock)
+    } catch {}
+  }
+}
+
+/** The access token to send: refreshed first when it is about to expire. */
+const freshLogin = async () => {
+  const first = readLogin()
+  if (first === undefined || (first.expiresAt ?? 0) - Date.now() > REFRESH_MARGIN_MS) return first
+  return withLock(credentialsFile, async () => {
+    const login = readLogin()
+    if (login === undefined || (login.expiresAt ?? 0) - Date.now() > REFRESH_MARGIN_MS) return login
+    let res
+    try {
+      res = await fetch(`${baseUrl}/v1/oauth/token`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ grant_type: "refresh_token", refresh_token: login.refreshToken })
+      })
+    } catch {
+      return login
+    }
+    if (!res.ok) return login
+    const body = await res.json()
+    const next = {
+      ...login,
+      accessToken: body.access_token,
+      refreshToken: body.refresh_token ?? login.refreshToken,
+      expiresAt: Date.now() + Number(body.expires_in ?? 3600) * 1000
+    }
+    const temp = `${credentialsFile}.tmp.${randomUUID().slice(0, 8)}`
+    fs.writeFileSync(temp, JSON.stringify({ claudeAiOauth: next }), { mode: 0o600 })
+    fs.renameSync(temp, credentialsFile)
+    return next
+  })
+}
+
+const authHeaders = async () => {
   const h = {}
   if (env.ANTHROPIC_API_KEY) h["x-api-key"] = env.ANTHROPIC_API_KEY
-  if (env.ANTHROPIC_AUTH_TOKEN) h.authorization = `Bearer ${env.ANTHROPIC_AUTH_TOKEN}`
+  else if (env.ANTHROPIC_AUTH_TOKEN) h.authorization = `Bearer ${env.ANTHROPIC_AUTH_TOKEN}`
+  else if (env.CLAUDE_CODE_OAUTH_TOKEN) h.authorization = `Bearer ${env.CLAUDE_CODE_OAUTH_TOKEN}`
+  else {
+    const login = await freshLogin()
+    if (login !== undefined) h.authorization = `Bearer ${login.accessToken}`
+  }
+  if (h.authorization && !env.ANTHROPIC_AUTH_TOKEN) h["anthropic-beta"] = "oauth-2025-04-20"
   return h
+}
+
+/** "12:57am": a reset time in this process's own zone, as the CLI's notice words it. */
+const localTimeText = (epochSeconds) => {
+  const d = new Date(epochSeconds * 1000)
+  const h = d.getHours()
+  return `${h % 12 === 0 ? 12 : h % 12}:${String(d.getMinutes()).padStart(2, "0")}${h < 12 ? "am" : "pm"}`
+}
+
+/** "resets 10:27pm (UTC)", as the CLI words a reset time (here always in UTC). */
+const resetText = (epochSeconds) => {
+  const d = new Date(epochSeconds * 1000)
+  const h = d.getUTCHours()
+  return `${h % 12 === 0 ? 12 : h % 12}:${String(d.getUTCMinutes()).padStart(2, "0")}${h < 12 ? "am" : "pm"} (UTC)`
 }
 
 const emptyUsage = () => ({ input_tokens: 0, output_tokens: 0, cache_creation_input_tokens: 0, cache_read_input_tokens: 0 })
@@ -488,7 +592,7 @@ const requestOnce = async (signal) => {
       method: "POST",
       signal,
       headers: {
-        ...authHeaders(),
+        ...(await authHeaders()),
         "anthropic-version": "2023-06-01",
         "content-type": "application/json",
         "x-app": "cli",
@@ -509,12 +613,15 @@ const requestOnce = async (signal) => {
     } catch {
       // not JSON: keep the body
     }
+    const unified = res.headers.get("anthropic-ratelimit-unified-status")
+    const unifiedReset = Number(res.headers.get("anthropic-ratelimit-unified-reset"))
     return {
       kind: "http",
       status: res.status,
       message,
       retryAfter: parseRetryAfter(res.headers.get("retry-after")),
-      shouldRetry: res.headers.get("x-should-retry")
+      shouldRetry: res.headers.get("x-should-retry"),
+      ...(res.status === 429 && unified === "rejected" && Number.isFinite(unifiedReset) ? { usageResetAt: unifiedReset } : {})
     }
   }
 
@@ -636,7 +743,19 @@ const request = async () => {
 // The real CLI's wording on the pane (also the StopFailure's last_assistant_message), and the error kind.
 const describeFailure = (r) => {
   if (r.kind === "network") return { text: `API Error: Unable to connect to API (${r.message})`, error: "unknown" }
+  // A subscription's usage window: the CLI names the limit and its reset, not the HTTP status.
+  // As 2.1.332 shows it: the limit under the prompt, then a notice as the last block (the time without its zone).
+  if (r.status === 429 && r.usageResetAt !== undefined) {
+    return {
+      text: `You've hit your 5-hour limit · resets ${resetText(r.usageResetAt)}`,
+      error: "rate_limit",
+      notice: `Usage limit reached · set to continue automatically at ${localTimeText(r.usageResetAt)}`
+    }
+  }
   if (r.status === 429) return { text: `API Error: Request rejected (429) · ${r.message}`, error: "rate_limit" }
+  if ((r.status === 401 || r.status === 403) && !env.ANTHROPIC_API_KEY && !env.ANTHROPIC_AUTH_TOKEN) {
+    return { text: `API Error: 401 {"type":"error","error":{"type":"authentication_error","message":${JSON.stringify(r.message)}}}`, error: "authentication_failed" }
+  }
   if (r.status === 401 || r.status === 403) return { text: "Invalid API key · Fix external API key", error: "authentication_failed" }
   if (r.status === 529) {
     return {
@@ -776,7 +895,7 @@ const runTurn = async (prompt) => {
   if (submitDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, submitDelayMs))
   await fireHook("UserPromptSubmit", { prompt })
   addUser(prompt, { promptId })
-  if (!env.ANTHROPIC_API_KEY && !env.ANTHROPIC_AUTH_TOKEN) {
+  if (!hasLogin()) {
     print("● Not logged in · Please run /login")
     await fireHook("StopFailure", { error: "authentication_failed", last_assistant_message: "Not logged in · Please run /login" })
     return
@@ -791,7 +910,10 @@ const runTurn = async (prompt) => {
     }
     if (r.kind !== "message") {
       const failure = describeFailure(r)
-      print(`● ${failure.text}`)
+      if (failure.notice !== undefined) {
+        print(`  ⎿  ${failure.text}`)
+        print(`● ${failure.notice}`)
+      } else print(`● ${failure.text}`)
       hint = "Resend your message to try again"
       record({
         type: "assistant",

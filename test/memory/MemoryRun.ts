@@ -69,6 +69,7 @@ export interface MemoryRunOptions {
   readonly workerCount: number
   readonly groupSize?: number
   readonly keys?: number
+  readonly accounts?: ReadonlyArray<object>
   readonly maxRunDurationMinutes?: number
   readonly extra?: Readonly<Record<string, unknown>>
   /** RunOptions.answerWaitMs: how long a gated merge command holds its request. */
