@@ -36,9 +36,9 @@ const textsUnder = (dir: string, skip: (file: string) => boolean): ReadonlyArray
     .map((f) => [f, readFileSync(f, "latin1")] as const)
 
 describe("login dirs with the fake agent", () => {
-  it.scopedLive("three instances on one login dir whose token expires every few seconds: one refresher at a time, nobody logged out", () =>
+  it.scopedLive("three instances on one login dir whose token expires every second and a half: one refresher at a time, nobody logged out", () =>
     Effect.gen(function*() {
-      const oauth = makeMockOAuth({ ttlMs: 3_000 })
+      const oauth = makeMockOAuth({ ttlMs: 1_500 })
       const mock = yield* startMockModel({ brain: teamScript(), oauth })
       const loginDir = yield* loginDirWith(oauth.issue("max-1"))
       const fixture = yield* useFixture({
