@@ -10,6 +10,7 @@ import { coalesced } from "./Coalesce.js"
 import { exec } from "./Exec.js"
 import { isAlive } from "./Process.js"
 import { RunLog } from "./RunLog.js"
+import * as Sandbox from "./Sandbox.js"
 import * as Secrets from "./Secrets.js"
 import { shellQuote } from "./Shell.js"
 import { Tmux } from "./Tmux.js"
@@ -41,6 +42,8 @@ export interface AgentSettings {
   readonly oauthCredentialsFile?: string
   /** Extra environment for every instance (e.g. CLAUDE_CODE_MAX_RETRIES). */
   readonly extraEnv?: Readonly<Record<string, string>>
+  /** How instances are confined (resolved once for the run); absent: unconfined. */
+  readonly sandbox?: Sandbox.Sandbox
 }
 
 export interface LaunchRequest {
@@ -174,6 +177,8 @@ export const make = (settings: AgentSettings) =>
     // The client talks only to the unix socket: a CA bundle in NODE_EXTRA_CA_CERTS would cost every hook ~40 ms of start-up.
     const hookCommand = ["env", "-u", "NODE_EXTRA_CA_CERTS", ...settings.clientCommand.map(shellQuote), "hook"].join(" ")
 
+    yield* runLog.log("run.sandbox", Sandbox.logFields(settings.sandbox))
+
     const sessionName = (instance: string) => `${settings.sessionPrefix}${instance}`
     // Only the sha256 of an instance's token is kept on disk (worktrees lie inside the run folder, so an agent can
     // read it): enough for a resumed orchestrator to recognise a live session's token, useless to present as one.
@@ -181,6 +186,36 @@ export const make = (settings: AgentSettings) =>
     const configDir = (instance: string) => path.join(settings.runFolder, "instances", instance, "claude")
     const fail = (instance: string, operation: string) => (e: { readonly message: string }) =>
       new AgentError({ instance, operation, message: e.message })
+
+    // The instance's command inside its sandbox when the run confines (see Sandbox.bwrapArgs), and a note of
+    // which it got beside its token digest (what `cco status` shows).
+    const confine = (instance: string, worktree: string, argv: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const sandbox = settings.sandbox
+        const instanceDir = path.join(settings.runFolder, "instances", instance)
+        yield* fs.writeFileString(path.join(instanceDir, "sandbox"), `${Sandbox.label(sandbox)}\n`, { mode: 0o600 })
+        if (sandbox?._tag !== "Bwrap") return argv
+        const link = yield* fs.readLink(path.join(configDir(instance), ".credentials.json")).pipe(Effect.option)
+        return yield* Sandbox.confine(sandbox, {
+          worktree,
+          configDir: configDir(instance),
+          home: path.join(instanceDir, "home"),
+          binDir,
+          socketPath: events.socketPath,
+          claudePath: settings.claudePath,
+          clientCommand: settings.clientCommand,
+          oauthCredentialsFile: Option.getOrUndefined(Option.map(link, (target) => path.resolve(configDir(instance), target))),
+          extraFiles: ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"].flatMap((name) => {
+            const value = settings.extraEnv?.[name] ?? process.env[name]
+            return value === undefined || value === "" ? [] : [value]
+          })
+        }, argv)
+      }).pipe(
+        Effect.provideService(FileSystem.FileSystem, fs),
+        Effect.provideService(Path.Path, path),
+        Effect.provideService(CommandExecutor.CommandExecutor, executor),
+        Effect.mapError(fail(instance, "sandbox"))
+      )
 
     const launch = Effect.fn("Agent.launch")(function*(request: LaunchRequest) {
       const { instance } = request
@@ -227,11 +262,12 @@ export const make = (settings: AgentSettings) =>
         Effect.provideService(Path.Path, path)
       )
       const { argv, env } = ClaudeCode.launchCommand(launchSpec)
+      const command = yield* confine(instance, request.worktree, argv)
       const session = sessionName(instance)
       const start = tmux.newSession({
         name: session,
         cwd: request.worktree,
-        command: argv,
+        command,
         env: { ...env, CCO_TOKEN: Redacted.make(token) },
         unsetEnv: inheritedCredentials,
         width: 200,
@@ -249,6 +285,7 @@ export const make = (settings: AgentSettings) =>
         generation,
         credential: request.credential.name,
         resume: continueSession,
+        sandbox: Sandbox.label(settings.sandbox),
         session,
         attach: `tmux -L ${tmux.socket} attach -t ${session}`
       })

@@ -7,6 +7,7 @@ import { type ApiKeyCredential, API_KEYS_FILE, ApiKeysFile, ENTRY_KEYS, ENV_KEYS
 import { ConfigError, firstProblem } from "./ConfigError.js"
 import { type AuthMode, ORCHESTRATOR_FILE, OrchestratorFile } from "./OrchestratorFile.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
+import type { SandboxMode } from "./Sandbox.js"
 import { parseJson } from "./StrictJson.js"
 
 export interface ResolvedConfig {
@@ -41,6 +42,8 @@ export interface ResolvedConfig {
   readonly maxCostUsd: number | undefined
   readonly maxCostUsdPerInstance: number | undefined
   readonly maxTokens: number | undefined
+  /** How instances are confined (see Sandbox.ts). */
+  readonly sandbox: SandboxMode
   readonly apiKeys: ReadonlyArray<ApiKeyCredential>
 }
 
@@ -171,6 +174,7 @@ export const resolveConfig = (
       maxCostUsd: file.maxCostUsd,
       maxCostUsdPerInstance: file.maxCostUsdPerInstance,
       maxTokens: file.maxTokens,
+      sandbox: file.sandbox,
       apiKeys
     }
   })
@@ -222,6 +226,7 @@ export const redactedView = (c: ResolvedConfig): object => ({
   maxCostUsd: c.maxCostUsd ?? null,
   maxCostUsdPerInstance: c.maxCostUsdPerInstance ?? null,
   maxTokens: c.maxTokens ?? null,
+  sandbox: c.sandbox,
   apiKeys: c.apiKeys.map((k) => ({
     name: k.name,
     env: Object.fromEntries(Object.keys(k.env).map((name) => [name, "<redacted>"]))

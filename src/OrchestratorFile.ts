@@ -117,6 +117,15 @@ const Model = Schema.String.annotations({ message: expected("a model name") }).p
   )
 )
 
+const SANDBOX_MODES = ["auto", "bwrap", "none"] as const
+const sandboxMessage = (issue: ParseResult.ParseIssue) =>
+  `must be one of ${SANDBOX_MODES.map((m) => `"${m}"`).join(", ")}, got ${show(issue.actual)}`
+
+/** How instances are confined: "auto" (bubblewrap when it works here), "bwrap" (required), "none". */
+const SandboxSchema = Schema.String.annotations({ message: sandboxMessage }).pipe(
+  Schema.filter((s): s is typeof SANDBOX_MODES[number] => (SANDBOX_MODES as ReadonlyArray<string>).includes(s), { message: sandboxMessage })
+)
+
 const SocketName = NonEmptyText("a tmux socket name").pipe(
   Schema.filter((s) => /^[A-Za-z0-9._-]+$/.test(s) || `must use only letters, digits, ".", "_" and "-", got ${show(s)}`)
 )
@@ -143,5 +152,6 @@ export const OrchestratorFile = Schema.Struct({
   maxRestartsPerInstance: Schema.optionalWith(Restarts, { default: () => 5 }),
   maxCostUsd: Schema.optional(Dollars),
   maxCostUsdPerInstance: Schema.optional(Dollars),
-  maxTokens: Schema.optional(Tokens)
+  maxTokens: Schema.optional(Tokens),
+  sandbox: Schema.optionalWith(SandboxSchema, { default: () => "auto" as const })
 })

@@ -15,6 +15,7 @@ import type { Instance } from "./Instances.js"
 import type * as Limits from "./Limits.js"
 import type { LogLine, RunLogShape } from "./RunLog.js"
 import type { RunState } from "./RunState.js"
+import type { Sandbox } from "./Sandbox.js"
 import type { TmuxShape } from "./Tmux.js"
 import type { Worktree } from "./Worktree.js"
 
@@ -48,6 +49,8 @@ export interface RunOptions {
   readonly onLog?: (line: LogLine) => void
   /** Resume this run folder after the orchestrator died: live sessions are re-attached, dead ones restarted. */
   readonly resume?: string
+  /** How instances are confined, when the edge has already looked (Sandbox.resolve); otherwise looked up at start. */
+  readonly sandbox?: Sandbox
   /** Called once the run folder exists, before anything slow. */
   readonly onStart?: (info: { readonly runId: string; readonly folder: string }) => void
 }
