@@ -60,7 +60,7 @@ export const runCommand = (
   })
   // Before anything starts: a required sandbox that this machine cannot give is a configuration error (exit 2).
   return Sandbox.resolve(config.sandbox, env.basePath).pipe(
-    Effect.mapError((e) => new Orchestrator.RunError({ reason: "config", message: `${config.configDir}/orchestrator.json: sandbox: ${e.message}` })),
+    Effect.mapError((e) => new Orchestrator.RunError({ reason: "config", message: `${config.configDir}/orchestrator.json: ${e.message}` })),
     Effect.flatMap((sandbox) => Orchestrator.run(config, { ...options, sandbox, ...(resume === undefined ? {} : { resume }) })),
     Effect.tap((summary) => Effect.sync(() => write(formatSummary(summary)))),
     Effect.flatMap((summary) =>
@@ -170,6 +170,7 @@ export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironmen
       resolveClaude: (command) => env === undefined ? command : claudePathOn(env, command),
       ...(env?.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: env.oauthCredentialsFile }),
       oauthToken: env?.oauthToken,
+      ...(env === undefined ? {} : { searchPath: env.basePath }),
       nodeVersion: process.versions.node
     }, printNeutral)).pipe(
     Command.withDescription("Check tmux, git, claude and node; with --config also the config, credentials, repository and disk space.")

@@ -130,9 +130,11 @@ export const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
  * socket is bound in at its path.
  */
 export const bwrapArgs = (m: InstanceMounts): ReadonlyArray<string> => {
-  const args: Array<string> = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-  const ro = (src: string, dest = src) => args.push("--ro-bind", src, dest)
-  const rw = (p: string) => args.push("--bind", p, p)
+  // No capabilities inside, whoever starts it: bwrap run by root keeps them otherwise (mounts, reading any file).
+  const args: Array<string> = ["--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL"]
+  const dests: Array<string> = []
+  const ro = (src: string, dest = src) => (dests.push(dest), args.push("--ro-bind", src, dest))
+  const rw = (p: string) => (dests.push(p), args.push("--bind", p, p))
   for (const dir of m.system) {
     if (dir.link !== undefined) args.push("--symlink", dir.link, dir.path)
     else ro(dir.path)
@@ -160,10 +162,28 @@ export const bwrapArgs = (m: InstanceMounts): ReadonlyArray<string> => {
   rw(m.home)
   // The socket file itself (a socket on a read-only mount still takes connections).
   ro(m.socketPath)
-  // The skeleton bwrap made for the mount points (parents of the paths above) is read-only too.
+  // The skeleton bwrap made for the mount points (parents of the paths above) is read-only too: on the root by a
+  // remount, inside the private /tmp (where a run folder may lie) by its mode, which binds nothing to anything.
+  for (const dir of skeletonDirs(dests)) args.push("--chmod", "0555", dir)
   args.push("--remount-ro", "/")
   args.push("--setenv", "HOME", m.home, "--setenv", "TMPDIR", "/tmp", "--chdir", m.worktree)
   return args
+}
+
+const PRIVATE_TMPFS = ["/tmp", "/var/tmp", "/run", "/dev/shm"]
+
+/** Directories bwrap creates on a private tmpfs to hold the given mount points, outermost first. */
+export const skeletonDirs = (dests: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const inside = (p: string, dir: string) => p === dir || p.startsWith(`${dir}/`)
+  const out = new Set<string>()
+  for (const dest of dests) {
+    for (let dir = dest.slice(0, dest.lastIndexOf("/")); dir.length > 1; dir = dir.slice(0, dir.lastIndexOf("/"))) {
+      if (PRIVATE_TMPFS.includes(dir) || !PRIVATE_TMPFS.some((t) => dir.startsWith(`${t}/`))) continue
+      if (dests.some((d) => inside(dir, d))) continue
+      out.add(dir)
+    }
+  }
+  return [...out].sort((a, b) => a.length - b.length)
 }
 
 const firstLine = (text: string) => text.split("\n")[0]?.trim() ?? ""
