@@ -127,7 +127,7 @@ export const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
  * entry there read-only), its config dir, its private home, a private /tmp. Read-only: the system, node, claude
  * and cco's client, the run's bin/. Nothing else: no real home, no other worktree or config dir, no token digests,
  * state, logs or sources, no other process (own pid namespace and /proc). Network as the user's; the control
- * socket is bound in at its path.
+ * socket's directory (the socket alone) is bound in at its path.
  */
 export const bwrapArgs = (m: InstanceMounts): ReadonlyArray<string> => {
   // No capabilities inside, whoever starts it: bwrap run by root keeps them otherwise (mounts, reading any file).
@@ -160,8 +160,9 @@ export const bwrapArgs = (m: InstanceMounts): ReadonlyArray<string> => {
   rw(m.configDir)
   for (const file of m.readWrite) rw(file)
   rw(m.home)
-  // The socket file itself (a socket on a read-only mount still takes connections).
-  ro(m.socketPath)
+  // The socket's directory, which holds nothing else (a socket on a read-only mount still takes connections): a
+  // socket made again there (a resumed run) is the one the instance reaches.
+  ro(m.socketPath.slice(0, m.socketPath.lastIndexOf("/")))
   // The skeleton bwrap made for the mount points (parents of the paths above) is read-only too: on the root by a
   // remount, inside the private /tmp (where a run folder may lie) by its mode, which binds nothing to anything.
   for (const dir of skeletonDirs(dests)) args.push("--chmod", "0555", dir)

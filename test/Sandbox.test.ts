@@ -109,7 +109,8 @@ const runFolder = () => {
 describe("an instance inside bwrap", () => {
   it.skipIf(!canConfine)("commits on its own branch; reaches nothing else of the run, the home or the machine", async () => {
     const r = runFolder()
-    const socketPath = path.join(r.folder, "control.sock")
+    mkdirSync(path.join(r.folder, "control"))
+    const socketPath = path.join(r.folder, "control", "control.sock")
     const server = net.createServer((c) => c.end("pong\n"))
     await new Promise<void>((resolve) => server.listen(socketPath, resolve))
     try {
