@@ -87,11 +87,11 @@ export interface GitLayout {
   readonly commonDir: string
   /** <commonDir>/worktrees/<name>: HEAD, index, its reflog. */
   readonly adminDir: string
-  /** The directory holding the branch's loose ref, and the branch's file name there. */
-  readonly refDir: string
+  /** The directory holding the branch's loose ref, and the branch's file name there; none on a detached HEAD. */
+  readonly refDir: string | undefined
   readonly refName: string
   /** The directory of the branch's reflog. */
-  readonly logDir: string
+  readonly logDir: string | undefined
   /** What else is in refDir and logDir (other branches, directories of branches): kept read-only. */
   readonly otherRefs: ReadonlyArray<string>
   readonly otherLogs: ReadonlyArray<string>
@@ -150,11 +150,12 @@ export const bwrapArgs = (m: InstanceMounts): ReadonlyArray<string> => {
   rw(g.adminDir)
   ro(`${g.adminDir}/commondir`)
   ro(`${g.adminDir}/gitdir`)
-  rw(g.refDir)
   // Another branch's ref can go (a deleted branch) between the listing and the start: "-try" skips it.
-  for (const other of g.otherRefs) args.push("--ro-bind-try", `${g.refDir}/${other}`, `${g.refDir}/${other}`)
-  rw(g.logDir)
-  for (const other of g.otherLogs) args.push("--ro-bind-try", `${g.logDir}/${other}`, `${g.logDir}/${other}`)
+  for (const [dir, others] of [[g.refDir, g.otherRefs], [g.logDir, g.otherLogs]] as const) {
+    if (dir === undefined) continue
+    rw(dir)
+    for (const other of others) args.push("--ro-bind-try", `${dir}/${other}`, `${dir}/${other}`)
+  }
   rw(m.worktree)
   ro(`${m.worktree}/.git`)
   rw(m.configDir)
@@ -202,7 +203,10 @@ export const gitLayout = (worktree: string) =>
     const adminDir = path.resolve(worktree, dotGit.slice("gitdir: ".length))
     const commonDir = path.resolve(adminDir, firstLine(yield* fs.readFileString(path.join(adminDir, "commondir"))))
     const head = firstLine(yield* fs.readFileString(path.join(adminDir, "HEAD")))
-    if (!head.startsWith("ref: refs/")) return yield* Effect.fail(new Error(`${worktree} is not on a branch (HEAD ${head.slice(0, 60)})`))
+    // Detached (a rebase stopped halfway): commits move only HEAD, in the admin dir; no branch is writable.
+    if (!head.startsWith("ref: refs/")) {
+      return { commonDir, adminDir, refDir: undefined, refName: "", logDir: undefined, otherRefs: [], otherLogs: [] } satisfies GitLayout
+    }
     const ref = head.slice("ref: ".length)
     const refDir = path.join(commonDir, path.dirname(ref))
     const refName = path.basename(ref)
