@@ -187,6 +187,8 @@ export const make = (settings: AgentSettings) =>
     const fail = (instance: string, operation: string) => (e: { readonly message: string }) =>
       new AgentError({ instance, operation, message: e.message })
 
+    // The git identity confined instances commit with (their home is private): looked up once, at the first launch.
+    const identity = yield* Effect.cached(Sandbox.gitIdentity(path.join(settings.runFolder, "repo")))
     // The instance's command inside its sandbox when the run confines (see Sandbox.bwrapArgs), and a note of
     // which it got beside its token digest (what `cco status` shows).
     const confine = (instance: string, worktree: string, argv: ReadonlyArray<string>) =>
@@ -209,7 +211,7 @@ export const make = (settings: AgentSettings) =>
             const value = settings.extraEnv?.[name] ?? process.env[name]
             return value === undefined || value === "" ? [] : [value]
           })
-        }, argv)
+        }, argv, identity)
       }).pipe(
         Effect.provideService(FileSystem.FileSystem, fs),
         Effect.provideService(Path.Path, path),

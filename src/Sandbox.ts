@@ -305,37 +305,43 @@ export const mountsFor = (p: InstancePaths) =>
   })
 
 /**
- * The private home's git identity: the one git would use in the worktree outside (the user's, from the real home
- * the instance cannot see), so commits carry the same author confined or not. Written once; the instance may
- * change it.
+ * The git identity (a .gitconfig's [user] section) that git uses in `repoDir` outside, from the clone's config or
+ * the user's own (in the real home, which a confined instance cannot see). One git call; Agent asks once a run.
  */
-export const seedHome = (home: string, worktree: string) =>
+export const gitIdentity = (repoDir: string) =>
+  exec("git", ["-C", repoDir, "config", "--get-regexp", "^user\\.(name|email)$"]).pipe(
+    Effect.map((r) => {
+      const values = new Map(r.stdout.split("\n").flatMap((line) => {
+        const space = line.indexOf(" ")
+        return space < 0 ? [] : [[line.slice(0, space), line.slice(space + 1)] as const]
+      }))
+      const quote = (v: string) => `"${v.replace(/["\\]/g, (c) => `\\${c}`)}"`
+      const lines = [["name", values.get("user.name")], ["email", values.get("user.email")]].flatMap(([k, v]) => v === undefined || v === "" ? [] : [`\t${k} = ${quote(v)}\n`])
+      return lines.length === 0 ? "" : `[user]\n${lines.join("")}`
+    }),
+    Effect.orElseSucceed(() => "")
+  )
+
+/** The private home's .gitconfig: the identity commits get outside, written once (the instance may change it). */
+export const seedHome = <R>(home: string, identity: Effect.Effect<string, never, R>) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const path = yield* Path.Path
     const file = path.join(home, ".gitconfig")
     if (yield* fs.exists(file).pipe(Effect.orElseSucceed(() => true))) return
-    const get = (key: string) =>
-      exec("git", ["-C", worktree, "config", "--get", key]).pipe(
-        Effect.map((r) => r.exitCode === 0 ? r.stdout.trim() : ""),
-        Effect.orElseSucceed(() => "")
-      )
-    const name = yield* get("user.name")
-    const email = yield* get("user.email")
-    const quote = (v: string) => `"${v.replace(/["\\]/g, (c) => `\\${c}`)}"`
-    const user = name === "" && email === "" ? "" : `[user]\n${name === "" ? "" : `\tname = ${quote(name)}\n`}${email === "" ? "" : `\temail = ${quote(email)}\n`}`
-    yield* fs.writeFileString(file, user, { mode: 0o600 })
+    yield* fs.writeFileString(file, yield* identity, { mode: 0o600 })
   })
 
 /** `argv` wrapped in bwrap for one instance (claude started by its real path, which the sandbox shows). */
 export const confine = (
   sandbox: Extract<Sandbox, { _tag: "Bwrap" }>,
   paths: InstancePaths,
-  argv: ReadonlyArray<string>
+  argv: ReadonlyArray<string>,
+  identity: Effect.Effect<string, never, CommandExecutor.CommandExecutor> = gitIdentity(paths.worktree)
 ): Effect.Effect<ReadonlyArray<string>, Error, FileSystem.FileSystem | Path.Path | CommandExecutor.CommandExecutor> =>
   Effect.gen(function*() {
     const mounts = yield* mountsFor(paths)
-    yield* seedHome(paths.home, paths.worktree)
+    yield* seedHome(paths.home, identity)
     const [program, ...rest] = argv
     return [sandbox.bwrap, ...bwrapArgs(mounts), "--", program === undefined ? paths.claudePath : real(program), ...rest]
   }).pipe(Effect.mapError((e) => e instanceof Error ? e : new Error(String(e))))
