@@ -177,7 +177,8 @@ export const make = (settings: AgentSettings) =>
     // The client talks only to the unix socket: a CA bundle in NODE_EXTRA_CA_CERTS would cost every hook ~40 ms of start-up.
     const hookCommand = ["env", "-u", "NODE_EXTRA_CA_CERTS", ...settings.clientCommand.map(shellQuote), "hook"].join(" ")
 
-    yield* runLog.log("run.sandbox", Sandbox.logFields(settings.sandbox))
+    // The run's first line (before run.starting): how its instances are confined, said before any of them starts.
+    yield* runLog.log("run.sandbox", { runId: settings.runId, ...Sandbox.logFields(settings.sandbox) })
 
     const sessionName = (instance: string) => `${settings.sessionPrefix}${instance}`
     // Only the sha256 of an instance's token is kept on disk (worktrees lie inside the run folder, so an agent can
