@@ -9,6 +9,7 @@ import * as net from "node:net"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
 import * as Doctor from "../src/Doctor.js"
+import { makeProgress } from "../src/Progress.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { git } from "./harness.js"
 
@@ -64,6 +65,17 @@ describe("Sandbox.resolve", () => {
     expect((await run(Doctor.checkSandbox("auto", "/nonexistent"))).detail).toContain("UNCONFINED")
     expect(await run(Doctor.checkSandbox("bwrap", brokenBwrap()))).toMatchObject({ level: "fail", fix: Sandbox.INSTALL_HINT })
     if (probed._tag === "Usable") expect(await run(Doctor.checkSandbox("auto", PATH))).toMatchObject({ level: "ok" })
+  })
+})
+
+describe("cco run's progress", () => {
+  it("says loudly when auto runs unconfined, briefly when confined, nothing when none was asked for", () => {
+    const line = (fields: Record<string, unknown>) => makeProgress()({ time: "", event: "run.sandbox", ...fields } as never)
+    expect(line({ sandbox: "none", sandboxMode: "auto", sandboxReason: "bubblewrap (bwrap) is not on PATH" })).toMatch(
+      /^WARNING: instances run UNCONFINED, with all your files in reach: bubblewrap \(bwrap\) is not on PATH\. Install bubblewrap/
+    )
+    expect(line({ sandbox: "bwrap", sandboxMode: "auto" })).toContain("confined with bubblewrap")
+    expect(line({ sandbox: "none", sandboxMode: "none" })).toBeUndefined()
   })
 })
 
