@@ -177,8 +177,8 @@ export const make = (settings: AgentSettings) =>
     // The client talks only to the unix socket: a CA bundle in NODE_EXTRA_CA_CERTS would cost every hook ~40 ms of start-up.
     const hookCommand = ["env", "-u", "NODE_EXTRA_CA_CERTS", ...settings.clientCommand.map(shellQuote), "hook"].join(" ")
 
-    // The run's first line (before run.starting): how its instances are confined, said before any of them starts.
-    yield* runLog.log("run.sandbox", { runId: settings.runId, ...Sandbox.logFields(settings.sandbox) })
+    // How the run's instances are confined: said once, before the first of them starts (or is re-attached).
+    const announceSandbox = yield* Effect.once(runLog.log("run.sandbox", Sandbox.logFields(settings.sandbox)))
 
     const sessionName = (instance: string) => `${settings.sessionPrefix}${instance}`
     // Only the sha256 of an instance's token is kept on disk (worktrees lie inside the run folder, so an agent can
@@ -221,6 +221,7 @@ export const make = (settings: AgentSettings) =>
       )
 
     const launch = Effect.fn("Agent.launch")(function*(request: LaunchRequest) {
+      yield* announceSandbox
       const { instance } = request
       const generation = ((yield* Ref.get(generations)).get(instance) ?? -1) + 1
       yield* Ref.update(generations, (m) => new Map(m).set(instance, generation))
@@ -344,6 +345,7 @@ export const make = (settings: AgentSettings) =>
     })
 
     const attach = Effect.fn("Agent.attach")(function*(instance: string, generation: number) {
+      yield* announceSandbox
       const digest = yield* fs.readFileString(digestFile(instance)).pipe(Effect.option)
       if (Option.isNone(digest)) return false
       yield* events.restore(instance, digest.value.trim(), generation)
