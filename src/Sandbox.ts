@@ -124,7 +124,8 @@ export const SYSTEM_DIRS = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
  * bwrap's arguments for one instance (the command follows `--`). Read-write: its worktree (whose `.git` file is
  * read-only, so it cannot point cco's own git at another repository), the shared clone's objects, its worktree's
  * admin dir (but `commondir` and `gitdir` read-only), the directory of its branch's ref and reflog (every other
- * entry there read-only), its config dir, its private home, a private /tmp. Read-only: the system, node, claude
+ * entry there read-only as it was at launch: the kernel drops a file's bind mount when git replaces that file, so a
+ * sibling branch committed to since is writable), its config dir, its private home, a private /tmp. Read-only: the system, node, claude
  * and cco's client, the run's bin/. Nothing else: no real home, no other worktree or config dir, no token digests,
  * state, logs or sources, no other process (own pid namespace and /proc). Network as the user's; the control
  * socket's directory (the socket alone) is bound in at its path.
