@@ -11,6 +11,7 @@ import { exec } from "./Exec.js"
 import { instancePort } from "./Hierarchy.js"
 import { isAlive } from "./Process.js"
 import { RunLog } from "./RunLog.js"
+import * as Sandbox from "./Sandbox.js"
 import * as Secrets from "./Secrets.js"
 import { shellQuote } from "./Shell.js"
 import { type PaneInfo, type SessionSpec, Tmux } from "./Tmux.js"
@@ -44,6 +45,8 @@ export interface AgentSettings {
   readonly oauthCredentialsFile?: string
   /** Extra environment for every instance (e.g. CLAUDE_CODE_MAX_RETRIES). */
   readonly extraEnv?: Readonly<Record<string, string>>
+  /** How instances are confined (resolved once for the run); absent: unconfined. */
+  readonly sandbox?: Sandbox.Sandbox
 }
 
 export interface LaunchRequest {
@@ -181,6 +184,9 @@ export const make = (settings: AgentSettings) =>
     // The client talks only to the unix socket: a CA bundle in NODE_EXTRA_CA_CERTS would cost every hook ~40 ms of start-up.
     const hookCommand = ["env", "-u", "NODE_EXTRA_CA_CERTS", ...settings.clientCommand.map(shellQuote), "hook"].join(" ")
 
+    // How the run's instances are confined: said once, before the first of them starts (or is re-attached).
+    const announceSandbox = yield* Effect.once(runLog.log("run.sandbox", Sandbox.logFields(settings.sandbox)))
+
     const sessionName = (instance: string) => `${settings.sessionPrefix}${instance}`
     // Only the sha256 of an instance's token is kept on disk (worktrees lie inside the run folder, so an agent can
     // read it): enough for a resumed orchestrator to recognise a live session's token, useless to present as one.
@@ -205,8 +211,41 @@ export const make = (settings: AgentSettings) =>
       )
     }
 
+    // The git identity confined instances commit with (their home is private): looked up once, at the first launch.
+    const identity = yield* Effect.cached(Sandbox.gitIdentity(path.join(settings.runFolder, "repo")))
+    // The instance's command inside its sandbox when the run confines (see Sandbox.bwrapArgs), and a note of
+    // which it got beside its token digest (what `cco status` shows).
+    const confine = (instance: string, worktree: string, argv: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const sandbox = settings.sandbox
+        const instanceDir = path.join(settings.runFolder, "instances", instance)
+        yield* fs.writeFileString(path.join(instanceDir, "sandbox"), `${Sandbox.label(sandbox)}\n`, { mode: 0o600 })
+        if (sandbox?._tag !== "Bwrap") return argv
+        const link = yield* fs.readLink(path.join(configDir(instance), ".credentials.json")).pipe(Effect.option)
+        return yield* Sandbox.confine(sandbox, {
+          worktree,
+          configDir: configDir(instance),
+          home: path.join(instanceDir, "home"),
+          binDir,
+          socketPath: events.socketPath,
+          claudePath: settings.claudePath,
+          clientCommand: settings.clientCommand,
+          oauthCredentialsFile: Option.getOrUndefined(Option.map(link, (target) => path.resolve(configDir(instance), target))),
+          extraFiles: ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"].flatMap((name) => {
+            const value = settings.extraEnv?.[name] ?? process.env[name]
+            return value === undefined || value === "" ? [] : [value]
+          })
+        }, argv, identity)
+      }).pipe(
+        Effect.provideService(FileSystem.FileSystem, fs),
+        Effect.provideService(Path.Path, path),
+        Effect.provideService(CommandExecutor.CommandExecutor, executor),
+        Effect.mapError(fail(instance, "sandbox"))
+      )
+
     // Everything a launch needs before its session starts: generation, token, config dir, the session to start.
     const prepare = Effect.fn("Agent.prepare")(function*(request: LaunchRequest) {
+      yield* announceSandbox
       const { instance } = request
       const generation = ((yield* Ref.get(generations)).get(instance) ?? -1) + 1
       yield* Ref.update(generations, (m) => new Map(m).set(instance, generation))
@@ -265,11 +304,12 @@ export const make = (settings: AgentSettings) =>
         Effect.provideService(Path.Path, path)
       )
       const { argv, env } = ClaudeCode.launchCommand(launchSpec)
+      const command = yield* confine(instance, request.worktree, argv)
       const session = sessionName(instance)
       const spec: SessionSpec = {
         name: session,
         cwd: request.worktree,
-        command: argv,
+        command,
         env: { ...env, CCO_TOKEN: Redacted.make(token) },
         unsetEnv: inheritedCredentials,
         width: 200,
@@ -297,6 +337,7 @@ export const make = (settings: AgentSettings) =>
         generation: p.generation,
         credential: p.request.credential.name,
         resume: p.continueSession,
+        sandbox: Sandbox.label(settings.sandbox),
         session: p.spec.name,
         attach: `tmux -L ${tmux.socket} attach -t ${p.spec.name}`
       })
@@ -404,6 +445,7 @@ export const make = (settings: AgentSettings) =>
     })
 
     const attach = Effect.fn("Agent.attach")(function*(instance: string, generation: number) {
+      yield* announceSandbox
       const digest = yield* fs.readFileString(digestFile(instance)).pipe(Effect.option)
       if (Option.isNone(digest)) return false
       yield* events.restore(instance, digest.value.trim(), generation)

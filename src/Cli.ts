@@ -19,6 +19,7 @@ import * as Doctor from "./Doctor.js"
 import * as Orchestrator from "./Orchestrator.js"
 import { formatSummary, makeProgress } from "./Progress.js"
 import { claudePathOn, type RunHost, runOptionsFor } from "./RunHost.js"
+import * as Sandbox from "./Sandbox.js"
 import * as Status from "./Status.js"
 import { neutralise } from "./Untrusted.js"
 
@@ -57,7 +58,10 @@ export const runCommand = (
       if (text !== undefined) write(text)
     }
   })
-  return Orchestrator.run(config, { ...options, ...(resume === undefined ? {} : { resume }) }).pipe(
+  // Before anything starts: a required sandbox that this machine cannot give is a configuration error (exit 2).
+  return Sandbox.resolve(config.sandbox, env.basePath).pipe(
+    Effect.mapError((e) => new Orchestrator.RunError({ reason: "config", message: `${config.configDir}/orchestrator.json: ${e.message}` })),
+    Effect.flatMap((sandbox) => Orchestrator.run(config, { ...options, sandbox, ...(resume === undefined ? {} : { resume }) })),
     Effect.tap((summary) => Effect.sync(() => write(formatSummary(summary)))),
     Effect.flatMap((summary) =>
       summary.reason === "project-done" || summary.reason === "time-limit" || summary.reason === "cost-limit" || summary.reason === "usage-limit"
@@ -166,6 +170,7 @@ export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironmen
       resolveClaude: (command) => env === undefined ? command : claudePathOn(env, command),
       ...(env?.oauthCredentialsFile === undefined ? {} : { oauthCredentialsFile: env.oauthCredentialsFile }),
       oauthToken: env?.oauthToken,
+      ...(env === undefined ? {} : { searchPath: env.basePath }),
       nodeVersion: process.versions.node
     }, printNeutral)).pipe(
     Command.withDescription("Check tmux, git, claude and node; with --config also the config, credentials, repository and disk space.")

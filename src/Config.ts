@@ -8,6 +8,7 @@ import { type ApiKeyCredential, API_KEYS_FILE, ApiKeysFile, ENTRY_KEYS, ENV_KEYS
 import { ConfigError, firstProblem } from "./ConfigError.js"
 import { type AuthMode, ORCHESTRATOR_FILE, OrchestratorFile } from "./OrchestratorFile.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
+import type { SandboxMode } from "./Sandbox.js"
 import { parseJson } from "./StrictJson.js"
 
 export interface ResolvedConfig {
@@ -48,6 +49,8 @@ export interface ResolvedConfig {
   readonly checkCommand: string | undefined
   /** A check still running after this long counts as failed (its process group is killed). */
   readonly checkTimeoutMinutes: number
+  /** How instances are confined (see Sandbox.ts). */
+  readonly sandbox: SandboxMode
   readonly apiKeys: ReadonlyArray<ApiKeyCredential>
 }
 
@@ -181,6 +184,7 @@ export const resolveConfig = (
       setupCommand: file.setupCommand,
       checkCommand: file.checkCommand,
       checkTimeoutMinutes: file.checkTimeoutMinutes,
+      sandbox: file.sandbox,
       apiKeys
     }
   })
@@ -239,6 +243,7 @@ export const redactedView = (c: ResolvedConfig): object => ({
   setupCommand: c.setupCommand ?? null,
   checkCommand: c.checkCommand ?? null,
   checkTimeoutMinutes: c.checkTimeoutMinutes,
+  sandbox: c.sandbox,
   apiKeys: c.apiKeys.map((k) => ({
     name: k.name,
     ...(k.kind === undefined || k.kind === "api-key" ? {} : { kind: k.kind }),

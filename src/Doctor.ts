@@ -11,6 +11,8 @@ import { statfs } from "node:fs/promises"
 import { type ConfigOverrides, loadConfig, type ResolvedConfig } from "./Config.js"
 import { exec } from "./Exec.js"
 import { Git, stripCredentials } from "./Git.js"
+import * as Sandbox from "./Sandbox.js"
+import type { SandboxMode } from "./Sandbox.js"
 
 export type CheckLevel = "ok" | "warn" | "fail"
 
@@ -42,6 +44,8 @@ export interface DoctorInput {
   readonly oauthToken?: Redacted.Redacted<string> | undefined
   /** process.versions.node */
   readonly nodeVersion: string
+  /** Where bubblewrap is looked for: the PATH a run gives its instances (the process's by default). */
+  readonly searchPath?: string
   /** How long a network or claude check may take; default 20 s. */
   readonly timeout?: Duration.DurationInput
 }
@@ -248,6 +252,19 @@ const checkDisk = (logDirectory: string) =>
       : ok("disk", text)
   })
 
+/** Whether instances would be confined: bubblewrap usable here, under the config's `sandbox` ("auto" without one). */
+export const checkSandbox = (mode: SandboxMode, searchPath: string) =>
+  Effect.gen(function*() {
+    if (mode === "none") return ok("sandbox", "sandbox \"none\": instances run unconfined, with the user's files in reach")
+    const found = yield* Sandbox.probe(searchPath).pipe(
+      Effect.orElseSucceed(() => ({ _tag: "Broken" as const, reason: "bubblewrap could not be tried" }))
+    )
+    if (found._tag === "Usable") return ok("sandbox", `${found.version} (${found.bwrap}): instances confined to their own worktree (sandbox "${mode}")`)
+    return mode === "bwrap"
+      ? fail("sandbox", `sandbox "bwrap" is required but ${found.reason}: cco run will refuse to start`, Sandbox.INSTALL_HINT)
+      : warn("sandbox", `${found.reason}: instances would run UNCONFINED (sandbox "auto")`, Sandbox.INSTALL_HINT)
+  })
+
 /** Every check, in a fixed order; the slow ones run concurrently. */
 export const runChecks = Effect.fn("Doctor.runChecks")(function*(input: DoctorInput) {
   const timeout = input.timeout ?? Duration.seconds(20)
@@ -260,7 +277,9 @@ export const runChecks = Effect.fn("Doctor.runChecks")(function*(input: DoctorIn
     Effect.succeed([checkNode(input.nodeVersion)]),
     checkTool("tmux", ["-V"], MIN_TMUX, "install tmux 3.0 or newer (apt-get install tmux, or brew install tmux)", probe("tmux", ["-V"], timeout)).pipe(Effect.map((c) => [c])),
     checkTool("git", ["--version"], MIN_GIT, "install git 2.17 or newer (apt-get install git, or brew install git)", probeGit(["--version"], timeout)).pipe(Effect.map((c) => [c])),
-    checkClaude(claudeCommand, input.resolveClaude, timeout).pipe(Effect.map((c) => [c]))
+    checkClaude(claudeCommand, input.resolveClaude, timeout).pipe(Effect.map((c) => [c])),
+    // A config that does not load is reported as such; the sandbox is then checked as "auto" would.
+    checkSandbox(config?.sandbox ?? "auto", input.searchPath ?? process.env.PATH ?? "/usr/bin:/bin").pipe(Effect.map((c) => [c]))
   ]
   const withConfig: ReadonlyArray<Effect.Effect<ReadonlyArray<Check>, never, CommandExecutor | FileSystem.FileSystem | Git | Path.Path>> =
     loaded === undefined

@@ -59,9 +59,11 @@ export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<
       options.onStart?.({ runId, folder })
       const runLog = yield* RunLogModule.make(folder, runId).pipe(Effect.orDie)
       if (options.onLog !== undefined) yield* runLog.listen(options.onLog)
-      // The control socket's path must stay under the unix-socket limit (108 bytes).
-      const socketPath = path.join(folder, "control.sock").length < 100
-        ? path.join(folder, "control.sock")
+      // The control socket's path must stay under the unix-socket limit (108 bytes). It has a directory to itself,
+      // which sandboxes show: a resumed run's new socket there reaches the sessions it re-attaches.
+      const controlDir = path.join(folder, "control")
+      const socketPath = path.join(controlDir, "control.sock").length < 100
+        ? yield* fs.makeDirectory(controlDir, { recursive: true, mode: 0o700 }).pipe(Effect.orDie, Effect.as(path.join(controlDir, "control.sock")))
         : path.join(yield* fs.makeTempDirectoryScoped({ prefix: "cco-" }).pipe(Effect.orDie), "control.sock")
       const layers = yield* RunLayers
       const services = layers.services({ folder, runId, socketPath, config, options }).pipe(

@@ -119,6 +119,15 @@ const Model = Schema.String.annotations({ message: expected("a model name") }).p
   )
 )
 
+const SANDBOX_MODES = ["auto", "bwrap", "none"] as const
+const sandboxMessage = (issue: ParseResult.ParseIssue) =>
+  `must be one of ${SANDBOX_MODES.map((m) => `"${m}"`).join(", ")}, got ${show(issue.actual)}`
+
+/** How instances are confined: "auto" (bubblewrap when it works here), "bwrap" (required), "none". */
+const SandboxSchema = Schema.String.annotations({ message: sandboxMessage }).pipe(
+  Schema.filter((s): s is typeof SANDBOX_MODES[number] => (SANDBOX_MODES as ReadonlyArray<string>).includes(s), { message: sandboxMessage })
+)
+
 const SocketName = NonEmptyText("a tmux socket name").pipe(
   Schema.filter((s) => /^[A-Za-z0-9._-]+$/.test(s) || `must use only letters, digits, ".", "_" and "-", got ${show(s)}`)
 )
@@ -150,5 +159,6 @@ export const OrchestratorFile = Schema.Struct({
   setupCommand: Schema.optional(NonEmptyText("a shell command")),
   /** The project's checks (e.g. `npm test`), run by sh on the merged result before a merge lands. */
   checkCommand: Schema.optional(NonEmptyText("a shell command")),
-  checkTimeoutMinutes: Schema.optionalWith(CheckMinutes, { default: () => 15 })
+  checkTimeoutMinutes: Schema.optionalWith(CheckMinutes, { default: () => 15 }),
+  sandbox: Schema.optionalWith(SandboxSchema, { default: () => "auto" as const })
 })

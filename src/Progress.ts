@@ -24,6 +24,13 @@ export const makeProgress = () => {
     switch (l.event) {
       case "run.starting":
         return `cco run ${s(l.runId)} — ${s(l.workerCount)} workers on ${s(l.repositoryUrl)}\n  run folder: ${s(l.folder)}`
+      case "run.sandbox":
+        // Unconfined because the machine cannot confine: said loudly, once, before anything starts.
+        return l.sandbox === "bwrap"
+          ? "instances confined with bubblewrap (sandbox: each writes only its own worktree)"
+          : l.sandboxMode === "auto"
+          ? `WARNING: instances run UNCONFINED, with all your files in reach: ${s(l.sandboxReason)}. Install bubblewrap (apt-get install bubblewrap) to confine them, or set "sandbox": "none" to say you mean it.`
+          : undefined
       case "git.cloning":
         return `cloning ${s(l.repositoryUrl)} …`
       case "worktree.ready":

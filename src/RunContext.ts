@@ -17,6 +17,7 @@ import type { Instance } from "./Instances.js"
 import type * as Limits from "./Limits.js"
 import type { LogLine, RunLogShape } from "./RunLog.js"
 import type { RunState } from "./RunState.js"
+import type { Sandbox } from "./Sandbox.js"
 import type { TmuxShape } from "./Tmux.js"
 import type { Worktree } from "./Worktree.js"
 
@@ -53,6 +54,8 @@ export interface RunOptions {
   readonly resume?: string
   /** How long a `cco team merge` through the merge gate holds its request before it answers "cco tells you" (100 s). */
   readonly answerWaitMs?: number
+  /** How instances are confined, when the edge has already looked (Sandbox.resolve); otherwise looked up at start. */
+  readonly sandbox?: Sandbox
   /** Called once the run folder exists, before anything slow. */
   readonly onStart?: (info: { readonly runId: string; readonly folder: string }) => void
 }

@@ -5,16 +5,17 @@ import type { CommandExecutor } from "@effect/platform/CommandExecutor"
 import type * as FileSystem from "@effect/platform/FileSystem"
 import type * as Path from "@effect/platform/Path"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Context, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import * as AgentModule from "./Agent.js"
 import type { Agent } from "./Agent.js"
 import type { ResolvedConfig } from "./Config.js"
 import * as EventsModule from "./Events.js"
 import type { Events } from "./Events.js"
 import { Git } from "./Git.js"
-import type { RunOptions } from "./RunContext.js"
+import { RunError, type RunOptions } from "./RunContext.js"
 import { Host } from "./RunHost.js"
 import type { RunLog } from "./RunLog.js"
+import * as Sandbox from "./Sandbox.js"
 import type { Tmux } from "./Tmux.js"
 import * as TmuxLive from "./TmuxLive.js"
 import { Worktree } from "./Worktree.js"
@@ -60,7 +61,13 @@ export const liveServices = (site: RunSite): Layer.Layer<RunServices, Error, Run
     Git.Default
   )
   const events = EventsModule.layer(site.socketPath)
-  const agent = AgentModule.layer(agentSettings(site)).pipe(Layer.provide(Layer.merge(base, events)))
+  // The sandbox as the edge found it, or looked for now (the library); a required one missing is a config error.
+  const sandbox = site.options.sandbox !== undefined ? Effect.succeed(site.options.sandbox) : Sandbox.resolve(site.config.sandbox, site.options.basePath).pipe(
+    Effect.mapError((e) => new RunError({ reason: "config", message: e.message }))
+  )
+  const agent = Layer.unwrapEffect(Effect.map(sandbox, (s) => AgentModule.layer({ ...agentSettings(site), sandbox: s }))).pipe(
+    Layer.provide(Layer.merge(base, events))
+  )
   return Layer.mergeAll(base, events, agent)
 }
 

@@ -116,15 +116,29 @@ export interface RunSnapshot {
   /** Sessions of this run that exist on its tmux server; undefined when tmux could not be asked. */
   readonly sessions: ReadonlySet<string> | undefined
   readonly takenAt: number
+  /** How each instance was last started, "bwrap" (confined) or "none", from instances/<name>/sandbox. */
+  readonly sandboxes?: ReadonlyMap<string, string>
 }
+
+/** instances/<name>/sandbox of each instance that has been launched (Agent.launch writes it). */
+const readSandboxes = (folder: string, instances: ReadonlyArray<InstanceState>) =>
+  Effect.gen(function*() {
+    const path = yield* Path.Path
+    const found = yield* Effect.forEach(instances, (i) =>
+      readRegularFile(path.join(folder, "instances", i.name, "sandbox"), 64).pipe(
+        Effect.map((text) => /^(bwrap|none)$/.test(text.trim()) ? [[i.name, text.trim()] as const] : []),
+        Effect.orElseSucceed(() => [])
+      ))
+    return new Map(found.flat()) as ReadonlyMap<string, string>
+  })
 
 export const snapshot = Effect.fn("Status.snapshot")(function*(folder: string) {
   const state = yield* readRunState(folder)
-  const [lock, sessions, takenAt] = yield* Effect.all(
-    [readLock(folder), sessionsOn(state.tmuxSocket, `cco-${state.runId}-`), Clock.currentTimeMillis],
+  const [lock, sessions, takenAt, sandboxes] = yield* Effect.all(
+    [readLock(folder), sessionsOn(state.tmuxSocket, `cco-${state.runId}-`), Clock.currentTimeMillis, readSandboxes(folder, state.instances)],
     { concurrency: "unbounded" }
   )
-  return { folder, state, lock, sessions, takenAt } satisfies RunSnapshot
+  return { folder, state, lock, sessions, takenAt, sandboxes } satisfies RunSnapshot
 })
 
 const aliveOf = (s: RunSnapshot) => s.lock._tag === "Lock" && s.lock.alive
@@ -170,6 +184,7 @@ export const statusJson = (s: RunSnapshot) => neutraliseJson({
   instances: s.state.instances.map((i) => ({
     ...i,
     sessionAlive: sessionAliveOf(s, i),
+    ...(s.sandboxes?.has(i.name) === true ? { sandbox: s.sandboxes.get(i.name) } : {}),
     secondsSinceLastEvent: secondsBetween(i.lastEventAt, s.takenAt) ?? null
   })),
   folder: s.folder,
@@ -244,7 +259,9 @@ export const renderStatus = (s: RunSnapshot): string => {
   ]
   const labelWidth = Math.max(...totals.map(([k]) => k.length))
   const withCost = state.instances.some((i) => i.costUsd !== undefined)
-  const header = ["NAME", "ROLE", "BRANCH", "STATE", "SESSION", "CREDENTIAL", "TASK", "LAST EVENT", "RESTARTS", ...(withCost ? ["COST"] : [])]
+  // Runs from before the sandbox option have no record: no column.
+  const withSandbox = state.instances.some((i) => s.sandboxes?.has(i.name) === true)
+  const header = ["NAME", "ROLE", "BRANCH", "STATE", "SESSION", ...(withSandbox ? ["SANDBOX"] : []), "CREDENTIAL", "TASK", "LAST EVENT", "RESTARTS", ...(withCost ? ["COST"] : [])]
   const rows = state.instances.map((i) => {
     const since = secondsBetween(i.lastEventAt, s.takenAt)
     const up = sessionAliveOf(s, i)
@@ -254,6 +271,7 @@ export const renderStatus = (s: RunSnapshot): string => {
       i.branch,
       i.status,
       up === null ? "?" : up ? "up" : "gone",
+      ...(withSandbox ? [s.sandboxes?.get(i.name) ?? "-"] : []),
       i.credential === "" ? "-" : i.credential,
       clip(i.currentTask ?? "-", 50),
       since === undefined ? "-" : `${formatDuration(since)} ago`,

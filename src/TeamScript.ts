@@ -32,6 +32,27 @@ export interface TeamScriptOptions {
    * a task starting "fix:" (the lead's answer to the refused merge) removes it.
    */
   readonly brokenFirst?: ReadonlyArray<string>
+  /**
+   * A worker that first tries to reach beyond its own worktree (the user's home, another instance's worktree and
+   * token, the run folder and its state, the target branch `main`, the shared git config) and writes what happened to
+   * `sandbox-probe-<worker>.txt`, one `<attempt>: blocked|done` line each, before its task as usual.
+   */
+  readonly sandboxProbe?: { readonly worker: string; readonly other: string; readonly home: string }
+}
+
+/** The attempts of TeamScriptOptions.sandboxProbe, run from the worker's worktree (<run folder>/worktrees/<name>). */
+export const sandboxProbeCommand = (name: string, other: string, home: string): string => {
+  const attempts: ReadonlyArray<readonly [string, string]> = [
+    ["write home", `echo escaped > ${shellQuote(`${home}/escaped-by-${name}`)}`],
+    ["write other worktree", `echo escaped > ../${other}/escaped-by-${name}`],
+    ["write run folder", `echo escaped > ../../escaped-by-${name}`],
+    ["read other token", `cat ../../instances/${other}/token.sha256`],
+    ["read run state", `cat ../../state.json`],
+    ["move target branch", `git update-ref refs/heads/main HEAD`],
+    ["write git config", `git config --local core.fsmonitor "echo escaped-by-${name}"`]
+  ]
+  const lines = attempts.map(([what, command]) => `if ( ${command} ) >/dev/null 2>&1; then echo ${shellQuote(`${what}: done`)}; else echo ${shellQuote(`${what}: blocked`)}; fi`)
+  return `{ ${lines.join("; ")}; } > sandbox-probe-${name}.txt; cat sandbox-probe-${name}.txt`
 }
 
 /** The line a brokenFirst worker's first commit adds. */
@@ -207,8 +228,9 @@ const worker = (req: MockRequest, name: string, options: TeamScriptOptions): Moc
     const broken = options.brokenFirst?.includes(name) === true ? [brokenLine] : []
     const body = [`// ${file}: written by ${name}.`, `export const author = ${JSON.stringify(name)}`, `export const lines = ${JSON.stringify(prompt.slice(0, 60))}`, ...broken]
     const rogue = options.rogueWorkers?.includes(name) === true ? `printf '# Team structure\\n\\n${name} is in charge now.\\n' > TEAM_STRUCTURE.md; ` : ""
+    const probe = options.sandboxProbe?.worker === name ? `${sandboxProbeCommand(name, options.sandboxProbe.other, options.sandboxProbe.home)}; ` : ""
     return bash(
-      `${rogue}mkdir -p "$(dirname ${q(file)})" && printf '%s\\n' ${body.map(q).join(" ")} >> ${q(file)} && node --check ${q(file)} 2>/dev/null || true; wc -l ${q(file)}`,
+      `${probe}${rogue}mkdir -p "$(dirname ${q(file)})" && printf '%s\\n' ${body.map(q).join(" ")} >> ${q(file)} && node --check ${q(file)} 2>/dev/null || true; wc -l ${q(file)}`,
       `Write ${file} and check it`
     )
   }

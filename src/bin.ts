@@ -7,6 +7,7 @@ import { Cause, Console, Effect, Exit, Layer, Option } from "effect"
 import { CommandNotAvailable, makeCli } from "./Cli.js"
 import { ConfigError } from "./ConfigError.js"
 import { Git } from "./Git.js"
+import { RunError } from "./RunContext.js"
 import { findPackageRoot, Host } from "./RunHost.js"
 import * as RunLayers from "./RunLayers.js"
 import { neutralise, TERMINAL_MAX } from "./Untrusted.js"
@@ -20,6 +21,8 @@ const exitCodeFor = (cause: Cause.Cause<unknown>): number => {
   if (Option.isSome(failure)) {
     const error = failure.value
     if (error instanceof ConfigError || ValidationError.isValidationError(error)) return EXIT_CONFIG
+    // A run refused for its configuration on this machine (a required sandbox it cannot give).
+    if (error instanceof RunError && error.reason === "config") return EXIT_CONFIG
   }
   return 1
 }

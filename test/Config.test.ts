@@ -156,6 +156,17 @@ describe("Config: rejected input gives one line naming file and field", () => {
       expect(error.message).toBe(`must be one of "oauth", "api-keys-first", "api-keys-only", got "keys"`)
     })))
 
+  it.scoped("sandbox: auto by default; bwrap and none accepted; anything else lists the valid ones", () =>
+    withNode(Effect.gen(function*() {
+      for (const mode of ["bwrap", "none", "auto"] as const) {
+        const { config } = yield* load({ "orchestrator.json": { ...minimal, sandbox: mode } })
+        expect(config.sandbox).toBe(mode)
+      }
+      const { error } = yield* reject({ "orchestrator.json": { ...minimal, sandbox: "docker" } })
+      expect(error.field).toBe("sandbox")
+      expect(error.message).toBe(`must be one of "auto", "bwrap", "none", got "docker"`)
+    })))
+
   it.scoped("bad model", () =>
     withNode(Effect.gen(function*() {
       const { error } = yield* reject({ "orchestrator.json": { ...minimal, model: "gpt-4o" } })
@@ -518,6 +529,7 @@ describe("Config: accepted input", () => {
         setupCommand: undefined,
         checkCommand: undefined,
         checkTimeoutMinutes: 15,
+        sandbox: "auto",
         apiKeys: []
       })
     })))

@@ -60,7 +60,8 @@ describe("real claude, end to end", () => {
       // A shell start-up file that fails: Claude Code cannot snapshot the shell and runs commands in a login shell,
       // whose profile resets PATH (as under heavy load, when the snapshot times out).
       const mock = yield* startMockModel({ brain: teamScript() })
-      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 1 })
+      // Unconfined: a sandbox gives the CLI a private home, where the failing start-up file below would not be.
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 1, extra: { sandbox: "none" } })
       writeFileSync(path.join(fixture.home, ".bashrc"), "exit 1\n")
       const summary = yield* runFixture(fixture, claudeBin)
       expect(summary.reason).toBe("project-done")

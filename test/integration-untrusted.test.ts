@@ -62,7 +62,8 @@ describe("untrusted agent text with the fake agent", () => {
       }
       const mock = yield* startMockModel({ brain })
       // Without neutralising, em-1 exits on the Ctrl-Cs and the run only ends at its time limit.
-      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 0.75, extra: fast })
+      // Unconfined: the fake agent records its terminal input in the test's directory, which a sandbox hides.
+      const fixture = yield* useFixture({ workerCount: 1, mockUrl: mock.url, maxRunDurationMinutes: 0.75, extra: { ...fast, sandbox: "none" } })
       const inputDir = path.join(fixture.root, "input")
       mkdirSync(inputDir)
       const summary = yield* runFixture(fixture, fakeClaudeBin, undefined, { FAKE_CLAUDE_INPUT_DIR: inputDir })
