@@ -55,7 +55,10 @@ describe("sandbox with the fake agent", () => {
       const table = Status.renderStatus(snapshot).split("\n")
       const header = table.findIndex((l) => l.startsWith("NAME"))
       expect(table[header]).toContain("SANDBOX")
-      for (const row of table.slice(header + 1)) expect(row).toMatch(/\bbwrap\b/)
+      // The instance rows: up to the blank line before the next table (credentials).
+      const rows = table.slice(header + 1, table.findIndex((l, i) => i > header && l.trim() === "") >>> 0)
+      expect(rows).toHaveLength(3)
+      for (const row of rows) expect(row).toMatch(/\bbwrap\b/)
       // The private home holds what the instance wrote there; the real one nothing.
       expect(existsSync(path.join(folder, "instances", "worker-1", "home"))).toBe(true)
     }), { timeout: 120_000 })
