@@ -3,13 +3,12 @@
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import { Context, Duration, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
+import { Context, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import * as ClaudeCode from "./ClaudeCode.js"
 import * as Events from "./Events.js"
-import { coalesced } from "./Coalesce.js"
+import { makeProcessEnder } from "./AgentProcesses.js"
 import { exec } from "./Exec.js"
 import { instancePort } from "./Hierarchy.js"
-import { isAlive } from "./Process.js"
 import { RunLog } from "./RunLog.js"
 import * as Sandbox from "./Sandbox.js"
 import * as Secrets from "./Secrets.js"
@@ -95,69 +94,6 @@ const inheritedCredentials = [
   "CCO_GENERATION"
 ]
 
-const signal = (pid: number, name: NodeJS.Signals) => {
-  try {
-    process.kill(pid, name)
-  } catch {
-    // already gone
-  }
-}
-
-/** The process table as parent → children, from one `ps` listing. */
-const processTree = exec("ps", ["-eo", "pid=,ppid="]).pipe(
-  Effect.map((r) => {
-    const children = new Map<number, Array<number>>()
-    for (const line of r.stdout.split("\n")) {
-      const [pid, ppid] = line.trim().split(/\s+/).map(Number)
-      if (pid === undefined || ppid === undefined || Number.isNaN(pid)) continue
-      children.set(ppid, [...(children.get(ppid) ?? []), pid])
-    }
-    return children as ReadonlyMap<number, ReadonlyArray<number>>
-  }),
-  Effect.orElseSucceed((): ReadonlyMap<number, ReadonlyArray<number>> => new Map())
-)
-
-/** Every process below `root` in a process tree. */
-const descendants = (tree: ReadonlyMap<number, ReadonlyArray<number>>, root: number) => {
-  const out: Array<number> = []
-  const walk = (p: number) => (tree.get(p) ?? []).forEach((c) => (out.push(c), walk(c)))
-  walk(root)
-  return out
-}
-
-const environDecoder = new TextDecoder()
-
-/**
- * Processes that carry an instance's identity in their environment, which its tools inherit (its hooks and the
- * `cco` shim need it). Unlike the process tree this survives re-parenting: a tool started while the CLI was
- * exiting, or left by one that crashed, belongs to init by the time cco looks. CCO_SOCKET is the run's own
- * control socket, so no other run matches, even with the same run id and instance names. Linux (/proc) only.
- */
-const withIdentity = (fs: FileSystem.FileSystem, socketPath: string) => {
-  const socket = `CCO_SOCKET=${socketPath}`
-  return fs.readDirectory("/proc").pipe(
-    Effect.map((names) => names.filter((n) => /^\d+$/.test(n)).map(Number).filter((p) => p !== process.pid)),
-    Effect.flatMap((pids) =>
-      Effect.forEach(pids, (p) =>
-        fs.readFile(`/proc/${p}/environ`).pipe(
-          Effect.map((bytes) => {
-            const vars = environDecoder.decode(bytes).split("\0")
-            if (!vars.includes(socket)) return []
-            const instance = vars.find((v) => v.startsWith("CCO_INSTANCE="))?.slice("CCO_INSTANCE=".length)
-            return instance === undefined ? [] : [[instance, p] as const]
-          }),
-          Effect.orElseSucceed(() => [])
-        ), { concurrency: 32 })
-    ),
-    Effect.map((found) => {
-      const byInstance = new Map<string, Array<number>>()
-      for (const [instance, pid] of found.flat()) byInstance.set(instance, [...(byInstance.get(instance) ?? []), pid])
-      return byInstance as ReadonlyMap<string, ReadonlyArray<number>>
-    }),
-    Effect.orElseSucceed((): ReadonlyMap<string, ReadonlyArray<number>> => new Map())
-  )
-}
-
 export const make = (settings: AgentSettings) =>
   Effect.gen(function*() {
     const tmux = yield* Tmux
@@ -170,8 +106,7 @@ export const make = (settings: AgentSettings) =>
 
     // A wind-down stops every instance at once, and each looks at the process table every 100 ms while its CLI
     // exits: one `ps` listing (and one /proc scan) serves all who asked while the previous one ran.
-    const processTreeNow = yield* coalesced(processTree.pipe(Effect.provideService(CommandExecutor.CommandExecutor, executor)))
-    const identitiesNow = yield* coalesced(withIdentity(fs, events.socketPath))
+    const { treeBelow, endProcesses } = yield* makeProcessEnder({ fs, executor, socketPath: events.socketPath, runLog })
 
     const binDir = path.join(settings.runFolder, "bin")
     yield* fs.makeDirectory(binDir, { recursive: true })
@@ -381,47 +316,6 @@ export const make = (settings: AgentSettings) =>
     // A killed session's claude keeps writing (SessionEnd hook, transcript) for a moment: wait for it to exit
     // before anything reuses its config dir, and end it by its own pid if it lingers. What the instance started
     // (its tools' processes, in process groups and sessions of their own) is ended with it.
-    // After its session was killed: the CLI (pane pid) and every process it started, ended. `tree` holds what was
-    // below the CLI when the session was killed.
-    const endProcesses = (instance: string, pid: number | undefined, tree: Set<number>) =>
-      Effect.gen(function*() {
-        const snapshot = pid === undefined ? Effect.void : processTreeNow.pipe(
-          Effect.map((table) => descendants(table, pid).forEach((p) => tree.add(p)))
-        )
-        if (pid !== undefined) {
-          // Looked at again while the CLI exits: a tool it starts meanwhile is orphaned as soon as it is gone. Two
-          // seconds to exit on its own (its transcript is written as it goes), then SIGTERM, then SIGKILL: a
-          // wind-down of a whole team on a loaded machine must not wait for 26 slow exits.
-          const exitWithin = (ms: number) =>
-            Effect.gen(function*() {
-              for (let i = 0; i < ms / 100 && isAlive(pid); i++) yield* Effect.sleep(Duration.millis(100)).pipe(Effect.zipRight(snapshot))
-            })
-          yield* exitWithin(2000)
-          if (isAlive(pid)) {
-            signal(pid, "SIGTERM")
-            yield* exitWithin(1000)
-            if (isAlive(pid)) signal(pid, "SIGKILL")
-            yield* runLog.log("instance.killed", { instance, pid })
-          }
-        }
-        const ended = new Set<number>()
-        // A few rounds: a survivor may start another process before its signal lands.
-        for (let round = 0; round < 3; round++) {
-          const marked = (yield* identitiesNow).get(instance) ?? []
-          const left = [...new Set([...(round === 0 ? tree : []), ...marked])].filter((p) => p !== process.pid && isAlive(p))
-          if (left.length === 0) break
-          left.forEach((p) => (ended.add(p), signal(p, "SIGTERM")))
-          for (let i = 0; i < 10 && left.some(isAlive); i++) yield* Effect.sleep(Duration.millis(100))
-          left.filter(isAlive).forEach((p) => signal(p, "SIGKILL"))
-        }
-        if (ended.size > 0) yield* runLog.log("instance.children-ended", { instance, pids: [...ended] })
-        // The login dir keeps the account's newest login (a refresh during the run consumed the one it had).
-        yield* syncAccount(instance)
-      })
-
-    const treeBelow = (pid: number | undefined): Effect.Effect<Set<number>> =>
-      pid === undefined ? Effect.succeed(new Set<number>()) : Effect.map(processTreeNow, (table) => new Set(descendants(table, pid)))
-
     const stop = Effect.fn("Agent.stop")(function*(instance: string) {
       const session = sessionName(instance)
       const info = yield* tmux.paneInfo(session).pipe(Effect.option)
@@ -429,6 +323,8 @@ export const make = (settings: AgentSettings) =>
       const tree = yield* treeBelow(pid)
       yield* tmux.killSession(session).pipe(Effect.ignore)
       yield* endProcesses(instance, pid, tree)
+      // The login dir keeps the account's newest login (a refresh during the run consumed the one it had).
+      yield* syncAccount(instance)
     })
 
     // A whole team at once (the wind-down): one tmux call for the panes, one to kill every session, and the
@@ -441,7 +337,7 @@ export const make = (settings: AgentSettings) =>
       }))
       const trees = new Map(yield* Effect.forEach(instances, (i) => Effect.map(treeBelow(pids.get(i)), (t) => [i, t] as const)))
       yield* tmux.killSessions(instances.map(sessionName)).pipe(Effect.ignore)
-      yield* Effect.forEach(instances, (i) => endProcesses(i, pids.get(i), trees.get(i)!), { concurrency: "unbounded", discard: true })
+      yield* Effect.forEach(instances, (i) => Effect.zipRight(endProcesses(i, pids.get(i), trees.get(i)!), syncAccount(i)), { concurrency: "unbounded", discard: true })
     })
 
     const attach = Effect.fn("Agent.attach")(function*(instance: string, generation: number) {
