@@ -150,7 +150,7 @@ export const make = (settings: AgentSettings) =>
     const identity = yield* Effect.cached(Sandbox.gitIdentity(path.join(settings.runFolder, "repo")))
     // The instance's command inside its sandbox when the run confines (see Sandbox.bwrapArgs), and a note of
     // which it got beside its token digest (what `cco status` shows).
-    const confine = (instance: string, worktree: string, argv: ReadonlyArray<string>) =>
+    const confine = (instance: string, worktree: string, argv: ReadonlyArray<string>, accountDir?: string) =>
       Effect.gen(function*() {
         const sandbox = settings.sandbox
         const instanceDir = path.join(settings.runFolder, "instances", instance)
@@ -165,6 +165,7 @@ export const make = (settings: AgentSettings) =>
           socketPath: events.socketPath,
           claudePath: settings.claudePath,
           clientCommand: settings.clientCommand,
+          extraDirs: accountDir === undefined ? [] : [accountDir],
           oauthCredentialsFile: Option.getOrUndefined(Option.map(link, (target) => path.resolve(configDir(instance), target))),
           extraFiles: ["NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE"].flatMap((name) => {
             const value = settings.extraEnv?.[name] ?? process.env[name]
@@ -239,7 +240,7 @@ export const make = (settings: AgentSettings) =>
         Effect.provideService(Path.Path, path)
       )
       const { argv, env } = ClaudeCode.launchCommand(launchSpec)
-      const command = yield* confine(instance, request.worktree, argv)
+      const command = yield* confine(instance, request.worktree, argv, loginDir === undefined ? undefined : launchSpec.configDir)
       const session = sessionName(instance)
       const spec: SessionSpec = {
         name: session,

@@ -263,6 +263,8 @@ export interface InstancePaths {
   readonly oauthCredentialsFile?: string | undefined
   /** Files named by the instance's environment that it needs (NODE_EXTRA_CA_CERTS, SSL_CERT_FILE). */
   readonly extraFiles?: ReadonlyArray<string>
+  /** Directories it writes besides its own: the shared config dir of its login-dir account (accounts/<name>). */
+  readonly extraDirs?: ReadonlyArray<string>
 }
 
 /** The instance's mounts, read from disk: git layout, system dirs, the tools' real locations. Creates the private home. */
@@ -287,7 +289,7 @@ export const mountsFor = (p: InstancePaths) =>
     for (const file of p.extraFiles ?? []) {
       if (yield* fs.exists(file).pipe(Effect.orElseSucceed(() => false))) readOnly.push([real(file), file])
     }
-    const readWrite: Array<string> = []
+    const readWrite: Array<string> = [...(p.extraDirs ?? [])]
     if (p.oauthCredentialsFile !== undefined && (yield* fs.exists(p.oauthCredentialsFile).pipe(Effect.orElseSucceed(() => false)))) {
       readWrite.push(p.oauthCredentialsFile)
     }
