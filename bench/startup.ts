@@ -4,7 +4,6 @@
 // Benchmark 2 then runs on the same live team: team messages into the EMs' panes (see delivery.ts).
 import { spawn } from "node:child_process"
 import { writeFileSync } from "node:fs"
-import * as http from "node:http"
 import * as path from "node:path"
 import type { LogLine } from "../src/RunLog.js"
 import { measureDelivery } from "./delivery.js"
@@ -15,6 +14,7 @@ import {
   clientScript,
   fakeClaude,
   log,
+  hookRecorder,
   newSocket,
   now,
   projectRoot,
@@ -48,23 +48,7 @@ const baseline = async (mockUrl: string): Promise<{ readonly ready: number; read
   const bare = makeBareRepo(dir, { direction: DIRECTION })
   const socket = newSocket()
   const ctl = path.join(dir, "ctl.sock")
-  const seen = new Map<string, number>()
-  const server = http.createServer((req, res) => {
-    const chunks: Array<Buffer> = []
-    req.on("data", (c: Buffer) => chunks.push(c))
-    req.on("end", () => {
-      const at = now()
-      try {
-        const msg = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { instance?: string; hook?: string }
-        const key = `${msg.hook}:${msg.instance}`
-        if (!seen.has(key)) seen.set(key, at)
-      } catch {
-        // not ours
-      }
-      res.end("ok\n")
-    })
-  })
-  await new Promise<void>((r) => server.listen(ctl, r))
+  const { seen, server } = await hookRecorder(ctl)
   const count = (hook: string) => NAMES.filter((n) => seen.has(`${hook}:${n}`)).length
   try {
     const started = now()

@@ -8,7 +8,6 @@ import { NodeContext } from "@effect/platform-node"
 import { Effect, Redacted } from "effect"
 import { execFileSync, spawn } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
-import * as http from "node:http"
 import * as path from "node:path"
 import { launchCommand, prepareConfigDir, type InstanceLaunch } from "../src/ClaudeCode.js"
 import * as Hierarchy from "../src/Hierarchy.js"
@@ -21,6 +20,7 @@ import {
   clientScript,
   loadAverage,
   log,
+  hookRecorder,
   newSocket,
   now,
   projectRoot,
@@ -95,23 +95,7 @@ const floor = async (mockUrl: string, names: ReadonlyArray<string>): Promise<Flo
   const home = agentHome(dir)
   const socket = newSocket()
   const ctl = path.join(dir, "ctl.sock")
-  const seen = new Map<string, number>()
-  const server = http.createServer((req, res) => {
-    const chunks: Array<Buffer> = []
-    req.on("data", (c: Buffer) => chunks.push(c))
-    req.on("end", () => {
-      const at = now()
-      try {
-        const msg = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { instance?: string; hook?: string }
-        const key = `${msg.hook}:${msg.instance}`
-        if (!seen.has(key)) seen.set(key, at)
-      } catch {
-        // not ours
-      }
-      res.end("ok\n")
-    })
-  })
-  await new Promise<void>((r) => server.listen(ctl, r))
+  const { seen, server } = await hookRecorder(ctl)
   try {
     mkdirSync(path.join(dir, "env"))
     await Effect.runPromise(Effect.forEach(names, (name) =>

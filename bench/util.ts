@@ -4,6 +4,7 @@ import { execFileSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
+import * as http from "node:http"
 import * as path from "node:path"
 import { performance } from "node:perf_hooks"
 import { alive, killTmuxServer } from "../test/support.js"
@@ -204,3 +205,25 @@ export const loadAverage = () => readFileSync("/proc/loadavg", "utf8").split(" "
 export const log = (text: string) => process.stderr.write(`${text}\n`)
 
 export { alive, killTmuxServer }
+
+/** A control socket for the bash floors: when each `<hook>:<instance>` first arrived (the client's POST body). */
+export const hookRecorder = async (ctl: string) => {
+  const seen = new Map<string, number>()
+  const server = http.createServer((req, res) => {
+    const chunks: Array<Buffer> = []
+    req.on("data", (c: Buffer) => chunks.push(c))
+    req.on("end", () => {
+      const at = now()
+      try {
+        const msg = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { instance?: string; hook?: string }
+        const key = `${msg.hook}:${msg.instance}`
+        if (!seen.has(key)) seen.set(key, at)
+      } catch {
+        // not ours
+      }
+      res.end("ok\n")
+    })
+  })
+  await new Promise<void>((r) => server.listen(ctl, r))
+  return { seen, server }
+}

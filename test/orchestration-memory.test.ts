@@ -21,6 +21,16 @@ const except = (name: string, inner: Behaviour, f: Behaviour): Behaviour => (io,
 
 const isTask = (prompt: string) => /# Your task|\[cco\] New task #/.test(prompt)
 
+/** The team, except that `name`'s first task turn ends on a 429, as the CLI ends it. */
+const rateLimitedOnce = (name: string): Behaviour => {
+  let failed = false
+  return except(name, team(), (io, prompt, memory) => {
+    if (failed || !isTask(prompt)) return team()(io, prompt, memory)
+    failed = true
+    return Effect.succeed(fail("rate_limit", "API Error: Request rejected (429) · This request would exceed the rate limit for your organization"))
+  })
+}
+
 const timeline = (run: { readonly log: ReadonlyArray<Record<string, unknown>> }, events: ReadonlyArray<string>, instance: string) =>
   run.log.filter((l) => events.includes(String(l.event)) && l.instance === instance).map((l) => String(l.event))
 
@@ -51,12 +61,7 @@ describe("in-memory orchestration", () => {
 
   it.scoped("a 429 on one credential cools it and moves its instances to the other with --continue", () =>
     Effect.gen(function*() {
-      let failed = false
-      const behaviour = except("worker-1", team(), (io, prompt, memory) => {
-        if (failed || !isTask(prompt)) return team()(io, prompt, memory)
-        failed = true
-        return Effect.succeed(fail("rate_limit", "API Error: Request rejected (429) · This request would exceed the rate limit for your organization"))
-      })
+      const behaviour = rateLimitedOnce("worker-1")
       const run = yield* memoryRun({ workerCount: 2, keys: 2 }, behaviour)
       const summary = summaryOf(run.exit)
       expect(summary.reason).toBe("project-done")
@@ -71,12 +76,7 @@ describe("in-memory orchestration", () => {
 
   it.scoped("with the only credential cooling, the run still ends at its deadline, and nothing is relaunched once the end began", () =>
     Effect.gen(function*() {
-      let failed = false
-      const behaviour = except("worker-1", team(), (io, prompt, memory) => {
-        if (failed || !isTask(prompt)) return team()(io, prompt, memory)
-        failed = true
-        return Effect.succeed(fail("rate_limit", "API Error: Request rejected (429) · This request would exceed the rate limit for your organization"))
-      })
+      const behaviour = rateLimitedOnce("worker-1")
       const run = yield* memoryRun({ workerCount: 2, keys: 1, maxRunDurationMinutes: 0.5 }, behaviour)
       const summary = summaryOf(run.exit)
       expect(summary.reason).toBe("time-limit")
