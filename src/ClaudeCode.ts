@@ -333,7 +333,16 @@ export const hasConversation = (configDir: string): Effect.Effect<boolean, never
     const dirs = yield* fs.readDirectory(projects).pipe(Effect.orElseSucceed(() => []))
     for (const dir of dirs) {
       const files = yield* fs.readDirectory(path.join(projects, dir)).pipe(Effect.orElseSucceed(() => []))
-      if (files.some((f) => f.endsWith(".jsonl"))) return true
+      for (const file of files.filter((f) => f.endsWith(".jsonl"))) {
+        // A transcript of only the session's own settings lines (a first prompt refused with a 401, say) is no
+        // conversation: `claude --continue` would exit with "No conversation found to continue".
+        const head = yield* Effect.scoped(Effect.flatMap(fs.open(path.join(projects, dir, file)), (f) => f.readAlloc(256 * 1024))).pipe(
+          Effect.map(Option.match({ onNone: () => "", onSome: (bytes) => new TextDecoder().decode(bytes) })),
+          Effect.orElseSucceed(() => "")
+        )
+        const text = head
+        if (/"type":\s*"(?:user|assistant)"/.test(text)) return true
+      }
     }
     return false
   })

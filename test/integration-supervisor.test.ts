@@ -3,7 +3,7 @@
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Fiber, Layer } from "effect"
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import * as Agent from "../src/Agent.js"
 import * as Events from "../src/Events.js"
@@ -257,10 +257,15 @@ describe.skipIf(process.platform !== "linux")("stopping an instance", () => {
       const env = yield* recorded("env")
       expect(env).toContain("CCO_INSTANCE=worker-1")
       expect(env).not.toMatch(/^TMUX(_PANE)?=/m)
-      // Once a transcript exists, a restart picks the conversation up.
+      // A transcript of only the session's settings lines (its first prompt refused, say) is no conversation yet.
       const project = path.join(agent.configDir("worker-1"), "projects", "-work")
       mkdirSync(project, { recursive: true })
-      writeFileSync(path.join(project, "a1b2.jsonl"), "{}\n")
+      writeFileSync(path.join(project, "a1b2.jsonl"), `{"type":"mode","mode":"normal","sessionId":"a1b2"}\n{"type":"permission-mode","permissionMode":"bypassPermissions","sessionId":"a1b2"}\n`)
+      yield* Effect.sync(() => rmSync(path.join(dir, "argv")))
+      yield* launch
+      expect(yield* recorded("argv")).not.toContain("--continue")
+      // Once the transcript holds a message, a restart picks the conversation up.
+      writeFileSync(path.join(project, "a1b2.jsonl"), `{"type":"mode","mode":"normal","sessionId":"a1b2"}\n{"type":"user","message":{"role":"user","content":"hello"},"sessionId":"a1b2"}\n`)
       yield* Effect.sync(() => writeFileSync(path.join(dir, "argv"), ""))
       yield* launch
       yield* waitFor("--continue", Effect.sync(() => readFileSync(path.join(dir, "argv"), "utf8").includes("--continue") ? true : undefined))
