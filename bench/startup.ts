@@ -2,7 +2,6 @@
 // every session has fired SessionStart and until every instance has taken its first prompt, against a bash
 // baseline that does the raw work (clone, 26 worktrees and 26 tmux sessions of the fake agent) in parallel.
 // Benchmark 2 then runs on the same live team: team messages into the EMs' panes (see delivery.ts).
-import { spawn } from "node:child_process"
 import { writeFileSync } from "node:fs"
 import * as path from "node:path"
 import type { LogLine } from "../src/RunLog.js"
@@ -17,30 +16,14 @@ import {
   hookRecorder,
   newSocket,
   now,
-  projectRoot,
   removeDir,
+  runScript,
   stopTmuxServer,
   tempDir,
-  trackPid,
-  untrackPid,
   waitUntil
 } from "./util.js"
 
 const NAMES = ["director", ...[1, 2, 3, 4, 5].map((n) => `em-${n}`), ...Array.from({ length: 20 }, (_, i) => `worker-${i + 1}`)]
-
-const runScript = (script: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) =>
-  new Promise<void>((resolve, reject) => {
-    const child = spawn("bash", [path.join(projectRoot, "bench", script), ...args], { env, stdio: ["ignore", "ignore", "pipe"] })
-    trackPid(child.pid)
-    const err: Array<Buffer> = []
-    child.stderr.on("data", (c: Buffer) => err.push(c))
-    child.on("error", reject)
-    child.on("close", (code) => {
-      untrackPid(child.pid)
-      if (code === 0) resolve()
-      else reject(new Error(`${script} exited ${code}: ${Buffer.concat(err).toString("utf8").trim()}`))
-    })
-  })
 
 /** The baseline: seconds until all 26 fired SessionStart, and until all 26 submitted a pasted prompt. */
 const baseline = async (mockUrl: string): Promise<{ readonly ready: number; readonly prompted: number }> => {

@@ -6,7 +6,7 @@
 // "interrupted", and no tmux session and no process of the run is left.
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Redacted } from "effect"
-import { execFileSync, spawn } from "node:child_process"
+import { execFileSync } from "node:child_process"
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { launchCommand, prepareConfigDir, type InstanceLaunch } from "../src/ClaudeCode.js"
@@ -23,14 +23,12 @@ import {
   hookRecorder,
   newSocket,
   now,
-  projectRoot,
   removeDir,
+  runScript,
   sessionCount,
   sleep,
   stopTmuxServer,
   tempDir,
-  trackPid,
-  untrackPid,
   waitUntil
 } from "./util.js"
 
@@ -63,20 +61,6 @@ const processesOf = (runId: string): Array<number> => {
   }
   return found
 }
-
-const runScript = (script: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) =>
-  new Promise<void>((resolve, reject) => {
-    const child = spawn("bash", [path.join(projectRoot, "bench", script), ...args], { env, stdio: ["ignore", "ignore", "pipe"] })
-    trackPid(child.pid)
-    const err: Array<Buffer> = []
-    child.stderr.on("data", (c: Buffer) => err.push(c))
-    child.on("error", reject)
-    child.on("close", (code) => {
-      untrackPid(child.pid)
-      if (code === 0) resolve()
-      else reject(new Error(`${script} exited ${code}: ${Buffer.concat(err).toString("utf8").trim()}`))
-    })
-  })
 
 interface FloorRound {
   readonly ready: number

@@ -227,3 +227,18 @@ export const hookRecorder = async (ctl: string) => {
   await new Promise<void>((r) => server.listen(ctl, r))
   return { seen, server }
 }
+
+/** Runs one of bench/'s bash scripts; fails with its stderr when it exits non-zero. */
+export const runScript = (script: string, args: ReadonlyArray<string>, env: NodeJS.ProcessEnv) =>
+  new Promise<void>((resolve, reject) => {
+    const child = spawn("bash", [path.join(projectRoot, "bench", script), ...args], { env, stdio: ["ignore", "ignore", "pipe"] })
+    trackPid(child.pid)
+    const err: Array<Buffer> = []
+    child.stderr.on("data", (c: Buffer) => err.push(c))
+    child.on("error", reject)
+    child.on("close", (code) => {
+      untrackPid(child.pid)
+      if (code === 0) resolve()
+      else reject(new Error(`${script} exited ${code}: ${Buffer.concat(err).toString("utf8").trim()}`))
+    })
+  })
