@@ -56,6 +56,33 @@ const runner = (socket: string, executor: CommandExecutor.CommandExecutor, unset
 
 const pane = (session: string) => `=${session}:`
 
+/**
+ * What one tmux call may carry: the client sends its command's arguments in one message of at most 16 KiB
+ * (tmux's MAX_IMSGSIZE, less a header) and refuses a longer command outright.
+ */
+export const COMMAND_BYTES = 15_000
+
+/**
+ * Commands (each an argument list) grouped into as few calls as fit in COMMAND_BYTES each, in order, joined by
+ * ";" within a call; a command longer than that on its own goes alone.
+ */
+export const commandBatches = <A>(commands: ReadonlyArray<A>, argsOf: (command: A) => ReadonlyArray<string>, limit = COMMAND_BYTES) => {
+  const batches: Array<Array<A>> = []
+  let used = 0
+  for (const command of commands) {
+    const cost = argsOf(command).reduce((n, a) => n + Buffer.byteLength(a) + 1, 2) // and the ";" before it
+    const last = batches.at(-1)
+    if (last === undefined || used + cost > limit) {
+      batches.push([command])
+      used = cost
+    } else {
+      last.push(command)
+      used += cost
+    }
+  }
+  return batches
+}
+
 /** Starting, listing and ending sessions. */
 const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string) => {
   // A session's tmux commands and the private env file they read (removed by the launch script, or on failure).
@@ -89,12 +116,12 @@ const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string) => 
   // is itself ";" would split the call, so such a spec (none of cco's) goes alone.
   const newSessions = Effect.fn("Tmux.newSessions")(function*(specs: ReadonlyArray<SessionSpec>) {
     const [alone, together] = [specs.filter((s) => s.command.includes(";")), specs.filter((s) => !s.command.includes(";"))]
-    if (together.length > 0) {
-      const made = yield* Effect.forEach(together, sessionCommands)
-      yield* run("new-session", made.flatMap((m, i) => i === 0 ? m.args : [";", ...m.args])).pipe(
-        Effect.tapError(() => Effect.forEach(made, (m) => fs.remove(m.dir, { recursive: true }).pipe(Effect.ignore)))
-      )
-    }
+    const made = yield* Effect.forEach(together, sessionCommands)
+    // As few calls as the client's message size allows (a longer one is refused whole: "command too long").
+    yield* Effect.forEach(commandBatches(made, (m) => m.args), (batch) =>
+      run("new-session", batch.flatMap((m, i) => i === 0 ? m.args : [";", ...m.args])).pipe(
+        Effect.tapError(() => Effect.forEach(batch, (m) => fs.remove(m.dir, { recursive: true }).pipe(Effect.ignore)))
+      ), { discard: true })
     yield* Effect.forEach(alone, newSession, { discard: true })
   })
 

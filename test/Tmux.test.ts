@@ -5,7 +5,7 @@ import { Effect, Layer, Redacted } from "effect"
 import { execFileSync } from "node:child_process"
 import { existsSync } from "node:fs"
 import { Tmux } from "../src/Tmux.js"
-import { makeLive } from "../src/TmuxLive.js"
+import { commandBatches, makeLive } from "../src/TmuxLive.js"
 import { TmuxTest, TmuxTestControl } from "../src/TmuxTest.js"
 import { allArgv, privateTmux, tempDir, uniqueSocket, waitFor } from "./support.js"
 
@@ -101,6 +101,32 @@ describe("Tmux (live, private server)", () => {
       // A missing one fails the call.
       expect((yield* Effect.flip(tmux.killSessions(["cco-b-gone", "cco-b-c"])))._tag).toMatch(/SessionNotFound|TmuxCommandFailed/)
     }).pipe(Effect.provide(layer())))
+
+  it.scoped("a team's sessions start however long their commands: in as few calls as tmux takes", () =>
+    Effect.gen(function*() {
+      const tmux = yield* Tmux
+      const dir = yield* tempDir()
+      // 30 sessions whose commands are as long as a confined CLI's (~1.5 KB each): far more than one tmux call holds.
+      const padding = Array.from({ length: 40 }, (_, i) => `--ro-bind-like-argument-${i}-${"x".repeat(12)}`)
+      const names = Array.from({ length: 30 }, (_, i) => `cco-long-${i}`)
+      yield* tmux.newSessions(names.map((name) => ({
+        name,
+        cwd: dir,
+        command: ["sh", "-c", `echo "started $0" > '${dir}'/"$0"; exec sleep 60`, name, ...padding],
+        logFile: `${dir}/${name}.log`
+      })))
+      expect([...(yield* tmux.listSessions("cco-long-"))].sort()).toEqual([...names].sort())
+      for (const name of names) {
+        yield* waitFor(name, Effect.sync(() => existsSync(`${dir}/${name}`) ? true : undefined))
+      }
+    }).pipe(Effect.provide(layer())))
+
+  it("commandBatches: in order, each call within the limit, a command too long for any call on its own", () => {
+    const cmd = (n: number, bytes: number) => ({ n, args: ["x".repeat(bytes - 1)] })
+    const batches = commandBatches([cmd(1, 40), cmd(2, 40), cmd(3, 40), cmd(4, 500), cmd(5, 10)], (c) => c.args, 100)
+    expect(batches.map((b) => b.map((c) => c.n))).toEqual([[1, 2], [3], [4], [5]])
+    expect(commandBatches([], (c: { args: Array<string> }) => c.args)).toEqual([])
+  })
 
   it.scoped("unsets inherited variables the program must not see", () =>
     Effect.gen(function*() {
