@@ -28,7 +28,7 @@ export interface Fixture {
 export const BENCH_KEY = `sk-ant-bench-key-${"x".repeat(24)}`
 
 /** workerCount 20 with the default group size of 4: Director + 5 EMs + 20 workers = 26 instances. */
-export const makeFixture = (mockUrl: string, workerCount = 20): Fixture => {
+export const makeFixture = (mockUrl: string, workerCount = 20, extra: Readonly<Record<string, unknown>> = {}): Fixture => {
   const root = tempDir("cco-bench-")
   const bare = makeBareRepo(root, { direction: DIRECTION })
   const configDir = path.join(root, "config")
@@ -41,7 +41,8 @@ export const makeFixture = (mockUrl: string, workerCount = 20): Fixture => {
     authMode: "api-keys-only",
     logDirectory: "logs",
     maxRunDurationMinutes: 60,
-    tmuxSocket: socket
+    tmuxSocket: socket,
+    ...extra
   }, null, 2))
   writeFileSync(path.join(configDir, "api-keys.json"), JSON.stringify([
     { name: "bench-key", env: { ANTHROPIC_API_KEY: BENCH_KEY, ANTHROPIC_BASE_URL: mockUrl } }

@@ -18,7 +18,9 @@ import { BENCH_KEY, DIRECTION, makeFixture, runInProcess } from "./fixture.js"
 import type { Measurement } from "./report.js"
 import {
   clientScript,
+  cpuSeconds,
   loadAverage,
+  paneTreeCpu,
   log,
   hookRecorder,
   newSocket,
@@ -106,9 +108,16 @@ const floor = async (mockUrl: string, names: ReadonlyArray<string>): Promise<Flo
         writeFileSync(path.join(dir, "env", name), `${env.join("\n")}\n`, { mode: 0o600 })
       })).pipe(Effect.provide(NodeContext.layer)))
     const started = now()
+    const cpu0 = cpuSeconds()
     await runScript("baseline-startup-real.sh", [dir, bare, socket, claudeBin, ...names], process.env)
     await waitUntil(`${names.length} SessionStart hooks (floor)`, () => names.every((n) => seen.has(`SessionStart:${n}`)), 180_000, 10)
     const ready = (Math.max(...names.map((n) => seen.get(`SessionStart:${n}`)!)) - started) / 1000
+    const cpu1 = cpuSeconds()
+    const tree = paneTreeCpu(socket)
+    const ago = (now() - started) / 1000
+    const starts = tree.claudeStarts.map((a) => ago - a).sort((a, b) => a - b)
+    log(`  floor: claude processes started at ${starts[0]?.toFixed(2)}–${starts.at(-1)?.toFixed(2)} s (median ${median(starts).toFixed(2)})`)
+    log(`  floor: instances' processes ${tree.processes} (${tree.kinds}), their CPU ${tree.seconds.toFixed(1)} s; half ready ${((median(names.map((n) => seen.get(`SessionStart:${n}`)!)) - started) / 1000).toFixed(2)} s, all ${ready.toFixed(2)} s; CPU ${(cpu1.machine - cpu0.machine).toFixed(1)} s (bench process ${(cpu1.own - cpu0.own).toFixed(1)} s)`)
     const t = now()
     await stopTmuxServer(socket, 30_000)
     return { ready, down: (now() - t) / 1000 }
@@ -134,8 +143,14 @@ interface CcoRound {
 }
 
 /** One cco start-up with the real claude, in this process; then its wind-down. */
-const ccoRound = async (mockUrl: string, workers: number, names: ReadonlyArray<string>, promptWaitMs: number): Promise<CcoRound> => {
-  const fixture = makeFixture(mockUrl, workers)
+const ccoRound = async (
+  mockUrl: string,
+  workers: number,
+  names: ReadonlyArray<string>,
+  promptWaitMs: number,
+  sandbox: string | undefined
+): Promise<CcoRound> => {
+  const fixture = makeFixture(mockUrl, workers, sandbox === undefined ? {} : { sandbox })
   const home = agentHome(fixture.root)
   const ready = new Map<string, number>()
   const prompted = new Map<string, number>()
@@ -169,6 +184,7 @@ const ccoRound = async (mockUrl: string, workers: number, names: ReadonlyArray<s
     }
   }
   const started = now()
+  const cpu0 = cpuSeconds()
   const run = runInProcess(fixture, onLog, { claudePath: claudeBin, extraEnv: { HOME: home } })
   let failed: unknown
   let finished = false
@@ -184,6 +200,12 @@ const ccoRound = async (mockUrl: string, workers: number, names: ReadonlyArray<s
   try {
     await waitUntil(`${names.length} SessionStart hooks`, check("SessionStart", () => ready.size === names.length), 180_000, 10)
     const readyS = (Math.max(...ready.values()) - started) / 1000
+    const cpu1 = cpuSeconds()
+    const tree = paneTreeCpu(fixture.socket)
+    const ago = (now() - started) / 1000
+    const starts = tree.claudeStarts.map((a) => ago - a).sort((a, b) => a - b)
+    log(`  cco: claude processes started at ${starts[0]?.toFixed(2)}–${starts.at(-1)?.toFixed(2)} s (median ${median(starts).toFixed(2)})`)
+    log(`  cco: instances' processes ${tree.processes} (${tree.kinds}), their CPU ${tree.seconds.toFixed(1)} s; half ready ${((median([...ready.values()]) - started) / 1000).toFixed(2)} s, all ${readyS.toFixed(2)} s; CPU ${(cpu1.machine - cpu0.machine).toFixed(1)} s (bench process with the orchestrator ${(cpu1.own - cpu0.own).toFixed(1)} s)`)
     await waitUntil("the first cco team assign", check("the first assign", () => marks.has("assign")), 180_000, 10)
     const firstAssign = (marks.get("assign")! - started) / 1000
     // The team at work: wait (bounded) until everyone has its first prompt, so the wind-down meets busy instances.
@@ -236,7 +258,7 @@ const ccoRound = async (mockUrl: string, workers: number, names: ReadonlyArray<s
 
 export const realStartup = async (
   mockUrl: string,
-  options: { readonly rounds: number; readonly workers: number; readonly promptWaitSeconds: number }
+  options: { readonly rounds: number; readonly workers: number; readonly promptWaitSeconds: number; readonly sandbox?: string }
 ): Promise<ReadonlyArray<Measurement>> => {
   const names = teamNames(options.workers)
   const rounds: Array<{ readonly floor: FloorRound; readonly cco: CcoRound }> = []
@@ -244,7 +266,7 @@ export const realStartup = async (
   for (let r = 0; r < Math.max(1, options.rounds); r++) {
     const f = await floor(mockUrl, names)
     log(`  round ${r + 1}: floor ready ${f.ready.toFixed(2)} s (down ${f.down.toFixed(2)} s); load average ${loadAverage()}`)
-    const c = await ccoRound(mockUrl, options.workers, names, options.promptWaitSeconds * 1000)
+    const c = await ccoRound(mockUrl, options.workers, names, options.promptWaitSeconds * 1000, options.sandbox)
     log(`  round ${r + 1}: cco ready ${c.ready.toFixed(2)} s = ${(c.ready / f.ready).toFixed(2)}× the floor; load average ${loadAverage()}`)
     rounds.push({ floor: f, cco: c })
   }

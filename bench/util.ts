@@ -2,7 +2,7 @@
 // processes) is registered here and removed on exit, also on failure or Ctrl-C; plus timing and statistics.
 import { execFileSync, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
-import { mkdtempSync, readFileSync, rmSync } from "node:fs"
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import * as http from "node:http"
 import * as path from "node:path"
@@ -40,6 +40,44 @@ export const panePids = (socket: string): Array<number> => {
   } catch {
     return []
   }
+}
+
+/**
+ * CPU seconds (user + system, their reaped children's included) of the processes under every pane of a private
+ * tmux server, with the count of processes: what the instances themselves have spent so far.
+ */
+export const paneTreeCpu = (socket: string): { readonly seconds: number; readonly processes: number; readonly kinds: string; readonly claudeStarts: ReadonlyArray<number> } => {
+  const stats = new Map<number, { readonly comm: string; readonly ppid: number; readonly ticks: number; readonly start: number }>()
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8")
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      stats.set(Number(name), { comm: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]), start: Number(f[19]) / 100 })
+    } catch {
+      // gone
+    }
+  }
+  const children = new Map<number, Array<number>>()
+  for (const [pid, s] of stats) children.set(s.ppid, [...(children.get(s.ppid) ?? []), pid])
+  let ticks = 0
+  let processes = 0
+  const kinds = new Map<string, number>()
+  const claudeStarts: Array<number> = []
+  const uptime = Number(readFileSync("/proc/uptime", "utf8").split(" ")[0])
+  const todo = [...panePids(socket)]
+  while (todo.length > 0) {
+    const pid = todo.pop()!
+    const s = stats.get(pid)
+    if (s === undefined) continue
+    ticks += s.ticks
+    processes++
+    const kind = s.comm
+    kinds.set(kind, (kinds.get(kind) ?? 0) + 1)
+    if (s.comm.startsWith("claude")) claudeStarts.push(uptime - s.start)
+    todo.push(...(children.get(pid) ?? []))
+  }
+  return { seconds: ticks / 100, processes, kinds: [...kinds].map(([k, n]) => `${k} ×${n}`).join(", "), claudeStarts }
 }
 
 export const sessionCount = (socket: string): number => {
@@ -201,6 +239,14 @@ export const fmtSummary = (s: Summary) => `p50 ${fmtMs(s.p50)}, p95 ${fmtMs(s.p9
 
 /** Load average of the machine (1, 5, 15 minutes): other work on it skews every number. */
 export const loadAverage = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")
+
+/** Non-idle CPU seconds of the whole machine so far (/proc/stat), and this process's own: for a phase's CPU cost. */
+export const cpuSeconds = () => {
+  const fields = readFileSync("/proc/stat", "utf8").split("\n")[0]!.trim().split(/\s+/).slice(1).map(Number)
+  const busy = fields.reduce((a, b) => a + b, 0) - (fields[3] ?? 0) - (fields[4] ?? 0)
+  const own = process.cpuUsage()
+  return { machine: busy / 100, own: (own.user + own.system) / 1e6 }
+}
 
 export const log = (text: string) => process.stderr.write(`${text}\n`)
 
