@@ -1,6 +1,7 @@
 // What cco's tmux leaves on disk besides its panes: each session's terminal log, rotated so it stays bounded,
 // and the socket files of a private tmux server that is gone.
 import { rmSync } from "node:fs"
+import { dirname } from "node:path"
 import { shellQuote } from "./Shell.js"
 
 export interface SessionLogLimits {
@@ -21,25 +22,37 @@ export const removeSocketFiles = (socket: string) => {
   for (const file of [socket, `${socket}.lock`]) rmSync(`${dir}/${file}`, { force: true })
 }
 
+/** The script beside a run's session logs that writes one pane's output (see sessionLogScript). */
+export const SESSION_LOG_SCRIPT = ".cco-session-log"
+
 /**
- * The pipe-pane command that writes a session's terminal output to `file`, rotated: GNU split cuts the stream
- * into chunks of half the cap and hands each chunk to a filter that first rotates the log if it is half full
- * (<file> → <file>.1 → … → <file>.<keep>, the oldest dropped), then appends the chunk as it streams in. So a
- * file never reaches the cap, the newest file always ends with the newest output, and the cost per byte is a
- * copy through two small C programs. Without GNU split (BSD) the log is appended to unrotated, as before.
+ * The script that writes a session's terminal output to its log ($1), rotated: GNU split cuts the stream into
+ * chunks of half the cap ($2 bytes) and hands each chunk to a filter that first rotates the log if it is half
+ * full (<file> → <file>.1 → … → <file>.<keep>, $3 kept, the oldest dropped), then appends the chunk as it
+ * streams in. So a file never reaches the cap, the newest file always ends with the newest output, and the cost
+ * per byte is a copy through two small C programs. Without GNU split (BSD) the log is appended to unrotated.
+ */
+export const sessionLogScript = (rotating: boolean) => {
+  if (!rotating) return `exec cat >> "$1"\n`
+  const rotate = [
+    `if [ -f "$CCO_LOG" ] && [ "$(wc -c < "$CCO_LOG")" -ge "$CCO_LOG_CHUNK" ]; then`,
+    `i=$CCO_LOG_KEEP; while [ "$i" -gt 1 ]; do j=$((i - 1)); if [ -f "$CCO_LOG.$j" ]; then mv -f "$CCO_LOG.$j" "$CCO_LOG.$i"; fi; i=$j; done;`,
+    `mv -f "$CCO_LOG" "$CCO_LOG.1"; fi; exec cat >> "$CCO_LOG"`
+  ].join(" ")
+  return [
+    `CCO_LOG=$1 CCO_LOG_CHUNK=$2 CCO_LOG_KEEP=$3; export CCO_LOG CCO_LOG_CHUNK CCO_LOG_KEEP`,
+    `SHELL=/bin/sh exec split -b "$CCO_LOG_CHUNK" -a 9 --filter=${shellQuote(rotate)} - "$CCO_LOG.chunk-"`,
+    ""
+  ].join("\n")
+}
+
+/**
+ * The pipe-pane command for a session log: the script beside it (written there first, see TmuxLive), or plain
+ * appending should the script be missing. Short, so that a whole team's sessions fit in one tmux call.
  */
 export const sessionLogCommand = (file: string, limits: SessionLogLimits = SESSION_LOG_LIMITS) => {
   const chunk = Math.max(1, Math.floor(limits.maxBytes / 2))
   const keep = Math.max(1, Math.floor(limits.keep))
-  const rotate = [
-    `if [ -f "$CCO_LOG" ] && [ "$(wc -c < "$CCO_LOG")" -ge ${chunk} ]; then`,
-    `i=${keep}; while [ "$i" -gt 1 ]; do j=$((i - 1)); if [ -f "$CCO_LOG.$j" ]; then mv -f "$CCO_LOG.$j" "$CCO_LOG.$i"; fi; i=$j; done;`,
-    `mv -f "$CCO_LOG" "$CCO_LOG.1"; fi; exec cat >> "$CCO_LOG"`
-  ].join(" ")
-  return [
-    `CCO_LOG=${shellQuote(file)}; export CCO_LOG;`,
-    `if split --filter=: /dev/null 2>/dev/null;`,
-    `then SHELL=/bin/sh exec split -b ${chunk} -a 9 --filter=${shellQuote(rotate)} - "$CCO_LOG.chunk-";`,
-    `else exec cat >> "$CCO_LOG"; fi`
-  ].join(" ")
+  const script = shellQuote(`${dirname(file)}/${SESSION_LOG_SCRIPT}`)
+  return `if [ -r ${script} ]; then exec /bin/sh ${script} ${shellQuote(file)} ${chunk} ${keep}; else exec cat >> ${shellQuote(file)}; fi`
 }

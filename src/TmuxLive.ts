@@ -4,17 +4,30 @@ import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
+import { dirname } from "node:path"
 import { exec } from "./Exec.js"
 import { shellQuote } from "./Shell.js"
 import { type PaneInfo, SessionNotFound, type SessionSpec, Tmux, TmuxCommandFailed, type TmuxError, TmuxNotFound } from "./Tmux.js"
-import { removeSocketFiles, sessionLogCommand } from "./TmuxFiles.js"
+import { removeSocketFiles, SESSION_LOG_SCRIPT, sessionLogCommand, sessionLogScript } from "./TmuxFiles.js"
 import { neutralise } from "./Untrusted.js"
 
 const envValue = (value: string | Redacted.Redacted<string>) =>
   typeof value === "string" ? value : Redacted.value(value)
 
-// Reads the private env file, removes it, then becomes the program: secrets never touch argv.
-const LAUNCH_SCRIPT = 'for v in $CCO_UNSET; do unset "$v"; done; unset CCO_UNSET; . "$1" && rm -rf "$2" && shift 2 && exec "$@"'
+/**
+ * A session's launch script, in a private directory: clears the variables the program must not inherit, sets
+ * its environment, removes itself, then becomes the program. Secrets never touch argv, and the tmux call that
+ * starts the session carries only the script's path.
+ */
+const launchScript = (spec: SessionSpec, dir: string) => {
+  const unset = (spec.unsetEnv ?? []).filter((name) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+  return [
+    ...(unset.length > 0 ? [`unset ${unset.join(" ")}`] : []),
+    ...Object.entries(spec.env ?? {}).map(([k, v]) => `export ${k}=${shellQuote(envValue(v))}`),
+    `rm -rf ${shellQuote(dir)} && exec ${spec.command.map(shellQuote).join(" ")}`,
+    ""
+  ].join("\n")
+}
 
 /**
  * Variables of cco's own environment that its tmux server must not hold: the server's global environment is
@@ -83,23 +96,51 @@ export const commandBatches = <A>(commands: ReadonlyArray<A>, argsOf: (command: 
   return batches
 }
 
+/** Each directory of session logs gets the script that writes them (see sessionLogScript), once. */
+const logScripts = (fs: FileSystem.FileSystem, executor: CommandExecutor.CommandExecutor) =>
+  Effect.gen(function*() {
+    const rotating = yield* Effect.cached(
+      exec("split", ["--filter=:", "/dev/null"]).pipe(
+        Effect.provideService(CommandExecutor.CommandExecutor, executor),
+        Effect.map((r) => r.exitCode === 0),
+        Effect.orElseSucceed(() => false)
+      )
+    )
+    const written = new Set<string>()
+    return (logFile: string) =>
+      Effect.gen(function*() {
+        const dir = dirname(logFile)
+        if (written.has(dir)) return
+        const script = sessionLogScript(yield* rotating)
+        // Whole or not at all: a pane's shell may be reading it.
+        const tmp = `${dir}/${SESSION_LOG_SCRIPT}.${randomBytes(4).toString("hex")}`
+        yield* fs.makeDirectory(dir, { recursive: true }).pipe(
+          Effect.zipRight(fs.writeFileString(tmp, script, { mode: 0o644 })),
+          Effect.zipRight(fs.rename(tmp, `${dir}/${SESSION_LOG_SCRIPT}`)),
+          Effect.orDie
+        )
+        written.add(dir)
+      })
+  })
+
+type EnsureLogScript = Effect.Effect.Success<ReturnType<typeof logScripts>>
+
 /** Starting, listing and ending sessions. */
-const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string) => {
-  // A session's tmux commands and the private env file they read (removed by the launch script, or on failure).
+const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string, ensureLogScript: EnsureLogScript) => {
+  // A session's tmux commands and the private launch script they run (it removes itself; removed here on failure).
   const sessionCommands = (spec: SessionSpec) =>
     Effect.gen(function*() {
       const dir = yield* fs.makeTempDirectory({ prefix: "cco-env-" }).pipe(Effect.orDie)
-      const file = `${dir}/env`
-      const lines = Object.entries(spec.env ?? {}).map(([k, v]) => `export ${k}=${shellQuote(envValue(v))}`)
-      yield* fs.writeFileString(file, lines.join("\n") + "\n", { mode: 0o600 }).pipe(Effect.orDie)
+      const file = `${dir}/launch`
+      yield* fs.writeFileString(file, launchScript(spec, dir), { mode: 0o600 }).pipe(Effect.orDie)
       const args = [
         "new-session", "-d", "-s", spec.name, "-c", spec.cwd,
         "-x", String(spec.width ?? 200), "-y", String(spec.height ?? 50),
-        "-e", `CCO_UNSET=${(spec.unsetEnv ?? []).join(" ")}`,
-        "sh", "-c", LAUNCH_SCRIPT, "cco-launch", file, dir, ...spec.command
+        "sh", file
       ]
       // pipe-pane in the same tmux invocation: attached before the server reads the pane's first output.
       if (spec.logFile !== undefined) {
+        yield* ensureLogScript(spec.logFile)
         args.push(";", "pipe-pane", "-t", pane(spec.name), sessionLogCommand(spec.logFile, spec.logLimits))
       }
       return { args, dir }
@@ -170,7 +211,7 @@ const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string) => 
 }
 
 /** Input to and output from panes. */
-const paneMethods = (run: Run) => {
+const paneMethods = (run: Run, ensureLogScript: EnsureLogScript) => {
   const sendText = Effect.fn("Tmux.sendText")(function*(session: string, text: string) {
     const buffer = `cco-${session}`
     // One tmux call: load the buffer from stdin and paste it. The last gate before a pane: whatever the caller
@@ -189,6 +230,7 @@ const paneMethods = (run: Run) => {
   })
 
   const pipePane = Effect.fn("Tmux.pipePane")(function*(session: string, file: string) {
+    yield* ensureLogScript(file)
     yield* run("pipe-pane", ["pipe-pane", "-t", pane(session), sessionLogCommand(file)], undefined, session)
   })
 
@@ -256,7 +298,13 @@ export const makeLive = (socket: string, options: LiveOptions = {}) =>
     const fs = yield* FileSystem.FileSystem
     // Any tmux command may start the server, which keeps the environment of the command that started it.
     const run = runner(socket, executor, hiddenFromServer(options.hiddenEnv ?? []))
-    return Tmux.of({ socket, version: Effect.map(run("version", ["-V"]), (v) => v.trim()), ...sessionMethods(run, fs, socket), ...paneMethods(run) })
+    const ensureLogScript = yield* logScripts(fs, executor)
+    return Tmux.of({
+      socket,
+      version: Effect.map(run("version", ["-V"]), (v) => v.trim()),
+      ...sessionMethods(run, fs, socket, ensureLogScript),
+      ...paneMethods(run, ensureLogScript)
+    })
   })
 
 /** Live tmux on the private server `tmux -L socket`. */

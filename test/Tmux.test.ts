@@ -3,7 +3,8 @@ import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Redacted } from "effect"
 import { execFileSync } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync } from "node:fs"
+import { tmpdir } from "node:os"
 import { Tmux } from "../src/Tmux.js"
 import { commandBatches, makeLive } from "../src/TmuxLive.js"
 import { TmuxTest, TmuxTestControl } from "../src/TmuxTest.js"
@@ -31,7 +32,15 @@ describe("Tmux (live, private server)", () => {
       const screen = yield* waitFor("output", Effect.map(tmux.capturePane("cco-t-one"), (s) => s.includes("cwd=") ? s : undefined))
       expect(screen).toContain(`first line ${secret}`)
       expect(screen).toContain(`cwd=${dir}`)
-      // The env file was removed after it was read.
+      // The launch script (with the secret) removed itself before the program ran.
+      const leftovers = readdirSync(tmpdir()).filter((d) => d.startsWith("cco-env-")).flatMap((d) => {
+        try {
+          return readdirSync(`${tmpdir()}/${d}`).map((f) => readFileSync(`${tmpdir()}/${d}/${f}`, "utf8"))
+        } catch {
+          return []
+        }
+      })
+      expect(leftovers.filter((text) => text.includes(secret))).toEqual([])
       // The log file appears when tmux has started the pipe's `cat`, a moment after the session.
       const logText = yield* waitFor("log", Effect.map(fs.readFileString(log).pipe(Effect.orElseSucceed(() => "")), (s) => s.includes("cwd=") ? s : undefined))
       expect(logText.startsWith("first line")).toBe(true)
