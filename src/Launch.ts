@@ -97,11 +97,16 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
    */
   const launchAll = (direction: string) =>
     Effect.gen(function*() {
-      yield* writeTeamStructure("run start")
-      if (top.role === "director" || top.lead === undefined) yield* git.push(topWorktree, target)
       if (run.previous !== undefined) yield* runLog.log("run.resuming", { runId: run.runId })
-      // Sessions that survive a resume may run team commands at once: every worktree is there before any starts.
-      yield* Effect.forEach(specs.filter((s) => s !== top), makeWorktree, { concurrency: 8, discard: true })
+      // The top's branch (its team structure committed and pushed) while the other worktrees are made: sessions
+      // that survive a resume may run team commands at once, so every worktree is there before any starts.
+      const topBranch = writeTeamStructure("run start").pipe(
+        Effect.zipRight(top.role === "director" || top.lead === undefined ? git.push(topWorktree, target) : Effect.void)
+      )
+      yield* Effect.all([
+        topBranch,
+        Effect.forEach(specs.filter((s) => s !== top), makeWorktree, { concurrency: 8, discard: true })
+      ], { concurrency: 2, discard: true })
       yield* setUpWorktrees
       if (run.previous === undefined) {
         // The top's direction waits in its outbox and goes in as soon as its session is ready.
