@@ -12,6 +12,7 @@ import * as path from "node:path"
 import { launchCommand, prepareConfigDir, type InstanceLaunch } from "../src/ClaudeCode.js"
 import * as Hierarchy from "../src/Hierarchy.js"
 import type { LogLine } from "../src/RunLog.js"
+import * as Sandbox from "../src/Sandbox.js"
 import { shellQuote } from "../src/Shell.js"
 import { agentHome, claudeBin, makeBareRepo } from "../test/harness.js"
 import { BENCH_KEY, DIRECTION, makeFixture, runInProcess } from "./fixture.js"
@@ -148,7 +149,8 @@ const ccoRound = async (
   workers: number,
   names: ReadonlyArray<string>,
   promptWaitMs: number,
-  sandbox: string | undefined
+  sandbox: string | undefined,
+  work: boolean
 ): Promise<CcoRound> => {
   const fixture = makeFixture(mockUrl, workers, sandbox === undefined ? {} : { sandbox })
   const home = agentHome(fixture.root)
@@ -206,10 +208,11 @@ const ccoRound = async (
     const starts = tree.claudeStarts.map((a) => ago - a).sort((a, b) => a - b)
     log(`  cco: claude processes started at ${starts[0]?.toFixed(2)}–${starts.at(-1)?.toFixed(2)} s (median ${median(starts).toFixed(2)})`)
     log(`  cco: instances' processes ${tree.processes} (${tree.kinds}), their CPU ${tree.seconds.toFixed(1)} s; half ready ${((median([...ready.values()]) - started) / 1000).toFixed(2)} s, all ${readyS.toFixed(2)} s; CPU ${(cpu1.machine - cpu0.machine).toFixed(1)} s (bench process with the orchestrator ${(cpu1.own - cpu0.own).toFixed(1)} s)`)
-    await waitUntil("the first cco team assign", check("the first assign", () => marks.has("assign")), 180_000, 10)
-    const firstAssign = (marks.get("assign")! - started) / 1000
+    // (A round for the start-up alone goes to its wind-down at once.)
+    if (work) await waitUntil("the first cco team assign", check("the first assign", () => marks.has("assign")), 180_000, 10)
+    const firstAssign = work ? (marks.get("assign")! - started) / 1000 : NaN
     // The team at work: wait (bounded) until everyone has its first prompt, so the wind-down meets busy instances.
-    await waitUntil("first prompts", check("first prompts", () => prompted.size === names.length), promptWaitMs, 10).catch(() => undefined)
+    if (work) await waitUntil("first prompts", check("first prompts", () => prompted.size === names.length), promptWaitMs, 10).catch(() => undefined)
     const promptedS = prompted.size === names.length ? (Math.max(...prompted.values()) - started) / 1000 : NaN
     log(`  cco: director ready ${at(ready.get("director"))}, first launch ${at(marks.get("first launch"))}, worktrees ${at(marks.get("worktrees"))}, ` +
       `launched ${at(marks.get("launched"))}, all ready ${readyS.toFixed(2)} s; director prompted ${at(prompted.get("director"))}, ` +
@@ -256,46 +259,68 @@ const ccoRound = async (
   }
 }
 
+/**
+ * Rounds of floor, cco unconfined (sandbox "none": the floor confines nothing either) and, where bubblewrap works,
+ * cco confined (its default here), in turn. 1a compares unconfined cco with the floor, 1f confined with
+ * unconfined cco; first assignment (1b) and wind-down (1c) are measured on the default (confined) rounds.
+ * `--sandbox MODE` measures cco with that setting alone.
+ */
 export const realStartup = async (
   mockUrl: string,
   options: { readonly rounds: number; readonly workers: number; readonly promptWaitSeconds: number; readonly sandbox?: string }
 ): Promise<ReadonlyArray<Measurement>> => {
   const names = teamNames(options.workers)
-  const rounds: Array<{ readonly floor: FloorRound; readonly cco: CcoRound }> = []
-  // Floor and cco in turn, each cco start-up right after its own floor.
+  const confinable = (await Effect.runPromise(Sandbox.probe(process.env.PATH ?? "/usr/bin:/bin").pipe(Effect.provide(NodeContext.layer))))._tag === "Usable"
+  const variants: ReadonlyArray<string> = options.sandbox !== undefined ? [options.sandbox] : confinable ? ["none", "auto"] : ["none"]
+  if (options.sandbox === undefined && !confinable) log("  bubblewrap does not work here: cco runs unconfined, and the cost of confinement is not measured")
+  const rounds: Array<{ readonly floor: FloorRound; readonly cco: ReadonlyMap<string, CcoRound> }> = []
   for (let r = 0; r < Math.max(1, options.rounds); r++) {
     const f = await floor(mockUrl, names)
     log(`  round ${r + 1}: floor ready ${f.ready.toFixed(2)} s (down ${f.down.toFixed(2)} s); load average ${loadAverage()}`)
-    const c = await ccoRound(mockUrl, options.workers, names, options.promptWaitSeconds * 1000, options.sandbox)
-    log(`  round ${r + 1}: cco ready ${c.ready.toFixed(2)} s = ${(c.ready / f.ready).toFixed(2)}× the floor; load average ${loadAverage()}`)
-    rounds.push({ floor: f, cco: c })
+    const cco = new Map<string, CcoRound>()
+    for (const [i, sandbox] of variants.entries()) {
+      const c = await ccoRound(mockUrl, options.workers, names, options.promptWaitSeconds * 1000, sandbox, i === variants.length - 1)
+      log(`  round ${r + 1}: cco (sandbox ${sandbox}) ready ${c.ready.toFixed(2)} s = ${(c.ready / f.ready).toFixed(2)}× the floor; load average ${loadAverage()}`)
+      cco.set(sandbox, c)
+    }
+    rounds.push({ floor: f, cco })
   }
+  const [plain, main] = [variants[0]!, variants.at(-1)!]
   const list = (f: (r: typeof rounds[number]) => number) => rounds.map((r) => Number.isNaN(f(r)) ? "—" : f(r).toFixed(2)).join(", ")
   const n = names.length
+  const of = (r: typeof rounds[number], sandbox: string) => r.cco.get(sandbox)!
   return [
     {
       id: "1a",
-      name: `start-up, real claude: ${n} ready (SessionStart), × floor`,
-      value: median(rounds.map((r) => r.cco.ready / r.floor.ready)),
+      name: `start-up, real claude: ${n} ready (SessionStart), × floor${plain === "none" ? " (unconfined)" : ` (sandbox ${plain})`}`,
+      value: median(rounds.map((r) => of(r, plain).ready / r.floor.ready)),
       unit: "x",
       target: 1.15,
-      baseline: `median of ${rounds.length} rounds; cco ${list((r) => r.cco.ready)} s vs bash ${list((r) => r.floor.ready)} s`
+      baseline: `median of ${rounds.length} rounds; cco ${list((r) => of(r, plain).ready)} s vs bash ${list((r) => r.floor.ready)} s`
     },
     {
       id: "1b",
       name: "start → first cco team assign, real claude",
-      value: median(rounds.map((r) => r.cco.firstAssign)),
+      value: median(rounds.map((r) => of(r, main).firstAssign)),
       unit: "s",
-      baseline: `rounds ${list((r) => r.cco.firstAssign)} s; all ${n} have their first prompt at ${list((r) => r.cco.prompted)} s${rounds.some((r) => Number.isNaN(r.cco.prompted)) ? " (— not within --prompt-wait)" : ""}`
+      baseline: `sandbox ${main}; rounds ${list((r) => of(r, main).firstAssign)} s; all ${n} have their first prompt at ${list((r) => of(r, main).prompted)} s${rounds.some((r) => Number.isNaN(of(r, main).prompted)) ? " (— not within --prompt-wait)" : ""}`
     },
     {
       id: "1c",
       name: `wind-down of ${n} real instances (interrupt → exited, nothing left)`,
-      value: median(rounds.map((r) => r.cco.down)),
+      value: median(rounds.map((r) => of(r, main).down)),
       unit: "s",
       target: 5,
-      baseline: `rounds ${list((r) => r.cco.down)} s (exited ${list((r) => r.cco.exited)} s; endReason ${[...new Set(rounds.map((r) => r.cco.endReason))].join("/")}); ` +
+      baseline: `sandbox ${main}; rounds ${list((r) => of(r, main).down)} s (exited ${list((r) => of(r, main).exited)} s; endReason ${[...new Set(rounds.map((r) => of(r, main).endReason))].join("/")}); ` +
         `floor: tmux kill-server until its claudes exited ${list((r) => r.floor.down)} s`
-    }
+    },
+    ...(variants.length < 2 ? [] : [{
+      id: "1f",
+      name: `cost of confinement: start-up confined (bwrap) × unconfined`,
+      value: median(rounds.map((r) => of(r, main).ready / of(r, plain).ready)),
+      unit: "x" as const,
+      target: 1.1,
+      baseline: `median of ${rounds.length} rounds; confined ${list((r) => of(r, main).ready)} s vs unconfined ${list((r) => of(r, plain).ready)} s`
+    }])
   ]
 }
