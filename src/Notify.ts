@@ -92,7 +92,7 @@ const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? o
 
 /**
  * Reads combined.log lines as they are written and says which are alerts. Each happening is told once: an
- * instance left stopped once, each exhaustion of the credentials once (again only when the earliest reset
+ * instance left stopped once (until it is restarted), each exhaustion of the credentials once (again only when the earliest reset
  * changes), a merge's failed check once, 80 % of each limit once, 100 % and the end once.
  */
 export const makeAlerts = (run: RunInfo) => {
@@ -109,6 +109,8 @@ export const makeAlerts = (run: RunInfo) => {
     fields
   })
   return (line: LogLine): Alert | undefined => {
+    // An instance restarted after all (its restart window moved on) is told about again if it is left stopped again.
+    if (line.event === "instance.restarting" && typeof line.instance === "string") told.delete(`stopped:${line.instance}`)
     const pick = <A>(decoded: Option.Option<A>, f: (a: A) => Alert | undefined) => Option.match(decoded, { onNone: () => undefined, onSome: f })
     switch (line.event) {
       case "instance.restart-refused":
@@ -266,8 +268,8 @@ export interface NotifyOptions {
  * Starts the alerts of a run: from now on every combined.log line that is an alert is offered to the queue of each
  * webhook that wants it, and a fiber per webhook delivers them (POST, retried on deliveryRetry). Failures are
  * logged once per webhook (`notify.failed`), alerts dropped from a full queue once (`notify.dropped`). When the
- * scope closes, the alerts still queued get up to `grace` to go out; then the fibers stop. Without webhooks it
- * does nothing.
+ * scope closes, the alerts still queued get up to `grace` to go out; then the fibers stop, and what was not sent is
+ * logged (`notify.unsent`). Without webhooks it does nothing.
  */
 export const start = (options: NotifyOptions): Effect.Effect<void, never, HttpClient.HttpClient | Scope.Scope> =>
   Effect.gen(function*() {
@@ -285,7 +287,8 @@ export const start = (options: NotifyOptions): Effect.Effect<void, never, HttpCl
     const targets = yield* Effect.forEach(webhooks, (webhook) =>
       Effect.gen(function*() {
         const queue = yield* Queue.dropping<Alert>(QUEUE_CAPACITY)
-        const target = { webhook, origin: webhookOrigin(webhook.url), queue, failed: false, dropped: 0, droppedLogged: false }
+        // `waiting`: the alerts queued or in flight, oldest first (the queue's order).
+        const target = { webhook, origin: webhookOrigin(webhook.url), queue, waiting: [] as Array<Alert>, failed: false, dropped: 0, droppedLogged: false }
         const deliver = (alert: Alert) =>
           post(webhook.url, body(webhook.format, run, alert)).pipe(
             Effect.retry({ schedule: deliveryRetry, while: (e) => e.retryable }),
@@ -308,7 +311,7 @@ export const start = (options: NotifyOptions): Effect.Effect<void, never, HttpCl
             }))
           )
         yield* Queue.take(queue).pipe(
-          Effect.flatMap((alert) => deliver(alert).pipe(Effect.ensuring(settled))),
+          Effect.flatMap((alert) => deliver(alert).pipe(Effect.ensuring(Effect.zipRight(Effect.sync(() => target.waiting.shift()), settled)))),
           Effect.forever,
           Effect.provideService(HttpClient.HttpClient, client),
           Effect.forkScoped
@@ -328,6 +331,7 @@ export const start = (options: NotifyOptions): Effect.Effect<void, never, HttpCl
       for (const target of targets) {
         if (!target.webhook.events.includes(alert.event)) continue
         if (Queue.unsafeOffer(target.queue, alert)) {
+          target.waiting.push(alert)
           if (pending++ === 0) idle.unsafeClose()
         } else {
           target.dropped++
@@ -336,7 +340,18 @@ export const start = (options: NotifyOptions): Effect.Effect<void, never, HttpCl
     })
     // Runs before the fibers are interrupted (finalizers run last-added first). Finalizers are uninterruptible:
     // the wait is made interruptible again, or the timeout could not cut it short.
-    yield* Effect.addFinalizer(() => idle.await.pipe(Effect.interruptible, Effect.timeout(options.grace ?? END_GRACE), Effect.ignore))
+    // What is still waiting then is not sent, and said so per webhook (`notify.unsent`).
+    yield* Effect.addFinalizer(() =>
+      idle.await.pipe(
+        Effect.interruptible,
+        Effect.timeout(options.grace ?? END_GRACE),
+        Effect.ignore,
+        Effect.zipRight(Effect.forEach(targets, (t) =>
+          t.waiting.length === 0
+            ? Effect.void
+            : runLog.log("notify.unsent", { webhook: t.origin, alerts: t.waiting.map((a) => a.event), grace: Duration.format(options.grace ?? END_GRACE) }), { discard: true }))
+      )
+    )
   })
 
 /** The HttpClient alerts go out with: the platform's fetch. */

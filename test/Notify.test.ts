@@ -92,6 +92,10 @@ describe("Notify: which log lines are alerts", () => {
     })
     expect(alerts(line(...stoppedLine()))).toBeUndefined()
     expect(alerts(line(...stoppedLine("worker-2")))?.fields).toMatchObject({ instance: "worker-2" })
+    // Restarted after all once its restart window moved on, and left stopped again: told again.
+    expect(alerts(line("instance.restarting", { instance: "worker-1", reason: "crashed", restarts: 3 }))).toBeUndefined()
+    expect(alerts(line(...stoppedLine()))?.event).toBe("instance-stopped")
+    expect(alerts(line(...stoppedLine()))).toBeUndefined()
 
     const cooling = { instance: "worker-1", until: "2026-11-29T02:00:00.000Z", cooling: ["key-1", "key-2"] }
     expect(alerts(line("credentials.exhausted", cooling))).toMatchObject({
@@ -286,6 +290,7 @@ describe("Notify: delivery", () => {
       yield* TestClock.adjust(2_000)
       yield* Fiber.join(closingA)
       expect(slow.calls).toHaveLength(1)
+      expect(a.events("notify.unsent")).toEqual([])
 
       const hung = receiver(() => Effect.never)
       const b = yield* started([webhook(JSON_URL)], hung.layer)
@@ -299,6 +304,8 @@ describe("Notify: delivery", () => {
       yield* TestClock.adjust(100)
       yield* Fiber.join(closingB)
       expect((yield* Clock.currentTimeMillis) - t0).toBe(5_000)
+      // What did not go out is said, per webhook.
+      expect(b.events("notify.unsent")).toEqual([expect.objectContaining({ webhook: "https://alerts.example.test", alerts: ["run-finished"] })])
 
       // Nothing queued: the end does not wait at all.
       const c = yield* started([webhook(JSON_URL)], hung.layer)
