@@ -235,8 +235,8 @@ const transportProblem = (cause: unknown): string => {
 }
 
 /** One POST of `payload` as JSON to `url`, at most POST_TIMEOUT long; redirects are not followed. */
-export const post = (url: Redacted.Redacted<string>, payload: unknown) =>
-  Effect.gen(function*() {
+export const post = Effect.fn("Notify.post")(
+  function*(url: Redacted.Redacted<string>, payload: unknown) {
     const client = yield* HttpClient.HttpClient
     const request = HttpClientRequest.post(Redacted.value(url)).pipe(
       HttpClientRequest.setHeader("user-agent", "cco"),
@@ -254,7 +254,8 @@ export const post = (url: Redacted.Redacted<string>, payload: unknown) =>
     if (response.status < 200 || response.status > 299) {
       return yield* new WebhookFailed({ reason: "status", status: response.status, message: `HTTP ${response.status}` })
     }
-  })
+  }
+)
 
 export interface NotifyOptions {
   readonly webhooks: ReadonlyArray<Webhook>

@@ -359,7 +359,7 @@ const localReceiver = (status: number, headers: Readonly<Record<string, string>>
   )
 
 describe("Notify: a POST over HTTP", () => {
-  it.scoped("JSON to the webhook; a redirect is not followed; a failure names no part of the URL's path", () =>
+  it.scopedLive("JSON to the webhook; a redirect is not followed; a failure names no part of the URL's path", () =>
     Effect.gen(function*() {
       const ok = yield* localReceiver(204)
       yield* Notify.post(Redacted.make(`${ok.url}/hook/TOPSECRET`), { event: "run-finished" })
