@@ -169,16 +169,14 @@ export const webhookUrlProblem = (url: string): string | undefined => {
   } catch {
     return "must be an https:// URL"
   }
-  const where = parsed.protocol === "http:" || parsed.protocol === "https:" ? `${parsed.protocol}//${parsed.host}` : parsed.protocol
-  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return `must be an https:// URL, got ${printableScheme(where)}`
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return `must be an https:// URL, got ${show(parsed.protocol.slice(0, 20))}`
+  const where = `${parsed.protocol}//${parsed.host}`
   if (parsed.username !== "" || parsed.password !== "") return "must not hold a user name or password (the secret goes in the path)"
   if (parsed.protocol === "http:" && !LOOPBACK_HOSTS.test(parsed.hostname)) {
     return `must be an https:// URL (http:// only to this machine: localhost, 127.0.0.1 or [::1]), got ${where}/…`
   }
   return undefined
 }
-
-const printableScheme = (scheme: string) => show(scheme.slice(0, 20))
 
 // The URL is a secret (a Slack webhook's path is its key): no message shows it.
 const WebhookUrl = Schema.Redacted(
