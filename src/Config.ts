@@ -2,11 +2,11 @@
 // (paths resolved, keys attached). Every problem becomes one ConfigError naming the file and the field.
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import { Context, Effect, Either, Schema } from "effect"
+import { Context, Effect, Either, Redacted, Schema } from "effect"
 import { homedir } from "node:os"
 import { type ApiKeyCredential, API_KEYS_FILE, ApiKeysFile, ENTRY_KEYS, ENV_KEYS, toCredentials } from "./ApiKeysFile.js"
 import { ConfigError, firstProblem } from "./ConfigError.js"
-import { type AuthMode, ORCHESTRATOR_FILE, OrchestratorFile } from "./OrchestratorFile.js"
+import { type AuthMode, knownKeysAt, ORCHESTRATOR_FILE, OrchestratorFile, type Webhook } from "./OrchestratorFile.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import type { SandboxMode } from "./Sandbox.js"
 import { parseJson } from "./StrictJson.js"
@@ -51,6 +51,8 @@ export interface ResolvedConfig {
   readonly checkTimeoutMinutes: number
   /** How instances are confined (see Sandbox.ts). */
   readonly sandbox: SandboxMode
+  /** Webhooks told when the run needs a person (Notify.ts); their URLs are secrets. */
+  readonly notify: ReadonlyArray<Webhook>
   readonly apiKeys: ReadonlyArray<ApiKeyCredential>
 }
 
@@ -69,8 +71,6 @@ const describeJson = (u: unknown) => Array.isArray(u) ? "an array" : u === null 
 
 /** Git treats `scheme://…` and scp-like `host:path` (a colon before any slash) as remote; anything else is a path. */
 const isRemoteUrl = (url: string) => /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(url) || /^[^/]+:/.test(url)
-
-const ORCHESTRATOR_KEYS = Object.keys(OrchestratorFile.fields)
 
 const readJson = (file: string, notFound: string) =>
   readRegularFile(file, MAX_BYTES.config).pipe(
@@ -119,10 +119,7 @@ export const loadConfig = Effect.fn("Config.load")(function*(configDir: string, 
   }
   const file = yield* Schema.decodeUnknown(OrchestratorFile, decodeOptions)(raw).pipe(
     Effect.mapError((error) => {
-      const { field, message } = firstProblem(
-        error,
-        (p) => p.length === 0 ? { kind: "option", keys: ORCHESTRATOR_KEYS } : undefined
-      )
+      const { field, message } = firstProblem(error, knownKeysAt())
       return new ConfigError({ file: orchestratorPath, field, message })
     })
   )
@@ -185,6 +182,7 @@ export const resolveConfig = (
       checkCommand: file.checkCommand,
       checkTimeoutMinutes: file.checkTimeoutMinutes,
       sandbox: file.sandbox,
+      notify: file.notify,
       apiKeys
     }
   })
@@ -218,6 +216,12 @@ const loadApiKeys = (fs: FileSystem.FileSystem, file: string, authMode: AuthMode
     return toCredentials(entries, resolveDir)
   })
 
+/** A webhook's scheme and host (`https://hooks.slack.com`): all that logs and `cco validate` show of its URL. */
+export const webhookOrigin = (url: Redacted.Redacted<string>): string => {
+  const parsed = new URL(Redacted.value(url))
+  return `${parsed.protocol}//${parsed.host}`
+}
+
 /** The configuration as plain JSON, every secret shown as "<redacted>" (what `cco validate` prints). */
 export const redactedView = (c: ResolvedConfig): object => ({
   configDir: c.configDir,
@@ -244,6 +248,7 @@ export const redactedView = (c: ResolvedConfig): object => ({
   checkCommand: c.checkCommand ?? null,
   checkTimeoutMinutes: c.checkTimeoutMinutes,
   sandbox: c.sandbox,
+  notify: c.notify.map((w) => ({ url: webhookOrigin(w.url) + "/<redacted>", format: w.format, events: w.events })),
   apiKeys: c.apiKeys.map((k) => ({
     name: k.name,
     ...(k.kind === undefined || k.kind === "api-key" ? {} : { kind: k.kind }),

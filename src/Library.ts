@@ -7,7 +7,7 @@ import { Cause, Data, Effect, Exit, Fiber, Option, ParseResult, PubSub, Queue, R
 import { ApiKeysFile, ENTRY_KEYS, ENV_KEYS, toCredentials } from "./ApiKeysFile.js"
 import { decodeOptions, loginDirResolver, type ResolvedConfig, resolveConfig } from "./Config.js"
 import { ConfigError, firstProblem } from "./ConfigError.js"
-import { OrchestratorFile } from "./OrchestratorFile.js"
+import { knownKeysAt, OrchestratorFile } from "./OrchestratorFile.js"
 import * as RunLayers from "./RunLayers.js"
 import * as Orchestrator from "./Orchestrator.js"
 import type { EndReason, RunError, RunSummary } from "./Orchestrator.js"
@@ -53,8 +53,6 @@ const toConfigError = (
   knownKeys: (path: ReadonlyArray<PropertyKey>) => { kind: string; keys: ReadonlyArray<string> } | undefined
 ): ConfigError => new ConfigError({ file: CONFIG_INPUT, ...firstProblem(error, knownKeys, prefix) })
 
-const ORCHESTRATOR_KEYS = [...Object.keys(OrchestratorFile.fields), "apiKeys"]
-
 // Redacted values are opened only to be decoded (and wrapped again) by the same schema as api-keys.json.
 const openSecrets = (entries: unknown): unknown =>
   Array.isArray(entries)
@@ -82,7 +80,7 @@ export const makeConfig = Effect.fn("Library.makeConfig")(
     }
     const { apiKeys: rawKeys, ...rawFile } = raw
     const file = yield* Schema.decodeUnknown(OrchestratorFile, decodeOptions)(rawFile).pipe(
-      Effect.mapError((e) => toConfigError(e, [], (p) => p.length === 0 ? { kind: "option", keys: ORCHESTRATOR_KEYS } : undefined))
+      Effect.mapError((e) => toConfigError(e, [], knownKeysAt(["apiKeys"])))
     )
 
     // No keys at all is fine under oauth; an empty list means the same as none.

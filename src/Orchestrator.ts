@@ -120,6 +120,14 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
     const { layout, makeWorktree } = yield* prepareLayout(config, run, runLog, git)
     const services = { fs, path, runLog, git, tmux, events, agent, auth, scope }
     const ctx = yield* makeRunContext(config, options, run, services, layout, limitEvents)
+    // Before the exit finalizer: its run.finished goes out in the alerts' grace at the end. Loaded only when
+    // configured, so that the HTTP client stays out of every other command's start-up.
+    if (config.notify.length > 0) {
+      const Notify = yield* Effect.promise(() => import("./Notify.js"))
+      yield* Notify.start({ webhooks: config.notify, runLog, run: { runId: run.runId, target: layout.target, top: layout.top.name } }).pipe(
+        Effect.provide(Notify.layer)
+      )
+    }
 
     const costWatch = makeCostWatch(ctx)
     const writeState = yield* makeStateWriter(ctx)

@@ -1,6 +1,6 @@
 // orchestrator.json: its Schema, with a range and a unit for every number and the defaults of every option.
 import { ParseResult, Schema } from "effect"
-import { expected, show } from "./ConfigError.js"
+import { expected, show, unknownOption } from "./ConfigError.js"
 
 export const ORCHESTRATOR_FILE = "orchestrator.json"
 
@@ -132,6 +132,105 @@ const SocketName = NonEmptyText("a tmux socket name").pipe(
   Schema.filter((s) => /^[A-Za-z0-9._-]+$/.test(s) || `must use only letters, digits, ".", "_" and "-", got ${show(s)}`)
 )
 
+// ---------------------------------------------------------------------------------------------------------------
+// notify: webhooks told when a run needs a person (Notify.ts delivers them).
+
+/** What an alert can be about; a webhook gets all of them unless it lists some. */
+export const ALERT_EVENTS = [
+  "instance-stopped",
+  "credentials-exhausted",
+  "check-failed",
+  "cost-80",
+  "cost-100",
+  "run-finished"
+] as const
+
+export type AlertEvent = typeof ALERT_EVENTS[number]
+
+export const WEBHOOK_FORMATS = ["json", "slack"] as const
+
+/** The most webhooks a run tells. */
+const MAX_WEBHOOKS = 10
+const MAX_URL = 2048
+
+const LOOPBACK_HOSTS = /^(localhost|127(?:\.\d{1,3}){3}|\[::1\])$/i
+
+/**
+ * Why `url` is no webhook cco posts to, or undefined when it is one. https anywhere; http only to this machine
+ * (a loopback address), since the URL's path is the webhook's secret and the alert is sent in the clear. The
+ * messages never show the URL: only its scheme and host.
+ */
+export const webhookUrlProblem = (url: string): string | undefined => {
+  if (url.length > MAX_URL) return `must be at most ${MAX_URL} characters, got ${url.length}`
+  if (/[\s\p{Cc}\p{Cf}]/u.test(url)) return "must not contain spaces, control or invisible characters"
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    return "must be an https:// URL"
+  }
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return `must be an https:// URL, got ${show(parsed.protocol.slice(0, 20))}`
+  const where = `${parsed.protocol}//${parsed.host}`
+  if (parsed.username !== "" || parsed.password !== "") return "must not hold a user name or password (the secret goes in the path)"
+  if (parsed.protocol === "http:" && !LOOPBACK_HOSTS.test(parsed.hostname)) {
+    return `must be an https:// URL (http:// only to this machine: localhost, 127.0.0.1 or [::1]), got ${where}/…`
+  }
+  return undefined
+}
+
+// The URL is a secret (a Slack webhook's path is its key): no message shows it.
+const WebhookUrl = Schema.Redacted(
+  Schema.String.annotations({ message: () => "must be an https:// URL in a string" }).pipe(
+    Schema.filter((s) => webhookUrlProblem(s) ?? true)
+  )
+)
+
+const webhookFormatMessage = (issue: ParseResult.ParseIssue) =>
+  `must be one of ${WEBHOOK_FORMATS.map((f) => `"${f}"`).join(", ")}, got ${show(issue.actual)}`
+
+const WebhookFormat = Schema.String.annotations({ message: webhookFormatMessage }).pipe(
+  Schema.filter((s): s is typeof WEBHOOK_FORMATS[number] => (WEBHOOK_FORMATS as ReadonlyArray<string>).includes(s), {
+    message: webhookFormatMessage
+  })
+)
+
+const AlertEventName = Schema.String.annotations({ message: expected("an alert event name") }).pipe(
+  Schema.filter((s): s is AlertEvent => (ALERT_EVENTS as ReadonlyArray<string>).includes(s), {
+    message: (issue) => `${show(issue.actual)}: ${unknownOption("event", String(issue.actual), ALERT_EVENTS)}`
+  })
+)
+
+const AlertEvents = Schema.Array(AlertEventName).annotations({ message: expected("a list of alert event names") }).pipe(
+  Schema.filter((a) => a.length > 0 || `must name at least one event (leave it out for all of them)`),
+  Schema.filter((a) => new Set(a).size === a.length || "must not name an event twice")
+)
+
+/** One webhook of `notify`: where, in which body, for which events (default: all). */
+export const Webhook = Schema.Struct({
+  url: WebhookUrl,
+  format: Schema.optionalWith(WebhookFormat, { default: () => "json" as const }),
+  events: Schema.optionalWith(AlertEvents, { default: () => [...ALERT_EVENTS] })
+})
+
+export type Webhook = typeof Webhook.Type
+
+export const WEBHOOK_KEYS = Object.keys(Webhook.fields)
+
+const Webhooks = Schema.Array(Webhook).annotations({ message: expected("a list of webhooks like [{\"url\": \"https://…\"}]") }).pipe(
+  Schema.filter((a) => a.length <= MAX_WEBHOOKS || `must list at most ${MAX_WEBHOOKS} webhooks, got ${a.length}`)
+)
+
+/**
+ * The keys allowed at a path of orchestrator.json (for "did you mean"): the options at the top (with `extra`, the
+ * library's own), a webhook's fields inside `notify`.
+ */
+export const knownKeysAt = (extra: ReadonlyArray<string> = []) => (path: ReadonlyArray<PropertyKey>) =>
+  path.length === 0
+    ? { kind: "option", keys: [...Object.keys(OrchestratorFile.fields), ...extra] }
+    : path.length === 2 && path[0] === "notify" && typeof path[1] === "number"
+    ? { kind: "field", keys: WEBHOOK_KEYS }
+    : undefined
+
 /** orchestrator.json as written; defaults live here. `logDirectory` defaults to the config directory (resolved later). */
 export const OrchestratorFile = Schema.Struct({
   repositoryUrl: RepositoryUrl,
@@ -160,5 +259,7 @@ export const OrchestratorFile = Schema.Struct({
   /** The project's checks (e.g. `npm test`), run by sh on the merged result before a merge lands. */
   checkCommand: Schema.optional(NonEmptyText("a shell command")),
   checkTimeoutMinutes: Schema.optionalWith(CheckMinutes, { default: () => 15 }),
-  sandbox: Schema.optionalWith(SandboxSchema, { default: () => "auto" as const })
+  sandbox: Schema.optionalWith(SandboxSchema, { default: () => "auto" as const }),
+  /** Webhooks told when the run needs a person (Notify.ts). */
+  notify: Schema.optionalWith(Webhooks, { default: () => [] })
 })

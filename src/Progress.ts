@@ -103,6 +103,12 @@ export const makeProgress = () => {
         return `${s(l.instance)} restarting: ${s(l.reason)}`
       case "instance.restart-refused":
         return `${s(l.instance)} left stopped: restart limit reached (${s(l.limit)})`
+      case "notify.failed":
+        return `alert ${s(l.alert)} to ${s(l.webhook)} failed: ${s(l.message)} (later failures of this webhook are not shown)`
+      case "notify.dropped":
+        return `alerts to ${s(l.webhook)} dropped: ${s(l.dropped)} more than its queue holds`
+      case "notify.unsent":
+        return `alerts not sent to ${s(l.webhook)} by the end of the run: ${s(l.alerts)}`
       case "run.time-warning":
         return `the run ends in about ${s(l.left)}: instances told to commit and report`
       case "run.ending":

@@ -530,6 +530,7 @@ describe("Config: accepted input", () => {
         checkCommand: undefined,
         checkTimeoutMinutes: 15,
         sandbox: "auto",
+        notify: [],
         apiKeys: []
       })
     })))
