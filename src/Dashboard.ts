@@ -208,145 +208,146 @@ const follow = (
   })
 
 /** Starts the dashboard in the current scope: it serves until the scope closes. */
-export const serve = (options: DashboardOptions): Effect.Effect<
+export const serve: (options: DashboardOptions) => Effect.Effect<
   Dashboard,
   DashboardError,
   Scope.Scope | FileSystem.FileSystem | Path.Path | CommandExecutor.CommandExecutor
-> =>
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const path = yield* Path.Path
-    const wanted = options.port ?? 0
-    if (!Number.isInteger(wanted) || wanted < 0 || wanted > 65535) {
-      return yield* new DashboardError({ message: `port ${wanted}: must be a whole number from 0 (a free port) to 65535` })
-    }
-    const assetsDir = options.assetsDir ?? path.join((yield* findPackageRoot).root, "dashboard")
-    const readAsset = (name: string) =>
-      fs.readFileString(path.join(assetsDir, name)).pipe(
-        Effect.mapError((e) => new DashboardError({ message: `the dashboard's ${name} is missing (${e.message})` }))
+> = Effect.fn("Dashboard.serve")(function*(options: DashboardOptions) {
+  const fs = yield* FileSystem.FileSystem
+  const path = yield* Path.Path
+  const wanted = options.port ?? 0
+  if (!Number.isInteger(wanted) || wanted < 0 || wanted > 65535) {
+    return yield* new DashboardError({ message: `port ${wanted}: must be a whole number from 0 (a free port) to 65535` })
+  }
+  const assetsDir = options.assetsDir ?? path.join((yield* findPackageRoot).root, "dashboard")
+  const readAsset = (name: string) =>
+    fs.readFileString(path.join(assetsDir, name)).pipe(
+      Effect.mapError((e) => new DashboardError({ message: `the dashboard's ${name} is missing (${e.message})` }))
+    )
+  const assets = new Map([
+    ["/app.js", { type: "text/javascript; charset=utf-8", body: yield* readAsset("app.js") }],
+    ["/app.css", { type: "text/css; charset=utf-8", body: yield* readAsset("app.css") }]
+  ])
+  // 192 random bits, URL-safe.
+  const token = randomBytes(24).toString("base64url")
+  const hub = yield* PubSub.sliding<Message>(256)
+  const latest = yield* Ref.make<Latest>({ feed: [] })
+  // Held while the latest view changes and is published, so that a new stream sees each change once.
+  const publishing = yield* Effect.makeSemaphore(1)
+  // The run folder has been read once.
+  const ready = yield* Deferred.make<void>()
+  // What a request shows first: the run as read once (a run that is starting may not have a folder for a while).
+  const firstLatest = Deferred.await(ready).pipe(
+    Effect.timeout(Duration.seconds(3)),
+    Effect.ignore,
+    Effect.zipRight(Ref.get(latest))
+  )
+  yield* options.folder.pipe(
+    Effect.flatMap((folder) => follow(folder, options.limits ?? {}, hub, latest, publishing, ready)),
+    Effect.catchAllCause((cause) => Effect.logWarning("dashboard: following the run stopped", cause)),
+    Effect.forkScoped
+  )
+
+  const runFork = yield* FiberSet.makeRuntime<FileSystem.FileSystem | Path.Path | CommandExecutor.CommandExecutor>()
+
+  const plain = (res: http.ServerResponse, status: number, text: string) => {
+    res.writeHead(status, { ...SECURITY_HEADERS, "content-type": "text/plain; charset=utf-8" })
+    res.end(`${text}\n`)
+  }
+
+  /** An event stream: `start` sends what comes first and what follows, until the browser goes away. */
+  const eventStream = (
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    body: (send: (event: string, data: unknown) => Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope | FileSystem.FileSystem | Path.Path | CommandExecutor.CommandExecutor>
+  ) =>
+    Effect.gen(function*() {
+      const gone = yield* Deferred.make<void>()
+      req.on("close", () => Deferred.unsafeDone(gone, Effect.void))
+      // A browser that went away mid-write is no error of the server's.
+      res.on("error", () => Deferred.unsafeDone(gone, Effect.void))
+      res.writeHead(200, { ...SECURITY_HEADERS, "content-type": "text/event-stream; charset=utf-8", "connection": "keep-alive" })
+      res.flushHeaders()
+      const send = (event: string, data: unknown) => Effect.sync(() => void res.write(sseFrame(event, data)))
+      const keepAlive = Effect.sync(() => void res.write(": keep-alive\n\n")).pipe(
+        Effect.delay(Duration.seconds(20)),
+        Effect.forever
       )
-    const assets = new Map([
-      ["/app.js", { type: "text/javascript; charset=utf-8", body: yield* readAsset("app.js") }],
-      ["/app.css", { type: "text/css; charset=utf-8", body: yield* readAsset("app.css") }]
-    ])
-    // 192 random bits, URL-safe.
-    const token = randomBytes(24).toString("base64url")
-    const hub = yield* PubSub.sliding<Message>(256)
-    const latest = yield* Ref.make<Latest>({ feed: [] })
-    // Held while the latest view changes and is published, so that a new stream sees each change once.
-    const publishing = yield* Effect.makeSemaphore(1)
-    // The run folder has been read once.
-    const ready = yield* Deferred.make<void>()
-    // What a request shows first: the run as read once (a run that is starting may not have a folder for a while).
-    const firstLatest = Deferred.await(ready).pipe(
-      Effect.timeout(Duration.seconds(3)),
-      Effect.ignore,
-      Effect.zipRight(Ref.get(latest))
-    )
-    yield* options.folder.pipe(
-      Effect.flatMap((folder) => follow(folder, options.limits ?? {}, hub, latest, publishing, ready)),
-      Effect.catchAllCause((cause) => Effect.logWarning("dashboard: following the run stopped", cause)),
-      Effect.forkScoped
-    )
+      yield* Effect.raceFirst(Effect.scoped(body(send)).pipe(Effect.zipRight(Effect.never)), Effect.raceFirst(keepAlive, Deferred.await(gone)))
+    }).pipe(Effect.ensuring(Effect.sync(() => res.end())))
 
-    const runFork = yield* FiberSet.makeRuntime<FileSystem.FileSystem | Path.Path | CommandExecutor.CommandExecutor>()
-
-    const plain = (res: http.ServerResponse, status: number, text: string) => {
-      res.writeHead(status, { ...SECURITY_HEADERS, "content-type": "text/plain; charset=utf-8" })
-      res.end(`${text}\n`)
-    }
-
-    /** An event stream: `start` sends what comes first and what follows, until the browser goes away. */
-    const eventStream = (
-      req: http.IncomingMessage,
-      res: http.ServerResponse,
-      body: (send: (event: string, data: unknown) => Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope | FileSystem.FileSystem | Path.Path | CommandExecutor.CommandExecutor>
-    ) =>
+  const events = (req: http.IncomingMessage, res: http.ServerResponse) =>
+    eventStream(req, res, (send) =>
       Effect.gen(function*() {
-        const gone = yield* Deferred.make<void>()
-        req.on("close", () => Deferred.unsafeDone(gone, Effect.void))
-        res.writeHead(200, { ...SECURITY_HEADERS, "content-type": "text/event-stream; charset=utf-8", "connection": "keep-alive" })
-        res.flushHeaders()
-        const send = (event: string, data: unknown) => Effect.sync(() => void res.write(sseFrame(event, data)))
-        const keepAlive = Effect.sync(() => void res.write(": keep-alive\n\n")).pipe(
-          Effect.delay(Duration.seconds(20)),
-          Effect.forever
-        )
-        yield* Effect.raceFirst(Effect.scoped(body(send)).pipe(Effect.zipRight(Effect.never)), Effect.raceFirst(keepAlive, Deferred.await(gone)))
-      }).pipe(Effect.ensuring(Effect.sync(() => res.end())))
+        yield* Deferred.await(ready)
+        const [updates, now] = yield* publishing.withPermits(1)(Effect.all([PubSub.subscribe(hub), Ref.get(latest)]))
+        if (now.view !== undefined) yield* send("view", now.view)
+        yield* send("feed", now.feed)
+        yield* Stream.fromQueue(updates).pipe(Stream.runForEach((m) => send(m.event, m.data)))
+      }))
 
-    const events = (req: http.IncomingMessage, res: http.ServerResponse) =>
-      eventStream(req, res, (send) =>
-        Effect.gen(function*() {
-          yield* Deferred.await(ready)
-          const [updates, now] = yield* publishing.withPermits(1)(Effect.all([PubSub.subscribe(hub), Ref.get(latest)]))
-          if (now.view !== undefined) yield* send("view", now.view)
-          yield* send("feed", now.feed)
-          yield* Stream.fromQueue(updates).pipe(Stream.runForEach((m) => send(m.event, m.data)))
-        }))
-
-    const pane = (req: http.IncomingMessage, res: http.ServerResponse, name: string) =>
-      eventStream(req, res, (send) =>
-        Effect.gen(function*() {
-          const { snapshot: snap } = yield* firstLatest
-          const instance = snap?.state.instances.find((i) => i.name === name)
-          if (snap === undefined || instance === undefined) {
-            return yield* send("pane", { name, gone: true, text: `no instance ${neutraliseLine(name, 100)} in this run` })
+  const pane = (req: http.IncomingMessage, res: http.ServerResponse, name: string) =>
+    eventStream(req, res, (send) =>
+      Effect.gen(function*() {
+        const { snapshot: snap } = yield* firstLatest
+        const instance = snap?.state.instances.find((i) => i.name === name)
+        if (snap === undefined || instance === undefined) {
+          return yield* send("pane", { name, gone: true, text: `no instance ${neutraliseLine(name, 100)} in this run` })
+        }
+        let last: string | undefined
+        yield* Effect.gen(function*() {
+          const text = yield* paneText(snap.state.tmuxSocket, instance.session).pipe(Effect.orElseSucceed(() => undefined))
+          if (text === undefined) {
+            yield* send("pane", {
+              name,
+              gone: true,
+              text: snap.state.endedAt === undefined
+                ? `the tmux session ${instance.session} is gone`
+                : `the run has ended: the tmux session ${instance.session} is gone`
+            })
+            return false
           }
-          let last: string | undefined
-          yield* Effect.gen(function*() {
-            const text = yield* paneText(snap.state.tmuxSocket, instance.session).pipe(Effect.orElseSucceed(() => undefined))
-            if (text === undefined) {
-              yield* send("pane", {
-                name,
-                gone: true,
-                text: snap.state.endedAt === undefined
-                  ? `the tmux session ${instance.session} is gone`
-                  : `the run has ended: the tmux session ${instance.session} is gone`
-              })
-              return false
-            }
-            if (text !== last) yield* send("pane", { name, gone: false, text })
-            last = text
-            return true
-          }).pipe(Effect.repeat({ while: (more) => more, schedule: Schedule.spaced(Duration.seconds(1.5)) }))
-        }))
+          if (text !== last) yield* send("pane", { name, gone: false, text })
+          last = text
+          return true
+        }).pipe(Effect.repeat({ while: (more) => more, schedule: Schedule.spaced(Duration.seconds(1.5)) }))
+      }))
 
-    const handle = (req: http.IncomingMessage, res: http.ServerResponse) =>
-      Effect.gen(function*() {
-        const url = new URL(req.url ?? "/", "http://127.0.0.1")
-        // No token, no answer: every route (page, events, panes, assets) alike.
-        if (!tokenMatches(token, url.searchParams.get("t"))) return plain(res, 403, "forbidden: open the URL cco printed, with its token")
-        if (req.method !== "GET" && req.method !== "HEAD") return plain(res, 405, "method not allowed")
-        const asset = assets.get(url.pathname)
-        if (asset !== undefined) {
-          res.writeHead(200, { ...SECURITY_HEADERS, "content-type": asset.type })
-          return res.end(asset.body)
-        }
-        if (url.pathname === "/") {
-          const now = yield* firstLatest
-          res.writeHead(200, { ...SECURITY_HEADERS, "content-type": "text/html; charset=utf-8" })
-          return res.end(renderPage(now.view, now.feed.slice(-100), token))
-        }
-        if (url.pathname === "/events") return yield* events(req, res)
-        if (url.pathname === "/pane") return yield* pane(req, res, url.searchParams.get("name") ?? "")
-        return plain(res, 404, "not found")
-      }).pipe(Effect.catchAllCause(() => Effect.sync(() => res.headersSent ? res.end() : plain(res, 500, "internal error"))))
+  const handle = (req: http.IncomingMessage, res: http.ServerResponse) =>
+    Effect.gen(function*() {
+      const url = new URL(req.url ?? "/", "http://127.0.0.1")
+      // No token, no answer: every route (page, events, panes, assets) alike.
+      if (!tokenMatches(token, url.searchParams.get("t"))) return plain(res, 403, "forbidden: open the URL cco printed, with its token")
+      if (req.method !== "GET" && req.method !== "HEAD") return plain(res, 405, "method not allowed")
+      const asset = assets.get(url.pathname)
+      if (asset !== undefined) {
+        res.writeHead(200, { ...SECURITY_HEADERS, "content-type": asset.type })
+        return res.end(asset.body)
+      }
+      if (url.pathname === "/") {
+        const now = yield* firstLatest
+        res.writeHead(200, { ...SECURITY_HEADERS, "content-type": "text/html; charset=utf-8" })
+        return res.end(renderPage(now.view, now.feed.slice(-100), token))
+      }
+      if (url.pathname === "/events") return yield* events(req, res)
+      if (url.pathname === "/pane") return yield* pane(req, res, url.searchParams.get("name") ?? "")
+      return plain(res, 404, "not found")
+    }).pipe(Effect.catchAllCause(() => Effect.sync(() => res.headersSent ? res.end() : plain(res, 500, "internal error"))))
 
-    const server = http.createServer((req, res) => void runFork(handle(req, res)))
-    const port = yield* Effect.async<number, DashboardError>((resume) => {
-      server.once("error", (e) => resume(Effect.fail(new DashboardError({ message: `cannot listen on 127.0.0.1:${wanted}: ${e.message}` }))))
-      server.listen(wanted, "127.0.0.1", () => {
-        const address = server.address()
-        resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
-      })
+  const server = http.createServer((req, res) => void runFork(handle(req, res)))
+  const port = yield* Effect.async<number, DashboardError>((resume) => {
+    server.once("error", (e) => resume(Effect.fail(new DashboardError({ message: `cannot listen on 127.0.0.1:${wanted}: ${e.message}` }))))
+    server.listen(wanted, "127.0.0.1", () => {
+      const address = server.address()
+      resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
     })
-    // Event streams stay open: they are cut before the server closes.
-    yield* Effect.addFinalizer(() =>
-      Effect.async<void>((resume) => {
-        server.closeAllConnections()
-        server.close(() => resume(Effect.void))
-      })
-    )
-    return { port, url: `http://127.0.0.1:${port}/?t=${token}` }
   })
+  // Event streams stay open: they are cut before the server closes.
+  yield* Effect.addFinalizer(() =>
+    Effect.async<void>((resume) => {
+      server.closeAllConnections()
+      server.close(() => resume(Effect.void))
+    })
+  )
+  return { port, url: `http://127.0.0.1:${port}/?t=${token}` }
+})
