@@ -5,7 +5,7 @@
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
-import { Deferred, Duration, Effect, Either, FiberSet, PubSub, Queue, Ref, Schedule, Schema, type Scope, Stream } from "effect"
+import { Chunk, Deferred, Duration, Effect, Either, FiberSet, PubSub, Queue, Ref, Schedule, Schema, type Scope, Stream } from "effect"
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import { watch } from "node:fs"
 import { open } from "node:fs/promises"
@@ -152,7 +152,8 @@ const follow = (
     let commits: ReadonlyArray<ViewCommit> = []
     let commitsKey = ""
     let lastJson = ""
-    const refresh = Effect.gen(function*() {
+    // The feed from combined.log; the state (state.json, the lock, tmux sessions) only when it may have changed.
+    const refresh = (withState: boolean) => Effect.gen(function*() {
       const lines = yield* readLog
       for (const l of lines) tokens = tokensOf(l) ?? tokens
       const feed = lines.flatMap((l) => {
@@ -166,6 +167,7 @@ const follow = (
           )
         )
       }
+      if (!withState) return
       const snap = yield* snapshot(folder).pipe(Effect.either)
       if (Either.isLeft(snap)) return yield* Deferred.succeed(ready, undefined)
       const { state } = snap.right
@@ -186,25 +188,27 @@ const follow = (
       yield* Deferred.succeed(ready, undefined)
     })
 
-    const changed = yield* Queue.sliding<void>(1)
+    // true: state.json or cco.lock changed (or the tick); false: combined.log only.
+    const changed = yield* Queue.sliding<boolean>(64)
     // state.json is replaced by a rename, combined.log appended to, cco.lock removed at the end: watching the folder
     // sees all three. A slow tick besides catches what a watch misses (sessions ending, the lock's process dying).
     yield* Effect.acquireRelease(
       Effect.sync(() =>
         watch(folder, { persistent: false }, (_type, file) => {
-          if (file === "state.json" || file === "combined.log" || file === "cco.lock") Queue.unsafeOffer(changed, undefined)
+          if (file === "state.json" || file === "cco.lock") Queue.unsafeOffer(changed, true)
+          else if (file === "combined.log") Queue.unsafeOffer(changed, false)
         }).on("error", () => {})
       ),
       (watcher) => Effect.sync(() => watcher.close())
     ).pipe(Effect.catchAllDefect(() => Effect.void))
-    yield* Queue.offer(changed, undefined).pipe(Effect.repeat(Schedule.spaced(Duration.seconds(5))), Effect.forkScoped)
-    yield* Queue.take(changed).pipe(
+    yield* Queue.offer(changed, true).pipe(Effect.repeat(Schedule.spaced(Duration.seconds(5))), Effect.forkScoped)
+    yield* Effect.gen(function*() {
+      const first = yield* Queue.take(changed)
       // Bursts of writes (a team's hooks) make one refresh.
-      Effect.zipRight(Effect.sleep(Duration.millis(150))),
-      Effect.zipRight(Queue.takeAll(changed)),
-      Effect.zipRight(refresh),
-      Effect.forever
-    )
+      yield* Effect.sleep(Duration.millis(200))
+      const more = yield* Queue.takeAll(changed)
+      yield* refresh(first || Chunk.some(more, (state) => state))
+    }).pipe(Effect.forever)
   })
 
 /** Starts the dashboard in the current scope: it serves until the scope closes. */

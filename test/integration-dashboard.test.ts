@@ -66,13 +66,15 @@ describe("dashboard in a browser", () => {
     Effect.gen(function*() {
       expect(chromiumPath, "the browser test needs Chromium: apt-get install chromium").toBeTruthy()
       // Slow enough answers that the page is open well before the first merge.
-      const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 400 })
+      const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 300 })
       // A Director, two EMs and four workers: three levels in the tree.
       const fixture = yield* useFixture({ workerCount: 4, groupSize: 2, mockUrl: mock.url })
       const browser = yield* useBrowser
       const page = yield* Effect.promise(() => browser.newPage({ viewport: { width: 1400, height: 1000 } }))
       const run = yield* useChild(() => ccoRun(fixture.configDir, fakeClaudeBin, ["--dashboard"]))
-      const url = yield* waitFor("the dashboard's URL", Effect.sync(() => URL_LINE.exec(run.output())?.[1]), 60_000, 50)
+      const url = yield* waitFor("the dashboard's URL", Effect.sync(() => URL_LINE.exec(run.output())?.[1]), 60_000, 50).pipe(
+        Effect.tapError(() => Effect.sync(() => process.stderr.write(`cco run printed:\n${run.output()}\n`)))
+      )
       const port = new URL(url).port
 
       // Without the token, or with a wrong one: 403, and nothing of the run.
@@ -144,7 +146,9 @@ describe("dashboard in a browser", () => {
         const exited = new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)))
         return { child, exited, output: () => output }
       })
-      const staticUrl = yield* waitFor("cco dashboard's URL", Effect.sync(() => URL_LINE.exec(after.output())?.[1]), 30_000, 50)
+      const staticUrl = yield* waitFor("cco dashboard's URL", Effect.sync(() => URL_LINE.exec(after.output())?.[1]), 60_000, 50).pipe(
+        Effect.tapError(() => Effect.sync(() => process.stderr.write(`cco dashboard printed:\n${after.output()}\n`)))
+      )
       const staticPage = yield* Effect.promise(() => browser.newPage())
       expect((yield* Effect.promise(() => staticPage.goto(staticUrl)))?.status()).toBe(200)
       expect(yield* Effect.promise(() => staticPage.textContent("#live"))).toBe("ended: project-done")
