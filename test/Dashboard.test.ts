@@ -4,7 +4,7 @@ import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFileSync } from "node:child_process"
-import { appendFileSync, writeFileSync } from "node:fs"
+import { appendFileSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import * as Dashboard from "../src/Dashboard.js"
 import { escapeHtml, feedLine, treeOrder } from "../src/DashboardView.js"
@@ -190,6 +190,12 @@ describe("dashboard server", () => {
 })
 
 describe("dashboard view", () => {
+  it("the page's script puts text in with textContent only: no HTML from strings anywhere", () => {
+    const script = readFileSync(path.join(import.meta.dirname, "..", "dashboard", "app.js"), "utf8")
+    expect(script).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write|eval\(|new Function/)
+    expect(script).toContain("textContent")
+  })
+
   it("feed lines keep time, event and instance; the rest is one neutral line", () => {
     const line = feedLine({ time: at, event: "task.assigned", instance: "worker-1", text: "do \u001b[2Jthis\nnow" })
     expect(line).toEqual({ time: at, event: "task.assigned", instance: "worker-1", text: "{\"text\":\"do this\\nnow\"}" })
