@@ -167,6 +167,13 @@
     source.addEventListener("view", (e) => renderView(JSON.parse(e.data)))
     source.addEventListener("feed", (e) => addFeed(JSON.parse(e.data), true))
     source.addEventListener("log", (e) => addFeed(JSON.parse(e.data), false))
+    // The dashboard stops (its run ended, or Ctrl-C): the page keeps what it shows and stops reconnecting.
+    source.addEventListener("closed", (e) => {
+      source.close()
+      if (paneSource !== null) paneSource.close()
+      document.body.classList.remove("disconnected")
+      $("stopped").textContent = JSON.parse(e.data)
+    })
     source.addEventListener("open", () => document.body.classList.remove("disconnected"))
     source.addEventListener("error", () => document.body.classList.add("disconnected"))
     tick()

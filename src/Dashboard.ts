@@ -53,6 +53,7 @@ interface Latest {
 type Message =
   | { readonly event: "view"; readonly data: View }
   | { readonly event: "log"; readonly data: ReadonlyArray<FeedLine> }
+  | { readonly event: "closed"; readonly data: string }
 
 const digest = (text: string) => createHash("sha256").update(text).digest()
 
@@ -143,7 +144,8 @@ const follow = (
   hub: PubSub.PubSub<Message>,
   latest: Ref.Ref<Latest>,
   publishing: Effect.Semaphore,
-  ready: Deferred.Deferred<void>
+  ready: Deferred.Deferred<void>,
+  refreshNow: Ref.Ref<Effect.Effect<void>>
 ) =>
   Effect.gen(function*() {
     const path = yield* Path.Path
@@ -153,7 +155,9 @@ const follow = (
     let commitsKey = ""
     let lastJson = ""
     // The feed from combined.log; the state (state.json, the lock, tmux sessions) only when it may have changed.
-    const refresh = (withState: boolean) => Effect.gen(function*() {
+    // One refresh at a time: the last one, as the dashboard closes, may come while another is under way.
+    const refreshing = yield* Effect.makeSemaphore(1)
+    const refresh = (withState: boolean) => refreshing.withPermits(1)(Effect.gen(function*() {
       const lines = yield* readLog
       for (const l of lines) tokens = tokensOf(l) ?? tokens
       const feed = lines.flatMap((l) => {
@@ -186,7 +190,8 @@ const follow = (
       )
       lastJson = json
       yield* Deferred.succeed(ready, undefined)
-    })
+    }))
+    yield* Ref.set(refreshNow, refresh(true).pipe(Effect.provide(yield* Effect.context<FileSystem.FileSystem | Path.Path | CommandExecutor.CommandExecutor>())))
 
     // true: state.json or cco.lock changed (or the tick); false: combined.log only.
     const changed = yield* Queue.sliding<boolean>(64)
@@ -246,8 +251,10 @@ export const serve: (options: DashboardOptions) => Effect.Effect<
     Effect.ignore,
     Effect.zipRight(Ref.get(latest))
   )
+  // The run as it is now, read at once (set once the folder is known): the last word before the dashboard closes.
+  const refreshNow = yield* Ref.make<Effect.Effect<void>>(Effect.void)
   yield* options.folder.pipe(
-    Effect.flatMap((folder) => follow(folder, options.limits ?? {}, hub, latest, publishing, ready)),
+    Effect.flatMap((folder) => follow(folder, options.limits ?? {}, hub, latest, publishing, ready, refreshNow)),
     Effect.catchAllCause((cause) => Effect.logWarning("dashboard: following the run stopped", cause)),
     Effect.forkScoped
   )
@@ -346,12 +353,19 @@ export const serve: (options: DashboardOptions) => Effect.Effect<
       resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
     })
   })
-  // Event streams stay open: they are cut before the server closes.
+  // Pages get the run's last state and word that the dashboard stops (so that they do not reconnect); then event
+  // streams, which stay open otherwise, are cut and the server closes.
   yield* Effect.addFinalizer(() =>
-    Effect.async<void>((resume) => {
-      server.closeAllConnections()
-      server.close(() => resume(Effect.void))
-    })
+    Effect.flatten(Ref.get(refreshNow)).pipe(
+      Effect.timeout(Duration.seconds(3)),
+      Effect.ignore,
+      Effect.zipRight(PubSub.publish(hub, { event: "closed", data: "dashboard stopped" })),
+      Effect.zipRight(Effect.sleep(Duration.millis(300))),
+      Effect.zipRight(Effect.async<void>((resume) => {
+        server.closeAllConnections()
+        server.close(() => resume(Effect.void))
+      }))
+    )
   )
   return { port, url: `http://127.0.0.1:${port}/?t=${token}` }
 })

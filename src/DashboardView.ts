@@ -211,6 +211,7 @@ export const renderPage = (view: View | undefined, feed: ReadonlyArray<FeedLine>
 <header>
   <h1>cco <span id="run-id">${escapeHtml(view?.runId ?? "starting…")}</span></h1>
   <span id="live" class="${view?.endedAt == null ? "live" : "ended"}">${view === undefined ? "waiting for the run" : view.endedAt === null ? (view.alive ? "live" : "orchestrator not running") : `ended: ${escapeHtml(view.endReason ?? "")}`}</span>
+  <span id="stopped"></span>
 </header>
 <main>
 <section id="totals">

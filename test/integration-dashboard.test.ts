@@ -132,9 +132,12 @@ describe("dashboard in a browser", () => {
         copyFileSync(screenshot, path.resolve(projectRoot, keep))
       }
 
-      // The run goes to its end (the dashboard closes with it).
+      // The run goes to its end, and the dashboard closes with it: the page has the last state and stops listening.
       const code = yield* Effect.promise(() => run.exited)
       expect(code, run.output()).toBe(0)
+      expect(yield* Effect.promise(() => page.textContent("#live"))).toBe("ended: project-done")
+      expect(yield* Effect.promise(() => page.textContent("#stopped"))).toBe("dashboard stopped")
+      expect(yield* Effect.promise(() => page.evaluate(() => window["ccoLoaded"]))).toBe(1)
 
       // The finished run's folder, served by `cco dashboard`: the same team, ended, and its sessions gone.
       const folder = path.join(fixture.configDir, "logs", "latest")
