@@ -150,8 +150,8 @@
       const text = $("pane-text")
       text.textContent = p.text
       text.classList.toggle("gone", p.gone)
-      // A session that is gone will not come back: no reconnecting.
-      if (p.gone) source.close()
+      // An ended run's session will not come back (nor will an unknown instance): no reconnecting.
+      if (p.final) source.close()
     })
     paneSource = source
   }

@@ -43,6 +43,8 @@ const FEED_KEEP = 300
 const FEED_TAIL_BYTES = 256 * 1024
 /** Pane lines shown. */
 const PANE_LINES = 40
+/** What a pane stream last sent when the session was gone (no screen text is this). */
+const GONE = "\u0000gone"
 
 interface Latest {
   readonly view?: View
@@ -266,7 +268,7 @@ export const serve: (options: DashboardOptions) => Effect.Effect<
     res.end(`${text}\n`)
   }
 
-  /** An event stream: `start` sends what comes first and what follows, until the browser goes away. */
+  /** An event stream: `body` sends what comes first and what follows, until the browser goes away. */
   const eventStream = (
     req: http.IncomingMessage,
     res: http.ServerResponse,
@@ -303,22 +305,26 @@ export const serve: (options: DashboardOptions) => Effect.Effect<
         const { snapshot: snap } = yield* firstLatest
         const instance = snap?.state.instances.find((i) => i.name === name)
         if (snap === undefined || instance === undefined) {
-          return yield* send("pane", { name, gone: true, text: `no instance ${neutraliseLine(name, 100)} in this run` })
+          return yield* send("pane", { name, gone: true, final: true, text: `no instance ${neutraliseLine(name, 100)} in this run` })
         }
         let last: string | undefined
         yield* Effect.gen(function*() {
           const text = yield* paneText(snap.state.tmuxSocket, instance.session).pipe(Effect.orElseSucceed(() => undefined))
           if (text === undefined) {
-            yield* send("pane", {
-              name,
-              gone: true,
-              text: snap.state.endedAt === undefined
-                ? `the tmux session ${instance.session} is gone`
-                : `the run has ended: the tmux session ${instance.session} is gone`
-            })
-            return false
+            // A live run's session may be between a kill and its restart: said, and watched on. An ended run's is gone.
+            const ended = (yield* Ref.get(latest)).snapshot?.state.endedAt !== undefined
+            if (last !== GONE) {
+              yield* send("pane", {
+                name,
+                gone: true,
+                final: ended,
+                text: ended ? `the run has ended: the tmux session ${instance.session} is gone` : `the tmux session ${instance.session} is gone`
+              })
+            }
+            last = GONE
+            return !ended
           }
-          if (text !== last) yield* send("pane", { name, gone: false, text })
+          if (text !== last) yield* send("pane", { name, gone: false, final: false, text })
           last = text
           return true
         }).pipe(Effect.repeat({ while: (more) => more, schedule: Schedule.spaced(Duration.seconds(1.5)) }))
