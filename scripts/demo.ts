@@ -1,7 +1,7 @@
 // `npm run demo`: a whole cco run on this machine with no account and no network. A local bare repository
 // holds a small project, the project's mock model plays every role, and the real `claude` from
 // devDependencies runs in tmux, driven by the real `cco run`.
-//   npm run demo -- [--workers N] [--keep]
+//   npm run demo -- [--workers N] [--keep] [--dashboard]
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Effect } from "effect"
 import { execFileSync, spawn } from "node:child_process"
@@ -21,11 +21,12 @@ const value = (name: string, fallback: string) => {
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback
 }
 if (flag("--help")) {
-  console.log("usage: npm run demo -- [--workers N] [--keep]\n  --workers N  workers in the demo team (default 5: a Director and two EMs)\n  --keep       keep the temp folder, bare repository, worktrees and logs")
+  console.log("usage: npm run demo -- [--workers N] [--keep] [--dashboard]\n  --workers N  workers in the demo team (default 5: a Director and two EMs)\n  --keep       keep the temp folder, bare repository, worktrees and logs\n  --dashboard  serve the run's dashboard (cco run --dashboard); open the URL it prints")
   process.exit(0)
 }
 const workers = Number(value("--workers", "5"))
 const keep = flag("--keep")
+const dashboard = flag("--dashboard")
 
 const git = (cwd: string, ...a: Array<string>) =>
   execFileSync("git", a, {
@@ -79,7 +80,7 @@ const setup = (dir: string, mockUrl: string, socket: string) => {
 
 const runCco = (config: string) =>
   Effect.async<number>((resume) => {
-    const child = spawn(process.execPath, [path.join(root, "bin", "cco.js"), "run", "--config", config], {
+    const child = spawn(process.execPath, [path.join(root, "bin", "cco.js"), "run", "--config", config, ...(dashboard ? ["--dashboard"] : [])], {
       stdio: ["ignore", "inherit", "inherit"],
       // A group of its own: Ctrl-C reaches cco once, forwarded by this script, not twice.
       detached: true,

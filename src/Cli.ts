@@ -11,10 +11,11 @@ import {
   type Usage,
   ValidationError
 } from "@effect/cli"
-import { Console, Effect, Either, HashMap, Option, Schema } from "effect"
+import { Console, Deferred, Effect, Either, FiberId, HashMap, Option, Schema } from "effect"
 import { type ConfigOverrides, loadConfig, redactedView, type ResolvedConfig } from "./Config.js"
 import { editDistance, printable } from "./ConfigError.js"
 import * as Cleanup from "./Cleanup.js"
+import * as Dashboard from "./Dashboard.js"
 import * as Doctor from "./Doctor.js"
 import * as Orchestrator from "./Orchestrator.js"
 import { formatSummary, makeProgress } from "./Progress.js"
@@ -43,23 +44,26 @@ export interface RunEnvironment extends RunHost {
   readonly write: (line: string) => void
 }
 
-/** What `cco run` (and `cco --config DIR`) does with a valid configuration. */
+/** What `cco run` (and `cco --config DIR`) does with a valid configuration; with a dashboard port, the dashboard too. */
 export const runCommand = (
   config: ResolvedConfig,
   env: RunEnvironment,
-  resume?: string
+  resume?: string,
+  dashboardPort?: number
 ): Effect.Effect<void, Orchestrator.RunError, Orchestrator.RunRequirements> => {
   const progress = makeProgress()
   // What reaches the user's terminal shows text, never acts on the terminal, and carries no credential.
   const write = (text: string) => env.write(neutralise(text, 100_000))
+  const folder = Deferred.unsafeMake<string>(FiberId.none)
   const options = runOptionsFor(config, env, {
     onLog: (line) => {
       const text = progress(line)
       if (text !== undefined) write(text)
-    }
+    },
+    onStart: (info) => Deferred.unsafeDone(folder, Effect.succeed(info.folder))
   })
   // Before anything starts: a required sandbox that this machine cannot give is a configuration error (exit 2).
-  return Sandbox.resolve(config.sandbox, env.basePath).pipe(
+  const runIt = Sandbox.resolve(config.sandbox, env.basePath).pipe(
     Effect.mapError((e) => new Orchestrator.RunError({ reason: "config", message: `${config.configDir}/orchestrator.json: ${e.message}` })),
     Effect.flatMap((sandbox) => Orchestrator.run(config, { ...options, sandbox, ...(resume === undefined ? {} : { resume }) })),
     Effect.tap((summary) => Effect.sync(() => write(formatSummary(summary)))),
@@ -67,6 +71,18 @@ export const runCommand = (
       summary.reason === "project-done" || summary.reason === "time-limit" || summary.reason === "cost-limit" || summary.reason === "usage-limit"
         ? Effect.void
         : Effect.fail(new Orchestrator.RunError({ reason: summary.reason, message: `the run ended: ${summary.reason}` })))
+  )
+  if (dashboardPort === undefined) return runIt
+  // The dashboard serves from before the run folder exists (the page waits for it) until the run has ended.
+  return Dashboard.serve({
+    folder: Deferred.await(folder),
+    port: dashboardPort,
+    limits: { maxCostUsd: config.maxCostUsd, maxTokens: config.maxTokens }
+  }).pipe(
+    Effect.mapError((e) => new Orchestrator.RunError({ reason: "startup", message: `dashboard: ${e.message}` })),
+    Effect.flatMap((dashboard) => Effect.sync(() => write(`dashboard: ${dashboard.url}`))),
+    Effect.zipRight(runIt),
+    Effect.scoped
   )
 }
 
@@ -79,6 +95,21 @@ const configOption = Options.directory("config").pipe(
   Options.withDescription("The config directory: orchestrator.json and, optionally, api-keys.json.")
 )
 
+// `--dashboard` alone takes a free port: makeCli gives it the value 0 (see withDashboardPort).
+const dashboardOption = Options.integer("dashboard").pipe(
+  Options.withPseudoName("PORT"),
+  Options.optional,
+  Options.withDescription("Serve the dashboard on 127.0.0.1 while the run lasts, on PORT or (without it) a free port; its URL is printed at the start.")
+)
+
+/** `--dashboard` without a port number after it is `--dashboard=0`: the option's value is optional. */
+export const withDashboardPort = (args: ReadonlyArray<string>): ReadonlyArray<string> => {
+  const end = args.indexOf("--")
+  return args.map((arg, i) =>
+    arg === "--dashboard" && (end === -1 || i < end) && !/^\d+$/.test(args[i + 1] ?? "") ? "--dashboard=0" : arg
+  )
+}
+
 const rootHelp = HelpDoc.blocks([
   HelpDoc.p("Runs a team of Claude Code instances (Director, Engineering Managers, Workers) in tmux on one git repository."),
   HelpDoc.p("cco --config DIR is the same as cco run --config DIR.")
@@ -86,8 +117,8 @@ const rootHelp = HelpDoc.blocks([
 
 /** The command tree. `overrides` are values from the environment that win over the config files. */
 export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironment) => {
-  const start = (config: ResolvedConfig, resume?: string): Effect.Effect<void, Orchestrator.RunError | CommandNotAvailable, Orchestrator.RunRequirements> =>
-    env === undefined ? Effect.fail(new CommandNotAvailable({ command: "run" })) : runCommand(config, env, resume)
+  const start = (config: ResolvedConfig, resume?: string, dashboardPort?: number): Effect.Effect<void, Orchestrator.RunError | CommandNotAvailable, Orchestrator.RunRequirements> =>
+    env === undefined ? Effect.fail(new CommandNotAvailable({ command: "run" })) : runCommand(config, env, resume, dashboardPort)
 
   // `--resume` alone takes the newest run of the config's logDirectory; a RUN_FOLDER names another.
   const resumeTarget = (config: ResolvedConfig, resume: boolean, folder: Option.Option<string>) =>
@@ -105,13 +136,16 @@ export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironmen
       resume: Options.boolean("resume").pipe(
         Options.withDescription("Resume a run whose orchestrator died: re-attach to live sessions, restart dead ones with --continue, go on.")
       ),
+      dashboard: dashboardOption,
       folder: Args.optional(Args.directory({ name: "RUN_FOLDER" }))
     },
-    ({ config, folder, resume }) =>
+    ({ config, dashboard, folder, resume }) =>
       load(config).pipe(
-        Effect.flatMap((resolved) => Effect.flatMap(resumeTarget(resolved, resume, folder), (target) => start(resolved, target)))
+        Effect.flatMap((resolved) =>
+          Effect.flatMap(resumeTarget(resolved, resume, folder), (target) => start(resolved, target, Option.getOrUndefined(dashboard)))
+        )
       )
-  ).pipe(Command.withDescription("Start a run: clone the repository, create the worktrees, launch and supervise the team. With --resume [RUN_FOLDER], continue a run whose orchestrator died."))
+  ).pipe(Command.withDescription("Start a run: clone the repository, create the worktrees, launch and supervise the team. With --resume [RUN_FOLDER], continue a run whose orchestrator died. With --dashboard [PORT], also serve the dashboard (see cco dashboard)."))
 
   const validate = Command.make(
     "validate",
@@ -143,6 +177,30 @@ export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironmen
       }
       yield* Status.status({ target: target.value, json, watch, write: Console.log })
     })).pipe(Command.withDescription("Show the instances of a run (the latest, with --config), their tasks, branches and costs."))
+
+  const dashboard = Command.make("dashboard", {
+    config: optionalConfig,
+    folder: Args.optional(runFolder("A run folder (<logDirectory>/<runId>), or a log directory: its latest run.")),
+    port: Options.integer("port").pipe(
+      Options.withPseudoName("N"),
+      Options.withDefault(0),
+      Options.withDescription("The port on 127.0.0.1 (default: a free one).")
+    )
+  }, ({ config, folder, port }) =>
+    Effect.gen(function*() {
+      const resolved = yield* loadOptional(config)
+      const target = Option.orElse(folder, () => Option.map(resolved, (c) => c.logDirectory))
+      if (Option.isNone(target)) {
+        return yield* new Status.RunFolderNotFound({ path: "", reason: "which run? give --config DIR (its latest run) or a RUN_FOLDER" })
+      }
+      const runFolder = yield* Status.locateRunFolder(target.value)
+      const limits = Option.match(resolved, { onNone: () => ({}), onSome: (c) => ({ maxCostUsd: c.maxCostUsd, maxTokens: c.maxTokens }) })
+      const served = yield* Dashboard.serve({ folder: Effect.succeed(runFolder), port, limits })
+      yield* printNeutral(`dashboard of ${runFolder}: ${served.url}\n(serving on 127.0.0.1 only; Ctrl-C to stop)`)
+      return yield* Effect.never
+    }).pipe(Effect.scoped)).pipe(Command.withDescription(
+      "Serve a run (the latest, with --config) in the browser, live: the team, the target branch, totals, events, panes. The printed URL holds its access token."
+    ))
 
   const cleanup = Command.make("cleanup", {
     config: optionalConfig,
@@ -186,7 +244,7 @@ export const makeCommand = (overrides: ConfigOverrides = {}, env?: RunEnvironmen
       onSome: (dir) => load(dir).pipe(Effect.flatMap(start))
     })).pipe(Command.withDescription(rootHelp))
 
-  const command = root.pipe(Command.withSubcommands([run, validate, status, cleanup, doctor]))
+  const command = root.pipe(Command.withSubcommands([run, validate, status, dashboard, cleanup, doctor]))
   return command
 }
 
@@ -335,7 +393,7 @@ export const makeCli = (options: {
 }) => {
   const command = makeCommand(options.overrides, options.environment)
   const cli = Command.run(command, { name: "cco", version: options.version, executable: "cco" })
-  return (argv: ReadonlyArray<string>) =>
+  const dispatch = (argv: ReadonlyArray<string>) =>
     Either.match(checkOptions(command.descriptor, argv.slice(2)), {
       // Reported as @effect/cli reports its own usage errors: printed here, then a ValidationError (exit 2).
       onLeft: (error) =>
@@ -353,4 +411,5 @@ export const makeCli = (options: {
             : argv
         )
     })
+  return (argv: ReadonlyArray<string>) => dispatch(withDashboardPort(argv))
 }
