@@ -60,6 +60,8 @@ export const makeRestarts = (ctx: RestartContext, deps: RestartDeps) => {
       yield* restartClaimed(name, reason, next).pipe(Effect.ensuring(update(name, Instances.restartReleased)))
     })
 
+  // Instances (with the generation they were at) left stopped, their refusal logged.
+  const refused = new Set<string>()
   const restartClaimed = (name: string, reason: string, next?: Credential) =>
     Effect.gen(function*() {
       const inst = yield* get(name)
@@ -87,8 +89,17 @@ export const makeRestarts = (ctx: RestartContext, deps: RestartDeps) => {
       yield* writeState
     }).pipe(Effect.catchTags({
       // Too many restarts lately: the instance is left stopped.
+      // Said once per session it outlived: every health check asks again while its session stays gone.
       RestartBudgetSpent: (e) =>
-        update(name, Instances.stopped).pipe(Effect.zipRight(runLog.log("instance.restart-refused", { instance: name, reason, limit: e.limit }))),
+        update(name, Instances.stopped).pipe(
+          Effect.zipRight(get(name)),
+          Effect.flatMap((inst) => {
+            const key = `${name}\u0000${inst.generation}`
+            if (refused.has(key)) return Effect.void
+            refused.add(key)
+            return runLog.log("instance.restart-refused", { instance: name, reason, limit: e.limit })
+          })
+        ),
       AgentError: (e) => runLog.log("instance.restart-failed", { instance: name, reason, message: e.message }),
       RunError: (e) => runLog.log("instance.restart-failed", { instance: name, reason, message: e.message })
     }))

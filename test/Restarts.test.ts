@@ -52,10 +52,21 @@ describe("Restarts", () => {
       expect(run.launches.length).toBe(3)
       expect(run.logs.at(-1)).toEqual({ event: "instance.restart-refused", instance: "w1", reason: "session exited", limit: "3 per 10 minutes" })
       expect(yield* run.status).toBe("stopped")
+      // Health checks go on asking while its session stays gone: the refusal is logged once.
+      for (let i = 0; i < 3; i++) {
+        yield* TestClock.adjust(Duration.seconds(30))
+        yield* run.restart("w1", "session exited")
+      }
+      expect(run.events().filter((e) => e === "instance.restart-refused")).toHaveLength(1)
       // Ten minutes after the first, the window has room again.
-      yield* TestClock.adjust(Duration.minutes(7))
+      yield* TestClock.adjust(Duration.minutes(6))
       yield* run.restart("w1", "session exited")
       expect(run.launches.length).toBe(4)
+      // That session, gone too with the window full again, is refused anew: logged again, once.
+      yield* run.restart("w1", "session exited")
+      yield* run.restart("w1", "session exited")
+      expect(run.launches.length).toBe(4)
+      expect(run.events().filter((e) => e === "instance.restart-refused")).toHaveLength(2)
     }))
 
   it.effect("one restart at a time: a second while one is under way is skipped", () =>
