@@ -78,7 +78,8 @@ export const makeRestarts = (ctx: RestartContext, deps: RestartDeps) => {
       const generation = yield* agent.launch({ instance: name, worktree: inst.worktree, credential, continueSession: inst.prompted })
       yield* dropSnapshots
       const launchedAt = yield* Clock.currentTimeMillis
-      yield* update(name, (i) => Instances.relaunched(i, generation, credential.name, launchedAt))
+      // The new session is the instance's from here: its events (an API error on its first turn, say) count.
+      yield* update(name, (i) => Instances.restartReleased(Instances.relaunched(i, generation, credential.name, launchedAt)))
       if (inst.prompted) {
         const b = yield* Ref.get(board)
         const task = H.currentTask(b, name)
