@@ -6,6 +6,7 @@ import { Context, Effect, Either, Schema } from "effect"
 import { homedir } from "node:os"
 import { type ApiKeyCredential, API_KEYS_FILE, ApiKeysFile, ENTRY_KEYS, ENV_KEYS, toCredentials } from "./ApiKeysFile.js"
 import { ConfigError, firstProblem } from "./ConfigError.js"
+import { HOST_KEYS, type HostConfig, hostsProblem, resolveHosts } from "./HostsConfig.js"
 import { type AuthMode, ORCHESTRATOR_FILE, OrchestratorFile } from "./OrchestratorFile.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import type { SandboxMode } from "./Sandbox.js"
@@ -52,6 +53,8 @@ export interface ResolvedConfig {
   /** How instances are confined (see Sandbox.ts). */
   readonly sandbox: SandboxMode
   readonly apiKeys: ReadonlyArray<ApiKeyCredential>
+  /** Where instances run (see HostsConfig.ts); undefined: this machine only. */
+  readonly hosts?: ReadonlyArray<HostConfig>
 }
 
 /** Values given at the edge (environment, flags) that win over the files. */
@@ -121,7 +124,7 @@ export const loadConfig = Effect.fn("Config.load")(function*(configDir: string, 
     Effect.mapError((error) => {
       const { field, message } = firstProblem(
         error,
-        (p) => p.length === 0 ? { kind: "option", keys: ORCHESTRATOR_KEYS } : undefined
+        (p) => p.length === 0 ? { kind: "option", keys: ORCHESTRATOR_KEYS } : p.length === 2 && p[0] === "hosts" ? { kind: "host option", keys: HOST_KEYS } : undefined
       )
       return new ConfigError({ file: orchestratorPath, field, message })
     })
@@ -159,6 +162,9 @@ export const resolveConfig = (
         })
       }
     }
+    const hosts = file.hosts === undefined ? undefined : resolveHosts(file.hosts, loginDirResolver(path, dir))
+    const room = hostsProblem(hosts, file.workerCount, file.engineerManagerGroupSize)
+    if (room !== undefined) return yield* new ConfigError({ file: where.source, field: "hosts", message: room })
     return {
       configDir: dir,
       repositoryUrl,
@@ -185,7 +191,8 @@ export const resolveConfig = (
       checkCommand: file.checkCommand,
       checkTimeoutMinutes: file.checkTimeoutMinutes,
       sandbox: file.sandbox,
-      apiKeys
+      apiKeys,
+      ...(hosts === undefined ? {} : { hosts })
     }
   })
 
@@ -244,6 +251,7 @@ export const redactedView = (c: ResolvedConfig): object => ({
   checkCommand: c.checkCommand ?? null,
   checkTimeoutMinutes: c.checkTimeoutMinutes,
   sandbox: c.sandbox,
+  ...(c.hosts === undefined ? {} : { hosts: c.hosts }),
   apiKeys: c.apiKeys.map((k) => ({
     name: k.name,
     ...(k.kind === undefined || k.kind === "api-key" ? {} : { kind: k.kind }),

@@ -1,6 +1,7 @@
 // orchestrator.json: its Schema, with a range and a unit for every number and the defaults of every option.
 import { ParseResult, Schema } from "effect"
 import { expected, show } from "./ConfigError.js"
+import { Hosts } from "./HostsConfig.js"
 
 export const ORCHESTRATOR_FILE = "orchestrator.json"
 
@@ -160,5 +161,7 @@ export const OrchestratorFile = Schema.Struct({
   /** The project's checks (e.g. `npm test`), run by sh on the merged result before a merge lands. */
   checkCommand: Schema.optional(NonEmptyText("a shell command")),
   checkTimeoutMinutes: Schema.optionalWith(CheckMinutes, { default: () => 15 }),
-  sandbox: Schema.optionalWith(SandboxSchema, { default: () => "auto" as const })
+  sandbox: Schema.optionalWith(SandboxSchema, { default: () => "auto" as const }),
+  /** The machines instances run on (see HostsConfig.ts); absent: this machine only. */
+  hosts: Schema.optional(Hosts)
 })

@@ -5,6 +5,7 @@ import type * as Path from "@effect/platform/Path"
 import { Duration, Effect, Ref } from "effect"
 import * as Debounce from "./Debounce.js"
 import * as H from "./Hierarchy.js"
+import { placementOf } from "./Hosts.js"
 import { type Instance, type RunContext, statusName } from "./RunContext.js"
 import { LOCK_FILE, type RunState } from "./RunState.js"
 import { taskLine } from "./Status.js"
@@ -20,6 +21,7 @@ export const holdLock = (fs: FileSystem.FileSystem, path: Path.Path, folder: str
 
 const instanceState = (ctx: RunContext, b: H.Board, costOf: ReadonlyMap<string, number>) => (i: Instance) => {
   const task = H.currentTask(b, i.spec.name)
+  const host = ctx.config.hosts === undefined ? undefined : placementOf(ctx.config).get(i.spec.name)
   return {
     name: i.spec.name,
     role: i.spec.role,
@@ -37,7 +39,8 @@ const instanceState = (ctx: RunContext, b: H.Board, costOf: ReadonlyMap<string, 
     ...(i.roleQueued ? { roleQueued: true } : {}),
     ...(i.outbox.length === 0 ? {} : { outbox: i.outbox }),
     ...(i.inFlight.length === 0 ? {} : { inFlight: i.inFlight, inFlightPasted: i.inFlightPasted }),
-    ...(task === undefined ? {} : { currentTask: taskLine(task, 120) })
+    ...(task === undefined ? {} : { currentTask: taskLine(task, 120) }),
+    ...(host === undefined ? {} : { host })
   }
 }
 

@@ -7,6 +7,7 @@ import type { ResolvedConfig } from "./Config.js"
 import { Agent } from "./Agent.js"
 import { Git } from "./Git.js"
 import * as H from "./Hierarchy.js"
+import { remoteWorktree } from "./Hosts.js"
 import { isAlive } from "./Process.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { type RunIdentity, type RunLayout, RunError, type RunOptions } from "./RunContext.js"
@@ -91,13 +92,15 @@ export const prepareLayout = (config: ResolvedConfig, run: RunIdentity, runLog: 
 
     // --- branches, all at once (one ref transaction)
     yield* git.ensureBranches(repoDir, specs.map((s) => ({ branch: s.branch, base: s.baseBranch ?? target })))
-    const worktrees = new Map(specs.map((spec) => [spec.name, path.join(run.folder, "worktrees", spec.name)]))
+    // An instance placed on a remote host has its worktree in cco's clone there (see Hosts.ts).
+    const worktrees = new Map(specs.map((spec) => [spec.name, remoteWorktree(config, run.runId, spec.name)?.worktree ?? path.join(run.folder, "worktrees", spec.name)]))
     let made = 0
     const makeWorktree = (spec: H.InstanceSpec) =>
       Effect.gen(function*() {
         const dir = worktrees.get(spec.name)!
-        yield* git.addWorktree(repoDir, dir, spec.branch)
-        yield* git.copyEnvFiles(envSource, dir)
+        const remote = remoteWorktree(config, run.runId, spec.name)
+        yield* git.addWorktree(remote?.repoDir ?? repoDir, dir, spec.branch)
+        if (remote === undefined) yield* git.copyEnvFiles(envSource, dir)
         made++
         yield* runLog.log("worktree.ready", { instance: spec.name, branch: spec.branch, progress: `${made}/${specs.length}` })
       })

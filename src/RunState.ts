@@ -25,7 +25,9 @@ export const InstanceState = Schema.Struct({
   /** Messages taken for delivery whose turn had not ended. */
   inFlight: Schema.optional(Schema.Array(Schema.String)),
   /** Whether inFlight reached the pane; if not, a resumed run sends it again. */
-  inFlightPasted: Schema.optional(Schema.Boolean)
+  inFlightPasted: Schema.optional(Schema.Boolean),
+  /** The host it runs on (config `hosts`; "local" is the orchestrator's machine); absent: local. */
+  host: Schema.optional(Schema.String)
 })
 export type InstanceState = typeof InstanceState.Type
 

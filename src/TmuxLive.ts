@@ -4,7 +4,7 @@ import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
-import { exec } from "./Exec.js"
+import { exec, type ExecResult } from "./Exec.js"
 import { shellQuote } from "./Shell.js"
 import { type PaneInfo, SessionNotFound, type SessionSpec, Tmux, TmuxCommandFailed, type TmuxError, TmuxNotFound } from "./Tmux.js"
 import { removeSocketFiles, sessionLogCommand } from "./TmuxFiles.js"
@@ -32,6 +32,17 @@ const hiddenFromServer = (extra: ReadonlyArray<string>) => {
 export interface LiveOptions {
   /** More variable names to keep from the server: the env names of api-keys.json's credentials. */
   readonly hiddenEnv?: ReadonlyArray<string>
+  /** tmux on another host (Hosts.ts): how its commands run and where its private env files go. */
+  readonly remote?: RemoteTransport
+}
+
+/** How tmux runs on a remote host: every call one command there, env files written there through stdin. */
+export interface RemoteTransport {
+  /** Runs argv (tmux and its arguments) on the host; a failure to reach it is an error. */
+  readonly exec: (argv: ReadonlyArray<string>, stdin?: string) => Effect.Effect<ExecResult, Error>
+  /** A new private (0700) directory on the host holding `content` in a 0600 file: their paths. */
+  readonly privateFile: (content: string) => Effect.Effect<{ readonly file: string; readonly dir: string }>
+  readonly removeDir: (dir: string) => Effect.Effect<void>
 }
 
 const noServer = (stderr: string) => /no server running|error connecting to|No such file or directory/.test(stderr)
@@ -40,11 +51,16 @@ const noSession = (stderr: string) => /can't find (session|pane|window)|session 
 type Run = (operation: string, args: ReadonlyArray<string>, stdin?: string, session?: string) => Effect.Effect<string, TmuxError>
 
 /** One tmux call on the private server; a missing session or server is SessionNotFound when `session` is given. */
-const runner = (socket: string, executor: CommandExecutor.CommandExecutor, unsetEnv: (name: string) => boolean): Run =>
+const runner = (socket: string, executor: CommandExecutor.CommandExecutor, unsetEnv: (name: string) => boolean, remote?: RemoteTransport): Run =>
 (operation, args, stdin, session) =>
-  exec("tmux", ["-L", socket, "-f", "/dev/null", ...args], stdin === undefined ? { unsetEnv } : { stdin, unsetEnv }).pipe(
-    Effect.provideService(CommandExecutor.CommandExecutor, executor),
-    Effect.mapError(() => new TmuxNotFound({ message: "tmux is not installed or not on PATH (install it: apt-get install tmux)" })),
+  (remote !== undefined
+    ? remote.exec(["tmux", "-L", socket, "-f", "/dev/null", ...args], stdin).pipe(
+      Effect.mapError((e) => new TmuxNotFound({ message: `tmux on the remote host cannot run: ${e.message}` }))
+    )
+    : exec("tmux", ["-L", socket, "-f", "/dev/null", ...args], stdin === undefined ? { unsetEnv } : { stdin, unsetEnv }).pipe(
+      Effect.provideService(CommandExecutor.CommandExecutor, executor),
+      Effect.mapError(() => new TmuxNotFound({ message: "tmux is not installed or not on PATH (install it: apt-get install tmux)" }))
+    )).pipe(
     Effect.flatMap((result): Effect.Effect<string, SessionNotFound | TmuxCommandFailed> => {
       if (result.exitCode === 0) return Effect.succeed(result.stdout)
       if (session !== undefined && (noSession(result.stderr) || noServer(result.stderr))) {
@@ -57,14 +73,18 @@ const runner = (socket: string, executor: CommandExecutor.CommandExecutor, unset
 const pane = (session: string) => `=${session}:`
 
 /** Starting, listing and ending sessions. */
-const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string) => {
+const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string, remote?: RemoteTransport) => {
+  const removeDir = (dir: string) => remote !== undefined ? remote.removeDir(dir) : fs.remove(dir, { recursive: true }).pipe(Effect.ignore)
   // A session's tmux commands and the private env file they read (removed by the launch script, or on failure).
   const sessionCommands = (spec: SessionSpec) =>
     Effect.gen(function*() {
-      const dir = yield* fs.makeTempDirectory({ prefix: "cco-env-" }).pipe(Effect.orDie)
-      const file = `${dir}/env`
       const lines = Object.entries(spec.env ?? {}).map(([k, v]) => `export ${k}=${shellQuote(envValue(v))}`)
-      yield* fs.writeFileString(file, lines.join("\n") + "\n", { mode: 0o600 }).pipe(Effect.orDie)
+      const { dir, file } = remote !== undefined ? yield* remote.privateFile(lines.join("\n") + "\n") : yield* Effect.gen(function*() {
+        const dir = yield* fs.makeTempDirectory({ prefix: "cco-env-" }).pipe(Effect.orDie)
+        const file = `${dir}/env`
+        yield* fs.writeFileString(file, lines.join("\n") + "\n", { mode: 0o600 }).pipe(Effect.orDie)
+        return { dir, file }
+      })
       const args = [
         "new-session", "-d", "-s", spec.name, "-c", spec.cwd,
         "-x", String(spec.width ?? 200), "-y", String(spec.height ?? 50),
@@ -81,7 +101,7 @@ const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string) => 
   const newSession = Effect.fn("Tmux.newSession")(function*(spec: SessionSpec) {
     const { args, dir } = yield* sessionCommands(spec)
     yield* run("new-session", args).pipe(
-      Effect.tapError(() => fs.remove(dir, { recursive: true }).pipe(Effect.ignore))
+      Effect.tapError(() => removeDir(dir))
     )
   })
 
@@ -92,7 +112,7 @@ const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string) => 
     if (together.length > 0) {
       const made = yield* Effect.forEach(together, sessionCommands)
       yield* run("new-session", made.flatMap((m, i) => i === 0 ? m.args : [";", ...m.args])).pipe(
-        Effect.tapError(() => Effect.forEach(made, (m) => fs.remove(m.dir, { recursive: true }).pipe(Effect.ignore)))
+        Effect.tapError(() => Effect.forEach(made, (m) => removeDir(m.dir)))
       )
     }
     yield* Effect.forEach(alone, newSession, { discard: true })
@@ -136,7 +156,7 @@ const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string) => 
   const killServer = run("kill-server", ["kill-server"]).pipe(
     Effect.asVoid,
     Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.void : Effect.fail(e)),
-    Effect.tap(() => Effect.sync(() => removeSocketFiles(socket)))
+    Effect.tap(() => remote !== undefined ? Effect.void : Effect.sync(() => removeSocketFiles(socket)))
   )
 
   return { newSession, newSessions, listSessions, sessionPaths, hasSession, killSession, killSessions, killServer }
@@ -228,8 +248,8 @@ export const makeLive = (socket: string, options: LiveOptions = {}) =>
     const executor = yield* CommandExecutor.CommandExecutor
     const fs = yield* FileSystem.FileSystem
     // Any tmux command may start the server, which keeps the environment of the command that started it.
-    const run = runner(socket, executor, hiddenFromServer(options.hiddenEnv ?? []))
-    return Tmux.of({ socket, version: Effect.map(run("version", ["-V"]), (v) => v.trim()), ...sessionMethods(run, fs, socket), ...paneMethods(run) })
+    const run = runner(socket, executor, hiddenFromServer(options.hiddenEnv ?? []), options.remote)
+    return Tmux.of({ socket, version: Effect.map(run("version", ["-V"]), (v) => v.trim()), ...sessionMethods(run, fs, socket, options.remote), ...paneMethods(run) })
   })
 
 /** Live tmux on the private server `tmux -L socket`. */

@@ -1,0 +1,481 @@
+// A run over several hosts: the Tmux, Git/Worktree and Agent ports of one run made per host. Instances placed on a
+// remote host (HostsConfig.placement) run there: cco's own clone and their worktrees under the host's workdir, tmux
+// there (`ssh … tmux -L <socket>-<host>`), claude there with its config dir and credentials, hooks and `cco team`
+// back over a unix socket forwarded through the same SSH connection (one ControlMaster per host). Git stays owned
+// by the orchestrator: the branches of remote instances are fetched into the run's clone before anything here
+// reads them, and branches the orchestrator moves are pushed to the remote clone before a git command there
+// reads them; pushes to origin go from the run's clone.
+import * as CommandExecutor from "@effect/platform/CommandExecutor"
+import * as FileSystem from "@effect/platform/FileSystem"
+import { Context, Effect, Layer } from "effect"
+import type { StatusResult } from "simple-git"
+import * as AgentModule from "./Agent.js"
+import { Agent, type AgentSettings, type AgentShape, type LaunchRequest } from "./Agent.js"
+import { Events } from "./Events.js"
+import { exec } from "./Exec.js"
+import { Git, type GitCallOptions, gitError, type GitOutput, outputOf } from "./Git.js"
+import * as H from "./Hierarchy.js"
+import { type HostConfig, isRemote, LOCAL, placement, remoteRunDir } from "./HostsConfig.js"
+import { RunError } from "./RunContext.js"
+import type { RunPlatform, RunServices, RunSite } from "./RunLayers.js"
+import { RunLog } from "./RunLog.js"
+import { shellQuote } from "./Shell.js"
+import * as Ssh from "./Ssh.js"
+import { type PaneInfo, type SessionSpec, Tmux, type TmuxShape } from "./Tmux.js"
+import * as TmuxLive from "./TmuxLive.js"
+import { agentPushUrl, Worktree } from "./Worktree.js"
+
+/** A remote host as one run uses it. */
+export interface RunHostSite {
+  readonly host: HostConfig
+  readonly target: Ssh.SshTarget
+  /** <workdir>/<runId> there. */
+  readonly runDir: string
+  /** cco's clone there. */
+  readonly repoDir: string
+  /** The control socket there, forwarded to the orchestrator's. */
+  readonly socketPath: string
+  /** The tmux server there: `<tmuxSocket>-<host>`. */
+  readonly tmuxSocket: string
+  /** Here: what the instances' files there are prepared in before they are copied over. */
+  readonly stagingDir: string
+}
+
+/** Each instance's host name ("local" for this machine), from the config alone. */
+export const placementOf = (config: RunSite["config"]): ReadonlyMap<string, string> => {
+  const specs = H.instances(H.topology(config.workerCount, config.engineerManagerGroupSize), { target: "target", prefix: "cco/run" })
+  const placed = placement(config.hosts, specs)
+  // resolveConfig refuses a team that does not fit.
+  return typeof placed === "string" ? new Map(specs.map((s) => [s.name, LOCAL])) : placed
+}
+
+/** The remote hosts that have instances placed on them. */
+export const usedRemoteHosts = (config: RunSite["config"]): ReadonlyArray<HostConfig> => {
+  const used = new Set(placementOf(config).values())
+  return (config.hosts ?? []).filter((h) => isRemote(h) && used.has(h.name))
+}
+
+export const hostSite = (folder: string, runId: string, tmuxSocket: string, host: HostConfig): RunHostSite => {
+  const runDir = remoteRunDir(host, runId)
+  return {
+    host,
+    target: { host, controlPath: Ssh.controlPathFor(folder, host.name) },
+    runDir,
+    repoDir: `${runDir}/repo`,
+    socketPath: `${runDir}/control.sock`,
+    tmuxSocket: `${tmuxSocket}-${host.name}`,
+    stagingDir: `${folder}/hosts/${host.name}`
+  }
+}
+
+/** An instance's worktree and the clone it belongs to when it runs on a remote host; undefined when local. */
+export const remoteWorktree = (config: RunSite["config"], runId: string, instance: string) => {
+  const hostName = placementOf(config).get(instance)
+  const host = (config.hosts ?? []).find((h) => h.name === hostName)
+  if (host === undefined || !isRemote(host)) return undefined
+  const runDir = remoteRunDir(host, runId)
+  return { host: host.name, repoDir: `${runDir}/repo`, worktree: `${runDir}/worktrees/${instance}` }
+}
+
+// --- files prepared here, used there ------------------------------------------------------------------------------
+
+/** A FileSystem that keeps everything under `from` (a path on the remote host) in `to` here. */
+const stagedFileSystem = (fs: FileSystem.FileSystem, from: string, to: string): FileSystem.FileSystem => {
+  const there = (p: string) => p === from || p.startsWith(`${from}/`) ? `${to}${p.slice(from.length)}` : p
+  const back = (p: string) => p === to || p.startsWith(`${to}/`) ? `${from}${p.slice(to.length)}` : p
+  const out: Record<string, unknown> = { ...fs }
+  const source = fs as unknown as Record<string, (...args: Array<unknown>) => unknown>
+  for (
+    const k of ["access", "chmod", "chown", "makeDirectory", "open", "readDirectory", "readFile", "readFileString", "readLink", "remove", "stat", "truncate", "utimes", "writeFile", "writeFileString", "exists", "sink", "stream", "watch"]
+  ) out[k] = (p: string, ...rest: Array<unknown>) => source[k]!(there(p), ...rest)
+  for (const k of ["copy", "copyFile", "link", "rename"]) out[k] = (a: string, b: string, ...rest: Array<unknown>) => source[k]!(there(a), there(b), ...rest)
+  out.symlink = (target: string, p: string) => fs.symlink(target, there(p))
+  out.realPath = (p: string) => Effect.map(fs.realPath(there(p)), back)
+  return out as unknown as FileSystem.FileSystem
+}
+
+/** Copies the staging dir over to the run's folder there (tar through ssh): config dirs, bin/, token digests. */
+const syncStaging = (site: RunHostSite) =>
+  exec("sh", ["-c", `tar -C ${shellQuote(site.stagingDir)} -cf - . | ssh ${Ssh.sshOptions(site.host, site.target.controlPath).map(shellQuote).join(" ")} ${shellQuote(site.host.ssh ?? site.host.name)} -- ${shellQuote(`sh -c ${shellQuote(`mkdir -p ${shellQuote(site.runDir)} && tar -C ${shellQuote(site.runDir)} -xf -`)}`)}`]).pipe(
+    Effect.flatMap((r) => r.exitCode === 0 ? Effect.void : Effect.fail(new Error(`copying files to ${site.host.name} failed: ${r.stderr.trim()}`)))
+  )
+
+// --- tmux there ---------------------------------------------------------------------------------------------------
+
+const transportFor = (site: RunHostSite, executor: CommandExecutor.CommandExecutor): TmuxLive.RemoteTransport => ({
+  // An SSH session has no locale: tmux would print "_" for the tabs of its formats and for the CLI's "✳" titles.
+  exec: ([tmux, ...args], stdin) => Ssh.run(site.target, ["env", "LC_CTYPE=C.UTF-8", tmux!, "-u", ...args].map(shellQuote).join(" "), stdin).pipe(Effect.mapError((e) => new Error(e.message)), Effect.provideService(CommandExecutor.CommandExecutor, executor)),
+  // The env file (credentials, the instance's token) goes over ssh's stdin into a 0600 file there.
+  privateFile: (content) =>
+    Ssh.output(site.target, 'umask 077 && d=$(mktemp -d "${TMPDIR:-/tmp}/cco-env-XXXXXXXX") && cat > "$d/env" && printf %s "$d"', content).pipe(
+      Effect.map((dir) => ({ dir: dir.trim(), file: `${dir.trim()}/env` })),
+      Effect.orDie,
+      Effect.provideService(CommandExecutor.CommandExecutor, executor)
+    ),
+  removeDir: (dir) => Ssh.run(site.target, `rm -rf ${shellQuote(dir)}`).pipe(Effect.ignore, Effect.provideService(CommandExecutor.CommandExecutor, executor))
+})
+
+// --- git over several hosts ---------------------------------------------------------------------------------------
+
+type GitPort = Context.Tag.Service<typeof Git>
+
+// What cco's own git calls get (see Git.ts): no prompt, no editor, no hooks, no fsmonitor, English messages.
+const remoteGitEnv = (options: GitCallOptions): Record<string, string> => {
+  const env: Record<string, string> = { GIT_TERMINAL_PROMPT: "0", GIT_MERGE_AUTOEDIT: "no", GIT_EDITOR: ":", GIT_OPTIONAL_LOCKS: "0", LC_ALL: "C" }
+  if (options.identity === true) Object.assign(env, { GIT_AUTHOR_NAME: "cco", GIT_AUTHOR_EMAIL: "cco@localhost", GIT_COMMITTER_NAME: "cco", GIT_COMMITTER_EMAIL: "cco@localhost" })
+  const config = [["core.hooksPath", "/dev/null"], ["core.fsmonitor", "false"], ...Object.entries(options.config ?? {})]
+  config.forEach(([k, v], i) => {
+    env[`GIT_CONFIG_KEY_${i}`] = k!
+    env[`GIT_CONFIG_VALUE_${i}`] = v!
+  })
+  env.GIT_CONFIG_COUNT = String(config.length)
+  return env
+}
+
+// Branch names an argument may mention: `a..b`, `a...b`, `refs/heads/a`, `a^{commit}`, `a~2`, `a:b`.
+const mentioned = (args: ReadonlyArray<string>): ReadonlyArray<string> =>
+  [...new Set(args.filter((a) => !a.startsWith("-")).flatMap((a) => a.split(/\.\.\.?|:/)).map((a) =>
+    a.replace(/^\+/, "").replace(/^refs\/heads\//, "").replace(/[\^~].*$/, "")
+  ).filter((a) => /^[A-Za-z0-9._/-]+$/.test(a) && !a.startsWith("/")))]
+
+// Calls in a remote worktree that are about origin: made from the run's clone (the branch fetched first).
+const aboutOrigin = (args: ReadonlyArray<string>) =>
+  args[0] === "push" ||
+  (args[0] === "update-ref" && (args[1] ?? "").startsWith("refs/remotes/")) ||
+  (args[0] === "config" && args.some((a) => /^(remote|branch)\./.test(a)))
+
+const routedGit = (
+  local: GitPort,
+  localRepo: string,
+  runId: string,
+  hosts: ReadonlyArray<RunHostSite>,
+  placed: ReadonlyMap<string, string>,
+  runLog: Context.Tag.Service<typeof RunLog>
+) =>
+  Effect.gen(function*() {
+    const executor = yield* CommandExecutor.CommandExecutor
+    const siteOf = new Map(hosts.map((h) => [h.host.name, h]))
+    const hostOfPath = (cwd: string | undefined) =>
+      cwd === undefined ? undefined : hosts.find((h) => cwd === h.runDir || cwd.startsWith(`${h.runDir}/`))
+    const branchPrefix = `cco/${runId}/`
+    // The remote instance whose branch `name` is.
+    const ownerOf = (name: string) => {
+      if (!name.startsWith(branchPrefix)) return undefined
+      const host = placed.get(name.slice(branchPrefix.length))
+      return host === undefined || host === LOCAL ? undefined : siteOf.get(host)
+    }
+    const locks = new Map(yield* Effect.forEach(hosts, (h) => Effect.map(Effect.makeSemaphore(1), (s) => [h.host.name, s] as const)))
+    const ready = new Set<string>()
+    // Branches of remote instances there already: from then on the remote clone has the newest of them.
+    const materialised = new Set<string>()
+    const pushed = new Map<string, string>()
+
+    const transport = (site: RunHostSite): GitCallOptions => ({
+      config: {
+        [`remote.cco-host.url`]: `ssh://${site.host.ssh}${site.repoDir}`,
+        "core.sshCommand": ["ssh", ...Ssh.sshOptions(site.host, site.target.controlPath)].map(shellQuote).join(" ")
+      }
+    })
+
+    const remoteRun = (site: RunHostSite, cwd: string, args: ReadonlyArray<string>, options: GitCallOptions, stdin?: string) => {
+      const env = Object.entries(remoteGitEnv(options)).map(([k, v]) => `${k}=${shellQuote(v)}`).join(" ")
+      const script = `cd ${shellQuote(cwd)} && exec env ${env} git ${args.map(shellQuote).join(" ")}`
+      return Ssh.run(site.target, script, stdin).pipe(
+        Effect.provideService(CommandExecutor.CommandExecutor, executor),
+        Effect.map((r): GitOutput => r),
+        Effect.mapError((e) => gitError(`git ${args.join(" ")}`, `${site.host.name}:${cwd}`, e.message))
+      )
+    }
+
+    // cco's clone there: an empty repository whose branches come from the run's clone; its agents cannot push.
+    const ensureClone = (site: RunHostSite) =>
+      Effect.suspend(() => {
+        if (ready.has(site.host.name)) return Effect.void
+        return Effect.gen(function*() {
+          const who = yield* Effect.forEach(["user.name", "user.email"], (k) =>
+            Effect.map(local.run(localRepo, ["config", "--get", k]), (r) => r.stdout.trim()))
+          const q = shellQuote
+          yield* Ssh.output(site.target, [
+            `mkdir -p ${q(site.runDir)}/worktrees`,
+            `{ [ -d ${q(site.repoDir)}/.git ] || git init -q ${q(site.repoDir)}; }`,
+            `git -C ${q(site.repoDir)} config user.name ${q(who[0] || "cco")}`,
+            `git -C ${q(site.repoDir)} config user.email ${q(who[1] || "cco@localhost")}`,
+            `git -C ${q(site.repoDir)} config receive.denyCurrentBranch refuse`,
+            `{ git -C ${q(site.repoDir)} remote get-url origin >/dev/null 2>&1 || git -C ${q(site.repoDir)} remote add origin ${q(agentPushUrl)}; }`
+          ].join(" && ")).pipe(
+            Effect.provideService(CommandExecutor.CommandExecutor, executor),
+            Effect.mapError((e) => gitError("prepare clone", `${site.host.name}:${site.repoDir}`, e.message))
+          )
+          ready.add(site.host.name)
+          yield* runLog.log("host.clone-ready", { host: site.host.name, repoDir: site.repoDir })
+        })
+      })
+
+    // The branches a command there names, as the run's clone has them, pushed there when they moved (or are new).
+    const pushMentioned = (site: RunHostSite, args: ReadonlyArray<string>) =>
+      Effect.gen(function*() {
+        const names = mentioned(args)
+        if (names.length === 0) return
+        const out = yield* local.output(localRepo, ["for-each-ref", "--format=%(objectname) %(refname)", ...names.map((n) => `refs/heads/${n}`)])
+        const refspecs: Array<string> = []
+        for (const line of out.split("\n")) {
+          const [sha, ref] = line.split(" ")
+          if (sha === undefined || ref === undefined || !ref.startsWith("refs/heads/")) continue
+          const name = ref.slice("refs/heads/".length)
+          if (!names.includes(name)) continue
+          const owner = ownerOf(name)
+          if (owner === site && materialised.has(name)) continue
+          const key = `${site.host.name} ${name}`
+          if (pushed.get(key) === sha) continue
+          refspecs.push(`+${sha}:refs/heads/${name}`)
+          pushed.set(key, sha)
+          if (owner === site) materialised.add(name)
+        }
+        if (refspecs.length === 0) return
+        yield* local.output(localRepo, ["push", "--quiet", "--no-verify", "cco-host", ...refspecs], transport(site)).pipe(
+          Effect.tapError(() => Effect.sync(() => refspecs.forEach((r) => pushed.delete(`${site.host.name} ${r.split(":refs/heads/")[1]}`))))
+        )
+      })
+
+    // The branches of remote instances a command here names, fetched from their clones first.
+    const fetchMentioned = (args: ReadonlyArray<string>) =>
+      Effect.forEach(
+        [...new Map(mentioned(args).flatMap((name) => {
+          const owner = ownerOf(name)
+          return owner !== undefined && materialised.has(name) ? [[name, owner] as const] : []
+        }))],
+        ([name, site]) =>
+          locks.get(site.host.name)!.withPermits(1)(
+            local.output(localRepo, ["fetch", "--quiet", "--no-tags", "cco-host", `+refs/heads/${name}:refs/heads/${name}`], transport(site))
+          ),
+        { discard: true }
+      )
+
+    const run = Effect.fn("Git.run")(function*(cwd: string | undefined, args: ReadonlyArray<string>, options: GitCallOptions = {}) {
+      const site = hostOfPath(cwd)
+      if (site === undefined) {
+        yield* fetchMentioned(args)
+        return yield* local.run(cwd, args, options)
+      }
+      if (aboutOrigin(args)) {
+        yield* fetchMentioned(args)
+        return yield* local.run(localRepo, args, options)
+      }
+      yield* ensureClone(site)
+      yield* locks.get(site.host.name)!.withPermits(1)(pushMentioned(site, args))
+      return yield* remoteRun(site, cwd!, args, options)
+    })
+
+    const output = Effect.fn("Git.output")(function*(cwd: string | undefined, args: ReadonlyArray<string>, options: GitCallOptions = {}) {
+      const seen = yield* run(cwd, args, options)
+      if (seen.exitCode !== 0) return yield* gitError(`git ${args.join(" ")}`, cwd ?? ".", outputOf(seen))
+      return seen.stdout
+    })
+
+    const status = Effect.fn("Git.status")(function*(cwd: string, args: ReadonlyArray<string> = []) {
+      if (hostOfPath(cwd) === undefined) return yield* local.status(cwd, args)
+      const out = yield* output(cwd, ["status", "--porcelain", ...args])
+      // What cco asks of a status there: whether the worktree is clean.
+      return { isClean: () => out.trim() === "", files: [] } as unknown as StatusResult
+    })
+
+    const branches = Effect.fn("Git.branches")(function*(cwd: string, args: ReadonlyArray<string>) {
+      if (hostOfPath(cwd) !== undefined) return yield* gitError(`git branch ${args.join(" ")}`, cwd, "not available in a remote worktree")
+      return yield* local.branches(cwd, args)
+    })
+
+    const withInput = Effect.fn("Git.withInput")(function*(cwd: string, args: ReadonlyArray<string>, input: string) {
+      const site = hostOfPath(cwd)
+      if (site === undefined) return yield* local.withInput(cwd, args, input)
+      yield* ensureClone(site)
+      const seen = yield* remoteRun(site, cwd, args, {}, input)
+      if (seen.exitCode !== 0) return yield* gitError(`git ${args.join(" ")}`, cwd, outputOf(seen))
+      return seen.stdout
+    })
+
+    return Git.make({ run, output, status, branches, version: local.version, withInput })
+  })
+
+// --- tmux and agents over several hosts ---------------------------------------------------------------------------
+
+const routedTmux = (local: TmuxShape, remote: ReadonlyMap<string, TmuxShape>, hostOfSession: (session: string) => string): TmuxShape => {
+  const on = (session: string) => remote.get(hostOfSession(session)) ?? local
+  const all = [local, ...remote.values()]
+  const groups = <A extends { readonly name: string } | string>(items: ReadonlyArray<A>) => {
+    const by = new Map<TmuxShape, Array<A>>()
+    for (const item of items) {
+      const t = on(typeof item === "string" ? item : item.name)
+      by.set(t, [...(by.get(t) ?? []), item])
+    }
+    return [...by]
+  }
+  // A host that does not answer shows none of its sessions.
+  const merged = <A>(f: (t: TmuxShape) => Effect.Effect<ReadonlyMap<string, A>, unknown>) =>
+    Effect.map(
+      Effect.forEach(all, (t) => t === local ? f(t) : f(t).pipe(Effect.orElseSucceed(() => new Map<string, A>())), { concurrency: "unbounded" }),
+      (maps) => new Map(maps.flatMap((m) => [...m])) as ReadonlyMap<string, A>
+    )
+  return Tmux.of({
+    socket: local.socket,
+    version: local.version,
+    newSession: (spec) => on(spec.name).newSession(spec),
+    newSessions: (specs) => Effect.forEach(groups(specs), ([t, s]) => t.newSessions(s), { concurrency: "unbounded", discard: true }),
+    sendText: (session, text) => on(session).sendText(session, text),
+    sendKeys: (session, keys) => on(session).sendKeys(session, keys),
+    capturePane: (session, history) => on(session).capturePane(session, history),
+    pipePane: (session, file) => on(session).pipePane(session, file),
+    paneInfo: (session) => on(session).paneInfo(session),
+    paneInfos: (prefix) => merged((t) => t.paneInfos(prefix)) as Effect.Effect<ReadonlyMap<string, PaneInfo>, never>,
+    capturePanes: (sessions) =>
+      Effect.map(
+        Effect.forEach(groups(sessions), ([t, s]) => t.capturePanes(s), { concurrency: "unbounded" }),
+        (maps) => new Map(maps.flatMap((m) => [...m])) as ReadonlyMap<string, string>
+      ),
+    hasSession: (session) => on(session).hasSession(session),
+    listSessions: (prefix) =>
+      Effect.map(
+        Effect.forEach(all, (t) => t === local ? t.listSessions(prefix) : t.listSessions(prefix).pipe(Effect.orElseSucceed(() => [])), { concurrency: "unbounded" }),
+        (lists) => lists.flat()
+      ),
+    sessionPaths: (prefix) => merged((t) => t.sessionPaths(prefix)) as Effect.Effect<ReadonlyMap<string, string>, never>,
+    killSession: (session) => on(session).killSession(session),
+    killSessions: (sessions) => Effect.forEach(groups(sessions), ([t, s]) => t.killSessions(s), { concurrency: "unbounded", discard: true }),
+    killServer: Effect.forEach(all, (t) => t === local ? t.killServer : t.killServer.pipe(Effect.ignore), { discard: true })
+  })
+}
+
+const routedAgent = (local: AgentShape, remote: ReadonlyMap<string, AgentShape>, hostOf: (instance: string) => string): AgentShape => {
+  const on = (instance: string) => remote.get(hostOf(instance)) ?? local
+  const groups = <A>(items: ReadonlyArray<A>, name: (a: A) => string) => {
+    const by = new Map<AgentShape, Array<A>>()
+    for (const item of items) by.set(on(name(item)), [...(by.get(on(name(item))) ?? []), item])
+    return [...by]
+  }
+  return Agent.of({
+    settings: local.settings,
+    version: local.version,
+    sessionName: local.sessionName,
+    configDir: (instance) => on(instance).configDir(instance),
+    launch: (request) => on(request.instance).launch(request),
+    launchMany: (requests) =>
+      Effect.map(
+        Effect.forEach(groups(requests, (r: LaunchRequest) => r.instance), ([a, rs]) => a.launchMany(rs), { concurrency: "unbounded" }),
+        (maps) => new Map(maps.flatMap((m) => [...m])) as ReadonlyMap<string, number>
+      ),
+    attach: (instance, generation) => on(instance).attach(instance, generation),
+    deliver: (instance, text) => on(instance).deliver(instance, text),
+    interrupt: (instance) => on(instance).interrupt(instance),
+    stop: (instance) => on(instance).stop(instance),
+    stopMany: (instances) => Effect.forEach(groups(instances, (i: string) => i), ([a, is]) => a.stopMany(is), { concurrency: "unbounded", discard: true }),
+    isAlive: (instance) => on(instance).isAlive(instance)
+  })
+}
+
+// --- connecting ---------------------------------------------------------------------------------------------------
+
+/**
+ * The master connection to a host, its run folder there and the control socket forwarded; closed with the scope.
+ * An unreachable host (or one without tmux, git or node) is a config error: nothing has started yet.
+ */
+const connect = (site: RunHostSite, localSocket: string, folder: string) =>
+  Effect.acquireRelease(
+    Effect.gen(function*() {
+      const unreachable = (e: { readonly message: string }) =>
+        new RunError({ reason: "config", message: `host ${site.host.name} (${site.host.ssh}, port ${site.host.port}) cannot be used over SSH: ${e.message}` })
+      yield* Ssh.startMaster(site.target, `${folder}/ssh-${site.host.name}.log`).pipe(Effect.mapError(unreachable))
+      yield* Ssh.output(site.target, [
+        `for p in tmux git ${shellQuote(site.host.nodeCommand)}; do command -v "$p" >/dev/null 2>&1 || { echo "missing on the host: $p" >&2; exit 3; }; done`,
+        `mkdir -p ${shellQuote(site.runDir)}`,
+        `rm -f ${shellQuote(site.socketPath)}`
+      ].join(" && ")).pipe(Effect.mapError(unreachable))
+      yield* Ssh.forwardSocket(site.target, site.socketPath, localSocket).pipe(Effect.mapError(unreachable))
+      return site
+    }),
+    (s) => Ssh.stopMaster(s.target)
+  )
+
+/** The agent on a remote host: Agent.ts as is, over that host's tmux, its files staged here and copied over. */
+const remoteAgent = (site: RunHostSite, settings: AgentSettings, clientScript: string) =>
+  Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const executor = yield* CommandExecutor.CommandExecutor
+    const events = yield* Events
+    const runLog = yield* RunLog
+    yield* fs.makeDirectory(`${site.stagingDir}/bin`, { recursive: true, mode: 0o700 }).pipe(Effect.orDie)
+    yield* fs.copyFile(clientScript, `${site.stagingDir}/bin/cco-client.mjs`).pipe(Effect.orDie)
+    const tmux = yield* TmuxLive.makeLive(site.tmuxSocket, { remote: transportFor(site, executor) })
+    const synced = (spec: ReadonlyArray<SessionSpec>) =>
+      syncStaging(site).pipe(Effect.orDie, Effect.as(spec), Effect.provideService(CommandExecutor.CommandExecutor, executor))
+    const hostTmux: TmuxShape = {
+      ...tmux,
+      newSession: (spec) => Effect.flatMap(synced([spec]), () => tmux.newSession(spec)),
+      newSessions: (specs) => Effect.flatMap(synced(specs), () => tmux.newSessions(specs))
+    }
+    const remoteSettings: AgentSettings = {
+      runFolder: site.runDir,
+      runId: settings.runId,
+      sessionPrefix: settings.sessionPrefix,
+      claudePath: site.host.claudeCommand ?? settings.claudePath,
+      model: settings.model,
+      clientCommand: [site.host.nodeCommand, `${site.runDir}/bin/cco-client.mjs`],
+      basePath: settings.basePath,
+      ...(settings.extraEnv === undefined ? {} : { extraEnv: settings.extraEnv }),
+      remote: true
+    }
+    return yield* AgentModule.make(remoteSettings).pipe(
+      Effect.provideService(Tmux, hostTmux),
+      Effect.provideService(Events, { ...events, socketPath: site.socketPath, hookUrl: undefined }),
+      Effect.provideService(RunLog, { ...runLog, sessionLogPath: (instance: string) => `${site.runDir}/session-${instance}.log` }),
+      Effect.provideService(FileSystem.FileSystem, stagedFileSystem(fs, site.runDir, site.stagingDir)),
+      Effect.provideService(CommandExecutor.CommandExecutor, Ssh.remoteExecutor(executor, site.target))
+    )
+  })
+
+/**
+ * The run's services over its hosts: `local` (the one-machine services) as they are when no instance is placed on
+ * a remote host; otherwise with Tmux, Git, Worktree and Agent routed to the host of each instance.
+ */
+export const withHosts = (
+  site: RunSite,
+  settings: AgentSettings,
+  local: Layer.Layer<RunServices, Error, RunLog | RunPlatform>
+): Layer.Layer<RunServices, Error, RunLog | RunPlatform> => {
+  const remoteHosts = usedRemoteHosts(site.config)
+  if (remoteHosts.length === 0) return local
+  const placed = placementOf(site.config)
+  const sites = remoteHosts.map((h) => hostSite(site.folder, site.runId, site.config.tmuxSocket, h))
+  const hostOf = (instance: string) => placed.get(instance) ?? LOCAL
+  const prefix = `cco-${site.runId}-`
+  const hostOfSession = (session: string) => session.startsWith(prefix) ? hostOf(session.slice(prefix.length)) : LOCAL
+  const routed = Layer.scopedContext(Effect.gen(function*() {
+    const runLog = yield* RunLog
+    const localTmux = yield* Tmux
+    const localAgent = yield* Agent
+    const localGit = yield* Git
+    const events = yield* Events
+    yield* Effect.forEach(sites, (s) => connect(s, site.socketPath, site.folder), { concurrency: "unbounded", discard: true })
+    yield* runLog.log("hosts.connected", { hosts: sites.map((s) => ({ name: s.host.name, ssh: s.host.ssh, runDir: s.runDir, tmuxSocket: s.tmuxSocket })), placement: Object.fromEntries(placed) })
+    const clientScript = site.options.clientCommand[site.options.clientCommand.length - 1]!
+    const agents = new Map(yield* Effect.forEach(sites, (s) => Effect.map(remoteAgent(s, settings, clientScript), (a) => [s.host.name, a] as const)))
+    const tmuxes = new Map<string, TmuxShape>()
+    const executor = yield* CommandExecutor.CommandExecutor
+    for (const s of sites) tmuxes.set(s.host.name, yield* TmuxLive.makeLive(s.tmuxSocket, { remote: transportFor(s, executor) }))
+    const git = yield* routedGit(localGit, `${site.folder}/repo`, site.runId, sites, placed, runLog)
+    const worktree = yield* Layer.build(Worktree.DefaultWithoutDependencies.pipe(Layer.provide(Layer.succeed(Git, git))))
+    return Context.make(Tmux, routedTmux(localTmux, tmuxes, hostOfSession)).pipe(
+      Context.add(Agent, routedAgent(localAgent, agents, hostOf)),
+      Context.add(Git, git),
+      Context.add(Worktree, Context.get(worktree, Worktree)),
+      Context.add(Events, events)
+    )
+  }))
+  return Layer.provide(routed, local)
+}
+
+/** `cco doctor`: each remote host answers over SSH and has tmux, git and node. */
+export const checkHosts = (hosts: ReadonlyArray<HostConfig> | undefined) =>
+  Effect.forEach((hosts ?? []).filter(isRemote), (h) =>
+    Ssh.check(h).pipe(
+      Effect.as({ host: h.name, ok: true as const, message: `${h.ssh} port ${h.port}: reachable` }),
+      Effect.catchAll((e) => Effect.succeed({ host: h.name, ok: false as const, message: `${h.ssh} port ${h.port}: ${e.message}` }))
+    ), { concurrency: "unbounded" })

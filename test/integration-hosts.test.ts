@@ -1,0 +1,112 @@
+// Instances on a remote host over SSH, with the fake agent: an sshd of the test's own on 127.0.0.1 is the "remote"
+// host (its own workdir, tmux server and clone), this machine the local one.
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { execFileSync, spawnSync } from "node:child_process"
+import { existsSync, readFileSync } from "node:fs"
+import * as path from "node:path"
+import { startMockModel } from "../src/MockModel.js"
+import { renderStatus, snapshot } from "../src/Status.js"
+import { teamScript } from "../src/TeamScript.js"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { ccoRun, fakeClaudeBin, filesOn, git, readLog, runFixture, useFixture } from "./harness.js"
+import { type Sshd, startSshd } from "./sshd.js"
+import { killTmuxServer } from "./support.js"
+
+const useSshd = Effect.acquireRelease(Effect.promise(() => startSshd()), (s) => Effect.sync(() => s.stop()))
+
+const remoteHost = (sshd: Sshd, extra: Record<string, unknown> = {}) => ({
+  name: "box",
+  ssh: sshd.destination,
+  port: sshd.port,
+  identityFile: sshd.identityFile,
+  knownHostsFile: sshd.knownHostsFile,
+  workdir: path.join(sshd.dir, "box"),
+  nodeCommand: process.execPath,
+  claudeCommand: fakeClaudeBin,
+  ...extra
+})
+
+/** The "remote" tmux server, whatever the test did: removed with the scope. */
+const useRemoteTmux = (socket: string) => Effect.acquireRelease(Effect.succeed(`${socket}-box`), (s) => Effect.sync(() => killTmuxServer(s)))
+
+describe("hosts: instances on a remote host over SSH", () => {
+  it.scopedLive("local + one remote host: workers on both, the run completes, its work lands, the placement is shown", () =>
+    Effect.gen(function*() {
+      const sshd = yield* useSshd
+      const mock = yield* startMockModel({ brain: teamScript() })
+      const fixture = yield* useFixture({
+        workerCount: 2,
+        mockUrl: mock.url,
+        extra: { hosts: [{ name: "local" }, remoteHost(sshd)] }
+      })
+      const remoteTmux = yield* useRemoteTmux(fixture.socket)
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("project-done")
+      const workdir = path.join(sshd.dir, "box", summary.runId)
+
+      // Placement: the lead and worker-1 here, worker-2 there (state.json).
+      const state = JSON.parse(readFileSync(path.join(summary.runFolder, "state.json"), "utf8")) as {
+        instances: Array<{ name: string; host?: string; worktree: string }>
+      }
+      const hostOf = Object.fromEntries(state.instances.map((i) => [i.name, i.host]))
+      expect(hostOf).toEqual({ "em-1": "local", "worker-1": "local", "worker-2": "box" })
+      const worktreeOf = Object.fromEntries(state.instances.map((i) => [i.name, i.worktree]))
+      expect(worktreeOf["worker-2"]).toBe(path.join(workdir, "worktrees", "worker-2"))
+      expect(worktreeOf["worker-1"]).toBe(path.join(summary.runFolder, "worktrees", "worker-1"))
+
+      // Its worktree belongs to cco's own clone under the workdir there, not to the run's clone here.
+      expect(existsSync(path.join(summary.runFolder, "worktrees", "worker-2"))).toBe(false)
+      expect(readFileSync(path.join(workdir, "worktrees", "worker-2", ".git"), "utf8")).toContain(path.join(workdir, "repo", ".git", "worktrees"))
+      // Its config dir and the client there too (copied over); its session log written there.
+      expect(existsSync(path.join(workdir, "instances", "worker-2", "claude", "settings.json"))).toBe(true)
+      expect(existsSync(path.join(workdir, "bin", "cco-client.mjs"))).toBe(true)
+      expect(readFileSync(path.join(workdir, "instances", "worker-2", "claude", "settings.json"), "utf8")).toContain(path.join(workdir, "bin", "cco-client.mjs"))
+
+      // Launched on the remote tmux server, its hooks and team commands back over the forwarded socket.
+      const log = readLog(summary.runFolder)
+      const launched = log.find((l) => l.event === "instance.launched" && l.instance === "worker-2")
+      expect(launched?.attach).toContain(`tmux -L ${remoteTmux} `)
+      expect(log.find((l) => l.event === "instance.launched" && l.instance === "worker-1")?.attach).toContain(`tmux -L ${fixture.socket} `)
+      expect(log.some((l) => l.event === "hosts.connected")).toBe(true)
+      expect(log.some((l) => l.event === "task.done" && l.instance === "worker-2") || log.some((l) => l.event === "merge.done" && l.from === "worker-2")).toBe(true)
+
+      // Both workers' work is on the target branch, pushed by the orchestrator.
+      const files = filesOn(fixture.bare, "main")
+      expect(files).toContain("src/em-1/worker-1.js")
+      expect(files).toContain("src/em-1/worker-2.js")
+      const commit = git(fixture.bare, "log", "--format=%H", "-n", "1", `cco/${summary.runId}/worker-2`)
+      expect(git(fixture.bare, "merge-base", "--is-ancestor", commit, "main")).toBe("")
+
+      // `cco status` shows where each instance ran.
+      const text = yield* snapshot(summary.runFolder).pipe(Effect.map(renderStatus), Effect.provide(NodeContext.layer))
+      expect(text).toMatch(/NAME\s+ROLE\s+HOST/)
+      expect(text).toMatch(/worker-2\s+worker\s+box/)
+      expect(text).toMatch(/worker-1\s+worker\s+local/)
+
+      // Nothing left running there: the sessions ended with the run, the SSH master closed.
+      const sessions = spawnSync("tmux", ["-L", remoteTmux, "list-sessions"], { encoding: "utf8" })
+      expect(sessions.stdout.trim()).toBe("")
+    }), { timeout: 180_000 })
+
+  it.scopedLive("an unreachable host is a clear error at start, exit 2, nothing started", () =>
+    Effect.gen(function*() {
+      const sshd = yield* useSshd
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: "http://127.0.0.1:9" })
+      // The server stopped: its port refuses.
+      sshd.kill()
+      yield* Effect.sleep(200)
+      const config = JSON.parse(readFileSync(path.join(fixture.configDir, "orchestrator.json"), "utf8")) as Record<string, unknown>
+      execFileSync("sh", ["-c", `cat > ${JSON.stringify(path.join(fixture.configDir, "orchestrator.json"))}`], {
+        input: JSON.stringify({ ...config, hosts: [{ name: "local" }, remoteHost(sshd)] })
+      })
+      const run = ccoRun(fixture.configDir, fakeClaudeBin)
+      const code = yield* Effect.promise(() => run.exited)
+      expect(code).toBe(2)
+      expect(run.output()).toMatch(/host box \(.*127\.0\.0\.1, port \d+\) cannot be used over SSH: .*(refused|closed)/i)
+      const folder = path.join(fixture.configDir, "logs", "latest")
+      expect(existsSync(path.join(folder, "repo"))).toBe(false)
+      const sessions = spawnSync("tmux", ["-L", fixture.socket, "list-sessions"], { encoding: "utf8" })
+      expect(sessions.stdout.trim()).toBe("")
+    }), { timeout: 60_000 })
+})
