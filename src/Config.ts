@@ -251,7 +251,7 @@ export const redactedView = (c: ResolvedConfig): object => ({
   checkCommand: c.checkCommand ?? null,
   checkTimeoutMinutes: c.checkTimeoutMinutes,
   sandbox: c.sandbox,
-  ...(c.hosts === undefined ? {} : { hosts: c.hosts }),
+  ...(c.hosts === undefined ? {} : { hosts: c.hosts.map((h) => h.name === "local" ? { name: h.name, maxInstances: h.maxInstances } : h) }),
   apiKeys: c.apiKeys.map((k) => ({
     name: k.name,
     ...(k.kind === undefined || k.kind === "api-key" ? {} : { kind: k.kind }),

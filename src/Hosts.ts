@@ -471,11 +471,3 @@ export const withHosts = (
   }))
   return Layer.provide(routed, local)
 }
-
-/** `cco doctor`: each remote host answers over SSH and has tmux, git and node. */
-export const checkHosts = (hosts: ReadonlyArray<HostConfig> | undefined) =>
-  Effect.forEach((hosts ?? []).filter(isRemote), (h) =>
-    Ssh.check(h).pipe(
-      Effect.as({ host: h.name, ok: true as const, message: `${h.ssh} port ${h.port}: reachable` }),
-      Effect.catchAll((e) => Effect.succeed({ host: h.name, ok: false as const, message: `${h.ssh} port ${h.port}: ${e.message}` }))
-    ), { concurrency: "unbounded" })

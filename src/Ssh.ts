@@ -8,7 +8,7 @@ import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
 import { closeSync, openSync, readFileSync } from "node:fs"
 import { exec, type ExecResult } from "./Exec.js"
-import type { HostConfig } from "./HostsConfig.js"
+import { type HostConfig, isRemote } from "./HostsConfig.js"
 import { shellQuote } from "./Shell.js"
 
 export class SshError extends Schema.TaggedError<SshError>()("SshError", {
@@ -141,3 +141,11 @@ export const remoteExecutor = (local: CommandExecutor.CommandExecutor, target: S
     )
     return local.start(ssh)
   })
+
+/** `cco doctor`: each remote host answers over SSH and has tmux, git and node. */
+export const checkHosts = (hosts: ReadonlyArray<HostConfig> | undefined) =>
+  Effect.forEach((hosts ?? []).filter(isRemote), (h) =>
+    check(h).pipe(
+      Effect.as({ host: h.name, ok: true as const, message: `${h.ssh} port ${h.port}: reachable` }),
+      Effect.catchAll((e) => Effect.succeed({ host: h.name, ok: false as const, message: `${h.ssh} port ${h.port}: ${e.message}` }))
+    ), { concurrency: "unbounded" })

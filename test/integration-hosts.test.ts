@@ -9,9 +9,13 @@ import { startMockModel } from "../src/MockModel.js"
 import { renderStatus, snapshot } from "../src/Status.js"
 import { teamScript } from "../src/TeamScript.js"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { ccoRun, fakeClaudeBin, filesOn, git, readLog, runFixture, useFixture } from "./harness.js"
+import { ccoRun, fakeClaudeBin, filesOn, git, projectRoot, readLog, runFixture, useFixture } from "./harness.js"
 import { type Sshd, startSshd } from "./sshd.js"
 import { killTmuxServer } from "./support.js"
+
+/** `cco doctor --config DIR`'s output (it exits 1 when any check fails). */
+const doctor = (configDir: string) =>
+  spawnSync(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "doctor", "--config", configDir], { encoding: "utf8", env: { ...process.env, CCO_CLAUDE_PATH: fakeClaudeBin } }).stdout
 
 const useSshd = Effect.acquireRelease(Effect.promise(() => startSshd()), (s) => Effect.sync(() => s.stop()))
 
@@ -69,6 +73,8 @@ describe("hosts: instances on a remote host over SSH", () => {
       expect(launched?.attach).toContain(`tmux -L ${remoteTmux} `)
       expect(log.find((l) => l.event === "instance.launched" && l.instance === "worker-1")?.attach).toContain(`tmux -L ${fixture.socket} `)
       expect(log.some((l) => l.event === "hosts.connected")).toBe(true)
+      // Seen alive and idle there all along: never taken for crashed, never restarted.
+      expect(log.filter((l) => l.event === "instance.restarting" || l.event === "supervisor.error")).toEqual([])
       expect(log.some((l) => l.event === "task.done" && l.instance === "worker-2") || log.some((l) => l.event === "merge.done" && l.from === "worker-2")).toBe(true)
 
       // Both workers' work is on the target branch, pushed by the orchestrator.
@@ -93,13 +99,16 @@ describe("hosts: instances on a remote host over SSH", () => {
     Effect.gen(function*() {
       const sshd = yield* useSshd
       const fixture = yield* useFixture({ workerCount: 2, mockUrl: "http://127.0.0.1:9" })
-      // The server stopped: its port refuses.
-      sshd.kill()
-      yield* Effect.sleep(200)
       const config = JSON.parse(readFileSync(path.join(fixture.configDir, "orchestrator.json"), "utf8")) as Record<string, unknown>
       execFileSync("sh", ["-c", `cat > ${JSON.stringify(path.join(fixture.configDir, "orchestrator.json"))}`], {
         input: JSON.stringify({ ...config, hosts: [{ name: "local" }, remoteHost(sshd)] })
       })
+      // `cco doctor` checks the host: reachable with its key, tmux, git and node there.
+      expect(doctor(fixture.configDir)).toMatch(new RegExp(`ok +host box +${sshd.destination} port ${sshd.port}: reachable`))
+      // The server stopped: its port refuses.
+      sshd.kill()
+      yield* Effect.sleep(200)
+      expect(doctor(fixture.configDir)).toMatch(/FAIL +host box +.*port \d+: .*refused/)
       const run = ccoRun(fixture.configDir, fakeClaudeBin)
       const code = yield* Effect.promise(() => run.exited)
       expect(code).toBe(2)
