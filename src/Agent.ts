@@ -76,6 +76,11 @@ export interface AgentShape {
   /** Stops several instances at once (the wind-down), as `stop` does each. */
   readonly stopMany: (instances: ReadonlyArray<string>) => Effect.Effect<void>
   readonly isAlive: (instance: string) => Effect.Effect<boolean>
+  /**
+   * Whether the instance's last launch left its conversation behind (moved off a host that went down, see
+   * Hosts.ts): it is told who it is again. Asked once per launch.
+   */
+  readonly conversationLost?: (instance: string) => boolean
 }
 
 export class Agent extends Context.Tag("cco/Agent")<Agent, AgentShape>() {}

@@ -77,6 +77,26 @@ export const remoteWorktree = (config: RunSite["config"], runId: string, instanc
   return { host: host.name, repoDir: `${runDir}/repo`, worktree: `${runDir}/worktrees/${instance}` }
 }
 
+/**
+ * A run's hosts as they stand: the hosts found down, and the instances moved from them to this machine (each
+ * with its worktree here). Shared by the routed ports.
+ */
+export interface HostMoves {
+  readonly down: Set<string>
+  /** instance → its worktree here */
+  readonly moved: Map<string, string>
+}
+
+// The moves of the runs going on in this process, by run folder: what state.json shows as each instance's host.
+const runMoves = new Map<string, HostMoves>()
+
+/** The worktree here of an instance moved here from a host that went down. */
+export const movedWorktree = (folder: string, instance: string): string | undefined => runMoves.get(folder)?.moved.get(instance)
+
+/** The host an instance runs on now ("local" once moved here); undefined when the run has no `hosts`. */
+export const hostNow = (config: RunSite["config"], folder: string, instance: string): string | undefined =>
+  config.hosts === undefined ? undefined : runMoves.get(folder)?.moved.has(instance) === true ? LOCAL : placementOf(config).get(instance)
+
 // --- files prepared here, used there ------------------------------------------------------------------------------
 
 /** A FileSystem that keeps everything under `from` (a path on the remote host) in `to` here. */
@@ -150,17 +170,28 @@ const routedGit = (
   runId: string,
   hosts: ReadonlyArray<RunHostSite>,
   placed: ReadonlyMap<string, string>,
-  runLog: Context.Tag.Service<typeof RunLog>
+  runLog: Context.Tag.Service<typeof RunLog>,
+  moves: HostMoves
 ) =>
   Effect.gen(function*() {
     const executor = yield* CommandExecutor.CommandExecutor
     const siteOf = new Map(hosts.map((h) => [h.host.name, h]))
+    // The worktree there of an instance moved here is its worktree here.
+    const remap = (cwd: string | undefined) => {
+      if (cwd === undefined || moves.moved.size === 0) return cwd
+      for (const [instance, here] of moves.moved) {
+        const there = siteOf.get(placed.get(instance) ?? LOCAL)
+        const dir = there === undefined ? undefined : `${there.runDir}/worktrees/${instance}`
+        if (dir !== undefined && (cwd === dir || cwd.startsWith(`${dir}/`))) return `${here}${cwd.slice(dir.length)}`
+      }
+      return cwd
+    }
     const hostOfPath = (cwd: string | undefined) =>
       cwd === undefined ? undefined : hosts.find((h) => cwd === h.runDir || cwd.startsWith(`${h.runDir}/`))
     const branchPrefix = `cco/${runId}/`
     // The remote instance whose branch `name` is.
     const ownerOf = (name: string) => {
-      if (!name.startsWith(branchPrefix)) return undefined
+      if (!name.startsWith(branchPrefix) || moves.moved.has(name.slice(branchPrefix.length))) return undefined
       const host = placed.get(name.slice(branchPrefix.length))
       return host === undefined || host === LOCAL ? undefined : siteOf.get(host)
     }
@@ -242,7 +273,8 @@ const routedGit = (
       Effect.forEach(
         [...new Map(mentioned(args).flatMap((name) => {
           const owner = ownerOf(name)
-          return owner !== undefined && materialised.has(name) ? [[name, owner] as const] : []
+          // A host that is down keeps what it did not hand over.
+          return owner !== undefined && materialised.has(name) && !moves.down.has(owner.host.name) ? [[name, owner] as const] : []
         }))],
         ([name, site]) =>
           locks.get(site.host.name)!.withPermits(1)(
@@ -251,7 +283,8 @@ const routedGit = (
         { discard: true }
       )
 
-    const run = Effect.fn("Git.run")(function*(cwd: string | undefined, args: ReadonlyArray<string>, options: GitCallOptions = {}) {
+    const run = Effect.fn("Git.run")(function*(given: string | undefined, args: ReadonlyArray<string>, options: GitCallOptions = {}) {
+      const cwd = remap(given)
       const site = hostOfPath(cwd)
       if (site === undefined) {
         yield* fetchMentioned(args)
@@ -272,7 +305,8 @@ const routedGit = (
       return seen.stdout
     })
 
-    const status = Effect.fn("Git.status")(function*(cwd: string, args: ReadonlyArray<string> = []) {
+    const status = Effect.fn("Git.status")(function*(given: string, args: ReadonlyArray<string> = []) {
+      const cwd = remap(given)!
       if (hostOfPath(cwd) === undefined) return yield* local.status(cwd, args)
       const out = yield* output(cwd, ["status", "--porcelain", ...args])
       // What cco asks of a status there: whether the worktree is clean.
@@ -284,7 +318,8 @@ const routedGit = (
       return yield* local.branches(cwd, args)
     })
 
-    const withInput = Effect.fn("Git.withInput")(function*(cwd: string, args: ReadonlyArray<string>, input: string) {
+    const withInput = Effect.fn("Git.withInput")(function*(given: string, args: ReadonlyArray<string>, input: string) {
+      const cwd = remap(given)!
       const site = hostOfPath(cwd)
       if (site === undefined) return yield* local.withInput(cwd, args, input)
       yield* ensureClone(site)
@@ -298,8 +333,15 @@ const routedGit = (
 
 // --- tmux and agents over several hosts ---------------------------------------------------------------------------
 
-const routedTmux = (local: TmuxShape, remote: ReadonlyMap<string, TmuxShape>, hostOfSession: (session: string) => string): TmuxShape => {
+const routedTmux = (
+  local: TmuxShape,
+  remote: ReadonlyMap<string, TmuxShape>,
+  hostOfSession: (session: string) => string,
+  /** Asked when a host does not answer: whether it is down (then its sessions are gone). */
+  isDown: (host: string) => Effect.Effect<boolean>
+): TmuxShape => {
   const on = (session: string) => remote.get(hostOfSession(session)) ?? local
+  const hostOfTmux = new Map([...remote].map(([h, t]) => [t, h] as const))
   const all = [local, ...remote.values()]
   const groups = <A extends { readonly name: string } | string>(items: ReadonlyArray<A>) => {
     const by = new Map<TmuxShape, Array<A>>()
@@ -309,10 +351,13 @@ const routedTmux = (local: TmuxShape, remote: ReadonlyMap<string, TmuxShape>, ho
     }
     return [...by]
   }
-  // A host that does not answer shows none of its sessions.
+  // A host that does not answer shows none of its sessions (and is looked at: is it down?).
   const merged = <A>(f: (t: TmuxShape) => Effect.Effect<ReadonlyMap<string, A>, unknown>) =>
     Effect.map(
-      Effect.forEach(all, (t) => t === local ? f(t) : f(t).pipe(Effect.orElseSucceed(() => new Map<string, A>())), { concurrency: "unbounded" }),
+      Effect.forEach(all, (t) =>
+        t === local ? f(t) : f(t).pipe(
+          Effect.catchAll(() => Effect.as(isDown(hostOfTmux.get(t)!), new Map<string, A>()))
+        ), { concurrency: "unbounded" }),
       (maps) => new Map(maps.flatMap((m) => [...m])) as ReadonlyMap<string, A>
     )
   return Tmux.of({
@@ -344,8 +389,16 @@ const routedTmux = (local: TmuxShape, remote: ReadonlyMap<string, TmuxShape>, ho
   })
 }
 
-const routedAgent = (local: AgentShape, remote: ReadonlyMap<string, AgentShape>, hostOf: (instance: string) => string): AgentShape => {
+const routedAgent = (
+  local: AgentShape,
+  remote: ReadonlyMap<string, AgentShape>,
+  hostOf: (instance: string) => string,
+  /** Launches an instance whose host is down here instead (see moveHere). */
+  moveHere: (request: LaunchRequest) => Effect.Effect<number, AgentModule.AgentError> | undefined
+): AgentShape => {
   const on = (instance: string) => remote.get(hostOf(instance)) ?? local
+  // Moved here, its conversation left behind: said once to whoever asks after the launch (Restarts).
+  const lost = new Set<string>()
   const groups = <A>(items: ReadonlyArray<A>, name: (a: A) => string) => {
     const by = new Map<AgentShape, Array<A>>()
     for (const item of items) by.set(on(name(item)), [...(by.get(on(name(item))) ?? []), item])
@@ -356,7 +409,10 @@ const routedAgent = (local: AgentShape, remote: ReadonlyMap<string, AgentShape>,
     version: local.version,
     sessionName: local.sessionName,
     configDir: (instance) => on(instance).configDir(instance),
-    launch: (request) => on(request.instance).launch(request),
+    launch: (request) => {
+      const moving = moveHere(request)
+      return moving === undefined ? on(request.instance).launch(request) : Effect.tap(moving, () => Effect.sync(() => lost.add(request.instance)))
+    },
     launchMany: (requests) =>
       Effect.map(
         Effect.forEach(groups(requests, (r: LaunchRequest) => r.instance), ([a, rs]) => a.launchMany(rs), { concurrency: "unbounded" }),
@@ -367,7 +423,8 @@ const routedAgent = (local: AgentShape, remote: ReadonlyMap<string, AgentShape>,
     interrupt: (instance) => on(instance).interrupt(instance),
     stop: (instance) => on(instance).stop(instance),
     stopMany: (instances) => Effect.forEach(groups(instances, (i: string) => i), ([a, is]) => a.stopMany(is), { concurrency: "unbounded", discard: true }),
-    isAlive: (instance) => on(instance).isAlive(instance)
+    isAlive: (instance) => on(instance).isAlive(instance),
+    conversationLost: (instance) => lost.delete(instance)
   })
 }
 
@@ -444,7 +501,9 @@ export const withHosts = (
   if (remoteHosts.length === 0) return local
   const placed = placementOf(site.config)
   const sites = remoteHosts.map((h) => hostSite(site.folder, site.runId, site.config.tmuxSocket, h))
-  const hostOf = (instance: string) => placed.get(instance) ?? LOCAL
+  const moves: HostMoves = { down: new Set(), moved: new Map() }
+  // Where an instance runs now: where it was placed, or here once moved from a host that went down.
+  const hostOf = (instance: string) => moves.moved.has(instance) ? LOCAL : placed.get(instance) ?? LOCAL
   const prefix = `cco-${site.runId}-`
   const hostOfSession = (session: string) => session.startsWith(prefix) ? hostOf(session.slice(prefix.length)) : LOCAL
   const routed = Layer.scopedContext(Effect.gen(function*() {
@@ -453,6 +512,7 @@ export const withHosts = (
     const localAgent = yield* Agent
     const localGit = yield* Git
     const events = yield* Events
+    yield* Effect.acquireRelease(Effect.sync(() => runMoves.set(site.folder, moves)), () => Effect.sync(() => runMoves.delete(site.folder)))
     yield* Effect.forEach(sites, (s) => connect(s, site.socketPath, site.folder), { concurrency: "unbounded", discard: true })
     yield* runLog.log("hosts.connected", { hosts: sites.map((s) => ({ name: s.host.name, ssh: s.host.ssh, runDir: s.runDir, tmuxSocket: s.tmuxSocket })), placement: Object.fromEntries(placed) })
     const clientScript = site.options.clientCommand[site.options.clientCommand.length - 1]!
@@ -460,12 +520,62 @@ export const withHosts = (
     const tmuxes = new Map<string, TmuxShape>()
     const executor = yield* CommandExecutor.CommandExecutor
     for (const s of sites) tmuxes.set(s.host.name, yield* TmuxLive.makeLive(s.tmuxSocket, { remote: transportFor(s, executor) }))
-    const git = yield* routedGit(localGit, `${site.folder}/repo`, site.runId, sites, placed, runLog)
-    const worktree = yield* Layer.build(Worktree.DefaultWithoutDependencies.pipe(Layer.provide(Layer.succeed(Git, git))))
-    return Context.make(Tmux, routedTmux(localTmux, tmuxes, hostOfSession)).pipe(
-      Context.add(Agent, routedAgent(localAgent, agents, hostOf)),
+    const localRepo = `${site.folder}/repo`
+    const git = yield* routedGit(localGit, localRepo, site.runId, sites, placed, runLog, moves)
+    const worktree = Context.get(yield* Layer.build(Worktree.DefaultWithoutDependencies.pipe(Layer.provide(Layer.succeed(Git, git)))), Worktree)
+
+    // A host that does not answer is looked at once more (its master connection, reopened if it went); if it
+    // cannot be reached it is down: its sessions count as gone, and its instances are started here when restarted.
+    const checks = new Map(yield* Effect.forEach(sites, (s) => Effect.map(Effect.makeSemaphore(1), (lock) => [s.host.name, lock] as const)))
+    const isDown = (name: string) =>
+      Effect.suspend(() => {
+        const s = sites.find((x) => x.host.name === name)
+        if (s === undefined || moves.down.has(name)) return Effect.succeed(s !== undefined)
+        return checks.get(name)!.withPermits(1)(Effect.gen(function*() {
+          if (moves.down.has(name)) return true
+          if (yield* Ssh.masterAlive(s.target)) return false
+          const back = yield* Ssh.startMaster(s.target, `${site.folder}/ssh-${name}.log`).pipe(
+            Effect.zipRight(Ssh.forwardSocket(s.target, s.socketPath, site.socketPath)),
+            Effect.either
+          )
+          if (back._tag === "Right") {
+            yield* runLog.log("host.reconnected", { host: name })
+            return false
+          }
+          moves.down.add(name)
+          const instances = [...placed].filter(([, h]) => h === name).map(([i]) => i)
+          yield* runLog.log("host.down", { host: name, message: back.left.message, instances })
+          return true
+        }))
+      }).pipe(Effect.provideService(CommandExecutor.CommandExecutor, executor))
+
+    // An instance of a host that is down starts here: a worktree of its branch as this machine has it (what it
+    // handed over: the work it reported), its conversation and whatever it had not handed over left behind.
+    const moveHere = (request: LaunchRequest) => {
+      const from = placed.get(request.instance)
+      if (from === undefined || from === LOCAL || moves.moved.has(request.instance) || !moves.down.has(from)) return undefined
+      return Effect.gen(function*() {
+        const here = `${site.folder}/worktrees/${request.instance}`
+        const branch = `cco/${site.runId}/${request.instance}`
+        const fail = (e: { readonly message: string }) => new AgentModule.AgentError({ instance: request.instance, operation: "move here", message: e.message })
+        yield* worktree.addWorktree(localRepo, here, branch).pipe(Effect.mapError(fail))
+        const commit = yield* worktree.headCommit(localRepo, `refs/heads/${branch}`).pipe(Effect.mapError(fail))
+        moves.moved.set(request.instance, here)
+        yield* runLog.log("instance.moved", {
+          instance: request.instance,
+          from,
+          to: LOCAL,
+          worktree: here,
+          commit,
+          lost: `what ${request.instance} had not handed over on ${from} (uncommitted changes, commits after ${commit.slice(0, 10)}, its conversation) stays there`
+        })
+        return yield* localAgent.launch({ ...request, worktree: here, continueSession: false })
+      })
+    }
+    return Context.make(Tmux, routedTmux(localTmux, tmuxes, hostOfSession, isDown)).pipe(
+      Context.add(Agent, routedAgent(localAgent, agents, hostOf, moveHere)),
       Context.add(Git, git),
-      Context.add(Worktree, Context.get(worktree, Worktree)),
+      Context.add(Worktree, worktree),
       Context.add(Events, events)
     )
   }))

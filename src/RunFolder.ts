@@ -5,7 +5,7 @@ import type * as Path from "@effect/platform/Path"
 import { Duration, Effect, Ref } from "effect"
 import * as Debounce from "./Debounce.js"
 import * as H from "./Hierarchy.js"
-import { placementOf } from "./Hosts.js"
+import { hostNow, movedWorktree } from "./Hosts.js"
 import { type Instance, type RunContext, statusName } from "./RunContext.js"
 import { LOCK_FILE, type RunState } from "./RunState.js"
 import { taskLine } from "./Status.js"
@@ -21,13 +21,13 @@ export const holdLock = (fs: FileSystem.FileSystem, path: Path.Path, folder: str
 
 const instanceState = (ctx: RunContext, b: H.Board, costOf: ReadonlyMap<string, number>) => (i: Instance) => {
   const task = H.currentTask(b, i.spec.name)
-  const host = ctx.config.hosts === undefined ? undefined : placementOf(ctx.config).get(i.spec.name)
+  const host = hostNow(ctx.config, ctx.run.folder, i.spec.name)
   return {
     name: i.spec.name,
     role: i.spec.role,
     ...(i.spec.lead === undefined ? {} : { lead: i.spec.lead }),
     branch: i.spec.branch,
-    worktree: i.worktree,
+    worktree: movedWorktree(ctx.run.folder, i.spec.name) ?? i.worktree,
     session: ctx.agent.sessionName(i.spec.name),
     status: statusName(i.phase),
     generation: i.generation,

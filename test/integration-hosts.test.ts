@@ -95,6 +95,41 @@ describe("hosts: instances on a remote host over SSH", () => {
       expect(sessions.stdout.trim()).toBe("")
     }), { timeout: 180_000 })
 
+  it.scopedLive("the remote host drops mid-run: detected, its worker restarted here from its branch, the loss reported, the run completes", () =>
+    Effect.gen(function*() {
+      const sshd = yield* useSshd
+      // Each model answer takes a while: worker-2 is still at its task when its host drops.
+      const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 1_500 })
+      const fixture = yield* useFixture({
+        workerCount: 2,
+        mockUrl: mock.url,
+        extra: { hosts: [{ name: "local" }, remoteHost(sshd)], healthCheckIntervalSeconds: 2 }
+      })
+      yield* useRemoteTmux(fixture.socket)
+      let dropped = false
+      const summary = yield* runFixture(fixture, fakeClaudeBin, (line) => {
+        if (!dropped && line.event === "prompt.delivered" && line.instance === "worker-2") {
+          dropped = true
+          sshd.drop()
+        }
+      })
+      expect(dropped).toBe(true)
+      expect(summary.reason).toBe("project-done")
+      const log = readLog(summary.runFolder)
+      expect(log.find((l) => l.event === "host.down")).toMatchObject({ host: "box", instances: ["worker-2"] })
+      const moved = log.find((l) => l.event === "instance.moved")
+      expect(moved).toMatchObject({ instance: "worker-2", from: "box", to: "local", worktree: path.join(summary.runFolder, "worktrees", "worker-2") })
+      expect(String(moved?.lost)).toMatch(/uncommitted changes/)
+      // Restarted here, told its task again; its work reached the target branch.
+      const launches = log.filter((l) => l.event === "instance.launched" && l.instance === "worker-2")
+      expect(launches.at(-1)?.attach).toContain(`tmux -L ${fixture.socket} `)
+      expect(filesOn(fixture.bare, "main")).toContain("src/em-1/worker-2.js")
+      const state = JSON.parse(readFileSync(path.join(summary.runFolder, "state.json"), "utf8")) as {
+        instances: Array<{ name: string; host?: string; worktree: string }>
+      }
+      expect(state.instances.find((i) => i.name === "worker-2")).toMatchObject({ host: "local", worktree: path.join(summary.runFolder, "worktrees", "worker-2") })
+    }), { timeout: 180_000 })
+
   it.scopedLive("an unreachable host is a clear error at start, exit 2, nothing started", () =>
     Effect.gen(function*() {
       const sshd = yield* useSshd

@@ -16,8 +16,10 @@ export interface Sshd {
   readonly identityFile: string
   readonly knownHostsFile: string
   readonly pid: number
-  /** Stops the server (SIGTERM to its pid): its connections go with it. */
+  /** Stops the server (SIGTERM to its pid); connections made before stay. */
   readonly kill: () => void
+  /** The host drops off the network: the server and every connection it serves killed (SIGKILL, by pid). */
+  readonly drop: () => void
   /** Stops the server and removes its files. */
   readonly stop: () => void
 }
@@ -82,6 +84,15 @@ export const startSshd = async (): Promise<Sshd> => {
       process.kill(pid, "SIGTERM")
     } catch { /* gone */ }
   }
+  const drop = () => {
+    const table = execFileSync("ps", ["-eo", "pid=,ppid="], { encoding: "utf8" }).trim().split("\n").map((l) => l.trim().split(/\s+/).map(Number))
+    const below = (p: number): Array<number> => table.filter(([, pp]) => pp === p).flatMap(([c]) => [c!, ...below(c!)])
+    for (const p of [...below(pid), pid]) {
+      try {
+        process.kill(p, "SIGKILL")
+      } catch { /* gone */ }
+    }
+  }
   const stop = () => {
     kill()
     rmSync(dir, { recursive: true, force: true })
@@ -93,5 +104,5 @@ export const startSshd = async (): Promise<Sshd> => {
     }
     await new Promise((r) => setTimeout(r, 50))
   }
-  return { port, dir, destination: `${userInfo().username}@127.0.0.1`, identityFile, knownHostsFile, pid, kill, stop }
+  return { port, dir, destination: `${userInfo().username}@127.0.0.1`, identityFile, knownHostsFile, pid, kill, drop, stop }
 }
