@@ -68,6 +68,23 @@ export const hostSite = (folder: string, runId: string, tmuxSocket: string, host
   }
 }
 
+/** The remote hosts of a run as state.json keeps them (what `cco cleanup` needs to reach them). */
+export const hostStates = (config: RunSite["config"], folder: string, runId: string) =>
+  usedRemoteHosts(config).map((h) => {
+    const s = hostSite(folder, runId, config.tmuxSocket, h)
+    return {
+      name: h.name,
+      ssh: h.ssh ?? h.name,
+      port: h.port,
+      ...(h.identityFile === undefined ? {} : { identityFile: h.identityFile }),
+      ...(h.knownHostsFile === undefined ? {} : { knownHostsFile: h.knownHostsFile }),
+      strictHostKeyChecking: h.strictHostKeyChecking,
+      runDir: s.runDir,
+      tmuxSocket: s.tmuxSocket,
+      controlPath: s.target.controlPath
+    }
+  })
+
 /** An instance's worktree and the clone it belongs to when it runs on a remote host; undefined when local. */
 export const remoteWorktree = (config: RunSite["config"], runId: string, instance: string) => {
   const hostName = placementOf(config).get(instance)

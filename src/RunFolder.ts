@@ -5,7 +5,7 @@ import type * as Path from "@effect/platform/Path"
 import { Duration, Effect, Ref } from "effect"
 import * as Debounce from "./Debounce.js"
 import * as H from "./Hierarchy.js"
-import { hostNow, movedWorktree } from "./Hosts.js"
+import { hostNow, hostStates, movedWorktree } from "./Hosts.js"
 import { type Instance, type RunContext, statusName } from "./RunContext.js"
 import { LOCK_FILE, type RunState } from "./RunState.js"
 import { taskLine } from "./Status.js"
@@ -83,7 +83,8 @@ export const makeStateWriter = (ctx: RunContext) =>
           instances: c.users,
           limits: c.rateLimits
         })),
-        costUsd: costs.total.usd
+        costUsd: costs.total.usd,
+        ...(ctx.config.hosts === undefined ? {} : { hosts: hostStates(ctx.config, run.folder, run.runId) })
       }
       yield* runLog.writeState(state)
     }))

@@ -130,6 +130,44 @@ describe("hosts: instances on a remote host over SSH", () => {
       expect(state.instances.find((i) => i.name === "worker-2")).toMatchObject({ host: "local", worktree: path.join(summary.runFolder, "worktrees", "worker-2") })
     }), { timeout: 180_000 })
 
+  it.scopedLive("cco cleanup after a kill -9 of the orchestrator removes the sessions and worktrees on both hosts", () =>
+    Effect.gen(function*() {
+      const sshd = yield* useSshd
+      // Slow answers: the team is still at work when the orchestrator is killed.
+      const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 3_000 })
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, extra: { hosts: [{ name: "local" }, remoteHost(sshd)] } })
+      const remoteTmux = yield* useRemoteTmux(fixture.socket)
+      const run = ccoRun(fixture.configDir, fakeClaudeBin)
+      const folder = path.join(fixture.configDir, "logs", "latest")
+      const launched = () => readLog(folder).some((l) => l.event === "run.started")
+      for (let i = 0; i < 600 && !launched() && run.child.exitCode === null; i++) yield* Effect.sleep(100)
+      expect(launched()).toBe(true)
+      yield* Effect.sleep(500)
+      // The orchestrator (the pid in cco.lock; bin/cco.js may run it in a child process) dies at once.
+      process.kill(Number(readFileSync(path.join(folder, "cco.lock"), "utf8").trim()), "SIGKILL")
+      run.child.kill("SIGKILL")
+      yield* Effect.promise(() => run.exited)
+      const runId = path.basename(readFileSync(path.join(folder, "state.json"), "utf8").match(/"runFolder": "([^"]+)"/)![1]!)
+      const workdir = path.join(sshd.dir, "box", runId)
+      const sessionsOn = (socket: string) =>
+        spawnSync("tmux", ["-L", socket, "list-sessions", "-F", "#{session_name}"], { encoding: "utf8" }).stdout.split("\n").filter((s) => s.startsWith(`cco-${runId}-`))
+      // Left behind: sessions and worktrees here and there, and the SSH master connection.
+      expect(sessionsOn(fixture.socket).sort()).toEqual([`cco-${runId}-em-1`, `cco-${runId}-worker-1`])
+      expect(sessionsOn(remoteTmux)).toEqual([`cco-${runId}-worker-2`])
+      expect(existsSync(path.join(workdir, "worktrees", "worker-2"))).toBe(true)
+
+      const cleanup = spawnSync(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "cleanup", "--config", fixture.configDir], { encoding: "utf8" })
+      expect(cleanup.status, cleanup.stdout + cleanup.stderr).toBe(0)
+      expect(cleanup.stdout).toContain(`box:cco-${runId}-worker-2`)
+      expect(sessionsOn(fixture.socket)).toEqual([])
+      expect(sessionsOn(remoteTmux)).toEqual([])
+      expect(existsSync(path.join(workdir, "worktrees", "worker-2"))).toBe(false)
+      expect(existsSync(path.join(folder, "worktrees", "worker-1"))).toBe(false)
+      // The master connection the dead orchestrator left is gone too.
+      const state = JSON.parse(readFileSync(path.join(folder, "state.json"), "utf8")) as { hosts: Array<{ controlPath: string }> }
+      expect(existsSync(state.hosts[0]!.controlPath)).toBe(false)
+    }), { timeout: 180_000 })
+
   it.scopedLive("an unreachable host is a clear error at start, exit 2, nothing started", () =>
     Effect.gen(function*() {
       const sshd = yield* useSshd
