@@ -7,9 +7,10 @@
 // reads them; pushes to origin go from the run's clone.
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, Layer, PubSub, Queue } from "effect"
 import type { StatusResult } from "simple-git"
 import * as AgentModule from "./Agent.js"
+import { coalesced } from "./Coalesce.js"
 import { Agent, type AgentSettings, type AgentShape, type LaunchRequest } from "./Agent.js"
 import { Events } from "./Events.js"
 import { exec } from "./Exec.js"
@@ -133,9 +134,28 @@ const stagedFileSystem = (fs: FileSystem.FileSystem, from: string, to: string): 
 
 /** Copies the staging dir over to the run's folder there (tar through ssh): config dirs, bin/, token digests. */
 const syncStaging = (site: RunHostSite) =>
-  exec("sh", ["-c", `tar -C ${shellQuote(site.stagingDir)} -cf - . | ssh ${Ssh.sshOptions(site.host, site.target.controlPath).map(shellQuote).join(" ")} ${shellQuote(site.host.ssh ?? site.host.name)} -- ${shellQuote(`sh -c ${shellQuote(`mkdir -p ${shellQuote(site.runDir)} && tar -C ${shellQuote(site.runDir)} -xf -`)}`)}`]).pipe(
+  // The transcripts (projects/) are the host's: only ever copied from there (transcriptsBack), never over them.
+  exec("sh", ["-c", `tar -C ${shellQuote(site.stagingDir)} --exclude=./instances/*/claude/projects --exclude=./.sync-* -cf - . | ssh ${Ssh.sshOptions(site.host, site.target.controlPath).map(shellQuote).join(" ")} ${shellQuote(site.host.ssh ?? site.host.name)} -- ${shellQuote(`sh -c ${shellQuote(`mkdir -p ${shellQuote(site.runDir)} && tar -C ${shellQuote(site.runDir)} -xf -`)}`)}`]).pipe(
     Effect.flatMap((r) => r.exitCode === 0 ? Effect.void : Effect.fail(new Error(`copying files to ${site.host.name} failed: ${r.stderr.trim()}`)))
   )
+
+/**
+ * The instance's transcripts (its config dir's projects/) copied from the host into the staging dir, where cost
+ * tracking reads them: each file replaced whole by a rename, so a reader sees the old copy or the new one.
+ */
+const transcriptsBack = (site: RunHostSite, instance: string) => {
+  const q = shellQuote
+  const dest = `${site.stagingDir}/instances/${instance}/claude`
+  const remote = `sh -c ${q(`tar -C ${q(`${site.runDir}/instances/${instance}/claude`)} -cf - projects 2>/dev/null || true`)}`
+  const ssh = ["ssh", ...Ssh.sshOptions(site.host, site.target.controlPath), site.host.ssh ?? site.host.name, "--", remote].map(q).join(" ")
+  const script = [
+    `mkdir -p ${q(dest)} && T=$(mktemp -d ${q(site.stagingDir)}/.sync-XXXXXX) || exit 0`,
+    `${ssh} | tar -C "$T" -xf - 2>/dev/null`,
+    `(cd "$T" && find . -type f | while IFS= read -r f; do mkdir -p ${q(dest)}/"$(dirname "$f")" && mv -f "$f" ${q(dest)}/"$f"; done)`,
+    `rm -rf "$T"`
+  ].join("\n")
+  return exec("sh", ["-c", script]).pipe(Effect.ignore)
+}
 
 // --- tmux there ---------------------------------------------------------------------------------------------------
 
@@ -411,7 +431,11 @@ const routedAgent = (
   remote: ReadonlyMap<string, AgentShape>,
   hostOf: (instance: string) => string,
   /** Launches an instance whose host is down here instead (see moveHere). */
-  moveHere: (request: LaunchRequest) => Effect.Effect<number, AgentModule.AgentError> | undefined
+  moveHere: (request: LaunchRequest) => Effect.Effect<number, AgentModule.AgentError> | undefined,
+  /** Where the transcripts of an instance are read here (a remote instance's: their copy in the staging dir). */
+  configDirHere: (instance: string) => string | undefined,
+  /** After an instance stopped: its last transcript lines fetched. */
+  stopped: (instance: string) => Effect.Effect<void>
 ): AgentShape => {
   const on = (instance: string) => remote.get(hostOf(instance)) ?? local
   // Moved here, its conversation left behind: said once to whoever asks after the launch (Restarts).
@@ -425,7 +449,7 @@ const routedAgent = (
     settings: local.settings,
     version: local.version,
     sessionName: local.sessionName,
-    configDir: (instance) => on(instance).configDir(instance),
+    configDir: (instance) => configDirHere(instance) ?? on(instance).configDir(instance),
     launch: (request) => {
       const moving = moveHere(request)
       return moving === undefined ? on(request.instance).launch(request) : Effect.tap(moving, () => Effect.sync(() => lost.add(request.instance)))
@@ -438,8 +462,12 @@ const routedAgent = (
     attach: (instance, generation) => on(instance).attach(instance, generation),
     deliver: (instance, text) => on(instance).deliver(instance, text),
     interrupt: (instance) => on(instance).interrupt(instance),
-    stop: (instance) => on(instance).stop(instance),
-    stopMany: (instances) => Effect.forEach(groups(instances, (i: string) => i), ([a, is]) => a.stopMany(is), { concurrency: "unbounded", discard: true }),
+    stop: (instance) => Effect.zipRight(on(instance).stop(instance), stopped(instance)),
+    stopMany: (instances) =>
+      Effect.zipRight(
+        Effect.forEach(groups(instances, (i: string) => i), ([a, is]) => a.stopMany(is), { concurrency: "unbounded", discard: true }),
+        Effect.forEach(instances, stopped, { concurrency: 4, discard: true })
+      ),
     isAlive: (instance) => on(instance).isAlive(instance),
     conversationLost: (instance) => lost.delete(instance)
   })
@@ -589,8 +617,26 @@ export const withHosts = (
         return yield* localAgent.launch({ ...request, worktree: here, continueSession: false })
       })
     }
+    // Transcripts of remote instances come over after each turn, tool use and stop (cost tracking reads them here).
+    const siteOfInstance = (instance: string) => sites.find((s) => s.host.name === placed.get(instance))
+    const syncs = new Map(yield* Effect.forEach([...placed.keys()].filter((i) => siteOfInstance(i) !== undefined), (i) =>
+      Effect.map(coalesced(transcriptsBack(siteOfInstance(i)!, i).pipe(Effect.provideService(CommandExecutor.CommandExecutor, executor))), (sync) => [i, sync] as const)))
+    const fetchTranscripts = (instance: string) => {
+      const site = siteOfInstance(instance)
+      return site === undefined || moves.moved.has(instance) || moves.down.has(site.host.name) ? Effect.void : syncs.get(instance)!
+    }
+    const hooks = yield* PubSub.subscribe(events.hooks)
+    yield* Queue.take(hooks).pipe(
+      Effect.flatMap((e) => ["Stop", "PostToolUse", "StopFailure", "SessionEnd"].includes(e.hook) ? Effect.fork(fetchTranscripts(e.instance)) : Effect.void),
+      Effect.forever,
+      Effect.forkScoped
+    )
+    const configDirHere = (instance: string) => {
+      const site = siteOfInstance(instance)
+      return site === undefined || moves.moved.has(instance) ? undefined : `${site.stagingDir}/instances/${instance}/claude`
+    }
     return Context.make(Tmux, routedTmux(localTmux, tmuxes, hostOfSession, isDown)).pipe(
-      Context.add(Agent, routedAgent(localAgent, agents, hostOf, moveHere)),
+      Context.add(Agent, routedAgent(localAgent, agents, hostOf, moveHere, configDirHere, fetchTranscripts)),
       Context.add(Git, git),
       Context.add(Worktree, worktree),
       Context.add(Events, events)

@@ -84,6 +84,11 @@ describe("hosts: instances on a remote host over SSH", () => {
       const commit = git(fixture.bare, "log", "--format=%H", "-n", "1", `cco/${summary.runId}/worker-2`)
       expect(git(fixture.bare, "merge-base", "--is-ancestor", commit, "main")).toBe("")
 
+      // Its transcripts came over SSH: its cost is counted (from their copy here), like the others'.
+      const costOf = (name: string) => summary.costs.instances.find((i) => i.name === name)?.usd ?? 0
+      expect(costOf("worker-2")).toBeGreaterThan(0)
+      expect(costOf("worker-2")).toBeCloseTo(costOf("worker-1"), 6)
+
       // `cco status` shows where each instance ran.
       const text = yield* snapshot(summary.runFolder).pipe(Effect.map(renderStatus), Effect.provide(NodeContext.layer))
       expect(text).toMatch(/NAME\s+ROLE\s+HOST/)
