@@ -24,6 +24,9 @@ export const readResumable = (folder: string) =>
     const text = yield* readRegularFile(path.join(folder, STATE_FILE), MAX_BYTES.state).pipe(Effect.mapError(() => fail("it has no readable state.json")))
     const state = yield* decodeRunState(text).pipe(Effect.mapError(() => fail("its state.json is unreadable")))
     if (state.endedAt !== undefined) return yield* fail(`it already ended (${state.endReason ?? "unknown"}) at ${state.endedAt}`)
+    if (state.hosts !== undefined && state.hosts.length > 0) {
+      return yield* fail(`it ran instances on remote hosts (${state.hosts.map((h) => h.name).join(", ")}), and such a run cannot be resumed yet; \`cco cleanup\` removes what it left there`)
+    }
     const lock = yield* readRegularFile(path.join(folder, LOCK_FILE), MAX_BYTES.lock).pipe(Effect.option)
     const pid = Option.isSome(lock) ? Number(lock.value.trim()) : NaN
     if (pid !== process.pid && isAlive(pid)) return yield* fail(`its orchestrator is still running (pid ${pid})`)

@@ -76,6 +76,9 @@ describe("config hosts", () => {
       expect((yield* problem({ ...minimal, hosts: [{ ...box, ssh: "-oProxyCommand=x" }] })).summary).toMatch(/^hosts\[0\]\.ssh: must be "user@host" or "host"/)
       expect((yield* problem({ ...minimal, hosts: [{ ...box, port: 70000 }] })).summary).toBe("hosts[0].port: must be a port from 1 to 65535, got 70000")
       expect((yield* problem({ ...minimal, hosts: [] })).summary).toMatch(/^hosts: must list at least one host/)
+      expect((yield* problem({ ...minimal, setupCommand: "npm ci", hosts: [box] })).summary).toBe(
+        "setupCommand: runs only on this machine so far, so it cannot be combined with remote hosts (hosts)"
+      )
       // 4 workers and their EM do not fit on one local slot and two remote ones.
       expect(yield* problem({ ...minimal, hosts: [{ name: "local", maxInstances: 1 }, { ...box, maxInstances: 2 }] })).toEqual({
         field: "hosts",

@@ -161,6 +161,15 @@ describe("hosts: instances on a remote host over SSH", () => {
       expect(sessionsOn(remoteTmux)).toEqual([`cco-${runId}-worker-2`])
       expect(existsSync(path.join(workdir, "worktrees", "worker-2"))).toBe(true)
 
+      // Such a run is not resumed (yet): said plainly, nothing touched.
+      const resume = spawnSync(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "run", "--config", fixture.configDir, "--resume", folder], {
+        encoding: "utf8",
+        env: { ...process.env, CCO_CLAUDE_PATH: fakeClaudeBin }
+      })
+      expect(resume.status).not.toBe(0)
+      expect(resume.stderr).toContain("it ran instances on remote hosts (box), and such a run cannot be resumed yet")
+      expect(sessionsOn(remoteTmux)).toEqual([`cco-${runId}-worker-2`])
+
       const cleanup = spawnSync(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "cleanup", "--config", fixture.configDir], { encoding: "utf8" })
       expect(cleanup.status, cleanup.stdout + cleanup.stderr).toBe(0)
       expect(cleanup.stdout).toContain(`box:cco-${runId}-worker-2`)
