@@ -331,6 +331,8 @@ const routedGit = (
         yield* fetchMentioned(args)
         return yield* local.run(localRepo, args, options)
       }
+      // Per-call config may hold a URL with credentials: it never goes into a command line there.
+      if (Object.keys(options.config ?? {}).length > 0) return yield* gitError(`git ${args.join(" ")}`, `${site.host.name}:${cwd}`, "per-call config is not sent to a remote host")
       yield* ensureClone(site)
       yield* locks.get(site.host.name)!.withPermits(1)(pushMentioned(site, args))
       return yield* remoteRun(site, cwd!, args, options)
