@@ -30,13 +30,13 @@ const remoteGitEnv = (options: GitCallOptions): Record<string, string> => {
 }
 
 // Branch names an argument may mention: `a..b`, `a...b`, `refs/heads/a`, `a^{commit}`, `a~2`, `a:b`.
-const mentioned = (args: ReadonlyArray<string>): ReadonlyArray<string> =>
+export const mentioned = (args: ReadonlyArray<string>): ReadonlyArray<string> =>
   [...new Set(args.filter((a) => !a.startsWith("-")).flatMap((a) => a.split(/\.\.\.?|:/)).map((a) =>
     a.replace(/^\+/, "").replace(/^refs\/heads\//, "").replace(/[\^~].*$/, "")
   ).filter((a) => /^[A-Za-z0-9._/-]+$/.test(a) && !a.startsWith("/")))]
 
 // Calls in a remote worktree that are about origin: made from the run's clone (the branch fetched first).
-const aboutOrigin = (args: ReadonlyArray<string>) =>
+export const aboutOrigin = (args: ReadonlyArray<string>) =>
   args[0] === "push" ||
   (args[0] === "update-ref" && (args[1] ?? "").startsWith("refs/remotes/")) ||
   (args[0] === "config" && args.some((a) => /^(remote|branch)\./.test(a)))

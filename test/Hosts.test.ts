@@ -9,6 +9,7 @@ import * as Config from "../src/Config.js"
 import * as H from "../src/Hierarchy.js"
 import { placementOf, remoteWorktree } from "../src/Hosts.js"
 import { placement, resolveHosts } from "../src/HostsConfig.js"
+import { aboutOrigin, mentioned } from "../src/HostsGit.js"
 import { tempDir } from "./support.js"
 
 const minimal = { repositoryUrl: "https://example.test/org/repo.git", workerCount: 4 }
@@ -124,4 +125,25 @@ describe("placement", () => {
       })
       expect(remoteWorktree(result.right, "2026-01-01_00-00-00", "worker-1")).toBeUndefined()
     }).pipe(Effect.scoped))
+})
+
+describe("git over hosts: which branches a command names, and what is about origin", () => {
+  it("branch names in ranges, refs, revisions and refspecs; never options or paths", () => {
+    expect(mentioned(["rev-list", "--count", "cco/r/em-1..cco/r/worker-2"])).toEqual(["rev-list", "cco/r/em-1", "cco/r/worker-2"])
+    expect(mentioned(["diff", "--stat", "main...cco/r/worker-10"])).toEqual(["diff", "main", "cco/r/worker-10"])
+    expect(mentioned(["rev-parse", "--verify", "refs/heads/cco/r/worker-2^{commit}"])).toEqual(["rev-parse", "cco/r/worker-2"])
+    expect(mentioned(["push", "--quiet", "cco-origin", "0123abc:refs/heads/cco/r/worker-2"])).toEqual(["push", "cco-origin", "0123abc", "cco/r/worker-2"])
+    expect(mentioned(["worktree", "add", "--quiet", "--no-checkout", "/srv/cco/r/worktrees/worker-2", "cco/r/worker-2"])).toEqual(["worktree", "add", "cco/r/worker-2"])
+    expect(mentioned(["merge", "--no-ff", "-m", "Merge worker-2 (cco/r/worker-2) into main", "HEAD~1"])).toEqual(["merge", "HEAD"])
+  })
+
+  it("pushes, remote-tracking refs and remote or branch config are made from the run's clone", () => {
+    expect(aboutOrigin(["push", "--quiet", "cco-origin", "a:refs/heads/b"])).toBe(true)
+    expect(aboutOrigin(["update-ref", "refs/remotes/origin/b", "a"])).toBe(true)
+    expect(aboutOrigin(["config", "--get", "remote.origin.url"])).toBe(true)
+    expect(aboutOrigin(["config", "--local", "branch.b.remote", "origin"])).toBe(true)
+    expect(aboutOrigin(["update-ref", "refs/heads/b", "a"])).toBe(false)
+    expect(aboutOrigin(["config", "--get-regexp", "^user\\.(name|email)$"])).toBe(false)
+    expect(aboutOrigin(["status", "--porcelain"])).toBe(false)
+  })
 })
