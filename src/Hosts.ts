@@ -9,7 +9,7 @@ import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { Context, Effect, Layer, PubSub, Queue } from "effect"
 import * as AgentModule from "./Agent.js"
-import { Agent, type AgentSettings, type LaunchRequest } from "./Agent.js"
+import { Agent, type AgentSettings, type AgentShape, type LaunchRequest } from "./Agent.js"
 import { coalesced } from "./Coalesce.js"
 import { Events } from "./Events.js"
 import { exec } from "./Exec.js"
@@ -224,13 +224,29 @@ const remoteAgent = (site: RunHostSite, settings: AgentSettings, clientScript: s
       ...(settings.extraEnv === undefined ? {} : { extraEnv: settings.extraEnv }),
       remote: true
     }
-    return yield* AgentModule.make(remoteSettings).pipe(
+    const agent = yield* AgentModule.make(remoteSettings).pipe(
       Effect.provideService(Tmux, hostTmux),
       Effect.provideService(Events, { ...events, socketPath: site.socketPath, hookUrl: undefined }),
       Effect.provideService(RunLog, { ...runLog, sessionLogPath: (instance: string) => `${site.runDir}/session-${instance}.log` }),
       Effect.provideService(FileSystem.FileSystem, stagedFileSystem(fs, site.runDir, site.stagingDir)),
       Effect.provideService(CommandExecutor.CommandExecutor, Ssh.remoteExecutor(executor, site.target))
     )
+    // A login kept in a file (~/.claude/.credentials.json, a login dir) stays on this machine: its refresh token is
+    // single-use, and a copy refreshed elsewhere would log out every instance here. There, a credential travels in
+    // the environment only: an API key, an auth token, or a CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`.
+    const usable = (request: LaunchRequest) =>
+      Object.keys(request.credential.env).length > 0 && request.credential.loginDir === undefined
+        ? Effect.void
+        : Effect.fail(new AgentModule.AgentError({
+          instance: request.instance,
+          operation: "launch",
+          message: `credential ${request.credential.name} is a login kept in a file, which cco does not copy to ${site.host.name}; instances there need an API key or a CLAUDE_CODE_OAUTH_TOKEN (claude setup-token)`
+        }))
+    return {
+      ...agent,
+      launch: (request) => Effect.zipRight(usable(request), agent.launch(request)),
+      launchMany: (requests) => Effect.zipRight(Effect.forEach(requests, usable, { discard: true }), agent.launchMany(requests))
+    } satisfies AgentShape
   })
 
 /**

@@ -182,6 +182,17 @@ describe("hosts: instances on a remote host over SSH", () => {
       expect(existsSync(state.hosts[0]!.controlPath)).toBe(false)
     }), { timeout: 180_000 })
 
+  it.scopedLive("a login kept in a file is not copied to a remote host: its instance is refused with the reason", () =>
+    Effect.gen(function*() {
+      const sshd = yield* useSshd
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: "http://127.0.0.1:9", extra: { authMode: "oauth", hosts: [{ name: "local" }, remoteHost(sshd)] } })
+      const remoteTmux = yield* useRemoteTmux(fixture.socket)
+      const error = yield* runFixture(fixture, fakeClaudeBin).pipe(Effect.flip)
+      expect(error.message).toContain("worker-2: launch: credential oauth is a login kept in a file, which cco does not copy to box; instances there need an API key or a CLAUDE_CODE_OAUTH_TOKEN")
+      const sessions = spawnSync("tmux", ["-L", remoteTmux, "list-sessions"], { encoding: "utf8" })
+      expect(sessions.stdout.trim()).toBe("")
+    }), { timeout: 120_000 })
+
   it.scopedLive("an unreachable host is a clear error at start, exit 2, nothing started", () =>
     Effect.gen(function*() {
       const sshd = yield* useSshd
