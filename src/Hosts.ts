@@ -13,7 +13,7 @@ import { Agent, type AgentSettings, type AgentShape, type LaunchRequest } from "
 import { coalesced } from "./Coalesce.js"
 import { Events } from "./Events.js"
 import { exec } from "./Exec.js"
-import { Git } from "./Git.js"
+import { Git, gitError } from "./Git.js"
 import * as H from "./Hierarchy.js"
 import { type HostConfig, isRemote, LOCAL, placement, remoteRunDir } from "./HostsConfig.js"
 import { routedGit } from "./HostsGit.js"
@@ -25,7 +25,7 @@ import { shellQuote } from "./Shell.js"
 import * as Ssh from "./Ssh.js"
 import { type SessionSpec, Tmux, type TmuxShape } from "./Tmux.js"
 import * as TmuxLive from "./TmuxLive.js"
-import { Worktree } from "./Worktree.js"
+import { envFileNames, Worktree } from "./Worktree.js"
 
 /** A remote host as one run uses it. */
 export interface RunHostSite {
@@ -282,6 +282,33 @@ export const withHosts = (
     const executor = yield* CommandExecutor.CommandExecutor
     for (const s of sites) tmuxes.set(s.host.name, yield* TmuxLive.makeLive(s.tmuxSocket, { remote: transportFor(s, executor) }))
     const localRepo = `${site.folder}/repo`
+    const fs = yield* FileSystem.FileSystem
+    // .env / .env.local into a worktree there (their text over ssh's stdin), listed in that clone's info/exclude;
+    // one that is committed comes with its branch and is left alone, as here.
+    const copyEnvFilesThere = (source: string, dir: string) => {
+      const there = sites.find((s) => dir.startsWith(`${s.runDir}/`))
+      if (there === undefined) return undefined
+      return Effect.gen(function*() {
+        const copied: Array<string> = []
+        for (const name of envFileNames) {
+          const info = yield* fs.stat(`${source}/${name}`).pipe(Effect.option)
+          if (info._tag === "None" || info.value.type !== "File") continue
+          if ((yield* git.output(dir, ["ls-files", "--", name])).trim() !== "") continue
+          const text = yield* fs.readFileString(`${source}/${name}`).pipe(Effect.mapError((e) => gitError(`copy ${name}`, dir, e.message)))
+          const q = shellQuote
+          yield* Ssh.output(there.target, [
+            `umask 077 && cat > ${q(`${dir}/${name}`)}`,
+            `x=${q(`${there.repoDir}/.git/info/exclude`)} && mkdir -p "$(dirname "$x")"`,
+            `{ grep -qxF ${q(`/${name}`)} "$x" 2>/dev/null || printf '%s\\n' ${q(`/${name}`)} >> "$x"; }`
+          ].join(" && "), text).pipe(
+            Effect.provideService(CommandExecutor.CommandExecutor, executor),
+            Effect.mapError((e) => gitError(`copy ${name}`, `${there.host.name}:${dir}`, e.message))
+          )
+          copied.push(name)
+        }
+        return copied as ReadonlyArray<string>
+      })
+    }
     const git = yield* routedGit(localGit, localRepo, site.runId, sites, placed, runLog, moves)
     const worktree = Context.get(yield* Layer.build(Worktree.DefaultWithoutDependencies.pipe(Layer.provide(Layer.succeed(Git, git)))), Worktree)
 
@@ -354,7 +381,7 @@ export const withHosts = (
     return Context.make(Tmux, routedTmux(localTmux, tmuxes, hostOfSession, isDown)).pipe(
       Context.add(Agent, routedAgent(localAgent, agents, hostOf, moveHere, configDirHere, fetchTranscripts)),
       Context.add(Git, git),
-      Context.add(Worktree, worktree),
+      Context.add(Worktree, Worktree.make({ ...worktree, copyEnvFiles: (source, dir) => copyEnvFilesThere(source, dir) ?? worktree.copyEnvFiles(source, dir) })),
       Context.add(Events, events)
     )
   }))

@@ -103,7 +103,7 @@ export const prepareLayout = (config: ResolvedConfig, run: RunIdentity, runLog: 
         const dir = worktrees.get(spec.name)!
         const remote = remoteWorktree(config, run.runId, spec.name)
         yield* git.addWorktree(remote?.repoDir ?? repoDir, dir, spec.branch)
-        if (remote === undefined) yield* git.copyEnvFiles(envSource, dir)
+        yield* git.copyEnvFiles(envSource, dir)
         made++
         yield* runLog.log("worktree.ready", { instance: spec.name, branch: spec.branch, progress: `${made}/${specs.length}` })
       })

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFileSync, spawnSync } from "node:child_process"
-import { existsSync, readFileSync } from "node:fs"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { renderStatus, snapshot } from "../src/Status.js"
@@ -45,9 +45,14 @@ describe("hosts: instances on a remote host over SSH", () => {
         extra: { hosts: [{ name: "local" }, remoteHost(sshd)] }
       })
       const remoteTmux = yield* useRemoteTmux(fixture.socket)
+      // The user's env file reaches the worktrees on both hosts, never a commit.
+      writeFileSync(path.join(fixture.configDir, ".env"), "TOOL_TOKEN=for-the-project-tools\n")
       const summary = yield* runFixture(fixture, fakeClaudeBin)
       expect(summary.reason).toBe("project-done")
       const workdir = path.join(sshd.dir, "box", summary.runId)
+      expect(readFileSync(path.join(workdir, "worktrees", "worker-2", ".env"), "utf8")).toBe("TOOL_TOKEN=for-the-project-tools\n")
+      expect(readFileSync(path.join(workdir, "repo", ".git", "info", "exclude"), "utf8")).toContain("/.env")
+      expect(filesOn(fixture.bare, "main")).not.toContain(".env")
 
       // Placement: the lead and worker-1 here, worker-2 there (state.json).
       const state = JSON.parse(readFileSync(path.join(summary.runFolder, "state.json"), "utf8")) as {
