@@ -180,21 +180,22 @@ const transportFor = (site: RunHostSite, executor: CommandExecutor.CommandExecut
  * An unreachable host (or one without tmux, git or node) is a config error: nothing has started yet.
  */
 const connect = (site: RunHostSite, localSocket: string, folder: string) =>
-  Effect.acquireRelease(
-    Effect.gen(function*() {
-      const unreachable = (e: { readonly message: string }) =>
-        new RunError({ reason: "config", message: `host ${site.host.name} (${site.host.ssh}, port ${site.host.port}) cannot be used over SSH: ${e.message}` })
-      yield* Ssh.startMaster(site.target, `${folder}/ssh-${site.host.name}.log`).pipe(Effect.mapError(unreachable))
-      yield* Ssh.output(site.target, [
-        `for p in tmux git ${shellQuote(site.host.nodeCommand)}; do command -v "$p" >/dev/null 2>&1 || { echo "missing on the host: $p" >&2; exit 3; }; done`,
-        `mkdir -p ${shellQuote(site.runDir)}`,
-        `rm -f ${shellQuote(site.socketPath)}`
-      ].join(" && ")).pipe(Effect.mapError(unreachable))
-      yield* Ssh.forwardSocket(site.target, site.socketPath, localSocket).pipe(Effect.mapError(unreachable))
-      return site
-    }),
-    (s) => Ssh.stopMaster(s.target)
-  )
+  Effect.gen(function*() {
+    const unreachable = (e: { readonly message: string }) =>
+      new RunError({ reason: "config", message: `host ${site.host.name} (${site.host.ssh}, port ${site.host.port}) cannot be used over SSH: ${e.message}` })
+    // Ended with the run's scope, whatever fails after it is up.
+    yield* Effect.acquireRelease(
+      Ssh.startMaster(site.target, `${folder}/ssh-${site.host.name}.log`).pipe(Effect.mapError(unreachable)),
+      () => Ssh.stopMaster(site.target)
+    )
+    yield* Ssh.output(site.target, [
+      `for p in tmux git ${shellQuote(site.host.nodeCommand)}; do command -v "$p" >/dev/null 2>&1 || { echo "missing on the host: $p" >&2; exit 3; }; done`,
+      `mkdir -p ${shellQuote(site.runDir)}`,
+      `rm -f ${shellQuote(site.socketPath)}`
+    ].join(" && ")).pipe(Effect.mapError(unreachable))
+    yield* Ssh.forwardSocket(site.target, site.socketPath, localSocket).pipe(Effect.mapError(unreachable))
+    return site
+  })
 
 /** The agent on a remote host: Agent.ts as is, over that host's tmux, its files staged here and copied over. */
 const remoteAgent = (site: RunHostSite, settings: AgentSettings, clientScript: string) =>

@@ -20,7 +20,7 @@ export interface Sshd {
   readonly kill: () => void
   /** The host drops off the network: the server and every connection it serves killed (SIGKILL, by pid). */
   readonly drop: () => void
-  /** Stops the server and removes its files. */
+  /** Stops the server and every connection it serves, and removes its files. */
   readonly stop: () => void
 }
 
@@ -93,8 +93,9 @@ export const startSshd = async (): Promise<Sshd> => {
       } catch { /* gone */ }
     }
   }
+  // Its connections too: no client of it (an SSH master left by a failed run) stays connected.
   const stop = () => {
-    kill()
+    drop()
     rmSync(dir, { recursive: true, force: true })
   }
   for (let i = 0; i < 100 && !(await accepts(port)); i++) {
