@@ -177,9 +177,9 @@ const transportFor = (site: RunHostSite, executor: CommandExecutor.CommandExecut
 
 /**
  * The master connection to a host, its run folder there and the control socket forwarded; closed with the scope.
- * An unreachable host (or one without tmux, git or node) is a config error: nothing has started yet.
+ * An unreachable host (or one without tmux, git, node or claude) is a config error: nothing has started yet.
  */
-const connect = (site: RunHostSite, localSocket: string, folder: string) =>
+const connect = (site: RunHostSite, localSocket: string, folder: string, claudePath: string) =>
   Effect.gen(function*() {
     const unreachable = (e: { readonly message: string }) =>
       new RunError({ reason: "config", message: `host ${site.host.name} (${site.host.ssh}, port ${site.host.port}) cannot be used over SSH: ${e.message}` })
@@ -189,7 +189,7 @@ const connect = (site: RunHostSite, localSocket: string, folder: string) =>
       () => Ssh.stopMaster(site.target)
     )
     yield* Ssh.output(site.target, [
-      `for p in tmux git ${shellQuote(site.host.nodeCommand)}; do command -v "$p" >/dev/null 2>&1 || { echo "missing on the host: $p" >&2; exit 3; }; done`,
+      `for p in tmux git ${shellQuote(site.host.nodeCommand)} ${shellQuote(claudePath)}; do command -v "$p" >/dev/null 2>&1 || { echo "missing on the host: $p" >&2; exit 3; }; done`,
       `mkdir -p ${shellQuote(site.runDir)}`,
       `rm -f ${shellQuote(site.socketPath)}`
     ].join(" && ")).pipe(Effect.mapError(unreachable))
@@ -275,7 +275,7 @@ export const withHosts = (
     const localGit = yield* Git
     const events = yield* Events
     yield* Effect.acquireRelease(Effect.sync(() => runMoves.set(site.folder, moves)), () => Effect.sync(() => runMoves.delete(site.folder)))
-    yield* Effect.forEach(sites, (s) => connect(s, site.socketPath, site.folder), { concurrency: "unbounded", discard: true })
+    yield* Effect.forEach(sites, (s) => connect(s, site.socketPath, site.folder, s.host.claudeCommand ?? settings.claudePath), { concurrency: "unbounded", discard: true })
     yield* runLog.log("hosts.connected", { hosts: sites.map((s) => ({ name: s.host.name, ssh: s.host.ssh, runDir: s.runDir, tmuxSocket: s.tmuxSocket })), placement: Object.fromEntries(placed) })
     const clientScript = site.options.clientCommand[site.options.clientCommand.length - 1]!
     const agents = new Map(yield* Effect.forEach(sites, (s) => Effect.map(remoteAgent(s, settings, clientScript), (a) => [s.host.name, a] as const)))

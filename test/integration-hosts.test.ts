@@ -198,6 +198,16 @@ describe("hosts: instances on a remote host over SSH", () => {
       expect(sessions.stdout.trim()).toBe("")
     }), { timeout: 120_000 })
 
+  it.scopedLive("a host without claude (or tmux, git, node) is a config error before anything starts", () =>
+    Effect.gen(function*() {
+      const sshd = yield* useSshd
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: "http://127.0.0.1:9", extra: { hosts: [{ name: "local" }, remoteHost(sshd, { claudeCommand: "/nonexistent/claude" })] } })
+      const error = yield* runFixture(fixture, fakeClaudeBin).pipe(Effect.flip)
+      expect(error._tag === "RunError" && error.reason).toBe("config")
+      expect(error.message).toMatch(/^host box \(.*, port \d+\) cannot be used over SSH: missing on the host: \/nonexistent\/claude$/)
+      expect(existsSync(path.join(fixture.configDir, "logs", "latest", "repo"))).toBe(false)
+    }), { timeout: 60_000 })
+
   it.scopedLive("an unreachable host is a clear error at start, exit 2, nothing started", () =>
     Effect.gen(function*() {
       const sshd = yield* useSshd
