@@ -6,7 +6,7 @@ import * as Path from "@effect/platform/Path"
 import { Context, Effect, Layer, Option, Redacted, Ref, Schema } from "effect"
 import * as ClaudeCode from "./ClaudeCode.js"
 import * as Events from "./Events.js"
-import { makeProcessEnder } from "./AgentProcesses.js"
+import { makeProcessEnder, makeRemoteProcessEnder } from "./AgentProcesses.js"
 import { exec } from "./Exec.js"
 import { instancePort } from "./Hierarchy.js"
 import { RunLog } from "./RunLog.js"
@@ -46,6 +46,8 @@ export interface AgentSettings {
   readonly extraEnv?: Readonly<Record<string, string>>
   /** How instances are confined (resolved once for the run); absent: unconfined. */
   readonly sandbox?: Sandbox.Sandbox
+  /** The instances run on a remote host (Hosts.ts): their pids are that host's, ended through the executor. */
+  readonly remote?: boolean
 }
 
 export interface LaunchRequest {
@@ -74,6 +76,11 @@ export interface AgentShape {
   /** Stops several instances at once (the wind-down), as `stop` does each. */
   readonly stopMany: (instances: ReadonlyArray<string>) => Effect.Effect<void>
   readonly isAlive: (instance: string) => Effect.Effect<boolean>
+  /**
+   * Whether the instance's last launch left its conversation behind (moved off a host that went down, see
+   * Hosts.ts): it is told who it is again. Asked once per launch.
+   */
+  readonly conversationLost?: (instance: string) => boolean
 }
 
 export class Agent extends Context.Tag("cco/Agent")<Agent, AgentShape>() {}
@@ -106,7 +113,9 @@ export const make = (settings: AgentSettings) =>
 
     // A wind-down stops every instance at once, and each looks at the process table every 100 ms while its CLI
     // exits: one `ps` listing (and one /proc scan) serves all who asked while the previous one ran.
-    const { treeBelow, endProcesses } = yield* makeProcessEnder({ fs, executor, socketPath: events.socketPath, runLog })
+    const { treeBelow, endProcesses } = settings.remote === true
+      ? yield* makeRemoteProcessEnder({ executor, runLog })
+      : yield* makeProcessEnder({ fs, executor, socketPath: events.socketPath, runLog })
 
     const binDir = path.join(settings.runFolder, "bin")
     yield* fs.makeDirectory(binDir, { recursive: true })

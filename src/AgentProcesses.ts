@@ -129,3 +129,22 @@ export const makeProcessEnder = (env: {
 
     return { treeBelow, endProcesses }
   })
+
+// The pane's program by its pid on that host: a moment to exit after its session is killed, then TERM, then KILL.
+const REMOTE_STOP = 'p=$1; i=0; while kill -0 "$p" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i+1)); done; ' +
+  'if kill -0 "$p" 2>/dev/null; then kill -TERM "$p" 2>/dev/null; sleep 1; kill -KILL "$p" 2>/dev/null; echo killed; fi'
+
+/**
+ * For instances on a remote host, whose pids are that host's: `executor` runs there (Ssh.remoteExecutor). The pane's
+ * program is ended by its pid there; nothing of this machine's process table is looked at.
+ */
+export const makeRemoteProcessEnder = (env: { readonly executor: CommandExecutor.CommandExecutor; readonly runLog: RunLogShape }) =>
+  Effect.succeed({
+    treeBelow: (_pid: number | undefined): Effect.Effect<Set<number>> => Effect.succeed(new Set<number>()),
+    endProcesses: (instance: string, pid: number | undefined, _tree: Set<number>) =>
+      pid === undefined ? Effect.void : exec("sh", ["-c", REMOTE_STOP, "cco-stop", String(pid)]).pipe(
+        Effect.provideService(CommandExecutorTag.CommandExecutor, env.executor),
+        Effect.flatMap((r) => r.stdout.includes("killed") ? env.runLog.log("instance.killed", { instance, pid }) : Effect.void),
+        Effect.ignore
+      )
+  })

@@ -6,6 +6,7 @@ import * as Path from "@effect/platform/Path"
 import { Clock, Effect, Schema } from "effect"
 import { makePlan, ownedByRun, plural } from "./CleanupPlan.js"
 import { deleteMergedBranches, killSessions, removeRunDirectories, removeStaleLock, removeWorktrees } from "./CleanupSteps.js"
+import { cleanHosts } from "./HostsCleanup.js"
 import { LOCK_FILE } from "./RunState.js"
 import { isRunFolder, LATEST_LINK, readLock, readRunState, RunFolderNotFound } from "./Status.js"
 
@@ -90,15 +91,19 @@ export const cleanupRun = Effect.fn("Cleanup.run")(function*(folder: string, opt
   const { repoExists, worktrees } = yield* removeWorktrees(run)
   const branches = options.branches ? yield* deleteMergedBranches(run, repoExists) : []
   const removed = options.all ? yield* removeRunDirectories(run, repoExists) : []
+  // Remote hosts (config `hosts`): their sessions and worktrees, named `<host>:<what>`.
+  const hosts = state._tag === "Right" && state.right.hosts !== undefined
+    ? yield* cleanHosts(state.right, { dry: options.dryRun, all: options.all })
+    : { sessions: [], worktrees: [], removed: [], problems: [] }
   const staleLock = yield* removeStaleLock(run, lock)
   const result: RunCleanup = {
     ...base,
-    sessions,
-    worktrees,
+    sessions: [...sessions, ...hosts.sessions],
+    worktrees: [...worktrees, ...hosts.worktrees],
     branches,
-    removed,
+    removed: [...removed, ...hosts.removed],
     notes: run.notes,
-    problems: run.problems,
+    problems: [...run.problems, ...hosts.problems],
     ...(staleLock === undefined ? {} : { staleLock })
   }
   return result

@@ -47,7 +47,8 @@ export const makePlan = Effect.fn("Cleanup.plan")(function*(folder: string, stat
       socket: s.tmuxSocket,
       // The folder's own worktrees/ and session logs name instances too (e.g. one launched before state.json caught up).
       sessions: unique([...s.instances.map((i) => i.session), ...[...found.worktrees, ...found.logs].map((n) => prefix + n)]),
-      worktrees: unique([...s.instances.map((i) => path.resolve(i.worktree)), ...layoutWorktrees]),
+      // Those on remote hosts are cleaned there (HostsCleanup.cleanHosts).
+      worktrees: unique([...s.instances.filter((i) => i.host === undefined || i.host === "local").map((i) => path.resolve(i.worktree)), ...layoutWorktrees]),
       notes: []
     } satisfies RunPlan
   }

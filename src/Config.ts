@@ -6,6 +6,7 @@ import { Context, Effect, Either, Redacted, Schema } from "effect"
 import { homedir } from "node:os"
 import { type ApiKeyCredential, API_KEYS_FILE, ApiKeysFile, ENTRY_KEYS, ENV_KEYS, toCredentials } from "./ApiKeysFile.js"
 import { ConfigError, firstProblem } from "./ConfigError.js"
+import { type HostConfig, hostsProblem, isRemote, resolveHosts } from "./HostsConfig.js"
 import { type AuthMode, knownKeysAt, ORCHESTRATOR_FILE, OrchestratorFile, type Webhook } from "./OrchestratorFile.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import type { SandboxMode } from "./Sandbox.js"
@@ -54,6 +55,8 @@ export interface ResolvedConfig {
   /** Webhooks told when the run needs a person (Notify.ts); their URLs are secrets. */
   readonly notify: ReadonlyArray<Webhook>
   readonly apiKeys: ReadonlyArray<ApiKeyCredential>
+  /** Where instances run (see HostsConfig.ts); undefined: this machine only. */
+  readonly hosts?: ReadonlyArray<HostConfig>
 }
 
 /** Values given at the edge (environment, flags) that win over the files. */
@@ -156,6 +159,12 @@ export const resolveConfig = (
         })
       }
     }
+    const hosts = file.hosts === undefined ? undefined : resolveHosts(file.hosts, loginDirResolver(path, dir))
+    const room = hostsProblem(hosts, file.workerCount, file.engineerManagerGroupSize)
+    if (room !== undefined) return yield* new ConfigError({ file: where.source, field: "hosts", message: room })
+    if (file.setupCommand !== undefined && hosts?.some(isRemote) === true) {
+      return yield* new ConfigError({ file: where.source, field: "setupCommand", message: "runs only on this machine so far, so it cannot be combined with remote hosts (hosts)" })
+    }
     return {
       configDir: dir,
       repositoryUrl,
@@ -183,7 +192,8 @@ export const resolveConfig = (
       checkTimeoutMinutes: file.checkTimeoutMinutes,
       sandbox: file.sandbox,
       notify: file.notify,
-      apiKeys
+      apiKeys,
+      ...(hosts === undefined ? {} : { hosts })
     }
   })
 
@@ -249,6 +259,7 @@ export const redactedView = (c: ResolvedConfig): object => ({
   checkTimeoutMinutes: c.checkTimeoutMinutes,
   sandbox: c.sandbox,
   notify: c.notify.map((w) => ({ url: webhookOrigin(w.url) + "/<redacted>", format: w.format, events: w.events })),
+  ...(c.hosts === undefined ? {} : { hosts: c.hosts.map((h) => h.name === "local" ? { name: h.name, maxInstances: h.maxInstances } : h) }),
   apiKeys: c.apiKeys.map((k) => ({
     name: k.name,
     ...(k.kind === undefined || k.kind === "api-key" ? {} : { kind: k.kind }),

@@ -11,6 +11,7 @@ import { statfs } from "node:fs/promises"
 import { type ConfigOverrides, loadConfig, type ResolvedConfig } from "./Config.js"
 import { exec } from "./Exec.js"
 import { Git, stripCredentials } from "./Git.js"
+import { checkHosts } from "./Ssh.js"
 import * as Sandbox from "./Sandbox.js"
 import type { SandboxMode } from "./Sandbox.js"
 
@@ -291,7 +292,11 @@ export const runChecks = Effect.fn("Doctor.runChecks")(function*(input: DoctorIn
         checkCredentials(loaded.right, input.oauthCredentialsFile, input.oauthToken).pipe(Effect.map((c) => [c])),
         checkAccounts(loaded.right),
         checkRepository(loaded.right, timeout),
-        checkDisk(loaded.right.logDirectory).pipe(Effect.map((c) => [c]))
+        checkDisk(loaded.right.logDirectory).pipe(Effect.map((c) => [c])),
+        // Each remote host of `hosts`: reachable over SSH (BatchMode, its key), with tmux, git and node there.
+        checkHosts(loaded.right.hosts).pipe(Effect.map((hosts) =>
+          hosts.map((h) => h.ok ? ok(`host ${h.host}`, h.message) : fail(`host ${h.host}`, h.message, "check ssh, port, identityFile and knownHostsFile (ssh -o BatchMode=yes must log in without a prompt), and install tmux, git and node there")))
+        )
       ]
   const results = yield* Effect.all([...tools, ...withConfig], { concurrency: "unbounded" })
   return results.flat() as ReadonlyArray<Check>

@@ -146,7 +146,7 @@ const orchestrate = (config: ResolvedConfig, options: RunOptions, run: RunIdenti
     yield* makeLaunch(ctx, { makeWorktree, credentialFor, delivery, rolePrompt, writeState, writeTeamStructure }).launchAll(layout.direction)
 
     const snapshots = yield* makePaneSnapshots(ctx)
-    const { restart, stopInstances } = makeRestarts(ctx, { send, credentialFor, writeState, dropSnapshots: snapshots.dropSnapshots })
+    const { restart, stopInstances } = makeRestarts(ctx, { send, credentialFor, writeState, dropSnapshots: snapshots.dropSnapshots, rolePrompt })
     const rotation = yield* makeRotation(ctx, { send, restart })
     const supervision = yield* makeSupervision(ctx, snapshots, restart)
     const supervisors = yield* FiberMap.make<string>()

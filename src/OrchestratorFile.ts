@@ -1,6 +1,7 @@
 // orchestrator.json: its Schema, with a range and a unit for every number and the defaults of every option.
 import { ParseResult, Schema } from "effect"
 import { expected, show, unknownOption } from "./ConfigError.js"
+import { HOST_KEYS, Hosts } from "./HostsConfig.js"
 
 export const ORCHESTRATOR_FILE = "orchestrator.json"
 
@@ -222,13 +223,15 @@ const Webhooks = Schema.Array(Webhook).annotations({ message: expected("a list o
 
 /**
  * The keys allowed at a path of orchestrator.json (for "did you mean"): the options at the top (with `extra`, the
- * library's own), a webhook's fields inside `notify`.
+ * library's own), a webhook's fields inside `notify`, a host's inside `hosts`.
  */
 export const knownKeysAt = (extra: ReadonlyArray<string> = []) => (path: ReadonlyArray<PropertyKey>) =>
   path.length === 0
     ? { kind: "option", keys: [...Object.keys(OrchestratorFile.fields), ...extra] }
     : path.length === 2 && path[0] === "notify" && typeof path[1] === "number"
     ? { kind: "field", keys: WEBHOOK_KEYS }
+    : path.length === 2 && path[0] === "hosts" && typeof path[1] === "number"
+    ? { kind: "host option", keys: HOST_KEYS }
     : undefined
 
 /** orchestrator.json as written; defaults live here. `logDirectory` defaults to the config directory (resolved later). */
@@ -261,5 +264,7 @@ export const OrchestratorFile = Schema.Struct({
   checkTimeoutMinutes: Schema.optionalWith(CheckMinutes, { default: () => 15 }),
   sandbox: Schema.optionalWith(SandboxSchema, { default: () => "auto" as const }),
   /** Webhooks told when the run needs a person (Notify.ts). */
-  notify: Schema.optionalWith(Webhooks, { default: () => [] })
+  notify: Schema.optionalWith(Webhooks, { default: () => [] }),
+  /** The machines instances run on (see HostsConfig.ts); absent: this machine only. */
+  hosts: Schema.optional(Hosts)
 })

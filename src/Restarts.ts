@@ -21,12 +21,14 @@ export interface RestartDeps {
   readonly writeState: Effect.Effect<void>
   /** Drops the health checks' pane snapshots, so that no check sees the session a restart replaced. */
   readonly dropSnapshots: Effect.Effect<void>
+  /** The role prompt, for an instance whose conversation a restart could not bring along (Agent.conversationLost). */
+  readonly rolePrompt?: (spec: H.InstanceSpec, assignment: string) => string
 }
 
 /** What restarts use of the run. */
 export type RestartContext = Pick<RunContext, "update" | "get" | "instances" | "board" | "worktrees"> & {
   readonly config: Pick<ResolvedConfig, "maxRestartsPerInstance">
-  readonly agent: Pick<AgentShape, "launch" | "stop" | "stopMany">
+  readonly agent: Pick<AgentShape, "launch" | "stop" | "stopMany" | "conversationLost">
   readonly git: Pick<Worktree, "removeStaleLock">
   readonly runLog: Pick<RunLogShape, "log">
   readonly costTracker: Pick<CostTracker, "setCredential">
@@ -80,7 +82,13 @@ export const makeRestarts = (ctx: RestartContext, deps: RestartDeps) => {
       const launchedAt = yield* Clock.currentTimeMillis
       // The new session is the instance's from here: its events (an API error on its first turn, say) count.
       yield* update(name, (i) => Instances.restartReleased(Instances.relaunched(i, generation, credential.name, launchedAt)))
-      if (inst.prompted) {
+      if (inst.prompted && agent.conversationLost?.(name) === true && deps.rolePrompt !== undefined) {
+        // Started afresh elsewhere: who it is, and its task, once more.
+        const task = H.currentTask(yield* Ref.get(board), name)
+        yield* send(name, deps.rolePrompt(inst.spec, task !== undefined && task.status === "assigned"
+          ? `${task.text}\n\n(cco restarted you on another machine (${reason}); your earlier conversation and any work you had not committed and reported are lost. Your branch holds what cco received from you.)`
+          : "Wait for your next task."), { role: true })
+      } else if (inst.prompted) {
         const b = yield* Ref.get(board)
         const task = H.currentTask(b, name)
         // A lead cut off in the middle of its assignments is told who still has nothing to do.

@@ -5,6 +5,7 @@ import type * as Path from "@effect/platform/Path"
 import { Duration, Effect, Ref } from "effect"
 import * as Debounce from "./Debounce.js"
 import * as H from "./Hierarchy.js"
+import { hostNow, hostStates, movedWorktree } from "./Hosts.js"
 import { type Instance, type RunContext, statusName } from "./RunContext.js"
 import { LOCK_FILE, type RunState } from "./RunState.js"
 import { taskLine } from "./Status.js"
@@ -20,12 +21,13 @@ export const holdLock = (fs: FileSystem.FileSystem, path: Path.Path, folder: str
 
 const instanceState = (ctx: RunContext, b: H.Board, costOf: ReadonlyMap<string, number>) => (i: Instance) => {
   const task = H.currentTask(b, i.spec.name)
+  const host = hostNow(ctx.config, ctx.run.folder, i.spec.name)
   return {
     name: i.spec.name,
     role: i.spec.role,
     ...(i.spec.lead === undefined ? {} : { lead: i.spec.lead }),
     branch: i.spec.branch,
-    worktree: i.worktree,
+    worktree: movedWorktree(ctx.run.folder, i.spec.name) ?? i.worktree,
     session: ctx.agent.sessionName(i.spec.name),
     status: statusName(i.phase),
     generation: i.generation,
@@ -37,7 +39,8 @@ const instanceState = (ctx: RunContext, b: H.Board, costOf: ReadonlyMap<string, 
     ...(i.roleQueued ? { roleQueued: true } : {}),
     ...(i.outbox.length === 0 ? {} : { outbox: i.outbox }),
     ...(i.inFlight.length === 0 ? {} : { inFlight: i.inFlight, inFlightPasted: i.inFlightPasted }),
-    ...(task === undefined ? {} : { currentTask: taskLine(task, 120) })
+    ...(task === undefined ? {} : { currentTask: taskLine(task, 120) }),
+    ...(host === undefined ? {} : { host })
   }
 }
 
@@ -80,7 +83,8 @@ export const makeStateWriter = (ctx: RunContext) =>
           instances: c.users,
           limits: c.rateLimits
         })),
-        costUsd: costs.total.usd
+        costUsd: costs.total.usd,
+        ...(ctx.config.hosts === undefined ? {} : { hosts: hostStates(ctx.config, run.folder, run.runId) })
       }
       yield* runLog.writeState(state)
     }))

@@ -12,6 +12,7 @@ import type { ResolvedConfig } from "./Config.js"
 import * as EventsModule from "./Events.js"
 import type { Events } from "./Events.js"
 import { Git } from "./Git.js"
+import { withHosts } from "./Hosts.js"
 import { RunError, type RunOptions } from "./RunContext.js"
 import { Host } from "./RunHost.js"
 import type { RunLog } from "./RunLog.js"
@@ -68,7 +69,8 @@ export const liveServices = (site: RunSite): Layer.Layer<RunServices, Error, Run
   const agent = Layer.unwrapEffect(Effect.map(sandbox, (s) => AgentModule.layer({ ...agentSettings(site), sandbox: s }))).pipe(
     Layer.provide(Layer.merge(base, events))
   )
-  return Layer.mergeAll(base, events, agent)
+  // Instances placed on remote hosts (config `hosts`) run there: see Hosts.ts.
+  return withHosts(site, agentSettings(site), Layer.mergeAll(base, events, agent))
 }
 
 /**

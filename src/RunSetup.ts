@@ -7,6 +7,7 @@ import type { ResolvedConfig } from "./Config.js"
 import { Agent } from "./Agent.js"
 import { Git } from "./Git.js"
 import * as H from "./Hierarchy.js"
+import { remoteWorktree } from "./Hosts.js"
 import { isAlive } from "./Process.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { type RunIdentity, type RunLayout, RunError, type RunOptions } from "./RunContext.js"
@@ -23,6 +24,9 @@ export const readResumable = (folder: string) =>
     const text = yield* readRegularFile(path.join(folder, STATE_FILE), MAX_BYTES.state).pipe(Effect.mapError(() => fail("it has no readable state.json")))
     const state = yield* decodeRunState(text).pipe(Effect.mapError(() => fail("its state.json is unreadable")))
     if (state.endedAt !== undefined) return yield* fail(`it already ended (${state.endReason ?? "unknown"}) at ${state.endedAt}`)
+    if (state.hosts !== undefined && state.hosts.length > 0) {
+      return yield* fail(`it ran instances on remote hosts (${state.hosts.map((h) => h.name).join(", ")}), and such a run cannot be resumed yet; \`cco cleanup\` removes what it left there`)
+    }
     const lock = yield* readRegularFile(path.join(folder, LOCK_FILE), MAX_BYTES.lock).pipe(Effect.option)
     const pid = Option.isSome(lock) ? Number(lock.value.trim()) : NaN
     if (pid !== process.pid && isAlive(pid)) return yield* fail(`its orchestrator is still running (pid ${pid})`)
@@ -91,12 +95,14 @@ export const prepareLayout = (config: ResolvedConfig, run: RunIdentity, runLog: 
 
     // --- branches, all at once (one ref transaction)
     yield* git.ensureBranches(repoDir, specs.map((s) => ({ branch: s.branch, base: s.baseBranch ?? target })))
-    const worktrees = new Map(specs.map((spec) => [spec.name, path.join(run.folder, "worktrees", spec.name)]))
+    // An instance placed on a remote host has its worktree in cco's clone there (see Hosts.ts).
+    const worktrees = new Map(specs.map((spec) => [spec.name, remoteWorktree(config, run.runId, spec.name)?.worktree ?? path.join(run.folder, "worktrees", spec.name)]))
     let made = 0
     const makeWorktree = (spec: H.InstanceSpec) =>
       Effect.gen(function*() {
         const dir = worktrees.get(spec.name)!
-        yield* git.addWorktree(repoDir, dir, spec.branch)
+        const remote = remoteWorktree(config, run.runId, spec.name)
+        yield* git.addWorktree(remote?.repoDir ?? repoDir, dir, spec.branch)
         yield* git.copyEnvFiles(envSource, dir)
         made++
         yield* runLog.log("worktree.ready", { instance: spec.name, branch: spec.branch, progress: `${made}/${specs.length}` })

@@ -25,7 +25,9 @@ export const InstanceState = Schema.Struct({
   /** Messages taken for delivery whose turn had not ended. */
   inFlight: Schema.optional(Schema.Array(Schema.String)),
   /** Whether inFlight reached the pane; if not, a resumed run sends it again. */
-  inFlightPasted: Schema.optional(Schema.Boolean)
+  inFlightPasted: Schema.optional(Schema.Boolean),
+  /** The host it runs on (config `hosts`; "local" is the orchestrator's machine); absent: local. */
+  host: Schema.optional(Schema.String)
 })
 export type InstanceState = typeof InstanceState.Type
 
@@ -57,6 +59,21 @@ export const CredentialState = Schema.Struct({
   limits: Schema.optional(Schema.Number)
 })
 
+/** A remote host of the run (config `hosts`): how to reach it and where the run lives there, for `cco cleanup`. */
+export const HostState = Schema.Struct({
+  name: Schema.String,
+  ssh: Schema.String,
+  port: Schema.Number,
+  identityFile: Schema.optional(Schema.String),
+  knownHostsFile: Schema.optional(Schema.String),
+  strictHostKeyChecking: Schema.Literal("yes", "accept-new", "no"),
+  /** <workdir>/<runId> there: cco's clone, the worktrees, the instances' files. */
+  runDir: Schema.String,
+  tmuxSocket: Schema.String,
+  /** The master connection's socket here. */
+  controlPath: Schema.String
+})
+
 export const RunState = Schema.Struct({
   runId: Schema.String,
   runFolder: Schema.String,
@@ -80,7 +97,9 @@ export const RunState = Schema.Struct({
   credentials: Schema.optional(Schema.Array(CredentialState)),
   /** The merge gate's checks (checkCommand): runs, passed, failed, total milliseconds. */
   checks: Schema.optional(Schema.Struct({ runs: Schema.Number, passed: Schema.Number, failed: Schema.Number, totalMs: Schema.Number })),
-  costUsd: Schema.optional(Schema.Number)
+  costUsd: Schema.optional(Schema.Number),
+  /** The remote hosts instances were placed on. */
+  hosts: Schema.optional(Schema.Array(HostState))
 })
 export type RunState = typeof RunState.Type
 

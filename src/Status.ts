@@ -154,7 +154,9 @@ const timeLeftOf = (s: RunSnapshot) => {
   return since === undefined ? undefined : Math.max(0, -since)
 }
 
-const sessionAliveOf = (s: RunSnapshot, i: InstanceState) => s.sessions === undefined ? null : s.sessions.has(i.session)
+// A session on a remote host is not on this machine's tmux server: unknown here.
+const sessionAliveOf = (s: RunSnapshot, i: InstanceState) =>
+  s.sessions === undefined || (i.host !== undefined && i.host !== "local") ? null : s.sessions.has(i.session)
 
 type CredentialRow = NonNullable<RunState["credentials"]>[number]
 
@@ -261,13 +263,16 @@ export const renderStatus = (s: RunSnapshot): string => {
   const withCost = state.instances.some((i) => i.costUsd !== undefined)
   // Runs from before the sandbox option have no record: no column.
   const withSandbox = state.instances.some((i) => s.sandboxes?.has(i.name) === true)
-  const header = ["NAME", "ROLE", "BRANCH", "STATE", "SESSION", ...(withSandbox ? ["SANDBOX"] : []), "CREDENTIAL", "TASK", "LAST EVENT", "RESTARTS", ...(withCost ? ["COST"] : [])]
+  // Runs placed over several hosts (config `hosts`) say where each instance runs.
+  const withHost = state.instances.some((i) => i.host !== undefined)
+  const header = ["NAME", "ROLE", ...(withHost ? ["HOST"] : []), "BRANCH", "STATE", "SESSION", ...(withSandbox ? ["SANDBOX"] : []), "CREDENTIAL", "TASK", "LAST EVENT", "RESTARTS", ...(withCost ? ["COST"] : [])]
   const rows = state.instances.map((i) => {
     const since = secondsBetween(i.lastEventAt, s.takenAt)
     const up = sessionAliveOf(s, i)
     return [
       i.name,
       i.role,
+      ...(withHost ? [i.host ?? "local"] : []),
       i.branch,
       i.status,
       up === null ? "?" : up ? "up" : "gone",

@@ -30,16 +30,18 @@ export const SESSION_LOG_SCRIPT = ".cco-session-log"
  * chunks of half the cap ($2 bytes) and hands each chunk to a filter that first rotates the log if it is half
  * full (<file> → <file>.1 → … → <file>.<keep>, $3 kept, the oldest dropped), then appends the chunk as it
  * streams in. So a file never reaches the cap, the newest file always ends with the newest output, and the cost
- * per byte is a copy through two small C programs. Without GNU split (BSD) the log is appended to unrotated.
+ * per byte is a copy through two small C programs. Without GNU split (BSD) the log is appended to unrotated
+ * (`"ask"`: the script finds out itself).
  */
-export const sessionLogScript = (rotating: boolean) => {
-  if (!rotating) return `exec cat >> "$1"\n`
+export const sessionLogScript = (rotating: boolean | "ask") => {
+  if (rotating === false) return `exec cat >> "$1"\n`
   const rotate = [
     `if [ -f "$CCO_LOG" ] && [ "$(wc -c < "$CCO_LOG")" -ge "$CCO_LOG_CHUNK" ]; then`,
     `i=$CCO_LOG_KEEP; while [ "$i" -gt 1 ]; do j=$((i - 1)); if [ -f "$CCO_LOG.$j" ]; then mv -f "$CCO_LOG.$j" "$CCO_LOG.$i"; fi; i=$j; done;`,
     `mv -f "$CCO_LOG" "$CCO_LOG.1"; fi; exec cat >> "$CCO_LOG"`
   ].join(" ")
   return [
+    ...(rotating === "ask" ? [`split --filter=: /dev/null 2>/dev/null || exec cat >> "$1"`] : []),
     `CCO_LOG=$1 CCO_LOG_CHUNK=$2 CCO_LOG_KEEP=$3; export CCO_LOG CCO_LOG_CHUNK CCO_LOG_KEEP`,
     `SHELL=/bin/sh exec split -b "$CCO_LOG_CHUNK" -a 9 --filter=${shellQuote(rotate)} - "$CCO_LOG.chunk-"`,
     ""

@@ -5,7 +5,7 @@ import * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Layer, Redacted } from "effect"
 import { randomBytes } from "node:crypto"
 import { dirname } from "node:path"
-import { exec } from "./Exec.js"
+import { exec, type ExecResult } from "./Exec.js"
 import { shellQuote } from "./Shell.js"
 import { type PaneInfo, SessionNotFound, type SessionSpec, Tmux, TmuxCommandFailed, type TmuxError, TmuxNotFound } from "./Tmux.js"
 import { removeSocketFiles, SESSION_LOG_SCRIPT, sessionLogCommand, sessionLogScript } from "./TmuxFiles.js"
@@ -16,15 +16,16 @@ const envValue = (value: string | Redacted.Redacted<string>) =>
 
 /**
  * A session's launch script, in a private directory: clears the variables the program must not inherit, sets
- * its environment, removes itself, then becomes the program. Secrets never touch argv, and the tmux call that
- * starts the session carries only the script's path.
+ * its environment, removes itself (its whole directory), then becomes the program. Secrets never touch argv, and
+ * the tmux call that starts the session carries only the script's path.
  */
-const launchScript = (spec: SessionSpec, dir: string) => {
+const launchScript = (spec: SessionSpec) => {
   const unset = (spec.unsetEnv ?? []).filter((name) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(name))
   return [
     ...(unset.length > 0 ? [`unset ${unset.join(" ")}`] : []),
     ...Object.entries(spec.env ?? {}).map(([k, v]) => `export ${k}=${shellQuote(envValue(v))}`),
-    `rm -rf ${shellQuote(dir)} && exec ${spec.command.map(shellQuote).join(" ")}`,
+    // $0 is the script: its private directory goes before the program starts.
+    `rm -rf -- "\${0%/*}" && exec ${spec.command.map(shellQuote).join(" ")}`,
     ""
   ].join("\n")
 }
@@ -45,6 +46,19 @@ const hiddenFromServer = (extra: ReadonlyArray<string>) => {
 export interface LiveOptions {
   /** More variable names to keep from the server: the env names of api-keys.json's credentials. */
   readonly hiddenEnv?: ReadonlyArray<string>
+  /** tmux on another host (Hosts.ts): how its commands run and where its private env files go. */
+  readonly remote?: RemoteTransport
+}
+
+/** How tmux runs on a remote host: every call one command there, env files written there through stdin. */
+export interface RemoteTransport {
+  /** Runs argv (tmux and its arguments) on the host; a failure to reach it is an error. */
+  readonly exec: (argv: ReadonlyArray<string>, stdin?: string) => Effect.Effect<ExecResult, Error>
+  /** A new private (0700) directory on the host holding `content` in a 0600 file: their paths. */
+  readonly privateFile: (content: string) => Effect.Effect<{ readonly file: string; readonly dir: string }>
+  readonly removeDir: (dir: string) => Effect.Effect<void>
+  /** Writes `dir/name` there, whole (through a temporary file and a rename). */
+  readonly writeFile: (dir: string, name: string, content: string) => Effect.Effect<void>
 }
 
 const noServer = (stderr: string) => /no server running|error connecting to|No such file or directory/.test(stderr)
@@ -53,11 +67,16 @@ const noSession = (stderr: string) => /can't find (session|pane|window)|session 
 type Run = (operation: string, args: ReadonlyArray<string>, stdin?: string, session?: string) => Effect.Effect<string, TmuxError>
 
 /** One tmux call on the private server; a missing session or server is SessionNotFound when `session` is given. */
-const runner = (socket: string, executor: CommandExecutor.CommandExecutor, unsetEnv: (name: string) => boolean): Run =>
+const runner = (socket: string, executor: CommandExecutor.CommandExecutor, unsetEnv: (name: string) => boolean, remote?: RemoteTransport): Run =>
 (operation, args, stdin, session) =>
-  exec("tmux", ["-L", socket, "-f", "/dev/null", ...args], stdin === undefined ? { unsetEnv } : { stdin, unsetEnv }).pipe(
-    Effect.provideService(CommandExecutor.CommandExecutor, executor),
-    Effect.mapError(() => new TmuxNotFound({ message: "tmux is not installed or not on PATH (install it: apt-get install tmux)" })),
+  (remote !== undefined
+    ? remote.exec(["tmux", "-L", socket, "-f", "/dev/null", ...args], stdin).pipe(
+      Effect.mapError((e) => new TmuxNotFound({ message: `tmux on the remote host cannot run: ${e.message}` }))
+    )
+    : exec("tmux", ["-L", socket, "-f", "/dev/null", ...args], stdin === undefined ? { unsetEnv } : { stdin, unsetEnv }).pipe(
+      Effect.provideService(CommandExecutor.CommandExecutor, executor),
+      Effect.mapError(() => new TmuxNotFound({ message: "tmux is not installed or not on PATH (install it: apt-get install tmux)" }))
+    )).pipe(
     Effect.flatMap((result): Effect.Effect<string, SessionNotFound | TmuxCommandFailed> => {
       if (result.exitCode === 0) return Effect.succeed(result.stdout)
       if (session !== undefined && (noSession(result.stderr) || noServer(result.stderr))) {
@@ -96,29 +115,36 @@ export const commandBatches = <A>(commands: ReadonlyArray<A>, argsOf: (command: 
   return batches
 }
 
-/** Each directory of session logs gets the script that writes them (see sessionLogScript), once. */
-const logScripts = (fs: FileSystem.FileSystem, executor: CommandExecutor.CommandExecutor) =>
+/**
+ * Each directory of session logs gets the script that writes them (see sessionLogScript), once. Here whether GNU
+ * split rotates is asked once; on a remote host the script asks itself.
+ */
+const logScripts = (fs: FileSystem.FileSystem, executor: CommandExecutor.CommandExecutor, remote?: RemoteTransport) =>
   Effect.gen(function*() {
     const rotating = yield* Effect.cached(
-      exec("split", ["--filter=:", "/dev/null"]).pipe(
+      remote !== undefined ? Effect.succeed<boolean | "ask">("ask") : exec("split", ["--filter=:", "/dev/null"]).pipe(
         Effect.provideService(CommandExecutor.CommandExecutor, executor),
         Effect.map((r) => r.exitCode === 0),
         Effect.orElseSucceed(() => false)
       )
     )
+    // Whole or not at all: a pane's shell may be reading it.
+    const write = (dir: string, script: string) => {
+      const tmp = `${dir}/${SESSION_LOG_SCRIPT}.${randomBytes(4).toString("hex")}`
+      return remote !== undefined
+        ? remote.writeFile(dir, SESSION_LOG_SCRIPT, script)
+        : fs.makeDirectory(dir, { recursive: true }).pipe(
+          Effect.zipRight(fs.writeFileString(tmp, script, { mode: 0o644 })),
+          Effect.zipRight(fs.rename(tmp, `${dir}/${SESSION_LOG_SCRIPT}`)),
+          Effect.orDie
+        )
+    }
     const written = new Set<string>()
     return (logFile: string) =>
       Effect.gen(function*() {
         const dir = dirname(logFile)
         if (written.has(dir)) return
-        const script = sessionLogScript(yield* rotating)
-        // Whole or not at all: a pane's shell may be reading it.
-        const tmp = `${dir}/${SESSION_LOG_SCRIPT}.${randomBytes(4).toString("hex")}`
-        yield* fs.makeDirectory(dir, { recursive: true }).pipe(
-          Effect.zipRight(fs.writeFileString(tmp, script, { mode: 0o644 })),
-          Effect.zipRight(fs.rename(tmp, `${dir}/${SESSION_LOG_SCRIPT}`)),
-          Effect.orDie
-        )
+        yield* write(dir, sessionLogScript(yield* rotating))
         written.add(dir)
       })
   })
@@ -126,13 +152,18 @@ const logScripts = (fs: FileSystem.FileSystem, executor: CommandExecutor.Command
 type EnsureLogScript = Effect.Effect.Success<ReturnType<typeof logScripts>>
 
 /** Starting, listing and ending sessions. */
-const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string, ensureLogScript: EnsureLogScript) => {
+const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string, ensureLogScript: EnsureLogScript, remote?: RemoteTransport) => {
+  const removeDir = (dir: string) => remote !== undefined ? remote.removeDir(dir) : fs.remove(dir, { recursive: true }).pipe(Effect.ignore)
   // A session's tmux commands and the private launch script they run (it removes itself; removed here on failure).
   const sessionCommands = (spec: SessionSpec) =>
     Effect.gen(function*() {
-      const dir = yield* fs.makeTempDirectory({ prefix: "cco-env-" }).pipe(Effect.orDie)
-      const file = `${dir}/launch`
-      yield* fs.writeFileString(file, launchScript(spec, dir), { mode: 0o600 }).pipe(Effect.orDie)
+      const script = launchScript(spec)
+      const { dir, file } = remote !== undefined ? yield* remote.privateFile(script) : yield* Effect.gen(function*() {
+        const dir = yield* fs.makeTempDirectory({ prefix: "cco-env-" }).pipe(Effect.orDie)
+        const file = `${dir}/launch`
+        yield* fs.writeFileString(file, script, { mode: 0o600 }).pipe(Effect.orDie)
+        return { dir, file }
+      })
       const args = [
         "new-session", "-d", "-s", spec.name, "-c", spec.cwd,
         "-x", String(spec.width ?? 200), "-y", String(spec.height ?? 50),
@@ -149,7 +180,7 @@ const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string, ens
   const newSession = Effect.fn("Tmux.newSession")(function*(spec: SessionSpec) {
     const { args, dir } = yield* sessionCommands(spec)
     yield* run("new-session", args).pipe(
-      Effect.tapError(() => fs.remove(dir, { recursive: true }).pipe(Effect.ignore))
+      Effect.tapError(() => removeDir(dir))
     )
   })
 
@@ -161,7 +192,7 @@ const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string, ens
     // As few calls as the client's message size allows (a longer one is refused whole: "command too long").
     yield* Effect.forEach(commandBatches(made, (m) => m.args), (batch) =>
       run("new-session", batch.flatMap((m, i) => i === 0 ? m.args : [";", ...m.args])).pipe(
-        Effect.tapError(() => Effect.forEach(batch, (m) => fs.remove(m.dir, { recursive: true }).pipe(Effect.ignore)))
+        Effect.tapError(() => Effect.forEach(batch, (m) => removeDir(m.dir)))
       ), { discard: true })
     yield* Effect.forEach(alone, newSession, { discard: true })
   })
@@ -204,7 +235,7 @@ const sessionMethods = (run: Run, fs: FileSystem.FileSystem, socket: string, ens
   const killServer = run("kill-server", ["kill-server"]).pipe(
     Effect.asVoid,
     Effect.catchTag("TmuxCommandFailed", (e) => noServer(e.stderr) ? Effect.void : Effect.fail(e)),
-    Effect.tap(() => Effect.sync(() => removeSocketFiles(socket)))
+    Effect.tap(() => remote !== undefined ? Effect.void : Effect.sync(() => removeSocketFiles(socket)))
   )
 
   return { newSession, newSessions, listSessions, sessionPaths, hasSession, killSession, killSessions, killServer }
@@ -297,12 +328,12 @@ export const makeLive = (socket: string, options: LiveOptions = {}) =>
     const executor = yield* CommandExecutor.CommandExecutor
     const fs = yield* FileSystem.FileSystem
     // Any tmux command may start the server, which keeps the environment of the command that started it.
-    const run = runner(socket, executor, hiddenFromServer(options.hiddenEnv ?? []))
-    const ensureLogScript = yield* logScripts(fs, executor)
+    const run = runner(socket, executor, hiddenFromServer(options.hiddenEnv ?? []), options.remote)
+    const ensureLogScript = yield* logScripts(fs, executor, options.remote)
     return Tmux.of({
       socket,
       version: Effect.map(run("version", ["-V"]), (v) => v.trim()),
-      ...sessionMethods(run, fs, socket, ensureLogScript),
+      ...sessionMethods(run, fs, socket, ensureLogScript, options.remote),
       ...paneMethods(run, ensureLogScript)
     })
   })

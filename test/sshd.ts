@@ -1,0 +1,109 @@
+// An SSH server of a test's own on 127.0.0.1: its host key, one authorized client key and a known_hosts file
+// generated in a temp dir, on a free port. Stopped (by its own pid) and its files removed by `stop`.
+import { execFileSync, spawn } from "node:child_process"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import * as net from "node:net"
+import { tmpdir, userInfo } from "node:os"
+import * as path from "node:path"
+
+export const SSHD = "/usr/sbin/sshd"
+
+export interface Sshd {
+  readonly port: number
+  readonly dir: string
+  /** `user@127.0.0.1` */
+  readonly destination: string
+  readonly identityFile: string
+  readonly knownHostsFile: string
+  readonly pid: number
+  /** Stops the server (SIGTERM to its pid); connections made before stay. */
+  readonly kill: () => void
+  /** The host drops off the network: the server and every connection it serves killed (SIGKILL, by pid). */
+  readonly drop: () => void
+  /** Stops the server and every connection it serves, and removes its files. */
+  readonly stop: () => void
+}
+
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = net.createServer()
+    server.once("error", reject)
+    server.listen(0, "127.0.0.1", () => {
+      const port = (server.address() as net.AddressInfo).port
+      server.close(() => resolve(port))
+    })
+  })
+
+const accepts = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const socket = net.connect(port, "127.0.0.1")
+    socket.once("connect", () => (socket.destroy(), resolve(true)))
+    socket.once("error", () => resolve(false))
+  })
+
+export const startSshd = async (): Promise<Sshd> => {
+  const dir = mkdtempSync(path.join(tmpdir(), "cco-sshd-"))
+  const port = await freePort()
+  const key = (name: string) => {
+    execFileSync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", `cco-test-${name}`, "-f", path.join(dir, name)])
+    return path.join(dir, name)
+  }
+  const hostKey = key("host_key")
+  const identityFile = key("client_key")
+  writeFileSync(path.join(dir, "authorized_keys"), readFileSync(`${identityFile}.pub`))
+  const knownHostsFile = path.join(dir, "known_hosts")
+  writeFileSync(knownHostsFile, `[127.0.0.1]:${port} ${readFileSync(`${hostKey}.pub`, "utf8")}`)
+  const config = path.join(dir, "sshd_config")
+  writeFileSync(config, [
+    "ListenAddress 127.0.0.1",
+    `HostKey ${hostKey}`,
+    `AuthorizedKeysFile ${path.join(dir, "authorized_keys")}`,
+    `PidFile ${path.join(dir, "sshd.pid")}`,
+    "StrictModes no",
+    "UsePAM no",
+    "PermitRootLogin prohibit-password",
+    "PasswordAuthentication no",
+    "KbdInteractiveAuthentication no",
+    "AllowStreamLocalForwarding yes",
+    "StreamLocalBindUnlink yes",
+    "X11Forwarding no",
+    "PrintMotd no",
+    "MaxSessions 64",
+    "MaxStartups 64:30:128",
+    "LogLevel ERROR",
+    ""
+  ].join("\n"))
+  // sshd run by root wants its privilege separation directory.
+  if (process.getuid?.() === 0) mkdirSync("/run/sshd", { recursive: true, mode: 0o755 })
+  const child = spawn(SSHD, ["-D", "-e", "-f", config, "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] })
+  let said = ""
+  child.stderr.on("data", (d) => (said += d))
+  const pid = child.pid!
+  const kill = () => {
+    try {
+      process.kill(pid, "SIGTERM")
+    } catch { /* gone */ }
+  }
+  const drop = () => {
+    const table = execFileSync("ps", ["-eo", "pid=,ppid="], { encoding: "utf8" }).trim().split("\n").map((l) => l.trim().split(/\s+/).map(Number))
+    const below = (p: number): Array<number> => table.filter(([, pp]) => pp === p).flatMap(([c]) => [c!, ...below(c!)])
+    for (const p of [...below(pid), pid]) {
+      try {
+        process.kill(p, "SIGKILL")
+      } catch { /* gone */ }
+    }
+  }
+  // Its connections too: no client of it (an SSH master left by a failed run) stays connected.
+  const stop = () => {
+    drop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  for (let i = 0; i < 100 && !(await accepts(port)); i++) {
+    if (child.exitCode !== null) {
+      stop()
+      throw new Error(`sshd exited: ${said}`)
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  return { port, dir, destination: `${userInfo().username}@127.0.0.1`, identityFile, knownHostsFile, pid, kill, drop, stop }
+}
