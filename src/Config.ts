@@ -229,7 +229,10 @@ const loadApiKeys = (fs: FileSystem.FileSystem, file: string, authMode: AuthMode
 /** A webhook's scheme and host (`https://hooks.slack.com`): all that logs and `cco validate` show of its URL. */
 export const webhookOrigin = (url: Redacted.Redacted<string>): string => {
   const parsed = new URL(Redacted.value(url))
-  return `${parsed.protocol}//${parsed.host}`
+  // Some services put the secret in the host name (a per-hook subdomain): only its last two labels are shown.
+  const labels = parsed.hostname.split(".")
+  const named = labels.length > 2 && !/^[\d.]+$/.test(parsed.hostname) && !parsed.hostname.startsWith("[")
+  return `${parsed.protocol}//${named ? `…${labels.slice(-2).join(".")}` : parsed.host}`
 }
 
 /** The configuration as plain JSON, every secret shown as "<redacted>" (what `cco validate` prints). */

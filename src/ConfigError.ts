@@ -42,6 +42,19 @@ export const show = (actual: unknown): string => {
 export const expected = (what: string) => (issue: ParseResult.ParseIssue) =>
   `must be ${what}, got ${show(issue.actual)}`
 
+/** What kind of JSON value `actual` is, never the value: for fields that hold secrets. */
+export const kindOf = (actual: unknown): string =>
+  actual === null ? "null"
+  : Array.isArray(actual) ? "a list"
+  : typeof actual === "string" ? "a string"
+  : typeof actual === "number" ? "a number"
+  : typeof actual === "boolean" ? "true or false"
+  : typeof actual === "object" ? "an object"
+  : "nothing"
+
+/** A type error that names only the kind of the offending value (for fields that hold secrets). */
+export const expectedKind = (what: string) => (issue: ParseResult.ParseIssue) => `must be ${what}, got ${kindOf(issue.actual)}`
+
 /** Levenshtein distance, for "did you mean". */
 export const editDistance = (a: string, b: string): number => {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j)

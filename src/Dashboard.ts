@@ -8,6 +8,7 @@ import * as Path from "@effect/platform/Path"
 import { Chunk, Deferred, Duration, Effect, Either, FiberSet, PubSub, Queue, Ref, Schedule, Schema, type Scope, Stream } from "effect"
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto"
 import { watch } from "node:fs"
+import { constants } from "node:fs"
 import { open } from "node:fs/promises"
 import * as http from "node:http"
 import { type DashboardLimits, type FeedLine, feedLine, makeView, renderPage, tokensOf, type View, type ViewCommit } from "./DashboardView.js"
@@ -74,15 +75,21 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 
 const sseFrame = (event: string, data: unknown) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
 
+/** The most of combined.log one look reads. */
+const FEED_READ_BYTES = 4 * 1024 * 1024
+
 /** combined.log read onward from where the last read stopped (from the start again when it was rotated). */
 const makeLogReader = (file: string) => {
   let offset = -1
   let rest = ""
   let midLine = false
   return Effect.tryPromise(async () => {
-    const handle = await open(file, "r")
+    // Non-blocking: a FIFO in the log's place must not hold the dashboard (nor its shutdown) waiting for a writer.
+    const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK)
     try {
-      const size = (await handle.stat()).size
+      const info = await handle.stat()
+      if (!info.isFile()) return []
+      const size = info.size
       if (offset < 0 || size < offset) {
         // First read of a long log: its tail only, from a line's start.
         const first = offset < 0
@@ -91,7 +98,8 @@ const makeLogReader = (file: string) => {
         midLine = first && offset > 0
       }
       if (size === offset) return []
-      const buffer = Buffer.alloc(size - offset)
+      // At most FEED_READ_BYTES a time: the rest comes with the next look.
+      const buffer = Buffer.alloc(Math.min(size - offset, FEED_READ_BYTES))
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset)
       offset += bytesRead
       const text = rest + buffer.subarray(0, bytesRead).toString("utf8")
@@ -117,7 +125,7 @@ const makeLogReader = (file: string) => {
 
 /** The last commits of the target branch in the run's clone (empty when the clone is gone). */
 const lastCommits = (repoDir: string, branch: string) =>
-  exec("git", ["-C", repoDir, "log", "-n", "8", "--format=%h%x09%cI%x09%s", `refs/heads/${branch}`, "--"]).pipe(
+  exec("git", ["-C", repoDir, "-c", "log.showSignature=false", "-c", "core.fsmonitor=", "log", "--no-show-signature", "-n", "8", "--format=%h%x09%cI%x09%s", `refs/heads/${branch}`, "--"]).pipe(
     Effect.map((r) =>
       r.exitCode !== 0 ? [] : r.stdout.split("\n").filter((l) => l !== "").map((l): ViewCommit => {
         const [sha = "", time = "", ...subject] = l.split("\t")
@@ -359,10 +367,14 @@ export const serve: (options: DashboardOptions) => Effect.Effect<
       resume(Effect.succeed(typeof address === "object" && address !== null ? address.port : 0))
     })
   })
+  // Later server errors (a failed accept under too many open files, say) must not end the process.
+  server.on("error", () => undefined)
   // Pages get the run's last state and word that the dashboard stops (so that they do not reconnect); then event
   // streams, which stay open otherwise, are cut and the server closes.
   yield* Effect.addFinalizer(() =>
+    // Interruptible, or the timeout could not cut it short (a finalizer runs uninterruptibly).
     Effect.flatten(Ref.get(refreshNow)).pipe(
+      Effect.interruptible,
       Effect.timeout(Duration.seconds(3)),
       Effect.ignore,
       Effect.zipRight(PubSub.publish(hub, { event: "closed", data: "dashboard stopped" })),

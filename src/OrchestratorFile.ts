@@ -1,6 +1,6 @@
 // orchestrator.json: its Schema, with a range and a unit for every number and the defaults of every option.
 import { ParseResult, Schema } from "effect"
-import { expected, show, unknownOption } from "./ConfigError.js"
+import { expected, expectedKind, show, unknownOption } from "./ConfigError.js"
 import { HOST_KEYS, Hosts } from "./HostsConfig.js"
 
 export const ORCHESTRATOR_FILE = "orchestrator.json"
@@ -171,10 +171,9 @@ export const webhookUrlProblem = (url: string): string | undefined => {
     return "must be an https:// URL"
   }
   if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return `must be an https:// URL, got ${show(parsed.protocol.slice(0, 20))}`
-  const where = `${parsed.protocol}//${parsed.host}`
   if (parsed.username !== "" || parsed.password !== "") return "must not hold a user name or password (the secret goes in the path)"
   if (parsed.protocol === "http:" && !LOOPBACK_HOSTS.test(parsed.hostname)) {
-    return `must be an https:// URL (http:// only to this machine: localhost, 127.0.0.1 or [::1]), got ${where}/…`
+    return `must be an https:// URL (http:// only to this machine: localhost, 127.0.0.1 or [::1]), got an http:// URL to another host`
   }
   return undefined
 }
@@ -207,17 +206,25 @@ const AlertEvents = Schema.Array(AlertEventName).annotations({ message: expected
 )
 
 /** One webhook of `notify`: where, in which body, for which events (default: all). */
-export const Webhook = Schema.Struct({
+const WebhookFields = Schema.Struct({
   url: WebhookUrl,
   format: Schema.optionalWith(WebhookFormat, { default: () => "json" as const }),
   events: Schema.optionalWith(AlertEvents, { default: () => [...ALERT_EVENTS] })
 })
 
-export type Webhook = typeof Webhook.Type
+/**
+ * One webhook of `notify`: where, in which body, for which events (default: all). Anything but an object in its
+ * place is named by its kind only: a URL given there is the secret itself.
+ */
+export const Webhook = Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({ message: expectedKind("a webhook like {\"url\": \"https://…\"}") }).pipe(
+  Schema.compose(WebhookFields, { strict: false })
+)
 
-export const WEBHOOK_KEYS = Object.keys(Webhook.fields)
+export type Webhook = typeof WebhookFields.Type
 
-const Webhooks = Schema.Array(Webhook).annotations({ message: expected("a list of webhooks like [{\"url\": \"https://…\"}]") }).pipe(
+export const WEBHOOK_KEYS = Object.keys(WebhookFields.fields)
+
+const Webhooks = Schema.Array(Webhook).annotations({ message: expectedKind("a list of webhooks like [{\"url\": \"https://…\"}]") }).pipe(
   Schema.filter((a) => a.length <= MAX_WEBHOOKS || `must list at most ${MAX_WEBHOOKS} webhooks, got ${a.length}`)
 )
 

@@ -2,7 +2,7 @@
 // delivers new combined.log lines and state changes, panes come neutralised, and a finished run's panes are gone.
 import { NodeContext } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Exit, Scope } from "effect"
 import { execFileSync } from "node:child_process"
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
@@ -177,6 +177,22 @@ describe("dashboard server", () => {
       expect(frames[0]?.data).toMatchObject({ gone: true, final: true, text: "the run has ended: the tmux session cco-r1-worker-1 is gone" })
       const page = yield* get(`${base}/?t=${token}`)
       expect(page.body).toContain("ended: project-done")
+    }).pipe(Effect.provide(NodeContext.layer)), 30_000)
+
+  it.scopedLive("a FIFO in place of combined.log holds neither the page nor the dashboard's shutdown", () =>
+    Effect.gen(function*() {
+      const folder = yield* tempDir("cco-dash-")
+      writeFileSync(path.join(folder, "state.json"), JSON.stringify(stateOf(uniqueSocket())))
+      execFileSync("mkfifo", [path.join(folder, "combined.log")])
+      const scope = yield* Scope.make()
+      const dashboard = yield* Dashboard.serve({ folder: Effect.succeed(folder), port: 0 }).pipe(Scope.extend(scope))
+      const token = new URL(dashboard.url).searchParams.get("t")!
+      const page = yield* get(`http://127.0.0.1:${dashboard.port}/?t=${token}`)
+      expect(page.status).toBe(200)
+      expect(page.body).toContain("worker-1")
+      const started = Date.now()
+      yield* Scope.close(scope, Exit.void)
+      expect(Date.now() - started).toBeLessThan(8_000)
     }).pipe(Effect.provide(NodeContext.layer)), 30_000)
 
   it.scopedLive("refuses a port out of range, and a port in use", () =>

@@ -206,7 +206,7 @@ describe("Notify: delivery", () => {
       expect(hook.calls[0]!.url).toBe(SLACK_URL)
       expect(hook.calls[0]!.body.text).toMatch(/^cco run 2026-11-29_01-02-03: worker-1 is left stopped/)
       expect(t.events("notify.failed")).toEqual([expect.objectContaining({
-        webhook: "https://hooks.slack.example",
+        webhook: "https://…slack.example",
         alert: "instance-stopped",
         reason: "status",
         status: 500
@@ -235,7 +235,7 @@ describe("Notify: delivery", () => {
       yield* TestClock.adjust(60_000)
       yield* settle
       expect(gone.calls).toHaveLength(1)
-      expect(t404.events("notify.failed")).toEqual([expect.objectContaining({ webhook: "https://alerts.example.test", status: 404 })])
+      expect(t404.events("notify.failed")).toEqual([expect.objectContaining({ webhook: "https://…example.test", status: 404 })])
       expect(busy.calls).toHaveLength(2)
       expect(t503.events("notify.failed")).toEqual([])
       expect(busy.calls[1]!.body).toMatchObject({ event: "instance-stopped", run: run.runId, instance: "worker-1" })
@@ -264,7 +264,7 @@ describe("Notify: delivery", () => {
       }
       // 5 s each, 1 s, 2 s and 4 s between: attempts at 0, 6, 13 and 22 s.
       expect(hung.calls.map((c) => c.at - t0)).toEqual([0, 6_000, 13_000, 22_000])
-      expect(t.events("notify.failed")).toEqual([expect.objectContaining({ webhook: "https://alerts.example.test", reason: "timeout" })])
+      expect(t.events("notify.failed")).toEqual([expect.objectContaining({ webhook: "https://…example.test", reason: "timeout" })])
       expect(good.calls).toHaveLength(1)
     }))
 
@@ -305,7 +305,7 @@ describe("Notify: delivery", () => {
       yield* Fiber.join(closingB)
       expect((yield* Clock.currentTimeMillis) - t0).toBe(5_000)
       // What did not go out is said, per webhook.
-      expect(b.events("notify.unsent")).toEqual([expect.objectContaining({ webhook: "https://alerts.example.test", alerts: ["run-finished"] })])
+      expect(b.events("notify.unsent")).toEqual([expect.objectContaining({ webhook: "https://…example.test", alerts: ["run-finished"] })])
 
       // Nothing queued: the end does not wait at all.
       const c = yield* started([webhook(JSON_URL)], hung.layer)
@@ -416,7 +416,7 @@ describe("Notify: the notify option", () => {
       expect(String(config.notify[0]!.url)).not.toContain("TOPSECRET")
       const view = Config.redactedView(config) as { notify: unknown }
       expect(view.notify).toEqual([
-        { url: "https://hooks.slack.example/<redacted>", format: "slack", events: [...Notify.ALERT_EVENTS] },
+        { url: "https://…slack.example/<redacted>", format: "slack", events: [...Notify.ALERT_EVENTS] },
         { url: "http://127.0.0.1:8080/<redacted>", format: "json", events: ["run-finished"] }
       ])
       expect(JSON.stringify(view)).not.toContain("TOPSECRET")
@@ -428,7 +428,10 @@ describe("Notify: the notify option", () => {
   it.scoped("refused, without showing the URL: http to another machine, other schemes, a password, typos, unknown events", () =>
     Effect.gen(function*() {
       expect(yield* problem([{ url: "http://hooks.example.test/TOPSECRET" }]))
-        .toBe("notify[0].url: must be an https:// URL (http:// only to this machine: localhost, 127.0.0.1 or [::1]), got http://hooks.example.test/…")
+        .toBe("notify[0].url: must be an https:// URL (http:// only to this machine: localhost, 127.0.0.1 or [::1]), got an http:// URL to another host")
+      // A URL where the webhook object belongs is the secret itself: only its kind is named.
+      expect(yield* problem([SLACK_URL])).toBe("notify[0]: must be a webhook like {\"url\": \"https://…\"}, got a string")
+      expect(yield* problem(SLACK_URL)).toBe("notify: must be a list of webhooks like [{\"url\": \"https://…\"}], got a string")
       expect(yield* problem([{ url: "ftp://host/TOPSECRET" }])).toBe("notify[0].url: must be an https:// URL, got \"ftp:\"")
       expect(yield* problem([{ url: "TOPSECRET" }])).toBe("notify[0].url: must be an https:// URL")
       expect(yield* problem([{ url: "https://me:TOPSECRET@host/x" }])).toBe("notify[0].url: must not hold a user name or password (the secret goes in the path)")
