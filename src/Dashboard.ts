@@ -75,6 +75,12 @@ const SECURITY_HEADERS: Readonly<Record<string, string>> = {
 
 const sseFrame = (event: string, data: unknown) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`
 
+/** Output waiting for one event-stream reader before it is let go. */
+const MAX_UNSENT_BYTES = 8 * 1024 * 1024
+
+/** Event streams (pages and panes) open at once. */
+const MAX_STREAMS = 32
+
 /** The most of combined.log one look reads. */
 const FEED_READ_BYTES = 4 * 1024 * 1024
 
@@ -277,25 +283,35 @@ export const serve: (options: DashboardOptions) => Effect.Effect<
   }
 
   /** An event stream: `body` sends what comes first and what follows, until the browser goes away. */
+  let openStreams = 0
   const eventStream = (
     req: http.IncomingMessage,
     res: http.ServerResponse,
     body: (send: (event: string, data: unknown) => Effect.Effect<void>) => Effect.Effect<void, never, Scope.Scope | FileSystem.FileSystem | Path.Path | CommandExecutor.CommandExecutor>
   ) =>
     Effect.gen(function*() {
+      if (openStreams >= MAX_STREAMS) return plain(res, 503, "too many open streams")
+      openStreams++
+      yield* Effect.addFinalizer(() => Effect.sync(() => void openStreams--))
       const gone = yield* Deferred.make<void>()
       req.on("close", () => Deferred.unsafeDone(gone, Effect.void))
       // A browser that went away mid-write is no error of the server's.
       res.on("error", () => Deferred.unsafeDone(gone, Effect.void))
       res.writeHead(200, { ...SECURITY_HEADERS, "content-type": "text/event-stream; charset=utf-8", "connection": "keep-alive" })
       res.flushHeaders()
-      const send = (event: string, data: unknown) => Effect.sync(() => void res.write(sseFrame(event, data)))
-      const keepAlive = Effect.sync(() => void res.write(": keep-alive\n\n")).pipe(
+      // A reader that stops reading (a suspended tab or curl) is let go once this much waits for it: its browser
+      // reconnects and starts from the whole view again, and the server's memory stays bounded.
+      const write = (text: string) => {
+        if (res.writableLength > MAX_UNSENT_BYTES) Deferred.unsafeDone(gone, Effect.void)
+        else res.write(text)
+      }
+      const send = (event: string, data: unknown) => Effect.sync(() => write(sseFrame(event, data)))
+      const keepAlive = Effect.sync(() => write(": keep-alive\n\n")).pipe(
         Effect.delay(Duration.seconds(20)),
         Effect.forever
       )
       yield* Effect.raceFirst(Effect.scoped(body(send)).pipe(Effect.zipRight(Effect.never)), Effect.raceFirst(keepAlive, Deferred.await(gone)))
-    }).pipe(Effect.ensuring(Effect.sync(() => res.end())))
+    }).pipe(Effect.scoped, Effect.ensuring(Effect.sync(() => res.end())))
 
   const events = (req: http.IncomingMessage, res: http.ServerResponse) =>
     eventStream(req, res, (send) =>

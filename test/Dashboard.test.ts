@@ -5,6 +5,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Scope } from "effect"
 import { execFileSync } from "node:child_process"
 import { appendFileSync, readFileSync, writeFileSync } from "node:fs"
+import * as http from "node:http"
 import * as path from "node:path"
 import * as Dashboard from "../src/Dashboard.js"
 import { escapeHtml, feedLine, treeOrder } from "../src/DashboardView.js"
@@ -177,6 +178,24 @@ describe("dashboard server", () => {
       expect(frames[0]?.data).toMatchObject({ gone: true, final: true, text: "the run has ended: the tmux session cco-r1-worker-1 is gone" })
       const page = yield* get(`${base}/?t=${token}`)
       expect(page.body).toContain("ended: project-done")
+    }).pipe(Effect.provide(NodeContext.layer)), 30_000)
+
+  it.scopedLive("at most 32 event streams at once; one more is refused, and a closed one makes room", () =>
+    Effect.gen(function*() {
+      const { base, token } = yield* served()
+      const open = (path: string) =>
+        Effect.async<{ status: number; close: () => void }>((resume) => {
+          const req = http.get(`${base}${path}`, (res) => resume(Effect.succeed({ status: res.statusCode ?? 0, close: () => req.destroy() })))
+          req.on("error", () => undefined)
+        })
+      const streams = yield* Effect.forEach(Array.from({ length: 32 }, (_, i) => i), (i) => open(i % 2 === 0 ? `/events?t=${token}` : `/pane?t=${token}&name=worker-1`))
+      yield* Effect.addFinalizer(() => Effect.sync(() => streams.forEach((s) => s.close())))
+      expect(streams.map((s) => s.status)).toEqual(Array.from({ length: 32 }, () => 200))
+      const refused = yield* open(`/events?t=${token}`)
+      expect(refused.status).toBe(503)
+      streams[0]!.close()
+      const again = yield* waitFor("room again", Effect.map(open(`/events?t=${token}`), (s) => s.status === 200 ? s : (s.close(), undefined)))
+      again.close()
     }).pipe(Effect.provide(NodeContext.layer)), 30_000)
 
   it.scopedLive("a FIFO in place of combined.log holds neither the page nor the dashboard's shutdown", () =>
