@@ -7,30 +7,15 @@ import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
 import { claudeBin, filesOn, readLog, runFixture, useFixture } from "./harness.js"
-import { startSshd } from "./sshd.js"
+import { remoteHost, useSshd } from "./sshd.js"
 import { killTmuxServer } from "./support.js"
 
 describe("real claude on a remote host", () => {
   it.scopedLive("local + one remote host: the remote worker's hooks and team commands come back over SSH, its module lands", () =>
     Effect.gen(function*() {
-      const sshd = yield* Effect.acquireRelease(Effect.promise(() => startSshd()), (s) => Effect.sync(() => s.stop()))
+      const sshd = yield* useSshd
       const mock = yield* startMockModel({ brain: teamScript() })
-      const fixture = yield* useFixture({
-        workerCount: 2,
-        mockUrl: mock.url,
-        extra: {
-          hosts: [{ name: "local" }, {
-            name: "box",
-            ssh: sshd.destination,
-            port: sshd.port,
-            identityFile: sshd.identityFile,
-            knownHostsFile: sshd.knownHostsFile,
-            workdir: path.join(sshd.dir, "box"),
-            nodeCommand: process.execPath,
-            claudeCommand: claudeBin
-          }]
-        }
-      })
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, extra: { hosts: [{ name: "local" }, remoteHost(sshd, claudeBin)] } })
       yield* Effect.acquireRelease(Effect.void, () => Effect.sync(() => killTmuxServer(`${fixture.socket}-box`)))
       const summary = yield* runFixture(fixture, claudeBin)
       expect(summary.reason).toBe("project-done")

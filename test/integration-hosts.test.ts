@@ -10,26 +10,13 @@ import { renderStatus, snapshot } from "../src/Status.js"
 import { teamScript } from "../src/TeamScript.js"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { ccoRun, fakeClaudeBin, filesOn, git, projectRoot, readLog, runFixture, useFixture } from "./harness.js"
-import { type Sshd, startSshd } from "./sshd.js"
+import { remoteHost, useSshd } from "./sshd.js"
 import { killTmuxServer } from "./support.js"
 
 /** `cco doctor --config DIR`'s output (it exits 1 when any check fails). */
 const doctor = (configDir: string) =>
   spawnSync(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "doctor", "--config", configDir], { encoding: "utf8", env: { ...process.env, CCO_CLAUDE_PATH: fakeClaudeBin } }).stdout
 
-const useSshd = Effect.acquireRelease(Effect.promise(() => startSshd()), (s) => Effect.sync(() => s.stop()))
-
-const remoteHost = (sshd: Sshd, extra: Record<string, unknown> = {}) => ({
-  name: "box",
-  ssh: sshd.destination,
-  port: sshd.port,
-  identityFile: sshd.identityFile,
-  knownHostsFile: sshd.knownHostsFile,
-  workdir: path.join(sshd.dir, "box"),
-  nodeCommand: process.execPath,
-  claudeCommand: fakeClaudeBin,
-  ...extra
-})
 
 /** The "remote" tmux server, whatever the test did: removed with the scope. */
 const useRemoteTmux = (socket: string) => Effect.acquireRelease(Effect.succeed(`${socket}-box`), (s) => Effect.sync(() => killTmuxServer(s)))
@@ -42,7 +29,7 @@ describe("hosts: instances on a remote host over SSH", () => {
       const fixture = yield* useFixture({
         workerCount: 2,
         mockUrl: mock.url,
-        extra: { hosts: [{ name: "local" }, remoteHost(sshd)] }
+        extra: { hosts: [{ name: "local" }, remoteHost(sshd, fakeClaudeBin)] }
       })
       const remoteTmux = yield* useRemoteTmux(fixture.socket)
       // The user's env file reaches the worktrees on both hosts, never a commit.
@@ -113,7 +100,7 @@ describe("hosts: instances on a remote host over SSH", () => {
       const fixture = yield* useFixture({
         workerCount: 2,
         mockUrl: mock.url,
-        extra: { hosts: [{ name: "local" }, remoteHost(sshd)], healthCheckIntervalSeconds: 2 }
+        extra: { hosts: [{ name: "local" }, remoteHost(sshd, fakeClaudeBin)], healthCheckIntervalSeconds: 2 }
       })
       yield* useRemoteTmux(fixture.socket)
       let dropped = false
@@ -145,7 +132,7 @@ describe("hosts: instances on a remote host over SSH", () => {
       const sshd = yield* useSshd
       // Slow answers: the team is still at work when the orchestrator is killed.
       const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 3_000 })
-      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, extra: { hosts: [{ name: "local" }, remoteHost(sshd)] } })
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, extra: { hosts: [{ name: "local" }, remoteHost(sshd, fakeClaudeBin)] } })
       const remoteTmux = yield* useRemoteTmux(fixture.socket)
       const run = ccoRun(fixture.configDir, fakeClaudeBin)
       const folder = path.join(fixture.configDir, "logs", "latest")
@@ -190,7 +177,7 @@ describe("hosts: instances on a remote host over SSH", () => {
   it.scopedLive("a login kept in a file is not copied to a remote host: its instance is refused with the reason", () =>
     Effect.gen(function*() {
       const sshd = yield* useSshd
-      const fixture = yield* useFixture({ workerCount: 2, mockUrl: "http://127.0.0.1:9", extra: { authMode: "oauth", hosts: [{ name: "local" }, remoteHost(sshd)] } })
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: "http://127.0.0.1:9", extra: { authMode: "oauth", hosts: [{ name: "local" }, remoteHost(sshd, fakeClaudeBin)] } })
       const remoteTmux = yield* useRemoteTmux(fixture.socket)
       const error = yield* runFixture(fixture, fakeClaudeBin).pipe(Effect.flip)
       expect(error.message).toContain("worker-2: launch: credential oauth is a login kept in a file, which cco does not copy to box; instances there need an API key or a CLAUDE_CODE_OAUTH_TOKEN")
@@ -201,7 +188,7 @@ describe("hosts: instances on a remote host over SSH", () => {
   it.scopedLive("a host without claude (or tmux, git, node) is a config error before anything starts", () =>
     Effect.gen(function*() {
       const sshd = yield* useSshd
-      const fixture = yield* useFixture({ workerCount: 2, mockUrl: "http://127.0.0.1:9", extra: { hosts: [{ name: "local" }, remoteHost(sshd, { claudeCommand: "/nonexistent/claude" })] } })
+      const fixture = yield* useFixture({ workerCount: 2, mockUrl: "http://127.0.0.1:9", extra: { hosts: [{ name: "local" }, remoteHost(sshd, "/nonexistent/claude")] } })
       const error = yield* runFixture(fixture, fakeClaudeBin).pipe(Effect.flip)
       expect(error._tag === "RunError" && error.reason).toBe("config")
       expect(error.message).toMatch(/^host box \(.*, port \d+\) cannot be used over SSH: missing on the host: \/nonexistent\/claude$/)
@@ -214,7 +201,7 @@ describe("hosts: instances on a remote host over SSH", () => {
       const fixture = yield* useFixture({ workerCount: 2, mockUrl: "http://127.0.0.1:9" })
       const config = JSON.parse(readFileSync(path.join(fixture.configDir, "orchestrator.json"), "utf8")) as Record<string, unknown>
       execFileSync("sh", ["-c", `cat > ${JSON.stringify(path.join(fixture.configDir, "orchestrator.json"))}`], {
-        input: JSON.stringify({ ...config, hosts: [{ name: "local" }, remoteHost(sshd)] })
+        input: JSON.stringify({ ...config, hosts: [{ name: "local" }, remoteHost(sshd, fakeClaudeBin)] })
       })
       // `cco doctor` checks the host: reachable with its key, tmux, git and node there.
       expect(doctor(fixture.configDir)).toMatch(new RegExp(`ok +host box +${sshd.destination} port ${sshd.port}: reachable`))

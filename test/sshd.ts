@@ -5,6 +5,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import * as net from "node:net"
 import { tmpdir, userInfo } from "node:os"
 import * as path from "node:path"
+import { Effect } from "effect"
 
 export const SSHD = "/usr/sbin/sshd"
 
@@ -107,3 +108,18 @@ export const startSshd = async (): Promise<Sshd> => {
   }
   return { port, dir, destination: `${userInfo().username}@127.0.0.1`, identityFile, knownHostsFile, pid, kill, drop, stop }
 }
+
+/** The test's sshd, stopped with the scope. */
+export const useSshd = Effect.acquireRelease(Effect.promise(() => startSshd()), (s) => Effect.sync(() => s.stop()))
+
+/** The `hosts` entry of the "remote" host "box" behind the test's sshd, running `claudeCommand` there. */
+export const remoteHost = (sshd: Sshd, claudeCommand: string) => ({
+  name: "box",
+  ssh: sshd.destination,
+  port: sshd.port,
+  identityFile: sshd.identityFile,
+  knownHostsFile: sshd.knownHostsFile,
+  workdir: path.join(sshd.dir, "box"),
+  nodeCommand: process.execPath,
+  claudeCommand
+})
