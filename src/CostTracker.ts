@@ -9,7 +9,10 @@ import { type CostTotals, readAppended, transcriptFiles, type UsageSummary, usag
 export interface CostInstance {
   readonly name: string
   readonly role: string
-  /** The instance's CLAUDE_CONFIG_DIR; transcripts are under `<configDir>/projects/**.jsonl`. */
+  /**
+   * The instance's CLAUDE_CONFIG_DIR; transcripts are under `<configDir>/projects/**.jsonl`. Read at every poll (it
+   * may be a getter): what was read from an earlier dir stays counted.
+   */
   readonly configDir: string
 }
 

@@ -213,7 +213,14 @@ export const makeRunContext = (
       ))
     const get = (name: string) => Effect.map(Ref.get(instances), (m) => m.get(name)!)
     const ended = yield* Ref.make<{ readonly at: string; readonly reason: EndReason } | undefined>(undefined)
-    const costTracker = yield* makeCostTracker(specs.map((spec) => ({ name: spec.name, role: spec.role, configDir: agent.configDir(spec.name) })))
+    // The config dir is asked at every poll: an instance moved off a host that dropped is read where it runs now.
+    const costTracker = yield* makeCostTracker(specs.map((spec) => ({
+      name: spec.name,
+      role: spec.role,
+      get configDir() {
+        return agent.configDir(spec.name)
+      }
+    })))
     const ctx: RunContext = {
       ...services,
       ...layout,

@@ -254,6 +254,24 @@ describe("incremental tracker", () => {
     }))
   )
 
+  it.scoped("an instance moved to another host (its config dir elsewhere) keeps what it spent and adds what it spends there", () =>
+    withNode(Effect.gen(function*() {
+      const before = yield* configDirWithProject
+      const after = yield* configDirWithProject
+      let where = before.configDir
+      const tracker = yield* makeCostTracker([{ name: "worker-2", role: "worker", get configDir() { return where } }])
+      yield* append(NodePath.join(before.project, "9826c600-d810-43d5-9c97-98d8b4c6bf63.jsonl"), fixture(OPUS))
+      const first = yield* tracker.poll
+      expect(first.total.responses).toBe(3)
+      where = after.configDir
+      yield* append(NodePath.join(after.project, "03c1a646-aadc-4f23-9b43-eb617bfdb074.jsonl"), fixture(SONNET))
+      const moved = yield* tracker.poll
+      expect(moved.total.responses).toBe(5)
+      const all = usageOf([...parseTranscriptLines(fixture(OPUS)), ...parseTranscriptLines(fixture(SONNET))], new Set())
+      expect(moved.instances[0]?.usd).toBeCloseTo(all.usd, 12)
+    }))
+  )
+
   it.scoped("finds transcripts in nested folders (subagents) and rereads a file that was replaced by a shorter one", () =>
     withNode(Effect.gen(function*() {
       const { configDir, project } = yield* configDirWithProject

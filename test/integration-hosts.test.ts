@@ -3,10 +3,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFileSync, spawnSync } from "node:child_process"
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
 import { renderStatus, snapshot } from "../src/Status.js"
+import { parseTranscriptLines, usageOf } from "../src/Transcripts.js"
 import { teamScript } from "../src/TeamScript.js"
 import * as NodeContext from "@effect/platform-node/NodeContext"
 import { ccoRun, fakeClaudeBin, filesOn, git, projectRoot, readLog, runFixture, useFixture } from "./harness.js"
@@ -125,6 +126,15 @@ describe("hosts: instances on a remote host over SSH", () => {
         instances: Array<{ name: string; host?: string; worktree: string }>
       }
       expect(state.instances.find((i) => i.name === "worker-2")).toMatchObject({ host: "local", worktree: path.join(summary.runFolder, "worktrees", "worker-2") })
+      // Its cost: what it spent there (its transcripts as last copied back) and what it spent here after the move.
+      const transcripts = (dir: string) =>
+        existsSync(dir) ? readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((f) => f.endsWith(".jsonl")).map((f) => readFileSync(path.join(dir, f), "utf8")) : []
+      const there = transcripts(path.join(summary.runFolder, "hosts", "box", "instances", "worker-2", "claude", "projects"))
+      const here = transcripts(path.join(summary.runFolder, "instances", "worker-2", "claude", "projects"))
+      expect(usageOf(parseTranscriptLines(here.join("")), new Set()).responses).toBeGreaterThan(0)
+      const spent = usageOf(parseTranscriptLines([...there, ...here].join("")), new Set())
+      const costs = JSON.parse(readFileSync(path.join(summary.runFolder, "state.json"), "utf8")) as { instances: Array<{ name: string; costUsd?: number }> }
+      expect(costs.instances.find((i) => i.name === "worker-2")?.costUsd).toBeCloseTo(spent.usd, 9)
     }), { timeout: 180_000 })
 
   it.scopedLive("cco cleanup after a kill -9 of the orchestrator removes the sessions and worktrees on both hosts", () =>
