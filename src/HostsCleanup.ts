@@ -23,6 +23,37 @@ const SCRIPT = [
   "exit 0"
 ].join("\n")
 
+type HostState = NonNullable<RunState["hosts"]>[number]
+
+/** How to reach a remote host of a run, from its state.json entry. */
+export const hostConfigOf = (h: HostState): HostConfig => ({
+  name: h.name,
+  ssh: h.ssh,
+  port: h.port,
+  ...(h.identityFile === undefined ? {} : { identityFile: h.identityFile }),
+  ...(h.knownHostsFile === undefined ? {} : { knownHostsFile: h.knownHostsFile }),
+  strictHostKeyChecking: h.strictHostKeyChecking,
+  maxInstances: 1,
+  nodeCommand: "node"
+})
+
+/**
+ * The run's sessions on each remote host's tmux server (through the run's master connection while it lasts);
+ * undefined for a host that cannot be asked within 10 s.
+ */
+export const remoteSessions = (state: Pick<RunState, "runId" | "hosts">): Effect.Effect<ReadonlyMap<string, ReadonlySet<string> | undefined>, never, CommandExecutor> =>
+  Effect.forEach(state.hosts ?? [], (h) => {
+    const script = `tmux -L ${shellQuote(h.tmuxSocket)} list-sessions -F '#{session_name}' 2>/dev/null; exit 0`
+    return exec("ssh", [...sshOptions(hostConfigOf(h), h.controlPath), h.ssh, "--", script]).pipe(
+      Effect.timeout("10 seconds"),
+      Effect.map((r): ReadonlySet<string> | undefined =>
+        r.exitCode !== 0 ? undefined : new Set(r.stdout.split("\n").filter((n) => n.startsWith(`cco-${state.runId}-`)))
+      ),
+      Effect.orElseSucceed((): ReadonlySet<string> | undefined => undefined),
+      Effect.map((sessions) => [h.name, sessions] as const)
+    )
+  }, { concurrency: "unbounded" }).pipe(Effect.map((entries) => new Map(entries)))
+
 /** Cleans one run's remote hosts; never fails (what could not be done is a problem). Entries are `<host>:<what>`. */
 export const cleanHosts = (
   state: Pick<RunState, "runId" | "hosts">,
@@ -31,16 +62,7 @@ export const cleanHosts = (
   Effect.gen(function*() {
     const out = { sessions: [] as Array<string>, worktrees: [] as Array<string>, removed: [] as Array<string>, problems: [] as Array<string> }
     for (const h of state.hosts ?? []) {
-      const host: HostConfig = {
-        name: h.name,
-        ssh: h.ssh,
-        port: h.port,
-        ...(h.identityFile === undefined ? {} : { identityFile: h.identityFile }),
-        ...(h.knownHostsFile === undefined ? {} : { knownHostsFile: h.knownHostsFile }),
-        strictHostKeyChecking: h.strictHostKeyChecking,
-        maxInstances: 1,
-        nodeCommand: "node"
-      }
+      const host = hostConfigOf(h)
       // A master connection left by an orchestrator that died.
       if (!options.dry) yield* exec("ssh", [...sshOptions(host, h.controlPath), "-O", "exit", h.ssh]).pipe(Effect.ignore)
       const args = [h.tmuxSocket, `cco-${state.runId}-`, h.runDir, options.dry ? "1" : "0", options.all ? "1" : "0"]

@@ -7,6 +7,7 @@ import { type Board, currentTask, type Task } from "./Hierarchy.js"
 import { isAlive } from "./Process.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { type InstanceState, decodeRunState, LOCK_FILE, type RunState, STATE_FILE } from "./RunState.js"
+import { remoteSessions } from "./HostsCleanup.js"
 import * as TmuxLive from "./TmuxLive.js"
 import { neutraliseJson, neutraliseLine, STATE_MAX } from "./Untrusted.js"
 
@@ -118,6 +119,8 @@ export interface RunSnapshot {
   readonly takenAt: number
   /** How each instance was last started, "bwrap" (confined) or "none", from instances/<name>/sandbox. */
   readonly sandboxes?: ReadonlyMap<string, string>
+  /** The run's sessions on each remote host (config `hosts`); undefined for a host that could not be asked. */
+  readonly remoteSessions?: ReadonlyMap<string, ReadonlySet<string> | undefined>
 }
 
 /** instances/<name>/sandbox of each instance that has been launched (Agent.launch writes it). */
@@ -134,11 +137,17 @@ const readSandboxes = (folder: string, instances: ReadonlyArray<InstanceState>) 
 
 export const snapshot = Effect.fn("Status.snapshot")(function*(folder: string) {
   const state = yield* readRunState(folder)
-  const [lock, sessions, takenAt, sandboxes] = yield* Effect.all(
-    [readLock(folder), sessionsOn(state.tmuxSocket, `cco-${state.runId}-`), Clock.currentTimeMillis, readSandboxes(folder, state.instances)],
+  const [lock, sessions, takenAt, sandboxes, remote] = yield* Effect.all(
+    [
+      readLock(folder),
+      sessionsOn(state.tmuxSocket, `cco-${state.runId}-`),
+      Clock.currentTimeMillis,
+      readSandboxes(folder, state.instances),
+      remoteSessions(state)
+    ],
     { concurrency: "unbounded" }
   )
-  return { folder, state, lock, sessions, takenAt, sandboxes } satisfies RunSnapshot
+  return { folder, state, lock, sessions, takenAt, sandboxes, remoteSessions: remote } satisfies RunSnapshot
 })
 
 const aliveOf = (s: RunSnapshot) => s.lock._tag === "Lock" && s.lock.alive
@@ -154,9 +163,11 @@ const timeLeftOf = (s: RunSnapshot) => {
   return since === undefined ? undefined : Math.max(0, -since)
 }
 
-// A session on a remote host is not on this machine's tmux server: unknown here.
-const sessionAliveOf = (s: RunSnapshot, i: InstanceState) =>
-  s.sessions === undefined || (i.host !== undefined && i.host !== "local") ? null : s.sessions.has(i.session)
+// A session on a remote host is on that host's tmux server: unknown when the host could not be asked.
+const sessionAliveOf = (s: RunSnapshot, i: InstanceState) => {
+  const sessions = i.host !== undefined && i.host !== "local" ? s.remoteSessions?.get(i.host) : s.sessions
+  return sessions === undefined ? null : sessions.has(i.session)
+}
 
 type CredentialRow = NonNullable<RunState["credentials"]>[number]
 

@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from "node:child_process"
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
-import { renderStatus, snapshot } from "../src/Status.js"
+import { renderStatus, snapshot, statusJson } from "../src/Status.js"
 import { parseTranscriptLines, usageOf } from "../src/Transcripts.js"
 import { teamScript } from "../src/TeamScript.js"
 import * as NodeContext from "@effect/platform-node/NodeContext"
@@ -35,8 +35,18 @@ describe("hosts: instances on a remote host over SSH", () => {
       const remoteTmux = yield* useRemoteTmux(fixture.socket)
       // The user's env file reaches the worktrees on both hosts, never a commit.
       writeFileSync(path.join(fixture.configDir, ".env"), "TOOL_TOKEN=for-the-project-tools\n")
-      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      // `cco status --json` while worker-2 has its task: its session is up on the remote host's tmux server.
+      let folder: string | undefined
+      let during: { instances: Array<{ name: string; sessionAlive: boolean | null }> } | undefined
+      const summary = yield* runFixture(fixture, fakeClaudeBin, (line) => {
+        if (line.event === "run.starting") folder = String(line.folder)
+        if (during === undefined && folder !== undefined && line.event === "prompt.delivered" && line.instance === "worker-2") {
+          const status = spawnSync(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "status", folder, "--json"], { encoding: "utf8" })
+          during = JSON.parse(status.stdout) as typeof during
+        }
+      })
       expect(summary.reason).toBe("project-done")
+      expect(during?.instances.find((i) => i.name === "worker-2")?.sessionAlive).toBe(true)
       const workdir = path.join(sshd.dir, "box", summary.runId)
       expect(readFileSync(path.join(workdir, "worktrees", "worker-2", ".env"), "utf8")).toBe("TOOL_TOKEN=for-the-project-tools\n")
       expect(readFileSync(path.join(workdir, "repo", ".git", "info", "exclude"), "utf8")).toContain("/.env")
@@ -83,8 +93,12 @@ describe("hosts: instances on a remote host over SSH", () => {
       expect(costOf("worker-2")).toBeCloseTo(costOf("worker-1"), 6)
 
       // `cco status` shows where each instance ran.
-      const text = yield* snapshot(summary.runFolder).pipe(Effect.map(renderStatus), Effect.provide(NodeContext.layer))
+      const snap = yield* snapshot(summary.runFolder).pipe(Effect.provide(NodeContext.layer))
+      const text = renderStatus(snap)
       expect(text).toMatch(/NAME\s+ROLE\s+HOST/)
+      // The remote host's tmux server was asked (over SSH): worker-2's session is gone there, as worker-1's is here.
+      const alive = (statusJson(snap) as { instances: Array<{ name: string; sessionAlive: boolean | null }> }).instances
+      expect(alive.filter((i) => i.name.startsWith("worker-")).map((i) => [i.name, i.sessionAlive])).toEqual([["worker-1", false], ["worker-2", false]])
       expect(text).toMatch(/worker-2\s+worker\s+box/)
       expect(text).toMatch(/worker-1\s+worker\s+local/)
 
