@@ -180,12 +180,13 @@ describe("alerts with the fake agent", () => {
       // end. The one that hangs had its POSTs cut off after 5 s: logged once if all its attempts were through.
       expect(failing.received.length).toBeGreaterThanOrEqual(2)
       const failures = log.filter((l) => l.event === "notify.failed")
-      const failingUnsent = log.filter((l) => l.event === "notify.unsent" && l.webhook === failing.url)
-      if (failingUnsent.length === 0) {
-        expect(failures.filter((l) => l.webhook === failing.url)).toEqual([expect.objectContaining({ reason: "status", status: 500, alert: "check-failed" })])
+      // (The alerts a webhook takes go out one after another: one still retrying at the end holds those after it.)
+      const failingFailed = failures.filter((l) => l.webhook === failing.url)
+      const failingUnsent = log.filter((l) => l.event === "notify.unsent" && l.webhook === failing.url).flatMap((l) => l.alerts as Array<string>)
+      if (failingUnsent.includes("check-failed")) {
+        expect(failingFailed).toEqual([])
       } else {
-        expect(failingUnsent).toEqual([expect.objectContaining({ alerts: expect.arrayContaining(["check-failed"]) })])
-        expect(failures.filter((l) => l.webhook === failing.url).length).toBeLessThanOrEqual(1)
+        expect(failingFailed).toEqual([expect.objectContaining({ reason: "status", status: 500, alert: "check-failed" })])
       }
       expect(failures.filter((l) => l.webhook === hung.url).length).toBeLessThanOrEqual(1)
       expect(failures.every((l) => l.webhook === failing.url || (l.webhook === hung.url && l.reason === "timeout"))).toBe(true)
