@@ -12,7 +12,7 @@ import { constants } from "node:fs"
 import { open } from "node:fs/promises"
 import * as http from "node:http"
 import { type DashboardLimits, type FeedLine, feedLine, makeView, renderPage, tokensOf, type View, type ViewCommit } from "./DashboardView.js"
-import { exec } from "./Exec.js"
+import { Git } from "./Git.js"
 import { findPackageRoot } from "./RunHost.js"
 import { type RunSnapshot, snapshot } from "./Status.js"
 import * as TmuxLive from "./TmuxLive.js"
@@ -129,9 +129,9 @@ const makeLogReader = (file: string) => {
   }).pipe(Effect.orElseSucceed((): ReadonlyArray<unknown> => []))
 }
 
-/** The last commits of the target branch in the run's clone (empty when the clone is gone). */
-const lastCommits = (repoDir: string, branch: string) =>
-  exec("git", ["-C", repoDir, "-c", "log.showSignature=false", "-c", "core.fsmonitor=", "log", "--no-show-signature", "-n", "8", "--format=%h%x09%cI%x09%s", `refs/heads/${branch}`, "--"]).pipe(
+/** The last commits of the target branch in the run's clone (empty when the clone is gone), through cco's git. */
+const lastCommits = (git: Git, repoDir: string, branch: string) =>
+  git.run(repoDir, ["log", "--no-show-signature", "-n", "8", "--format=%h%x09%cI%x09%s", `refs/heads/${branch}`, "--"]).pipe(
     Effect.map((r) =>
       r.exitCode !== 0 ? [] : r.stdout.split("\n").filter((l) => l !== "").map((l): ViewCommit => {
         const [sha = "", time = "", ...subject] = l.split("\t")
@@ -165,6 +165,7 @@ const follow = (
 ) =>
   Effect.gen(function*() {
     const path = yield* Path.Path
+    const git = yield* Effect.provide(Git, Git.Default)
     const readLog = makeLogReader(path.join(folder, "combined.log"))
     let tokens: number | undefined
     let commits: ReadonlyArray<ViewCommit> = []
@@ -194,7 +195,7 @@ const follow = (
       // The branch moves with merges (and at the end); asking git on every change would cost a process each.
       const key = `${state.merges.length}/${state.endedAt ?? ""}/${state.targetBranch}`
       if (key !== commitsKey) {
-        commits = yield* lastCommits(state.repoDir, state.targetBranch)
+        commits = yield* lastCommits(git, state.repoDir, state.targetBranch)
         commitsKey = key
       }
       const view = makeView(snap.right, { commits, tokens, limits })

@@ -155,6 +155,8 @@ describe("dashboard in a browser", () => {
       const staticPage = yield* Effect.promise(() => browser.newPage())
       expect((yield* Effect.promise(() => staticPage.goto(staticUrl)))?.status()).toBe(200)
       expect(yield* Effect.promise(() => staticPage.textContent("#live"))).toBe("ended: project-done")
+      // The target branch's last commits, from the run's clone (cco keeps TEAM_STRUCTURE.md there up to date).
+      expect(yield* Effect.promise(() => staticPage.textContent("#commits"))).toMatch(/[0-9a-f]{7,} cco: update TEAM_STRUCTURE\.md/)
       expect(yield* Effect.promise(() => staticPage.$$eval("tr.instance", (rows) => rows.length))).toBe(names.length)
       yield* Effect.promise(() => staticPage.click("tr.instance[data-name='worker-1']"))
       yield* Effect.promise(() => staticPage.waitForFunction(() => /the run has ended: the tmux session .* is gone/.test(document.getElementById("pane-text")?.textContent ?? ""), undefined, { timeout: 15_000 }))
