@@ -20,6 +20,7 @@ import { routedGit } from "./HostsGit.js"
 import { routedAgent, routedTmux } from "./HostsRouting.js"
 import { RunError } from "./RunContext.js"
 import type { RunPlatform, RunServices, RunSite } from "./RunLayers.js"
+import type { RunState } from "./RunState.js"
 import { RunLog } from "./RunLog.js"
 import { shellQuote } from "./Shell.js"
 import * as Ssh from "./Ssh.js"
@@ -86,6 +87,27 @@ export const hostStates = (config: RunSite["config"], folder: string, runId: str
       controlPath: s.target.controlPath
     }
   })
+
+/**
+ * A resumed run's instances stay where the run left them. One the run moved here (its host went down), or that ran
+ * here before the config placed it on a host, stays here: those are returned. One that ran on a host the config now
+ * places elsewhere cannot be resumed (its worktree, session and conversation are there): that is the string.
+ */
+export const resumedPlacement = (config: RunSite["config"], previous: Pick<RunState, "instances">): ReadonlyArray<string> | string => {
+  const placed = placementOf(config)
+  const here: Array<string> = []
+  for (const i of previous.instances) {
+    const was = i.host ?? LOCAL
+    const now = placed.get(i.name) ?? LOCAL
+    if (was === now) continue
+    if (was === LOCAL) {
+      here.push(i.name)
+      continue
+    }
+    return `${i.name} ran on host ${was}, and the config now places it ${now === LOCAL ? "on this machine" : `on host ${now}`}; resume with the \`hosts\` the run started with (or \`cco cleanup\` it and start a new run)`
+  }
+  return here
+}
 
 /** An instance's worktree and the clone it belongs to when it runs on a remote host; undefined when local. */
 export const remoteWorktree = (config: RunSite["config"], runId: string, instance: string) => {
@@ -184,10 +206,12 @@ const transportFor = (site: RunHostSite, executor: CommandExecutor.CommandExecut
  * The master connection to a host, its run folder there and the control socket forwarded; closed with the scope.
  * An unreachable host (or one without tmux, git, node or claude) is a config error: nothing has started yet.
  */
-const connect = (site: RunHostSite, localSocket: string, folder: string, claudePath: string) =>
+const connect = (site: RunHostSite, localSocket: string, folder: string, claudePath: string, resuming: boolean) =>
   Effect.gen(function*() {
     const unreachable = (e: { readonly message: string }) =>
       new RunError({ reason: "config", message: `host ${site.host.name} (${site.host.ssh}, port ${site.host.port}) cannot be used over SSH: ${e.message}` })
+    // The master connection an orchestrator that died left behind: ended, so the new one is the master.
+    if (resuming) yield* Ssh.stopMaster(site.target)
     // Ended with the run's scope, whatever fails after it is up.
     yield* Effect.acquireRelease(
       Ssh.startMaster(site.target, `${folder}/ssh-${site.host.name}.log`).pipe(Effect.mapError(unreachable)),
@@ -269,6 +293,13 @@ export const withHosts = (
   const placed = placementOf(site.config)
   const sites = remoteHosts.map((h) => hostSite(site.folder, site.runId, site.config.tmuxSocket, h))
   const moves: HostMoves = { down: new Set(), moved: new Map() }
+  // Moved here, their conversations left behind (see routedAgent).
+  const lost = new Set<string>()
+  const instancesOn = (host: string) => [...placed].filter(([, h]) => h === host).map(([i]) => i)
+  // A resumed run: what it moved here stays here, and a host none of its instances run on any more is not used.
+  const resumedHere = site.previous === undefined ? [] : resumedPlacement(site.config, site.previous)
+  if (typeof resumedHere !== "string") for (const i of resumedHere) moves.moved.set(i, `${site.folder}/worktrees/${i}`)
+  for (const s of sites) if (instancesOn(s.host.name).every((i) => moves.moved.has(i))) moves.down.add(s.host.name)
   // Where an instance runs now: where it was placed, or here once moved from a host that went down.
   const hostOf = (instance: string) => moves.moved.has(instance) ? LOCAL : placed.get(instance) ?? LOCAL
   const prefix = `cco-${site.runId}-`
@@ -279,15 +310,43 @@ export const withHosts = (
     const localAgent = yield* Agent
     const localGit = yield* Git
     const events = yield* Events
+    const localRepo = `${site.folder}/repo`
     yield* Effect.acquireRelease(Effect.sync(() => runMoves.set(site.folder, moves)), () => Effect.sync(() => runMoves.delete(site.folder)))
-    yield* Effect.forEach(sites, (s) => connect(s, site.socketPath, site.folder, s.host.claudeCommand ?? settings.claudePath), { concurrency: "unbounded", discard: true })
-    yield* runLog.log("hosts.connected", { hosts: sites.map((s) => ({ name: s.host.name, ssh: s.host.ssh, runDir: s.runDir, tmuxSocket: s.tmuxSocket })), placement: Object.fromEntries(placed) })
+    // A host that cannot be reached when a run resumes is down: its instances start here, from their branches as
+    // this machine has them (a new run does not start without it).
+    const lostAtResume = (s: RunHostSite, e: RunError) =>
+      Effect.gen(function*() {
+        moves.down.add(s.host.name)
+        const instances = instancesOn(s.host.name).filter((i) => !moves.moved.has(i))
+        yield* runLog.log("host.down", { host: s.host.name, message: e.message, instances })
+        for (const instance of instances) {
+          const here = `${site.folder}/worktrees/${instance}`
+          const commit = (yield* localGit.output(localRepo, ["rev-parse", "--verify", "--quiet", `refs/heads/cco/${site.runId}/${instance}^{commit}`]).pipe(Effect.orElseSucceed(() => ""))).trim()
+          moves.moved.set(instance, here)
+          lost.add(instance)
+          yield* runLog.log("instance.moved", {
+            instance,
+            from: s.host.name,
+            to: LOCAL,
+            worktree: here,
+            commit,
+            lost: `what ${instance} had not handed over on ${s.host.name} (uncommitted changes, commits after ${commit.slice(0, 10)}, its conversation) stays there`
+          })
+        }
+      })
+    yield* Effect.forEach(sites.filter((s) => !moves.down.has(s.host.name)), (s) => {
+      const connecting = connect(s, site.socketPath, site.folder, s.host.claudeCommand ?? settings.claudePath, site.previous !== undefined)
+      return site.previous === undefined ? connecting : Effect.catchAll(connecting, (e) => lostAtResume(s, e))
+    }, { concurrency: "unbounded", discard: true })
+    yield* runLog.log("hosts.connected", {
+      hosts: sites.filter((s) => !moves.down.has(s.host.name)).map((s) => ({ name: s.host.name, ssh: s.host.ssh, runDir: s.runDir, tmuxSocket: s.tmuxSocket })),
+      placement: Object.fromEntries([...placed.keys()].map((i) => [i, hostOf(i)]))
+    })
     const clientScript = site.options.clientCommand[site.options.clientCommand.length - 1]!
     const agents = new Map(yield* Effect.forEach(sites, (s) => Effect.map(remoteAgent(s, settings, clientScript), (a) => [s.host.name, a] as const)))
     const tmuxes = new Map<string, TmuxShape>()
     const executor = yield* CommandExecutor.CommandExecutor
     for (const s of sites) tmuxes.set(s.host.name, yield* TmuxLive.makeLive(s.tmuxSocket, { remote: transportFor(s, executor) }))
-    const localRepo = `${site.folder}/repo`
     const fs = yield* FileSystem.FileSystem
     // .env / .env.local into a worktree there (their text over ssh's stdin), listed in that clone's info/exclude;
     // one that is committed comes with its branch and is left alone, as here.
@@ -337,7 +396,7 @@ export const withHosts = (
             return false
           }
           moves.down.add(name)
-          const instances = [...placed].filter(([, h]) => h === name).map(([i]) => i)
+          const instances = instancesOn(name)
           yield* runLog.log("host.down", { host: name, message: back.left.message, instances })
           return true
         }))
@@ -384,10 +443,48 @@ export const withHosts = (
       const site = siteOfInstance(instance)
       return site === undefined || moves.moved.has(instance) ? undefined : `${site.stagingDir}/instances/${instance}/claude`
     }
-    return Context.make(Tmux, routedTmux(localTmux, tmuxes, hostOfSession, isDown)).pipe(
-      Context.add(Agent, routedAgent(localAgent, agents, hostOf, moveHere, configDirHere, fetchTranscripts)),
+    const downNow = (host: string) => moves.down.has(host)
+    // A worktree's files there are looked at there: whether it is made already (a resumed run's), and a stale
+    // index.lock a killed git left in it. One moved here is the worktree here.
+    const worktreeThere = (dir: string) => {
+      const s = sites.find((x) => dir.startsWith(`${x.runDir}/worktrees/`))
+      if (s === undefined) return undefined
+      const here = moves.moved.get(dir.slice(`${s.runDir}/worktrees/`.length).split("/")[0]!)
+      return here === undefined ? { site: s } : { here }
+    }
+    const testThere = (s: RunHostSite, dir: string, script: string) =>
+      Ssh.run(s.target, script).pipe(
+        Effect.provideService(CommandExecutor.CommandExecutor, executor),
+        Effect.mapError((e) => gitError("look at the worktree", `${s.host.name}:${dir}`, e.message))
+      )
+    const addWorktree: typeof worktree.addWorktree = (repoDir, dir, branch, base) => {
+      const there = worktreeThere(dir)
+      if (there === undefined || "here" in there) return worktree.addWorktree(repoDir, there?.here ?? dir, branch, base)
+      return Effect.gen(function*() {
+        if ((yield* testThere(there.site, dir, `test -e ${shellQuote(dir)}`)).exitCode !== 0) return yield* worktree.addWorktree(repoDir, dir, branch, base)
+        const entry = (yield* worktree.listWorktrees(repoDir)).find((w) => w.path === dir)
+        if (entry?.branch !== branch) {
+          return yield* gitError(`add worktree ${dir}`, `${there.site.host.name}:${repoDir}`, `${dir} is there already, and is not a worktree with branch ${branch} checked out`)
+        }
+        // Registered but never checked out (cut off between the two steps): its files come now.
+        const index = (yield* git.output(dir, ["rev-parse", "--path-format=absolute", "--git-path", "index"])).trim()
+        if ((yield* testThere(there.site, dir, `test -e ${shellQuote(index)}`)).exitCode !== 0) yield* git.output(dir, ["reset", "--hard", "--quiet"])
+      })
+    }
+    const removeStaleLock: typeof worktree.removeStaleLock = (dir) => {
+      const there = worktreeThere(dir)
+      if (there === undefined || "here" in there) return worktree.removeStaleLock(there?.here ?? dir)
+      return Effect.gen(function*() {
+        const lock = (yield* git.run(dir, ["rev-parse", "--path-format=absolute", "--git-path", "index.lock"])).stdout.trim()
+        if (lock === "") return undefined
+        const removed = yield* testThere(there.site, dir, `test -e ${shellQuote(lock)} || exit 1; rm -f ${shellQuote(lock)}`)
+        return removed.exitCode === 0 ? `${there.site.host.name}:${lock}` : undefined
+      })
+    }
+    return Context.make(Tmux, routedTmux(localTmux, tmuxes, hostOfSession, isDown, downNow)).pipe(
+      Context.add(Agent, routedAgent(localAgent, agents, hostOf, moveHere, configDirHere, fetchTranscripts, downNow, lost)),
       Context.add(Git, git),
-      Context.add(Worktree, Worktree.make({ ...worktree, copyEnvFiles: (source, dir) => copyEnvFilesThere(source, dir) ?? worktree.copyEnvFiles(source, dir) })),
+      Context.add(Worktree, Worktree.make({ ...worktree, addWorktree, removeStaleLock, copyEnvFiles: (source, dir) => copyEnvFilesThere(source, dir) ?? worktree.copyEnvFiles(source, dir) })),
       Context.add(Events, events)
     )
   }))

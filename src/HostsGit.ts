@@ -96,6 +96,8 @@ export const routedGit = (
     }
 
     // cco's clone there: an empty repository whose branches come from the run's clone; its agents cannot push.
+    // A resumed run finds it with its instances' branches, which may be ahead of this machine's: from then on they
+    // are taken from there, never pushed over.
     const ensureClone = (site: RunHostSite) =>
       Effect.suspend(() => {
         if (ready.has(site.host.name)) return Effect.void
@@ -103,17 +105,22 @@ export const routedGit = (
           const who = yield* Effect.forEach(["user.name", "user.email"], (k) =>
             Effect.map(local.run(localRepo, ["config", "--get", k]), (r) => r.stdout.trim()))
           const q = shellQuote
-          yield* Ssh.output(site.target, [
+          const there = yield* Ssh.output(site.target, [
             `mkdir -p ${q(site.runDir)}/worktrees`,
             `{ [ -d ${q(site.repoDir)}/.git ] || git init -q ${q(site.repoDir)}; }`,
             `git -C ${q(site.repoDir)} config user.name ${q(who[0] || "cco")}`,
             `git -C ${q(site.repoDir)} config user.email ${q(who[1] || "cco@localhost")}`,
             `git -C ${q(site.repoDir)} config receive.denyCurrentBranch refuse`,
-            `{ git -C ${q(site.repoDir)} remote get-url origin >/dev/null 2>&1 || git -C ${q(site.repoDir)} remote add origin ${q(agentPushUrl)}; }`
+            `{ git -C ${q(site.repoDir)} remote get-url origin >/dev/null 2>&1 || git -C ${q(site.repoDir)} remote add origin ${q(agentPushUrl)}; }`,
+            `git -C ${q(site.repoDir)} for-each-ref --format='%(refname)' ${q(`refs/heads/${branchPrefix}`)}`
           ].join(" && ")).pipe(
             Effect.provideService(CommandExecutor.CommandExecutor, executor),
             Effect.mapError((e) => gitError("prepare clone", `${site.host.name}:${site.repoDir}`, e.message))
           )
+          for (const ref of there.split("\n")) {
+            const name = ref.trim().slice("refs/heads/".length)
+            if (ref.startsWith("refs/heads/") && ownerOf(name) === site) materialised.add(name)
+          }
           ready.add(site.host.name)
           yield* runLog.log("host.clone-ready", { host: site.host.name, repoDir: site.repoDir })
         })
@@ -151,13 +158,14 @@ export const routedGit = (
         [...new Map(mentioned(args).flatMap((name) => {
           const owner = ownerOf(name)
           // A host that is down keeps what it did not hand over.
-          return owner !== undefined && materialised.has(name) && !moves.down.has(owner.host.name) ? [[name, owner] as const] : []
+          return owner !== undefined && !moves.down.has(owner.host.name) ? [[name, owner] as const] : []
         }))],
-        ([name, site]) =>
-          locks.get(site.host.name)!.withPermits(1)(
-            local.output(localRepo, ["fetch", "--quiet", "--no-tags", "cco-host", `+refs/heads/${name}:refs/heads/${name}`], transport(site))
-          ),
+        ([name, site]) => Effect.zipRight(ensureClone(site), Effect.suspend(() => materialised.has(name) ? fetchOne(name, site) : Effect.void)),
         { discard: true }
+      )
+    const fetchOne = (name: string, site: RunHostSite) =>
+      locks.get(site.host.name)!.withPermits(1)(
+        local.output(localRepo, ["fetch", "--quiet", "--no-tags", "cco-host", `+refs/heads/${name}:refs/heads/${name}`], transport(site))
       )
 
     const run = Effect.fn("Git.run")(function*(given: string | undefined, args: ReadonlyArray<string>, options: GitCallOptions = {}) {

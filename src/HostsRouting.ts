@@ -12,11 +12,14 @@ export const routedTmux = (
   remote: ReadonlyMap<string, TmuxShape>,
   hostOfSession: (session: string) => string,
   /** Asked when a host does not answer: whether it is down (then its sessions are gone). */
-  isDown: (host: string) => Effect.Effect<boolean>
+  isDown: (host: string) => Effect.Effect<boolean>,
+  /** Whether a host is known to be down now (it is not asked any more). */
+  downNow: (host: string) => boolean
 ): TmuxShape => {
   const on = (session: string) => remote.get(hostOfSession(session)) ?? local
   const hostOfTmux = new Map([...remote].map(([h, t]) => [t, h] as const))
-  const all = [local, ...remote.values()]
+  const everyTmux = [local, ...remote.values()]
+  const all = () => everyTmux.filter((t) => t === local || !downNow(hostOfTmux.get(t)!))
   const groups = <A extends { readonly name: string } | string>(items: ReadonlyArray<A>) => {
     const by = new Map<TmuxShape, Array<A>>()
     for (const item of items) {
@@ -28,10 +31,10 @@ export const routedTmux = (
   // A host that does not answer shows none of its sessions (and is looked at: is it down?).
   const merged = <A>(f: (t: TmuxShape) => Effect.Effect<ReadonlyMap<string, A>, unknown>) =>
     Effect.map(
-      Effect.forEach(all, (t) =>
+      Effect.suspend(() => Effect.forEach(all(), (t) =>
         t === local ? f(t) : f(t).pipe(
           Effect.catchAll(() => Effect.as(isDown(hostOfTmux.get(t)!), new Map<string, A>()))
-        ), { concurrency: "unbounded" }),
+        ), { concurrency: "unbounded" })),
       (maps) => new Map(maps.flatMap((m) => [...m])) as ReadonlyMap<string, A>
     )
   return Tmux.of({
@@ -53,13 +56,13 @@ export const routedTmux = (
     hasSession: (session) => on(session).hasSession(session),
     listSessions: (prefix) =>
       Effect.map(
-        Effect.forEach(all, (t) => t === local ? t.listSessions(prefix) : t.listSessions(prefix).pipe(Effect.orElseSucceed(() => [])), { concurrency: "unbounded" }),
+        Effect.suspend(() => Effect.forEach(all(), (t) => t === local ? t.listSessions(prefix) : t.listSessions(prefix).pipe(Effect.orElseSucceed(() => [])), { concurrency: "unbounded" })),
         (lists) => lists.flat()
       ),
     sessionPaths: (prefix) => merged((t) => t.sessionPaths(prefix)) as Effect.Effect<ReadonlyMap<string, string>, never>,
     killSession: (session) => on(session).killSession(session),
     killSessions: (sessions) => Effect.forEach(groups(sessions), ([t, s]) => t.killSessions(s), { concurrency: "unbounded", discard: true }),
-    killServer: Effect.forEach(all, (t) => t === local ? t.killServer : t.killServer.pipe(Effect.ignore), { discard: true })
+    killServer: Effect.suspend(() => Effect.forEach(all(), (t) => t === local ? t.killServer : t.killServer.pipe(Effect.ignore), { discard: true }))
   })
 }
 
@@ -72,11 +75,13 @@ export const routedAgent = (
   /** Where the transcripts of an instance are read here (a remote instance's: their copy in the staging dir). */
   configDirHere: (instance: string) => string | undefined,
   /** After an instance stopped: its last transcript lines fetched. */
-  stopped: (instance: string) => Effect.Effect<void>
+  stopped: (instance: string) => Effect.Effect<void>,
+  /** Whether a host is known to be down now. */
+  downNow: (host: string) => boolean,
+  /** Moved here, its conversation left behind: said once to whoever asks after the launch (Restarts, Launch). */
+  lost: Set<string> = new Set()
 ): AgentShape => {
   const on = (instance: string) => remote.get(hostOf(instance)) ?? local
-  // Moved here, its conversation left behind: said once to whoever asks after the launch (Restarts).
-  const lost = new Set<string>()
   const groups = <A>(items: ReadonlyArray<A>, name: (a: A) => string) => {
     const by = new Map<AgentShape, Array<A>>()
     for (const item of items) by.set(on(name(item)), [...(by.get(on(name(item))) ?? []), item])
@@ -105,7 +110,8 @@ export const routedAgent = (
         Effect.forEach(groups(instances, (i: string) => i), ([a, is]) => a.stopMany(is), { concurrency: "unbounded", discard: true }),
         Effect.forEach(instances, stopped, { concurrency: 4, discard: true })
       ),
-    isAlive: (instance) => on(instance).isAlive(instance),
+    // The session of an instance whose host is down is gone (it starts here when launched again).
+    isAlive: (instance) => downNow(hostOf(instance)) ? Effect.succeed(false) : on(instance).isAlive(instance),
     conversationLost: (instance) => lost.delete(instance)
   })
 }

@@ -1,12 +1,13 @@
 // Launching the team: every worktree, the top given the direction at once, then all sessions started together; a
 // resumed run takes over the sessions that survived and restarts the others where they left off.
-import { Clock, Effect } from "effect"
+import { Clock, Effect, Ref } from "effect"
 import type { Credential } from "./Agent.js"
 import type { Delivery } from "./Delivery.js"
 import { commandEnv, describeRun, passed, runShell } from "./Gate.js"
 import * as H from "./Hierarchy.js"
 import * as Instances from "./Instances.js"
 import { type RunContext, RunError } from "./RunContext.js"
+import { startedAfresh } from "./Restarts.js"
 import type { prepareLayout } from "./RunSetup.js"
 
 export interface LaunchDeps {
@@ -48,7 +49,12 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
       yield* update(spec.name, (i) => Instances.relaunched(i, generation, credential.name, launchedAt))
       yield* costTracker.setCredential(spec.name, credential.name)
       if (run.previous !== undefined && inst.prompted) {
-        yield* send(spec.name, "[cco] The orchestrator was restarted and your session with it; your conversation is restored. Go on where you left off; if a cco team command failed meanwhile, run it again.")
+        // Its host could not be reached: started here from its branch, its conversation left there.
+        if (agent.conversationLost?.(spec.name) === true) {
+          yield* send(spec.name, startedAfresh(rolePrompt, spec, yield* Ref.get(ctx.board), "the orchestrator was restarted and your host could not be reached"), { role: true })
+        } else {
+          yield* send(spec.name, "[cco] The orchestrator was restarted and your session with it; your conversation is restored. Go on where you left off; if a cco team command failed meanwhile, run it again.")
+        }
       }
     })
 

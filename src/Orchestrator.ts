@@ -49,7 +49,7 @@ export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<
       if (options.oauthEnv !== undefined) Secrets.rememberEnv("oauth", options.oauthEnv)
       const fs = yield* FileSystem.FileSystem
       const path = yield* Path.Path
-      const previous = options.resume === undefined ? undefined : yield* readResumable(options.resume)
+      const previous = options.resume === undefined ? undefined : yield* readResumable(options.resume, config)
       const startedAt = previous === undefined ? yield* Clock.currentTimeMillis : Date.parse(previous.startedAt)
       const { folder, runId } = previous !== undefined
         ? { folder: previous.runFolder, runId: previous.runId }
@@ -66,7 +66,7 @@ export const run = (config: ResolvedConfig, options: RunOptions): Effect.Effect<
         ? yield* fs.makeDirectory(controlDir, { recursive: true, mode: 0o700 }).pipe(Effect.orDie, Effect.as(path.join(controlDir, "control.sock")))
         : path.join(yield* fs.makeTempDirectoryScoped({ prefix: "cco-" }).pipe(Effect.orDie), "control.sock")
       const layers = yield* RunLayers
-      const services = layers.services({ folder, runId, socketPath, config, options }).pipe(
+      const services = layers.services({ folder, runId, socketPath, config, options, ...(previous === undefined ? {} : { previous }) }).pipe(
         Layer.provideMerge(Layer.succeed(RunLog, runLog))
       )
       return yield* orchestrate(config, options, { folder, runId, startedAt, previous }).pipe(Effect.provide(services))

@@ -34,6 +34,14 @@ export type RestartContext = Pick<RunContext, "update" | "get" | "instances" | "
   readonly costTracker: Pick<CostTracker, "setCredential">
 }
 
+/** What an instance started afresh on another machine is told: who it is, and its task once more. */
+export const startedAfresh = (rolePrompt: (spec: H.InstanceSpec, assignment: string) => string, spec: H.InstanceSpec, board: H.Board, reason: string) => {
+  const task = H.currentTask(board, spec.name)
+  return rolePrompt(spec, task !== undefined && task.status === "assigned"
+    ? `${task.text}\n\n(cco restarted you on another machine (${reason}); your earlier conversation and any work you had not committed and reported are lost. Your branch holds what cco received from you.)`
+    : "Wait for your next task.")
+}
+
 export const makeRestarts = (ctx: RestartContext, deps: RestartDeps) => {
   const { config, agent, git, runLog, update, get, instances, board, worktrees, costTracker } = ctx
   const { send, credentialFor, writeState, dropSnapshots } = deps
@@ -84,10 +92,7 @@ export const makeRestarts = (ctx: RestartContext, deps: RestartDeps) => {
       yield* update(name, (i) => Instances.restartReleased(Instances.relaunched(i, generation, credential.name, launchedAt)))
       if (inst.prompted && agent.conversationLost?.(name) === true && deps.rolePrompt !== undefined) {
         // Started afresh elsewhere: who it is, and its task, once more.
-        const task = H.currentTask(yield* Ref.get(board), name)
-        yield* send(name, deps.rolePrompt(inst.spec, task !== undefined && task.status === "assigned"
-          ? `${task.text}\n\n(cco restarted you on another machine (${reason}); your earlier conversation and any work you had not committed and reported are lost. Your branch holds what cco received from you.)`
-          : "Wait for your next task."), { role: true })
+        yield* send(name, startedAfresh(deps.rolePrompt, inst.spec, yield* Ref.get(board), reason), { role: true })
       } else if (inst.prompted) {
         const b = yield* Ref.get(board)
         const task = H.currentTask(b, name)

@@ -16,6 +16,7 @@ import { withHosts } from "./Hosts.js"
 import { RunError, type RunOptions } from "./RunContext.js"
 import { Host } from "./RunHost.js"
 import type { RunLog } from "./RunLog.js"
+import type { RunState } from "./RunState.js"
 import * as Sandbox from "./Sandbox.js"
 import type { Tmux } from "./Tmux.js"
 import * as TmuxLive from "./TmuxLive.js"
@@ -28,6 +29,8 @@ export interface RunSite {
   readonly socketPath: string
   readonly config: ResolvedConfig
   readonly options: RunOptions
+  /** The state of the run being resumed (`--resume`); absent for a new run. */
+  readonly previous?: RunState
 }
 
 /** What a run uses from its own services; RunLog (made by the run itself) and the platform come in. */

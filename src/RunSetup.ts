@@ -7,7 +7,7 @@ import type { ResolvedConfig } from "./Config.js"
 import { Agent } from "./Agent.js"
 import { Git } from "./Git.js"
 import * as H from "./Hierarchy.js"
-import { remoteWorktree } from "./Hosts.js"
+import { movedWorktree, remoteWorktree, resumedPlacement } from "./Hosts.js"
 import { isAlive } from "./Process.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { type RunIdentity, type RunLayout, RunError, type RunOptions } from "./RunContext.js"
@@ -16,20 +16,22 @@ import { decodeRunState, LOCK_FILE, STATE_FILE } from "./RunState.js"
 import { Tmux } from "./Tmux.js"
 import { runBranchName, type Worktree } from "./Worktree.js"
 
-/** A run folder that can be resumed: its state readable, its orchestrator gone, not finished. */
-export const readResumable = (folder: string) =>
+/**
+ * A run folder that can be resumed: its state readable, its orchestrator gone, not finished, and its instances
+ * placed where they ran (see Hosts.resumedPlacement).
+ */
+export const readResumable = (folder: string, config: ResolvedConfig) =>
   Effect.gen(function*() {
     const path = yield* Path.Path
     const fail = (message: string) => new RunError({ reason: "resume", message: `cannot resume ${folder}: ${message}` })
     const text = yield* readRegularFile(path.join(folder, STATE_FILE), MAX_BYTES.state).pipe(Effect.mapError(() => fail("it has no readable state.json")))
     const state = yield* decodeRunState(text).pipe(Effect.mapError(() => fail("its state.json is unreadable")))
     if (state.endedAt !== undefined) return yield* fail(`it already ended (${state.endReason ?? "unknown"}) at ${state.endedAt}`)
-    if (state.hosts !== undefined && state.hosts.length > 0) {
-      return yield* fail(`it ran instances on remote hosts (${state.hosts.map((h) => h.name).join(", ")}), and such a run cannot be resumed yet; \`cco cleanup\` removes what it left there`)
-    }
     const lock = yield* readRegularFile(path.join(folder, LOCK_FILE), MAX_BYTES.lock).pipe(Effect.option)
     const pid = Option.isSome(lock) ? Number(lock.value.trim()) : NaN
     if (pid !== process.pid && isAlive(pid)) return yield* fail(`its orchestrator is still running (pid ${pid})`)
+    const placed = resumedPlacement(config, state)
+    if (typeof placed === "string") return yield* fail(placed)
     return state
   })
 
@@ -96,12 +98,14 @@ export const prepareLayout = (config: ResolvedConfig, run: RunIdentity, runLog: 
     // --- branches, all at once (one ref transaction)
     yield* git.ensureBranches(repoDir, specs.map((s) => ({ branch: s.branch, base: s.baseBranch ?? target })))
     // An instance placed on a remote host has its worktree in cco's clone there (see Hosts.ts).
-    const worktrees = new Map(specs.map((spec) => [spec.name, remoteWorktree(config, run.runId, spec.name)?.worktree ?? path.join(run.folder, "worktrees", spec.name)]))
+    // (On a resume, one the run moved here from a host that went down stays here.)
+    const remoteOf = (name: string) => movedWorktree(run.folder, name) === undefined ? remoteWorktree(config, run.runId, name) : undefined
+    const worktrees = new Map(specs.map((spec) => [spec.name, remoteOf(spec.name)?.worktree ?? path.join(run.folder, "worktrees", spec.name)]))
     let made = 0
     const makeWorktree = (spec: H.InstanceSpec) =>
       Effect.gen(function*() {
         const dir = worktrees.get(spec.name)!
-        const remote = remoteWorktree(config, run.runId, spec.name)
+        const remote = remoteOf(spec.name)
         yield* git.addWorktree(remote?.repoDir ?? repoDir, dir, spec.branch)
         yield* git.copyEnvFiles(envSource, dir)
         made++

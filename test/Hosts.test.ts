@@ -7,7 +7,7 @@ import { Effect } from "effect"
 import { homedir } from "node:os"
 import * as Config from "../src/Config.js"
 import * as H from "../src/Hierarchy.js"
-import { placementOf, remoteWorktree } from "../src/Hosts.js"
+import { placementOf, remoteWorktree, resumedPlacement } from "../src/Hosts.js"
 import { placement, resolveHosts } from "../src/HostsConfig.js"
 import { aboutOrigin, mentioned } from "../src/HostsGit.js"
 import { tempDir } from "./support.js"
@@ -125,6 +125,26 @@ describe("placement", () => {
       })
       expect(remoteWorktree(result.right, "2026-01-01_00-00-00", "worker-1")).toBeUndefined()
     }).pipe(Effect.scoped))
+})
+
+describe("resuming a run over hosts", () => {
+  it.scoped("instances stay where the run left them: moved here stays here; placed elsewhere now is refused", () =>
+    Effect.gen(function*() {
+      const { result } = yield* load({ ...minimal, workerCount: 2, hosts: [{ name: "local" }, box] })
+      if (result._tag === "Left") throw result.left
+      const config = result.right
+      const was = (hosts: Record<string, string | undefined>) => ({ instances: Object.entries(hosts).map(([name, host]) => ({ name, ...(host === undefined ? {} : { host }) })) }) as never
+      // As placed: nothing moves.
+      expect(resumedPlacement(config, was({ "em-1": "local", "worker-1": "local", "worker-2": "box-1" }))).toEqual([])
+      // Moved here after its host went down (or run before the config had hosts): it stays here.
+      expect(resumedPlacement(config, was({ "em-1": "local", "worker-1": "local", "worker-2": "local" }))).toEqual(["worker-2"])
+      expect(resumedPlacement(config, was({ "em-1": undefined, "worker-1": undefined, "worker-2": undefined }))).toEqual(["worker-2"])
+      // Ran there, placed here (or on another host) now: its worktree and conversation are there.
+      expect(resumedPlacement(config, was({ "em-1": "local", "worker-1": "box-1", "worker-2": "box-1" }))).toBe(
+        "worker-1 ran on host box-1, and the config now places it on this machine; resume with the `hosts` the run started with (or `cco cleanup` it and start a new run)"
+      )
+      expect(resumedPlacement(config, was({ "em-1": "local", "worker-1": "local", "worker-2": "box-9" }))).toMatch(/^worker-2 ran on host box-9, and the config now places it on host box-1;/)
+    }))
 })
 
 describe("git over hosts: which branches a command names, and what is about origin", () => {

@@ -177,14 +177,17 @@ describe("hosts: instances on a remote host over SSH", () => {
       expect(sessionsOn(remoteTmux)).toEqual([`cco-${runId}-worker-2`])
       expect(existsSync(path.join(workdir, "worktrees", "worker-2"))).toBe(true)
 
-      // Such a run is not resumed (yet): said plainly, nothing touched.
+      // Resumed with hosts the run did not start with, it is refused, nothing touched.
+      const config = JSON.parse(readFileSync(path.join(fixture.configDir, "orchestrator.json"), "utf8")) as Record<string, unknown>
+      writeFileSync(path.join(fixture.configDir, "orchestrator.json"), JSON.stringify({ ...config, hosts: undefined }))
       const resume = spawnSync(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "run", "--config", fixture.configDir, "--resume", folder], {
         encoding: "utf8",
         env: { ...process.env, CCO_CLAUDE_PATH: fakeClaudeBin }
       })
       expect(resume.status).not.toBe(0)
-      expect(resume.stderr).toContain("it ran instances on remote hosts (box), and such a run cannot be resumed yet")
+      expect(resume.stderr).toContain("worker-2 ran on host box, and the config now places it on this machine; resume with the `hosts` the run started with")
       expect(sessionsOn(remoteTmux)).toEqual([`cco-${runId}-worker-2`])
+      writeFileSync(path.join(fixture.configDir, "orchestrator.json"), JSON.stringify(config))
 
       const cleanup = spawnSync(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "cleanup", "--config", fixture.configDir], { encoding: "utf8" })
       expect(cleanup.status, cleanup.stdout + cleanup.stderr).toBe(0)
