@@ -214,23 +214,30 @@ export const runShell = (
       })
       child = ssh
       ssh.stdin?.on("error", () => {})
-      ssh.stdout?.on("data", (d: Buffer) => (outcome = (outcome + d.toString("utf8")).slice(-4096)))
+      const reported = () => {
+        try {
+          const line = outcome.trim().split("\n").at(-1) ?? ""
+          return line === "" ? undefined : JSON.parse(line) as { readonly exitCode: number | null; readonly timedOut: boolean }
+        } catch {
+          return undefined
+        }
+      }
+      ssh.stdout?.on("data", (d: Buffer) => {
+        outcome = (outcome + d.toString("utf8")).slice(-4096)
+        // Ended there: what it started outside its group may still hold the connection's stderr open; past a
+        // moment for the last of its output, ssh is stopped here.
+        if (outcome.endsWith("\n") && reported() !== undefined) timers.push(setTimeout(() => ssh.kill("SIGTERM"), 1_000))
+      })
       ssh.once("error", (e) => {
         say(`cannot run ssh: ${e.message}`)
         done(undefined)
       })
       ssh.once("close", (code) => {
         if (finished) return
-        const line = outcome.trim().split("\n").at(-1) ?? ""
-        let reported: { exitCode: number | null; timedOut: boolean } | undefined
-        try {
-          reported = line === "" ? undefined : JSON.parse(line) as typeof reported
-        } catch {
-          reported = undefined
-        }
-        if (reported !== undefined) {
-          timedOut ||= reported.timedOut
-          return done(reported.exitCode ?? undefined)
+        const outcomeThere = reported()
+        if (outcomeThere !== undefined) {
+          timedOut ||= outcomeThere.timedOut
+          return done(outcomeThere.exitCode ?? undefined)
         }
         if (code === 255) say(`ssh to ${target.host.name} failed (exit code 255); the command may not have run there`)
         done(code ?? undefined)
