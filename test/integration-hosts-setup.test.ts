@@ -11,7 +11,7 @@ import * as path from "node:path"
 import * as H from "../src/Hierarchy.js"
 import { startMockModel } from "../src/MockModel.js"
 import { teamScript } from "../src/TeamScript.js"
-import { fakeClaudeBin, readLog, runFixture, useFixture } from "./harness.js"
+import { fakeClaudeBin, filesOn, readLog, runFixture, useFixture } from "./harness.js"
 import { remoteHost, type Sshd, useSshd } from "./sshd.js"
 import { killTmuxServer } from "./support.js"
 
@@ -93,7 +93,8 @@ describe("hosts: setupCommand on every worktree's host", () => {
       const log = readLog(summary.runFolder)
       expect(log.filter((l) => l.event === "setup.done").map((l) => l.instance).sort()).toEqual(["em-1", "worker-1", "worker-2"])
       expect(log.map((l) => l.event).lastIndexOf("setup.done")).toBeLessThan(log.findIndex((l) => l.event === "instance.launched"))
-      expect(log.filter((l) => l.event === "wip.saved")).toEqual([])
+      expect(filesOn(fixture.bare, "main")).toContain("src/em-1/worker-2.js")
+      expect(filesOn(fixture.bare, "main")).not.toContain(".setup-marker")
       expect(sessionsOn(remoteTmux)).toBe("")
     }), { timeout: 180_000 })
 
