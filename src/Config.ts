@@ -6,7 +6,7 @@ import { Context, Effect, Either, Redacted, Schema } from "effect"
 import { homedir } from "node:os"
 import { type ApiKeyCredential, API_KEYS_FILE, ApiKeysFile, ENTRY_KEYS, ENV_KEYS, toCredentials } from "./ApiKeysFile.js"
 import { ConfigError, firstProblem } from "./ConfigError.js"
-import { type HostConfig, hostsProblem, isRemote, resolveHosts } from "./HostsConfig.js"
+import { type HostConfig, hostsProblem, resolveHosts } from "./HostsConfig.js"
 import { type AuthMode, knownKeysAt, ORCHESTRATOR_FILE, OrchestratorFile, type Webhook } from "./OrchestratorFile.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import type { SandboxMode } from "./Sandbox.js"
@@ -162,9 +162,6 @@ export const resolveConfig = (
     const hosts = file.hosts === undefined ? undefined : resolveHosts(file.hosts, loginDirResolver(path, dir))
     const room = hostsProblem(hosts, file.workerCount, file.engineerManagerGroupSize)
     if (room !== undefined) return yield* new ConfigError({ file: where.source, field: "hosts", message: room })
-    if (file.setupCommand !== undefined && hosts?.some(isRemote) === true) {
-      return yield* new ConfigError({ file: where.source, field: "setupCommand", message: "runs only on this machine so far, so it cannot be combined with remote hosts (hosts)" })
-    }
     return {
       configDir: dir,
       repositoryUrl,

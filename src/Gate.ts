@@ -9,7 +9,8 @@ import { appendFileSync, closeSync, fstatSync, openSync, readSync } from "node:f
 import * as H from "./Hierarchy.js"
 import type { RunContext } from "./RunContext.js"
 import { neutralise, quoteAgentText } from "./Untrusted.js"
-import { ccoOwnedFiles, type GitError } from "./Worktree.js"
+import type { GitError } from "./Git.js"
+import { ccoOwnedFiles } from "./Vetting.js"
 
 // ---------------------------------------------------------------------------
 // Shell commands of the project.
@@ -28,7 +29,7 @@ export const TAIL_LINES = 60
 const TAIL_BYTES = 32 * 1024
 const TAIL_CHARS = 8_000
 /** After SIGTERM to the group on a timeout, the group gets SIGKILL this much later. */
-const KILL_GRACE_MS = 2_000
+export const KILL_GRACE_MS = 2_000
 
 export const passed = (r: ShellRun) => r.exitCode === 0 && !r.timedOut
 
@@ -39,7 +40,8 @@ export const describeRun = (r: ShellRun, timeoutMs: number) =>
 export const formatDuration = (ms: number) =>
   ms >= 90_000 ? `${Math.round(ms / 60_000)} minutes` : ms >= 60_000 ? "1 minute" : `${Math.max(1, Math.round(ms / 1000))} seconds`
 
-const readTail = (file: string) => {
+/** The log's last lines as a ShellRun's `tail` gives them. */
+export const readTail = (file: string) => {
   try {
     const fd = openSync(file, "r")
     try {
@@ -129,7 +131,7 @@ export const runShell = (
   })
 
 // Variables of the orchestrator's environment a project's command does not get: credentials, cco's identity, tmux.
-const withheld = /^(ANTHROPIC_|CLAUDE_|CCO_|TMUX)/
+export const withheld = /^(ANTHROPIC_|CLAUDE_|CCO_|TMUX)/
 
 /** The environment of setupCommand and checkCommand: cco's, without credentials, with CCO_PORT. */
 export const commandEnv = (port: number): Record<string, string> => {

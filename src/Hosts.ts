@@ -374,6 +374,11 @@ export const withHosts = (
         return copied as ReadonlyArray<string>
       })
     }
+    // setupCommand in a worktree there runs there, through the host's connection; its log is here.
+    const runCommandThere = (dir: string, command: string, options: { readonly port: number; readonly logFile: string; readonly timeoutMs: number }) => {
+      const there = sites.find((s) => dir.startsWith(`${s.runDir}/`))
+      return there === undefined ? undefined : Ssh.runShell(there.target, command, { cwd: dir, ...options })
+    }
     const git = yield* routedGit(localGit, localRepo, site.runId, sites, placed, runLog, moves)
     const worktree = Context.get(yield* Layer.build(Worktree.DefaultWithoutDependencies.pipe(Layer.provide(Layer.succeed(Git, git)))), Worktree)
 
@@ -484,7 +489,13 @@ export const withHosts = (
     return Context.make(Tmux, routedTmux(localTmux, tmuxes, hostOfSession, isDown, downNow)).pipe(
       Context.add(Agent, routedAgent(localAgent, agents, hostOf, moveHere, configDirHere, fetchTranscripts, downNow, lost)),
       Context.add(Git, git),
-      Context.add(Worktree, Worktree.make({ ...worktree, addWorktree, removeStaleLock, copyEnvFiles: (source, dir) => copyEnvFilesThere(source, dir) ?? worktree.copyEnvFiles(source, dir) })),
+      Context.add(Worktree, Worktree.make({
+        ...worktree,
+        addWorktree,
+        removeStaleLock,
+        copyEnvFiles: (source, dir) => copyEnvFilesThere(source, dir) ?? worktree.copyEnvFiles(source, dir),
+        runCommand: (dir, command, options) => runCommandThere(dir, command, options) ?? worktree.runCommand(dir, command, options)
+      })),
       Context.add(Events, events)
     )
   }))

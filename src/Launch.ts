@@ -3,7 +3,7 @@
 import { Clock, Effect, Ref } from "effect"
 import type { Credential } from "./Agent.js"
 import type { Delivery } from "./Delivery.js"
-import { commandEnv, describeRun, passed, runShell } from "./Gate.js"
+import { describeRun, passed } from "./Gate.js"
 import * as H from "./Hierarchy.js"
 import * as Instances from "./Instances.js"
 import { type RunContext, RunError } from "./RunContext.js"
@@ -60,8 +60,8 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
 
   /**
    * setupCommand in each new worktree (not on a resume: the worktrees are there already), four at a time, before
-   * any instance starts; its output in <run folder>/setup-<instance>.log. A failure ends the start-up: the run
-   * fails with the command, the instance and the log named, and no instance is left running.
+   * any instance starts, on the worktree's host; its output in <run folder>/setup-<instance>.log. A failure ends
+   * the start-up: the run fails with the command, the instance and the log named, and no instance is left running.
    */
   const setUpWorktrees = Effect.suspend(() => {
     const command = ctx.config.setupCommand
@@ -70,7 +70,7 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
     return Effect.forEach(specs, (spec) =>
       Effect.gen(function*() {
         const logFile = ctx.path.join(run.folder, `setup-${spec.name}.log`)
-        const result = yield* runShell(command, { cwd: worktrees.get(spec.name)!, env: commandEnv(H.instancePort(spec.name)), logFile, timeoutMs })
+        const result = yield* git.runCommand(worktrees.get(spec.name)!, command, { port: H.instancePort(spec.name), logFile, timeoutMs })
         if (passed(result)) return yield* runLog.log("setup.done", { instance: spec.name, durationMs: result.durationMs })
         const reason = describeRun(result, timeoutMs)
         yield* runLog.log("setup.failed", { instance: spec.name, reason, durationMs: result.durationMs, log: logFile })

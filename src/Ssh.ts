@@ -6,8 +6,9 @@ import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import { Effect, Option, Schema } from "effect"
 import { spawn } from "node:child_process"
 import { createHash } from "node:crypto"
-import { closeSync, openSync, readFileSync } from "node:fs"
+import { appendFileSync, closeSync, openSync, readFileSync } from "node:fs"
 import { exec, type ExecResult } from "./Exec.js"
+import { KILL_GRACE_MS, readTail, type ShellRun, withheld } from "./Gate.js"
 import { type HostConfig, isRemote } from "./HostsConfig.js"
 import { shellQuote } from "./Shell.js"
 
@@ -140,6 +141,123 @@ export const remoteExecutor = (local: CommandExecutor.CommandExecutor, target: S
       command.stdin
     )
     return local.start(ssh)
+  })
+
+// Run by node on the host: `sh -c <command>` in a process group of its own with the environment there (without
+// what commandEnv withholds, with CCO_PORT), its output on stderr, its outcome as one JSON line on stdout. Past the
+// timeout the group gets SIGTERM, then SIGKILL; when sh ends, whatever it left in its group is killed; and when
+// the SSH channel closes (stdin ends: the orchestrator stopped it, or went away) the group is killed at once.
+const shellThere = `
+const { spawn } = require("child_process")
+const [, timeoutMs, port, command] = process.argv
+const env = {}
+for (const [k, v] of Object.entries(process.env)) if (!${withheld.toString()}.test(k)) env[k] = v
+env.CCO_PORT = port
+let child, timedOut = false, finished = false
+const kill = (signal) => { try { process.kill(-child.pid, signal) } catch {} }
+const finish = (exitCode) => {
+  if (finished) return
+  finished = true
+  kill("SIGKILL")
+  process.stdout.write(JSON.stringify({ exitCode, timedOut }) + "\\n", () => process.exit(0))
+}
+const gone = () => { finished = true; if (child !== undefined) kill("SIGKILL"); process.exit(1) }
+process.stdin.on("end", gone).on("error", gone).resume()
+child = spawn("/bin/sh", ["-c", command], { env, detached: true, stdio: ["ignore", 2, 2] })
+child.once("error", (e) => { process.stderr.write("cco: cannot run " + command + ": " + e.message + "\\n"); finish(null) })
+child.once("exit", (code) => finish(code))
+setTimeout(() => { timedOut = true; kill("SIGTERM"); setTimeout(() => kill("SIGKILL"), ${KILL_GRACE_MS}) }, Number(timeoutMs))
+`
+
+/**
+ * A project's shell command (setupCommand) run on the host in `cwd` as Gate.runShell runs it here: bounded in
+ * time (enforced there), its output appended to `logFile` here, nothing of it left running there when it ends,
+ * times out or is interrupted. Its environment is the host's (as SSH gives it) without what commandEnv
+ * withholds, with CCO_PORT: this machine's PATH, HOME and the like mean nothing there. An SSH failure is exit
+ * code 255, what ssh said in the log.
+ */
+export const runShell = (
+  target: SshTarget,
+  command: string,
+  options: { readonly cwd: string; readonly port: number; readonly logFile: string; readonly timeoutMs: number }
+): Effect.Effect<ShellRun> =>
+  Effect.async<ShellRun>((resume) => {
+    const started = Date.now()
+    let timedOut = false
+    let finished = false
+    let fd: number | undefined
+    let child: ReturnType<typeof spawn> | undefined
+    let outcome = ""
+    const timers: Array<NodeJS.Timeout> = []
+    const say = (line: string) => {
+      try {
+        appendFileSync(options.logFile, `cco: ${line}\n`)
+      } catch {
+        // the log file is not writable; the tail says nothing then
+      }
+    }
+    const done = (exitCode: number | undefined) => {
+      if (finished) return
+      finished = true
+      for (const t of timers) clearTimeout(t)
+      child?.stdin?.destroy()
+      resume(Effect.sync(() => ({ exitCode, timedOut, durationMs: Date.now() - started, tail: readTail(options.logFile), logFile: options.logFile })))
+    }
+    try {
+      fd = openSync(options.logFile, "a", 0o600)
+      const script = `cd ${shellQuote(options.cwd)} && exec ${
+        [target.host.nodeCommand, "-e", shellThere, "--", String(options.timeoutMs), String(options.port), command].map(shellQuote).join(" ")
+      }`
+      // stdin stays open while the command runs: its end (ssh stopped) is what ends the command there.
+      const ssh = spawn("ssh", [...sshOptions(target.host, target.controlPath), destination(target.host), "--", `sh -c ${shellQuote(script)}`], {
+        stdio: ["pipe", "pipe", fd]
+      })
+      child = ssh
+      ssh.stdin?.on("error", () => {})
+      const reported = () => {
+        try {
+          const line = outcome.trim().split("\n").at(-1) ?? ""
+          return line === "" ? undefined : JSON.parse(line) as { readonly exitCode: number | null; readonly timedOut: boolean }
+        } catch {
+          return undefined
+        }
+      }
+      ssh.stdout?.on("data", (d: Buffer) => {
+        outcome = (outcome + d.toString("utf8")).slice(-4096)
+        // Ended there: what it started outside its group may still hold the connection's stderr open; past a
+        // moment for the last of its output, ssh is stopped here.
+        if (outcome.endsWith("\n") && reported() !== undefined) timers.push(setTimeout(() => ssh.kill("SIGTERM"), 1_000))
+      })
+      ssh.once("error", (e) => {
+        say(`cannot run ssh: ${e.message}`)
+        done(undefined)
+      })
+      ssh.once("close", (code) => {
+        if (finished) return
+        const outcomeThere = reported()
+        if (outcomeThere !== undefined) {
+          timedOut ||= outcomeThere.timedOut
+          return done(outcomeThere.exitCode ?? undefined)
+        }
+        if (code === 255) say(`ssh to ${target.host.name} failed (exit code 255); the command may not have run there`)
+        done(code ?? undefined)
+      })
+      // The host ends it on time; should it not answer, ssh is stopped here (which ends the command there too).
+      timers.push(setTimeout(() => {
+        timedOut = true
+        ssh.kill("SIGTERM")
+      }, options.timeoutMs + KILL_GRACE_MS + 10_000))
+    } catch (e) {
+      say(`cannot run ${command} on ${target.host.name}: ${e instanceof Error ? e.message : String(e)}`)
+      done(undefined)
+    } finally {
+      if (fd !== undefined) closeSync(fd)
+    }
+    return Effect.sync(() => {
+      for (const t of timers) clearTimeout(t)
+      if (!finished) child?.kill("SIGTERM")
+      finished = true
+    })
   })
 
 /** `cco doctor`: each remote host answers over SSH and has tmux, git and node. */

@@ -7,6 +7,7 @@ import * as NodeContext from "@effect/platform-node/NodeContext"
 import { Effect, Option } from "effect"
 import { ccoIdentity, Git, gitError, outputOf } from "./Git.js"
 import { makeBranchWork } from "./BranchWork.js"
+import { commandEnv, runShell, type ShellRun } from "./Gate.js"
 import { MAX_BYTES, readRegularFile } from "./RegularFile.js"
 import { makeVetting, splitNul } from "./Vetting.js"
 
@@ -343,6 +344,16 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       return lock
     })
 
+    /**
+     * A project's shell command (setupCommand) run in a worktree as Gate.runShell runs it: commandEnv with the
+     * instance's CCO_PORT, bounded in time, its output in `logFile`. On a remote host it runs there (Hosts.ts).
+     */
+    const runCommand = (
+      worktreePath: string,
+      command: string,
+      options: { readonly port: number; readonly logFile: string; readonly timeoutMs: number }
+    ): Effect.Effect<ShellRun> => runShell(command, { cwd: worktreePath, env: commandEnv(options.port), logFile: options.logFile, timeoutMs: options.timeoutMs })
+
     const merges = makeBranchWork(port, fs, path, sharedFiles)
     const vetting = makeVetting(port)
 
@@ -354,6 +365,7 @@ export class Worktree extends Effect.Service<Worktree>()("cco/Worktree", {
       addWorktree,
       addDetachedWorktree,
       copyEnvFiles,
+      runCommand,
       removeStaleLock,
       removeWorktree,
       prune,

@@ -59,6 +59,11 @@ describe("config hosts", () => {
           nodeCommand: "node"
         }
       ])
+
+      // setupCommand goes with remote hosts: it runs in each worktree on that worktree's host.
+      const withSetup = yield* load({ ...minimal, setupCommand: "npm ci", hosts: [{ name: "local" }, box] })
+      if (withSetup.result._tag === "Left") throw withSetup.result.left
+      expect([withSetup.result.right.setupCommand, withSetup.result.right.hosts?.map((h) => h.name)]).toEqual(["npm ci", ["local", "box-1"]])
     }))
 
   it.scoped("each mistake is one line naming the field; a typo gets a did-you-mean", () =>
@@ -77,9 +82,6 @@ describe("config hosts", () => {
       expect((yield* problem({ ...minimal, hosts: [{ ...box, ssh: "-oProxyCommand=x" }] })).summary).toMatch(/^hosts\[0\]\.ssh: must be "user@host" or "host"/)
       expect((yield* problem({ ...minimal, hosts: [{ ...box, port: 70000 }] })).summary).toBe("hosts[0].port: must be a port from 1 to 65535, got 70000")
       expect((yield* problem({ ...minimal, hosts: [] })).summary).toMatch(/^hosts: must list at least one host/)
-      expect((yield* problem({ ...minimal, setupCommand: "npm ci", hosts: [box] })).summary).toBe(
-        "setupCommand: runs only on this machine so far, so it cannot be combined with remote hosts (hosts)"
-      )
       // 4 workers and their EM do not fit on one local slot and two remote ones.
       expect(yield* problem({ ...minimal, hosts: [{ name: "local", maxInstances: 1 }, { ...box, maxInstances: 2 }] })).toEqual({
         field: "hosts",
