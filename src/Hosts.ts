@@ -21,6 +21,7 @@ import { routedAgent, routedTmux } from "./HostsRouting.js"
 import { RunError } from "./RunContext.js"
 import type { RunPlatform, RunServices, RunSite } from "./RunLayers.js"
 import { RunLog } from "./RunLog.js"
+import * as Sandbox from "./Sandbox.js"
 import { shellQuote } from "./Shell.js"
 import * as Ssh from "./Ssh.js"
 import { type SessionSpec, Tmux, type TmuxShape } from "./Tmux.js"
@@ -35,7 +36,7 @@ export interface RunHostSite {
   readonly runDir: string
   /** cco's clone there. */
   readonly repoDir: string
-  /** The control socket there, forwarded to the orchestrator's. */
+  /** The control socket there, forwarded to the orchestrator's; in a directory of its own, which sandboxes show. */
   readonly socketPath: string
   /** The tmux server there: `<tmuxSocket>-<host>`. */
   readonly tmuxSocket: string
@@ -64,7 +65,7 @@ export const hostSite = (folder: string, runId: string, tmuxSocket: string, host
     target: { host, controlPath: Ssh.controlPathFor(folder, host.name) },
     runDir,
     repoDir: `${runDir}/repo`,
-    socketPath: `${runDir}/control.sock`,
+    socketPath: `${runDir}/control/control.sock`,
     tmuxSocket: `${tmuxSocket}-${host.name}`,
     stagingDir: `${folder}/hosts/${host.name}`
   }
@@ -196,14 +197,41 @@ const connect = (site: RunHostSite, localSocket: string, folder: string, claudeP
     yield* Ssh.output(site.target, [
       `for p in tmux git ${shellQuote(site.host.nodeCommand)} ${shellQuote(claudePath)}; do command -v "$p" >/dev/null 2>&1 || { echo "missing on the host: $p" >&2; exit 3; }; done`,
       `mkdir -p ${shellQuote(site.runDir)}`,
+      `(umask 077 && mkdir -p ${shellQuote(site.socketPath.slice(0, site.socketPath.lastIndexOf("/")))})`,
       `rm -f ${shellQuote(site.socketPath)}`
     ].join(" && ")).pipe(Effect.mapError(unreachable))
     yield* Ssh.forwardSocket(site.target, site.socketPath, localSocket).pipe(Effect.mapError(unreachable))
     return site
   })
 
+/**
+ * The run's `sandbox` mode on a host, decided there: bwrap as found on its PATH (over SSH) and tried there. "bwrap"
+ * without a usable one is a config error naming the host (nothing has started yet); "auto" falls back to
+ * unconfined there. Logged as host.sandbox.
+ */
+const sandboxOn = (site: RunHostSite, mode: Sandbox.SandboxMode) =>
+  Effect.gen(function*() {
+    const executor = yield* CommandExecutor.CommandExecutor
+    const runLog = yield* RunLog
+    const where = `host ${site.host.name}`
+    const found = Ssh.run(site.target, "command -v bwrap").pipe(
+      Effect.map((r) => r.stdout.trim().split("\n")[0] ?? ""),
+      Effect.flatMap((bwrap) =>
+        bwrap.startsWith("/")
+          ? Sandbox.tryBwrap(bwrap, where).pipe(Effect.provideService(CommandExecutor.CommandExecutor, Ssh.remoteExecutor(executor, site.target)))
+          : Effect.succeed({ _tag: "Missing", reason: `bubblewrap (bwrap) is not on PATH on ${where}` } satisfies Sandbox.Probe as Sandbox.Probe)
+      ),
+      Effect.provideService(CommandExecutor.CommandExecutor, executor)
+    )
+    const sandbox = yield* Sandbox.resolveWith(mode, found, (reason) => `sandbox "bwrap" is required but ${reason}; ${Sandbox.INSTALL_HINT.replace("install bubblewrap", `install bubblewrap there`)}`).pipe(
+      Effect.mapError((e) => new RunError({ reason: "config", message: `host ${site.host.name} (${site.host.ssh}, port ${site.host.port}): ${e.message}` }))
+    )
+    yield* runLog.log("host.sandbox", { host: site.host.name, ...Sandbox.logFields(sandbox) })
+    return sandbox
+  })
+
 /** The agent on a remote host: Agent.ts as is, over that host's tmux, its files staged here and copied over. */
-const remoteAgent = (site: RunHostSite, settings: AgentSettings, clientScript: string) =>
+const remoteAgent = (site: RunHostSite, settings: AgentSettings, clientScript: string, sandbox: Sandbox.Sandbox) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const executor = yield* CommandExecutor.CommandExecutor
@@ -228,6 +256,7 @@ const remoteAgent = (site: RunHostSite, settings: AgentSettings, clientScript: s
       clientCommand: [site.host.nodeCommand, `${site.runDir}/bin/cco-client.mjs`],
       basePath: settings.basePath,
       ...(settings.extraEnv === undefined ? {} : { extraEnv: settings.extraEnv }),
+      sandbox,
       remote: true
     }
     const agent = yield* AgentModule.make(remoteSettings).pipe(
@@ -282,8 +311,10 @@ export const withHosts = (
     yield* Effect.acquireRelease(Effect.sync(() => runMoves.set(site.folder, moves)), () => Effect.sync(() => runMoves.delete(site.folder)))
     yield* Effect.forEach(sites, (s) => connect(s, site.socketPath, site.folder, s.host.claudeCommand ?? settings.claudePath), { concurrency: "unbounded", discard: true })
     yield* runLog.log("hosts.connected", { hosts: sites.map((s) => ({ name: s.host.name, ssh: s.host.ssh, runDir: s.runDir, tmuxSocket: s.tmuxSocket })), placement: Object.fromEntries(placed) })
+    // The run's sandbox mode applies on every host, each deciding for itself (before anything starts there).
+    const sandboxes = new Map(yield* Effect.forEach(sites, (s) => Effect.map(sandboxOn(s, site.config.sandbox), (sb) => [s.host.name, sb] as const)))
     const clientScript = site.options.clientCommand[site.options.clientCommand.length - 1]!
-    const agents = new Map(yield* Effect.forEach(sites, (s) => Effect.map(remoteAgent(s, settings, clientScript), (a) => [s.host.name, a] as const)))
+    const agents = new Map(yield* Effect.forEach(sites, (s) => Effect.map(remoteAgent(s, settings, clientScript, sandboxes.get(s.host.name)!), (a) => [s.host.name, a] as const)))
     const tmuxes = new Map<string, TmuxShape>()
     const executor = yield* CommandExecutor.CommandExecutor
     for (const s of sites) tmuxes.set(s.host.name, yield* TmuxLive.makeLive(s.tmuxSocket, { remote: transportFor(s, executor) }))
