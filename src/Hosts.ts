@@ -84,9 +84,16 @@ export const hostStates = (config: RunSite["config"], folder: string, runId: str
       strictHostKeyChecking: h.strictHostKeyChecking,
       runDir: s.runDir,
       tmuxSocket: s.tmuxSocket,
-      controlPath: s.target.controlPath
+      controlPath: s.target.controlPath,
+      ...sandboxState(runSandboxes.get(folder)?.get(h.name))
     }
   })
+
+// The sandbox each remote host of the runs going on in this process gave, by run folder (state.json shows it).
+const runSandboxes = new Map<string, ReadonlyMap<string, Sandbox.Sandbox>>()
+
+const sandboxState = (sandbox: Sandbox.Sandbox | undefined) =>
+  sandbox === undefined ? {} : sandbox._tag === "Bwrap" ? { sandbox: "bwrap" as const } : { sandbox: "none" as const, sandboxReason: sandbox.reason }
 
 /** An instance's worktree and the clone it belongs to when it runs on a remote host; undefined when local. */
 export const remoteWorktree = (config: RunSite["config"], runId: string, instance: string) => {
@@ -313,6 +320,7 @@ export const withHosts = (
     yield* runLog.log("hosts.connected", { hosts: sites.map((s) => ({ name: s.host.name, ssh: s.host.ssh, runDir: s.runDir, tmuxSocket: s.tmuxSocket })), placement: Object.fromEntries(placed) })
     // The run's sandbox mode applies on every host, each deciding for itself (before anything starts there).
     const sandboxes = new Map(yield* Effect.forEach(sites, (s) => Effect.map(sandboxOn(s, site.config.sandbox), (sb) => [s.host.name, sb] as const)))
+    yield* Effect.acquireRelease(Effect.sync(() => runSandboxes.set(site.folder, sandboxes)), () => Effect.sync(() => runSandboxes.delete(site.folder)))
     const clientScript = site.options.clientCommand[site.options.clientCommand.length - 1]!
     const agents = new Map(yield* Effect.forEach(sites, (s) => Effect.map(remoteAgent(s, settings, clientScript, sandboxes.get(s.host.name)!), (a) => [s.host.name, a] as const)))
     const tmuxes = new Map<string, TmuxShape>()

@@ -50,6 +50,9 @@ const useCcoRun = (configDir: string) =>
       run.child.kill("SIGKILL")
     }))
 
+/** state.json's remote hosts. */
+const hostsInState = (folder: string) => (JSON.parse(readFileSync(path.join(folder, "state.json"), "utf8")) as { hosts?: Array<Record<string, unknown>> }).hosts
+
 /** The instance rows of `cco status`: NAME … up to the blank line before the next table. */
 const statusRows = (table: ReadonlyArray<string>) => {
   const header = table.findIndex((l) => l.startsWith("NAME"))
@@ -109,6 +112,7 @@ describe("sandbox on a remote host", () => {
       const launched = log.filter((l) => l.event === "instance.launched")
       expect(launched.map((l) => [l.instance, l.sandbox]).sort()).toEqual([["em-1", "bwrap"], ["worker-1", "bwrap"], ["worker-2", "bwrap"]])
       expect(launched.find((l) => l.instance === "worker-1")?.attach).toContain(`tmux -L ${remoteTmux} `)
+      expect(hostsInState(folder)).toEqual([expect.objectContaining({ name: "box", sandbox: "bwrap" })])
       const snapshot = yield* Status.snapshot(folder).pipe(Effect.provide(NodeContext.layer))
       expect([...(snapshot.sandboxes ?? new Map()).entries()].sort()).toEqual([["em-1", "bwrap"], ["worker-1", "bwrap"], ["worker-2", "bwrap"]])
       const { header, rows } = statusRows(Status.renderStatus(snapshot).split("\n"))
@@ -170,6 +174,7 @@ describe("sandbox on a remote host", () => {
       expect(shown).toContain("instances confined with bubblewrap (sandbox: each writes only its own worktree)")
       const launched = log.filter((l) => l.event === "instance.launched")
       expect(launched.map((l) => [l.instance, l.sandbox]).sort()).toEqual([["em-1", "bwrap"], ["worker-1", "bwrap"], ["worker-2", "none"]])
+      expect(hostsInState(summary.runFolder)).toEqual([expect.objectContaining({ name: "box", sandbox: "none", sandboxReason: "bubblewrap (bwrap) is not on PATH on host box" })])
       const snapshot = yield* Status.snapshot(summary.runFolder).pipe(Effect.provide(NodeContext.layer))
       expect([...(snapshot.sandboxes ?? new Map()).entries()].sort()).toEqual([["em-1", "bwrap"], ["worker-1", "bwrap"], ["worker-2", "none"]])
       const { rows } = statusRows(Status.renderStatus(snapshot).split("\n"))
