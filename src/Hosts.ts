@@ -218,19 +218,8 @@ const connect = (site: RunHostSite, localSocket: string, folder: string, claudeP
  */
 const sandboxOn = (site: RunHostSite, mode: Sandbox.SandboxMode) =>
   Effect.gen(function*() {
-    const executor = yield* CommandExecutor.CommandExecutor
     const runLog = yield* RunLog
-    const where = `host ${site.host.name}`
-    const found = Ssh.run(site.target, "command -v bwrap").pipe(
-      Effect.map((r) => r.stdout.trim().split("\n")[0] ?? ""),
-      Effect.flatMap((bwrap) =>
-        bwrap.startsWith("/")
-          ? Sandbox.tryBwrap(bwrap, where).pipe(Effect.provideService(CommandExecutor.CommandExecutor, Ssh.remoteExecutor(executor, site.target)))
-          : Effect.succeed({ _tag: "Missing", reason: `bubblewrap (bwrap) is not on PATH on ${where}` } satisfies Sandbox.Probe as Sandbox.Probe)
-      ),
-      Effect.provideService(CommandExecutor.CommandExecutor, executor)
-    )
-    const sandbox = yield* Sandbox.resolveWith(mode, found, (reason) => `sandbox "bwrap" is required but ${reason}; ${Sandbox.INSTALL_HINT.replace("install bubblewrap", `install bubblewrap there`)}`).pipe(
+    const sandbox = yield* Sandbox.resolveWith(mode, Ssh.probeSandbox(site.target), (reason) => `sandbox "bwrap" is required but ${reason}; ${Sandbox.INSTALL_HINT.replace("install bubblewrap", `install bubblewrap there`)}`).pipe(
       Effect.mapError((e) => new RunError({ reason: "config", message: `host ${site.host.name} (${site.host.ssh}, port ${site.host.port}): ${e.message}` }))
     )
     yield* runLog.log("host.sandbox", { host: site.host.name, ...Sandbox.logFields(sandbox) })

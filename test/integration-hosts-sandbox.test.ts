@@ -13,7 +13,7 @@ import type { LogLine } from "../src/RunLog.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Status from "../src/Status.js"
 import { teamScript } from "../src/TeamScript.js"
-import { ccoRun, fakeClaudeBin, fileOn, git, readLog, runFixture, useFixture } from "./harness.js"
+import { ccoRun, fakeClaudeBin, fileOn, git, projectRoot, readLog, runFixture, useFixture } from "./harness.js"
 import { remoteHost, useSshd, useSshdWith } from "./sshd.js"
 import { killTmuxServer } from "./support.js"
 
@@ -50,6 +50,10 @@ const useCcoRun = (configDir: string) =>
       run.child.kill("SIGKILL")
     }))
 
+/** `cco doctor --config DIR`'s output (it exits 1 when any check fails). */
+const doctor = (configDir: string) =>
+  spawnSync(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "doctor", "--config", configDir], { encoding: "utf8", env: { ...process.env, CCO_CLAUDE_PATH: fakeClaudeBin } }).stdout
+
 /** state.json's remote hosts. */
 const hostsInState = (folder: string) => (JSON.parse(readFileSync(path.join(folder, "state.json"), "utf8")) as { hosts?: Array<Record<string, unknown>> }).hosts
 
@@ -69,6 +73,7 @@ describe("sandbox on a remote host", () => {
       const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, extra: { sandbox: "bwrap", hosts: [remoteHost(sshd, fakeClaudeBin)] } })
       probe.home = fixture.home
       const remoteTmux = yield* useRemoteTmux(fixture.socket)
+      expect(doctor(fixture.configDir)).toMatch(/ok +sandbox box +bubblewrap [\d.]+ \(\/usr\/bin\/bwrap\): instances confined to their own worktree \(sandbox "bwrap"\)/)
       const progress = makeProgress()
       const shown: Array<string> = []
       const summary = yield* runFixture(fixture, fakeClaudeBin, (line: LogLine) => {
@@ -130,6 +135,11 @@ describe("sandbox on a remote host", () => {
       spawnSync("sh", ["-c", `cat > ${JSON.stringify(path.join(fixture.configDir, "orchestrator.json"))}`], {
         input: JSON.stringify({ ...config, sandbox: "bwrap", hosts: [{ name: "local" }, remoteHost(sshd, fakeClaudeBin)] })
       })
+      // `cco doctor` looks there too: the host is reachable, but would refuse the run.
+      const checked = doctor(fixture.configDir)
+      expect(checked).toMatch(/ok +host box +/)
+      expect(checked).toMatch(/FAIL +sandbox box +sandbox "bwrap" is required but bubblewrap \(bwrap\) is not on PATH on host box: cco run will refuse to start/)
+      expect(checked).toMatch(/fix: install bubblewrap there \(apt-get install bubblewrap\)/)
       // This machine has bubblewrap (the run gets past its own check): only the host lacks it.
       const run = yield* useCcoRun(fixture.configDir)
       const code = yield* Effect.promise(() => run.exited).pipe(Effect.timeoutFail({ duration: "40 seconds", onTimeout: () => new Error(`cco run did not end: ${run.output()}`) }))
@@ -155,6 +165,7 @@ describe("sandbox on a remote host", () => {
       spawnSync("sh", ["-c", `cat > ${JSON.stringify(path.join(fixture.configDir, "orchestrator.json"))}`], {
         input: JSON.stringify({ ...config, sandbox: "auto", hosts: [{ name: "local" }, remoteHost(sshd, fakeClaudeBin)] })
       })
+      expect(doctor(fixture.configDir)).toMatch(/warn +sandbox box +bubblewrap \(bwrap\) is not on PATH on host box: instances would run UNCONFINED \(sandbox "auto"\)/)
       const progress = makeProgress()
       const shown: Array<string> = []
       const summary = yield* runFixture(fixture, fakeClaudeBin, (line: LogLine) => {
