@@ -1,6 +1,8 @@
 // Confinement of instances with bubblewrap (bwrap): whether this machine can confine (decided once per run from
 // the `sandbox` option), and the bwrap command line that wraps one instance's claude so that it, its tools, hooks
-// and shells see only what the instance needs. What an instance can read and write is `bwrapArgs` below.
+// and shells see only what the instance needs. What an instance can read and write is `bwrapArgs` below. A remote
+// host (Hosts.ts) decides for itself, probed over SSH (tryBwrap, resolveWith), its instances' mounts read there
+// (mountsThere, confineThere).
 import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
