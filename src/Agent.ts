@@ -128,8 +128,9 @@ export const make = (settings: AgentSettings) =>
     // The client talks only to the unix socket: a CA bundle in NODE_EXTRA_CA_CERTS would cost every hook ~40 ms of start-up.
     const hookCommand = ["env", "-u", "NODE_EXTRA_CA_CERTS", ...settings.clientCommand.map(shellQuote), "hook"].join(" ")
 
-    // How the run's instances are confined: said once, before the first of them starts (or is re-attached).
-    const announceSandbox = yield* Effect.once(runLog.log("run.sandbox", Sandbox.logFields(settings.sandbox)))
+    // How the run's instances are confined: said once, before the first of them starts (or is re-attached). A
+    // remote host's choice is said when it is connected (Hosts.ts, host.sandbox).
+    const announceSandbox = yield* Effect.once(settings.remote === true ? Effect.void : runLog.log("run.sandbox", Sandbox.logFields(settings.sandbox)))
 
     const sessionName = (instance: string) => `${settings.sessionPrefix}${instance}`
     // Only the sha256 of an instance's token is kept on disk (worktrees lie inside the run folder, so an agent can
@@ -166,7 +167,8 @@ export const make = (settings: AgentSettings) =>
         yield* fs.writeFileString(path.join(instanceDir, "sandbox"), `${Sandbox.label(sandbox)}\n`, { mode: 0o600 })
         if (sandbox?._tag !== "Bwrap") return argv
         const link = yield* fs.readLink(path.join(configDir(instance), ".credentials.json")).pipe(Effect.option)
-        return yield* Sandbox.confine(sandbox, {
+        // On a remote host its paths are that host's, read there (the executor runs there).
+        return yield* (settings.remote === true ? Sandbox.confineThere : Sandbox.confine)(sandbox, {
           worktree,
           configDir: configDir(instance),
           home: path.join(instanceDir, "home"),

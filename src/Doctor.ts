@@ -11,7 +11,7 @@ import { statfs } from "node:fs/promises"
 import { type ConfigOverrides, loadConfig, type ResolvedConfig } from "./Config.js"
 import { exec } from "./Exec.js"
 import { Git, stripCredentials } from "./Git.js"
-import { checkHosts } from "./Ssh.js"
+import { checkHosts, checkHostSandboxes } from "./Ssh.js"
 import * as Sandbox from "./Sandbox.js"
 import type { SandboxMode } from "./Sandbox.js"
 
@@ -260,11 +260,17 @@ export const checkSandbox = (mode: SandboxMode, searchPath: string) =>
     const found = yield* Sandbox.probe(searchPath).pipe(
       Effect.orElseSucceed(() => ({ _tag: "Broken" as const, reason: "bubblewrap could not be tried" }))
     )
-    if (found._tag === "Usable") return ok("sandbox", `${found.version} (${found.bwrap}): instances confined to their own worktree (sandbox "${mode}")`)
-    return mode === "bwrap"
-      ? fail("sandbox", `sandbox "bwrap" is required but ${found.reason}: cco run will refuse to start`, Sandbox.INSTALL_HINT)
-      : warn("sandbox", `${found.reason}: instances would run UNCONFINED (sandbox "auto")`, Sandbox.INSTALL_HINT)
+    return sandboxCheck("sandbox", mode, found)
   })
+
+/** The sandbox line for what a probe found (here, or on a remote host). */
+const sandboxCheck = (name: string, mode: SandboxMode, found: Sandbox.Probe) => {
+  const hint = name === "sandbox" ? Sandbox.INSTALL_HINT : Sandbox.INSTALL_HINT.replace("install bubblewrap", "install bubblewrap there")
+  if (found._tag === "Usable") return ok(name, `${found.version} (${found.bwrap}): instances confined to their own worktree (sandbox "${mode}")`)
+  return mode === "bwrap"
+    ? fail(name, `sandbox "bwrap" is required but ${found.reason}: cco run will refuse to start`, hint)
+    : warn(name, `${found.reason}: instances would run UNCONFINED (sandbox "auto")`, hint)
+}
 
 /** Every check, in a fixed order; the slow ones run concurrently. */
 export const runChecks = Effect.fn("Doctor.runChecks")(function*(input: DoctorInput) {
@@ -296,7 +302,9 @@ export const runChecks = Effect.fn("Doctor.runChecks")(function*(input: DoctorIn
         // Each remote host of `hosts`: reachable over SSH (BatchMode, its key), with tmux, git and node there.
         checkHosts(loaded.right.hosts).pipe(Effect.map((hosts) =>
           hosts.map((h) => h.ok ? ok(`host ${h.host}`, h.message) : fail(`host ${h.host}`, h.message, "check ssh, port, identityFile and knownHostsFile (ssh -o BatchMode=yes must log in without a prompt), and install tmux, git and node there")))
-        )
+        ),
+        // The sandbox on each of them, decided there as on this machine.
+        checkHostSandboxes(loaded.right.hosts, loaded.right.sandbox).pipe(Effect.map((hosts) => hosts.map((h) => sandboxCheck(`sandbox ${h.host}`, loaded.right.sandbox, h.found))))
       ]
   const results = yield* Effect.all([...tools, ...withConfig], { concurrency: "unbounded" })
   return results.flat() as ReadonlyArray<Check>

@@ -22,6 +22,7 @@ import { RunError } from "./RunContext.js"
 import type { RunPlatform, RunServices, RunSite } from "./RunLayers.js"
 import type { RunState } from "./RunState.js"
 import { RunLog } from "./RunLog.js"
+import * as Sandbox from "./Sandbox.js"
 import { shellQuote } from "./Shell.js"
 import * as Ssh from "./Ssh.js"
 import { type SessionSpec, Tmux, type TmuxShape } from "./Tmux.js"
@@ -36,7 +37,7 @@ export interface RunHostSite {
   readonly runDir: string
   /** cco's clone there. */
   readonly repoDir: string
-  /** The control socket there, forwarded to the orchestrator's. */
+  /** The control socket there, forwarded to the orchestrator's; in a directory of its own, which sandboxes show. */
   readonly socketPath: string
   /** The tmux server there: `<tmuxSocket>-<host>`. */
   readonly tmuxSocket: string
@@ -65,7 +66,7 @@ export const hostSite = (folder: string, runId: string, tmuxSocket: string, host
     target: { host, controlPath: Ssh.controlPathFor(folder, host.name) },
     runDir,
     repoDir: `${runDir}/repo`,
-    socketPath: `${runDir}/control.sock`,
+    socketPath: `${runDir}/control/control.sock`,
     tmuxSocket: `${tmuxSocket}-${host.name}`,
     stagingDir: `${folder}/hosts/${host.name}`
   }
@@ -84,7 +85,8 @@ export const hostStates = (config: RunSite["config"], folder: string, runId: str
       strictHostKeyChecking: h.strictHostKeyChecking,
       runDir: s.runDir,
       tmuxSocket: s.tmuxSocket,
-      controlPath: s.target.controlPath
+      controlPath: s.target.controlPath,
+      ...sandboxState(runSandboxes.get(folder)?.get(h.name))
     }
   })
 
@@ -108,6 +110,12 @@ export const resumedPlacement = (config: RunSite["config"], previous: Pick<RunSt
   }
   return here
 }
+
+// The sandbox each remote host of the runs going on in this process gave, by run folder (state.json shows it).
+const runSandboxes = new Map<string, ReadonlyMap<string, Sandbox.Sandbox>>()
+
+const sandboxState = (sandbox: Sandbox.Sandbox | undefined) =>
+  sandbox === undefined ? {} : sandbox._tag === "Bwrap" ? { sandbox: "bwrap" as const } : { sandbox: "none" as const, sandboxReason: sandbox.reason }
 
 /** An instance's worktree and the clone it belongs to when it runs on a remote host; undefined when local. */
 export const remoteWorktree = (config: RunSite["config"], runId: string, instance: string) => {
@@ -220,14 +228,30 @@ const connect = (site: RunHostSite, localSocket: string, folder: string, claudeP
     yield* Ssh.output(site.target, [
       `for p in tmux git ${shellQuote(site.host.nodeCommand)} ${shellQuote(claudePath)}; do command -v "$p" >/dev/null 2>&1 || { echo "missing on the host: $p" >&2; exit 3; }; done`,
       `mkdir -p ${shellQuote(site.runDir)}`,
+      `(umask 077 && mkdir -p ${shellQuote(site.socketPath.slice(0, site.socketPath.lastIndexOf("/")))})`,
       `rm -f ${shellQuote(site.socketPath)}`
     ].join(" && ")).pipe(Effect.mapError(unreachable))
     yield* Ssh.forwardSocket(site.target, site.socketPath, localSocket).pipe(Effect.mapError(unreachable))
     return site
   })
 
+/**
+ * The run's `sandbox` mode on a host, decided there: bwrap as found on its PATH (over SSH) and tried there. "bwrap"
+ * without a usable one is a config error naming the host (nothing has started yet); "auto" falls back to
+ * unconfined there. Logged as host.sandbox.
+ */
+const sandboxOn = (site: RunHostSite, mode: Sandbox.SandboxMode) =>
+  Effect.gen(function*() {
+    const runLog = yield* RunLog
+    const sandbox = yield* Sandbox.resolveWith(mode, Ssh.probeSandbox(site.target), (reason) => `sandbox "bwrap" is required but ${reason}; ${Sandbox.INSTALL_HINT.replace("install bubblewrap", `install bubblewrap there`)}`).pipe(
+      Effect.mapError((e) => new RunError({ reason: "config", message: `host ${site.host.name} (${site.host.ssh}, port ${site.host.port}): ${e.message}` }))
+    )
+    yield* runLog.log("host.sandbox", { host: site.host.name, ...Sandbox.logFields(sandbox) })
+    return sandbox
+  })
+
 /** The agent on a remote host: Agent.ts as is, over that host's tmux, its files staged here and copied over. */
-const remoteAgent = (site: RunHostSite, settings: AgentSettings, clientScript: string) =>
+const remoteAgent = (site: RunHostSite, settings: AgentSettings, clientScript: string, sandbox: Sandbox.Sandbox) =>
   Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
     const executor = yield* CommandExecutor.CommandExecutor
@@ -252,6 +276,7 @@ const remoteAgent = (site: RunHostSite, settings: AgentSettings, clientScript: s
       clientCommand: [site.host.nodeCommand, `${site.runDir}/bin/cco-client.mjs`],
       basePath: settings.basePath,
       ...(settings.extraEnv === undefined ? {} : { extraEnv: settings.extraEnv }),
+      sandbox,
       remote: true
     }
     const agent = yield* AgentModule.make(remoteSettings).pipe(
@@ -342,8 +367,11 @@ export const withHosts = (
       hosts: sites.filter((s) => !moves.down.has(s.host.name)).map((s) => ({ name: s.host.name, ssh: s.host.ssh, runDir: s.runDir, tmuxSocket: s.tmuxSocket })),
       placement: Object.fromEntries([...placed.keys()].map((i) => [i, hostOf(i)]))
     })
+    // The run's sandbox mode applies on every host, each deciding for itself (before anything starts there).
+    const sandboxes = new Map(yield* Effect.forEach(sites.filter((s) => !moves.down.has(s.host.name)), (s) => Effect.map(sandboxOn(s, site.config.sandbox), (sb) => [s.host.name, sb] as const)))
+    yield* Effect.acquireRelease(Effect.sync(() => runSandboxes.set(site.folder, sandboxes)), () => Effect.sync(() => runSandboxes.delete(site.folder)))
     const clientScript = site.options.clientCommand[site.options.clientCommand.length - 1]!
-    const agents = new Map(yield* Effect.forEach(sites, (s) => Effect.map(remoteAgent(s, settings, clientScript), (a) => [s.host.name, a] as const)))
+    const agents = new Map(yield* Effect.forEach(sites, (s) => Effect.map(remoteAgent(s, settings, clientScript, sandboxes.get(s.host.name) ?? { _tag: "Unconfined", mode: site.config.sandbox, reason: `host ${s.host.name} is down` }), (a) => [s.host.name, a] as const)))
     const tmuxes = new Map<string, TmuxShape>()
     const executor = yield* CommandExecutor.CommandExecutor
     for (const s of sites) tmuxes.set(s.host.name, yield* TmuxLive.makeLive(s.tmuxSocket, { remote: transportFor(s, executor) }))

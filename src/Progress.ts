@@ -31,6 +31,13 @@ export const makeProgress = () => {
           : l.sandboxMode === "auto"
           ? `WARNING: instances run UNCONFINED, with all your files in reach: ${s(l.sandboxReason)}. Install bubblewrap (apt-get install bubblewrap) to confine them, or set "sandbox": "none" to say you mean it.`
           : undefined
+      case "host.sandbox":
+        // The same for the instances of each remote host, decided there.
+        return l.sandbox === "bwrap"
+          ? `instances on host ${s(l.host)} confined with bubblewrap`
+          : l.sandboxMode === "auto"
+          ? `WARNING: instances on host ${s(l.host)} run UNCONFINED, with all its files in reach: ${s(l.sandboxReason)}. Install bubblewrap there to confine them, or set "sandbox": "none" to say you mean it.`
+          : undefined
       case "git.cloning":
         return `cloning ${s(l.repositoryUrl)} …`
       case "worktree.ready":

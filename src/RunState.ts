@@ -71,7 +71,10 @@ export const HostState = Schema.Struct({
   runDir: Schema.String,
   tmuxSocket: Schema.String,
   /** The master connection's socket here. */
-  controlPath: Schema.String
+  controlPath: Schema.String,
+  /** How its instances are confined, decided there at the start ("bwrap" or "none"), and why unconfined. */
+  sandbox: Schema.optional(Schema.Literal("bwrap", "none")),
+  sandboxReason: Schema.optional(Schema.String)
 })
 
 export const RunState = Schema.Struct({

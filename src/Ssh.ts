@@ -10,6 +10,7 @@ import { appendFileSync, closeSync, openSync, readFileSync } from "node:fs"
 import { exec, type ExecResult } from "./Exec.js"
 import { KILL_GRACE_MS, readTail, type ShellRun, withheld } from "./Gate.js"
 import { type HostConfig, isRemote } from "./HostsConfig.js"
+import * as Sandbox from "./Sandbox.js"
 import { shellQuote } from "./Shell.js"
 
 export class SshError extends Schema.TaggedError<SshError>()("SshError", {
@@ -259,6 +260,27 @@ export const runShell = (
       finished = true
     })
   })
+
+/**
+ * bubblewrap on the host: found on its PATH and tried there as Sandbox.probe tries it here (through the master;
+ * a target whose controlPath is "none" connects on its own).
+ */
+export const probeSandbox = (target: SshTarget) =>
+  Effect.gen(function*() {
+    const executor = yield* CommandExecutor.CommandExecutor
+    const where = `host ${target.host.name}`
+    const bwrap = (yield* run(target, "command -v bwrap")).stdout.trim().split("\n")[0] ?? ""
+    if (!bwrap.startsWith("/")) return { _tag: "Missing", reason: `bubblewrap (bwrap) is not on PATH on ${where}` } satisfies Sandbox.Probe as Sandbox.Probe
+    return yield* Sandbox.tryBwrap(bwrap, where).pipe(Effect.provideService(CommandExecutor.CommandExecutor, remoteExecutor(executor, target)))
+  })
+
+/** `cco doctor`: whether the instances on each remote host would be confined under `mode`; a host that does not answer is left to checkHosts. */
+export const checkHostSandboxes = (hosts: ReadonlyArray<HostConfig> | undefined, mode: Sandbox.SandboxMode) =>
+  mode === "none" ? Effect.succeed([]) : Effect.forEach((hosts ?? []).filter(isRemote), (h) =>
+    probeSandbox({ host: h, controlPath: "none" }).pipe(
+      Effect.map((found) => [{ host: h.name, found }]),
+      Effect.orElseSucceed(() => [])
+    ), { concurrency: "unbounded" }).pipe(Effect.map((all) => all.flat()))
 
 /** `cco doctor`: each remote host answers over SSH and has tmux, git and node. */
 export const checkHosts = (hosts: ReadonlyArray<HostConfig> | undefined) =>

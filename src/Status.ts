@@ -123,12 +123,16 @@ export interface RunSnapshot {
   readonly remoteSessions?: ReadonlyMap<string, ReadonlySet<string> | undefined>
 }
 
-/** instances/<name>/sandbox of each instance that has been launched (Agent.launch writes it). */
+/**
+ * instances/<name>/sandbox of each instance that has been launched (Agent.launch writes it); for an instance on a
+ * remote host, the copy prepared here for that host (hosts/<host>/instances/<name>/sandbox).
+ */
 const readSandboxes = (folder: string, instances: ReadonlyArray<InstanceState>) =>
   Effect.gen(function*() {
     const path = yield* Path.Path
+    const remote = (i: InstanceState) => i.host !== undefined && i.host !== "local" && /^[A-Za-z0-9._-]{1,40}$/.test(i.host) && !/^\.\.?$/.test(i.host)
     const found = yield* Effect.forEach(instances, (i) =>
-      readRegularFile(path.join(folder, "instances", i.name, "sandbox"), 64).pipe(
+      readRegularFile(path.join(folder, ...(remote(i) ? ["hosts", i.host!] : []), "instances", i.name, "sandbox"), 64).pipe(
         Effect.map((text) => /^(bwrap|none)$/.test(text.trim()) ? [[i.name, text.trim()] as const] : []),
         Effect.orElseSucceed(() => [])
       ))

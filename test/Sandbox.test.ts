@@ -4,7 +4,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Either } from "effect"
 import { spawn } from "node:child_process"
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs"
 import * as net from "node:net"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
@@ -195,4 +195,44 @@ describe("an instance inside bwrap", () => {
       rmSync(r.root, { recursive: true, force: true })
     }
   }, 30_000)
+})
+
+describe("Sandbox on a remote host (read there by one script: Sandbox.mountsThere)", () => {
+  it("finds what mountsFor finds on disk, and confineThere builds the same bwrap command as confine", async () => {
+    const r = runFolder()
+    try {
+      const sandbox = { _tag: "Bwrap", mode: "bwrap", bwrap: "/usr/bin/bwrap", version: "bubblewrap" } as const
+      const caFile = path.join(r.root, "ca.pem")
+      writeFileSync(caFile, "ca\n")
+      const paths = (name: string) => ({
+        worktree: path.join(r.folder, "worktrees", name),
+        configDir: path.join(r.folder, "instances", name, "claude"),
+        home: path.join(r.folder, "instances", name, "home"),
+        binDir: path.join(r.folder, "bin"),
+        socketPath: path.join(r.folder, "control", "control.sock"),
+        claudePath: "/bin/sh",
+        clientCommand: [process.execPath, path.join(import.meta.dirname, "..", "bin", "cco-client.mjs")],
+        extraFiles: [caFile, path.join(r.root, "no-such-file.pem")]
+      })
+      // w1 on its branch; w2 detached (a rebase stopped halfway): no branch directory is writable.
+      git(path.join(r.folder, "worktrees", "w2"), "checkout", "-q", "--detach")
+      for (const name of ["w1", "w2"]) {
+        const there = await run(Sandbox.mountsThere(paths(name)))
+        expect(existsSync(paths(name).home)).toBe(true)
+        const here = await run(Sandbox.mountsFor(paths(name)))
+        expect(there.mounts).toEqual(here)
+        expect(there.claude).toBe(realpathSync("/bin/sh"))
+        const identity = Effect.succeed("[user]\n\tname = \"cco test\"\n")
+        const confinedThere = await run(Sandbox.confineThere(sandbox, paths(name), ["/bin/sh", "-c", "true"], identity))
+        expect(confinedThere).toEqual(await run(Sandbox.confine(sandbox, paths(name), ["/bin/sh", "-c", "true"], identity)))
+        expect(readFileSync(path.join(paths(name).home, ".gitconfig"), "utf8")).toBe("[user]\n\tname = \"cco test\"\n")
+      }
+      expect((await run(Sandbox.mountsThere(paths("w1")))).mounts.git.refDir).toBe(path.join(r.repo, ".git", "refs", "heads", "cco", "R"))
+      // Not a worktree: said, with the path.
+      const broken = await run(Effect.either(Sandbox.mountsThere({ ...paths("w1"), worktree: r.home })))
+      expect(Either.isLeft(broken) && broken.left.message).toContain(`reading ${r.home}'s mounts`)
+    } finally {
+      rmSync(r.root, { recursive: true, force: true })
+    }
+  })
 })

@@ -42,7 +42,12 @@ const accepts = (port: number) =>
     socket.once("error", () => resolve(false))
   })
 
-export const startSshd = async (): Promise<Sshd> => {
+export interface SshdOptions {
+  /** The PATH its sessions get (sshd's SetEnv; the user's shell start-up files may add to it). */
+  readonly path?: string
+}
+
+export const startSshd = async (options: SshdOptions = {}): Promise<Sshd> => {
   const dir = mkdtempSync(path.join(tmpdir(), "cco-sshd-"))
   const port = await freePort()
   const key = (name: string) => {
@@ -72,6 +77,7 @@ export const startSshd = async (): Promise<Sshd> => {
     "MaxSessions 64",
     "MaxStartups 64:30:128",
     "LogLevel ERROR",
+    ...(options.path === undefined ? [] : [`SetEnv PATH=${options.path}`]),
     ""
   ].join("\n"))
   // sshd run by root wants its privilege separation directory.
@@ -111,6 +117,9 @@ export const startSshd = async (): Promise<Sshd> => {
 
 /** The test's sshd, stopped with the scope. */
 export const useSshd = Effect.acquireRelease(Effect.promise(() => startSshd()), (s) => Effect.sync(() => s.stop()))
+
+/** As useSshd, with options. */
+export const useSshdWith = (options: SshdOptions) => Effect.acquireRelease(Effect.promise(() => startSshd(options)), (s) => Effect.sync(() => s.stop()))
 
 /** The `hosts` entry of the "remote" host "box" behind the test's sshd, running `claudeCommand` there. */
 export const remoteHost = (sshd: Sshd, claudeCommand: string) => ({
