@@ -49,9 +49,13 @@
   const statusClass = (status) => `status status-${status.replace(/[^a-z-]/g, "")}`
 
   const renderInstances = (instances) => {
+    // A run over several hosts says where each instance runs.
+    const withHost = instances.some((i) => i.host !== null)
+    $("host-head").hidden = !withHost
     const rows = treeOrder(instances).map(({ instance: i, depth }) => {
       const row = el("tr", { class: `instance depth-${Math.min(depth, 3)}${i.name === selected ? " selected" : ""}`, "data-name": i.name },
         el("td", { class: "name" }, el("span", { class: `role role-${i.role}` }, i.role), ` ${i.name}`),
+        ...(withHost ? [el("td", { class: "host" }, i.host || "local")] : []),
         el("td", { class: statusClass(i.status) }, i.status),
         el("td", { class: "task", title: i.task || "" }, i.task || "–"),
         el("td", {}, i.credential || "–"),

@@ -1,7 +1,7 @@
 // What the dashboard shows of a run: the view (plain JSON, sent to the page over server-sent events) built from a
 // status snapshot, the event feed's lines, and the page's first rendering on the server. Every string in it may
 // come from an agent: the view is neutralised, and the HTML escapes it.
-import type { RunSnapshot } from "./Status.js"
+import { type RunSnapshot, sessionAliveOf } from "./Status.js"
 import { neutraliseJson, neutraliseValue } from "./Untrusted.js"
 
 /** The run's limits, when the config is known (`cco run --dashboard`, `cco dashboard --config DIR`). */
@@ -22,6 +22,8 @@ export interface ViewInstance {
   readonly lastEventAt: string
   /** Its tmux session: up, gone, or unknown (tmux could not be asked). */
   readonly session: "up" | "gone" | "unknown"
+  /** The host it runs on (config `hosts`; "local" is the orchestrator's machine); null for a run without hosts. */
+  readonly host: string | null
 }
 
 export interface ViewCommit {
@@ -132,7 +134,8 @@ export const makeView = (
       restarts: i.restarts,
       costUsd: i.costUsd ?? null,
       lastEventAt: i.lastEventAt,
-      session: s.sessions === undefined ? "unknown" : s.sessions.has(i.session) ? "up" : "gone"
+      session: ((alive) => alive === null ? "unknown" : alive ? "up" : "gone")(sessionAliveOf(s, i)),
+      host: state.hosts === undefined && i.host === undefined ? null : i.host ?? "local"
     }))
   }, 2_000)
 }
@@ -163,9 +166,10 @@ export const treeOrder = (instances: ReadonlyArray<ViewInstance>): ReadonlyArray
   return out
 }
 
-const instanceRow = (i: ViewInstance, depth: number) => {
+const instanceRow = (i: ViewInstance, depth: number, withHost: boolean) => {
   const cells = [
     `<td class="name"><span class="role role-${escapeHtml(i.role)}">${escapeHtml(i.role)}</span> ${escapeHtml(i.name)}</td>`,
+    ...(withHost ? [`<td class="host">${escapeHtml(i.host ?? "local")}</td>`] : []),
     `<td class="status status-${escapeHtml(i.status.replace(/[^a-z-]/g, ""))}">${escapeHtml(i.status)}</td>`,
     `<td class="task">${escapeHtml(i.task ?? "–")}</td>`,
     `<td>${escapeHtml(i.credential === "" ? "–" : i.credential)}</td>`,
@@ -184,7 +188,9 @@ const list = (items: ReadonlyArray<string>, empty: string) =>
 export const renderPage = (view: View | undefined, feed: ReadonlyArray<FeedLine>, token: string): string => {
   const t = encodeURIComponent(token)
   const title = view === undefined ? "cco dashboard" : `cco · ${view.runId}`
-  const rows = view === undefined ? "" : treeOrder(view.instances).map(({ depth, instance }) => instanceRow(instance, depth)).join("")
+  // A run over several hosts (config `hosts`) says where each instance runs.
+  const withHost = view !== undefined && view.instances.some((i) => i.host !== null)
+  const rows = view === undefined ? "" : treeOrder(view.instances).map(({ depth, instance }) => instanceRow(instance, depth, withHost)).join("")
   const merges = view === undefined ? [] : [...view.merges].reverse().map((m) =>
     `<li><code>${escapeHtml(m.commit.slice(0, 10))}</code> ${escapeHtml(m.from)} → ${escapeHtml(m.into)}</li>`
   )
@@ -234,7 +240,7 @@ export const renderPage = (view: View | undefined, feed: ReadonlyArray<FeedLine>
 <section id="team">
   <h2>Team</h2>
   <table>
-    <thead><tr><th>instance</th><th>state</th><th>task</th><th>credential</th><th>restarts</th><th>cost</th><th>last event</th><th>session</th></tr></thead>
+    <thead><tr><th>instance</th><th id="host-head"${withHost ? "" : " hidden"}>host</th><th>state</th><th>task</th><th>credential</th><th>restarts</th><th>cost</th><th>last event</th><th>session</th></tr></thead>
     <tbody id="instances">${rows}</tbody>
   </table>
   <div id="pane" hidden>

@@ -168,7 +168,7 @@ const timeLeftOf = (s: RunSnapshot) => {
 }
 
 // A session on a remote host is on that host's tmux server: unknown when the host could not be asked.
-const sessionAliveOf = (s: RunSnapshot, i: InstanceState) => {
+export const sessionAliveOf = (s: RunSnapshot, i: InstanceState) => {
   const sessions = i.host !== undefined && i.host !== "local" ? s.remoteSessions?.get(i.host) : s.sessions
   return sessions === undefined ? null : sessions.has(i.session)
 }

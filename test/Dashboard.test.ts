@@ -8,7 +8,7 @@ import { appendFileSync, readFileSync, writeFileSync } from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
 import * as Dashboard from "../src/Dashboard.js"
-import { escapeHtml, feedLine, treeOrder } from "../src/DashboardView.js"
+import { escapeHtml, feedLine, makeView, renderPage, treeOrder } from "../src/DashboardView.js"
 import { withDashboardPort } from "../src/Cli.js"
 import { killTmuxServer, tempDir, uniqueSocket, waitFor } from "./support.js"
 
@@ -239,8 +239,37 @@ describe("dashboard view", () => {
     expect(feedLine("text")).toBeUndefined()
   })
 
+  it("a run over several hosts shows each instance's host, and its session as that host's tmux server has it", () => {
+    const state = stateOf("sock", {
+      instances: [
+        instance("em-1", "em", undefined, { host: "local" }),
+        instance("worker-1", "worker", "em-1", { host: "local" }),
+        instance("worker-2", "worker", "em-1", { host: "box" })
+      ],
+      hosts: [{ name: "box" }]
+    })
+    const snap = (remote: ReadonlySet<string> | undefined, s: Record<string, unknown> = state) => ({
+      folder: "/runs/r1", state: s, lock: { _tag: "NoLock" }, takenAt: Date.parse(at),
+      sessions: new Set(["cco-r1-em-1"]), remoteSessions: new Map([["box", remote]])
+    }) as never
+    const extra = { commits: [], tokens: undefined, limits: {} }
+    const view = makeView(snap(new Set(["cco-r1-worker-2"])), extra)
+    expect(view.instances.map((i) => [i.name, i.host, i.session])).toEqual([["em-1", "local", "up"], ["worker-1", "local", "gone"], ["worker-2", "box", "up"]])
+    // A host that could not be asked: its sessions unknown, the others' as they are.
+    expect(makeView(snap(undefined), extra).instances.map((i) => i.session)).toEqual(["up", "gone", "unknown"])
+    const page = renderPage(view, [], "tok")
+    expect(page).toContain(`<th id="host-head">host</th>`)
+    expect([...page.matchAll(/<td class="host">([^<]*)<\/td>/g)].map((m) => m[1])).toEqual(["local", "local", "box"])
+    // A run on this machine only: no host column.
+    const plain = makeView(snap(undefined, stateOf("sock")), extra)
+    expect(plain.instances.every((i) => i.host === null)).toBe(true)
+    const plainPage = renderPage(plain, [], "tok")
+    expect(plainPage).toContain(`<th id="host-head" hidden>host</th>`)
+    expect(plainPage).not.toContain(`<td class="host">`)
+  })
+
   it("orders the team as a tree: each lead followed by its own; unknown leads at the top level", () => {
-    const i = (name: string, lead: string | null) => ({ name, lead, role: "worker", status: "idle", task: null, credential: "", restarts: 0, costUsd: null, lastEventAt: at, session: "up" as const })
+    const i = (name: string, lead: string | null) => ({ name, lead, role: "worker", status: "idle", task: null, credential: "", restarts: 0, costUsd: null, lastEventAt: at, session: "up" as const, host: null })
     const order = treeOrder([i("w-3", "em-2"), i("w-1", "em-1"), i("em-1", "director"), i("em-2", "director"), i("director", null), i("stray", "nobody")])
     expect(order.map((o) => `${o.depth}:${o.instance.name}`)).toEqual(["0:director", "1:em-1", "2:w-1", "1:em-2", "2:w-3", "0:stray"])
   })
