@@ -72,10 +72,11 @@ export const hungWorkerRecovers = (claudePath: string, extra: Readonly<Record<st
  * Two workers busy, then the orchestrator is killed with SIGKILL and `cco run --resume` takes over: the live
  * sessions are re-attached and the run completes with both workers' files on main.
  */
-export const orchestratorKilledThenResumed = (claudePath: string, extra: Readonly<Record<string, unknown>>) =>
+export const orchestratorKilledThenResumed = (claudePath: string, extra: Readonly<Record<string, unknown>>, onFixture?: (fixture: Fixture) => void) =>
   Effect.gen(function*() {
     const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 400 })
     const fixture = yield* useFixture({ workerCount: 2, mockUrl: mock.url, extra: { ...extra, idleAfterSeconds: 2 } })
+    onFixture?.(fixture)
     const first = ccoRun(fixture.configDir, claudePath)
     yield* Effect.addFinalizer(() => Effect.sync(() => first.child.exitCode === null && first.child.kill("SIGKILL")))
     yield* waitFor("both workers busy", Effect.sync(() => {
@@ -98,6 +99,7 @@ export const orchestratorKilledThenResumed = (claudePath: string, extra: Readonl
     const files = filesOn(fixture.bare, "main")
     expect(files).toContain("src/em-1/worker-1.js")
     expect(files).toContain("src/em-1/worker-2.js")
+    return { fixture, log }
   })
 
 /** The merge-gate scenario's project check: fails (exit 3) while a file under src/ holds the line "// BROKEN". */
