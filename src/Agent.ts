@@ -11,6 +11,7 @@ import { exec } from "./Exec.js"
 import { instancePort } from "./Hierarchy.js"
 import { RunLog } from "./RunLog.js"
 import * as Sandbox from "./Sandbox.js"
+import * as SandboxRemote from "./SandboxRemote.js"
 import * as Secrets from "./Secrets.js"
 import { shellQuote } from "./Shell.js"
 import { type PaneInfo, type SessionSpec, Tmux } from "./Tmux.js"
@@ -168,7 +169,7 @@ export const make = (settings: AgentSettings) =>
         if (sandbox?._tag !== "Bwrap") return argv
         const link = yield* fs.readLink(path.join(configDir(instance), ".credentials.json")).pipe(Effect.option)
         // On a remote host its paths are that host's, read there (the executor runs there).
-        return yield* (settings.remote === true ? Sandbox.confineThere : Sandbox.confine)(sandbox, {
+        return yield* (settings.remote === true ? SandboxRemote.confineThere : Sandbox.confine)(sandbox, {
           worktree,
           configDir: configDir(instance),
           home: path.join(instanceDir, "home"),

@@ -11,6 +11,7 @@ import * as path from "node:path"
 import * as Doctor from "../src/Doctor.js"
 import { makeProgress } from "../src/Progress.js"
 import * as Sandbox from "../src/Sandbox.js"
+import * as SandboxRemote from "../src/SandboxRemote.js"
 import { git } from "./harness.js"
 
 const PATH = process.env.PATH ?? "/usr/bin:/bin"
@@ -217,19 +218,19 @@ describe("Sandbox on a remote host (read there by one script: Sandbox.mountsTher
       // w1 on its branch; w2 detached (a rebase stopped halfway): no branch directory is writable.
       git(path.join(r.folder, "worktrees", "w2"), "checkout", "-q", "--detach")
       for (const name of ["w1", "w2"]) {
-        const there = await run(Sandbox.mountsThere(paths(name)))
+        const there = await run(SandboxRemote.mountsThere(paths(name)))
         expect(existsSync(paths(name).home)).toBe(true)
         const here = await run(Sandbox.mountsFor(paths(name)))
         expect(there.mounts).toEqual(here)
         expect(there.claude).toBe(realpathSync("/bin/sh"))
         const identity = Effect.succeed("[user]\n\tname = \"cco test\"\n")
-        const confinedThere = await run(Sandbox.confineThere(sandbox, paths(name), ["/bin/sh", "-c", "true"], identity))
+        const confinedThere = await run(SandboxRemote.confineThere(sandbox, paths(name), ["/bin/sh", "-c", "true"], identity))
         expect(confinedThere).toEqual(await run(Sandbox.confine(sandbox, paths(name), ["/bin/sh", "-c", "true"], identity)))
         expect(readFileSync(path.join(paths(name).home, ".gitconfig"), "utf8")).toBe("[user]\n\tname = \"cco test\"\n")
       }
-      expect((await run(Sandbox.mountsThere(paths("w1")))).mounts.git.refDir).toBe(path.join(r.repo, ".git", "refs", "heads", "cco", "R"))
+      expect((await run(SandboxRemote.mountsThere(paths("w1")))).mounts.git.refDir).toBe(path.join(r.repo, ".git", "refs", "heads", "cco", "R"))
       // Not a worktree: said, with the path.
-      const broken = await run(Effect.either(Sandbox.mountsThere({ ...paths("w1"), worktree: r.home })))
+      const broken = await run(Effect.either(SandboxRemote.mountsThere({ ...paths("w1"), worktree: r.home })))
       expect(Either.isLeft(broken) && broken.left.message).toContain(`reading ${r.home}'s mounts`)
     } finally {
       rmSync(r.root, { recursive: true, force: true })
