@@ -57,24 +57,30 @@ interface Seen {
   readonly key: string
   readonly toolResults: number
   readonly limited: boolean
+  readonly at: number
 }
 
 /**
  * worker-2's second request (its first tool has run: its file is written, not committed) finds its key at its rate
- * limit: from then on that key is answered 429 for ten minutes, whoever uses it. Every request is noted (sender,
- * key name, how much conversation it carried) — keys only by name.
+ * limit: from then on that key is answered 429 for `limitSeconds` (ten minutes unless given), whoever uses it. Every
+ * request is noted (sender, key name, how much conversation it carried, when) — keys only by name.
  */
-const limitWorker2sKey = (brain: Brain, seen: Array<Seen>): { brain: Brain; limitedKey: () => string | undefined } => {
+const limitWorker2sKey = (brain: Brain, seen: Array<Seen>, limitSeconds = 600): { brain: Brain; limitedKey: () => string | undefined } => {
   let limited: string | undefined
+  let until = 0
   return {
     limitedKey: () => limited === undefined ? undefined : keyNames[limited],
     brain: (req) => {
       const who = senderOf(req)
-      const note = (isLimited: boolean) => seen.push({ who, key: keyNames[req.apiKey ?? ""] ?? "(other)", toolResults: toolResults(req).length, limited: isLimited })
-      if (limited === undefined && who === "worker-2" && toolResults(req).length >= 1) limited = req.apiKey
-      if (limited !== undefined && req.apiKey === limited) {
+      const at = Date.now()
+      const note = (isLimited: boolean) => seen.push({ who, key: keyNames[req.apiKey ?? ""] ?? "(other)", toolResults: toolResults(req).length, limited: isLimited, at })
+      if (limited === undefined && who === "worker-2" && toolResults(req).length >= 1) {
+        limited = req.apiKey
+        until = at + limitSeconds * 1000
+      }
+      if (limited !== undefined && req.apiKey === limited && at < until) {
         note(true)
-        return rateLimitError({ retryAfterSeconds: 600 })
+        return rateLimitError({ retryAfterSeconds: Math.ceil((until - at) / 1000) })
       }
       note(false)
       return brain(req)
@@ -261,4 +267,60 @@ describe("hosts: rotation and crash recovery for a remote instance", () => {
       // Its sessions ended with the run, there as here.
       expect(spawnSync("tmux", ["-L", remoteTmux, "list-sessions"], { encoding: "utf8" }).stdout.trim()).toBe("")
     }), { timeout: 240_000 })
+  it.scopedLive("the remote worker's only key is at its limit: it waits in its session there until the key cools down, then goes on with its conversation", () =>
+    Effect.gen(function*() {
+      const sshd = yield* useSshdWithOwnFiles
+      const seen: Array<Seen> = []
+      // The key's limit lasts 20 s; cco, told no reset time, lets it cool for its first backoff (60 s).
+      const limiting = limitWorker2sKey(teamScript(), seen, 20)
+      const mock = yield* startMockModel({ brain: limiting.brain, keyNames })
+      const fixture = yield* useFixture({
+        workerCount: 2,
+        mockUrl: mock.url,
+        keys: 1,
+        extra: { hosts: [{ name: "local" }, remoteHost(sshd, fakeClaudeBin)], healthCheckIntervalSeconds: 1 },
+        maxRunDurationMinutes: 4
+      })
+      const remoteTmux = yield* useRemoteTmux(fixture.socket)
+      const summary = yield* runFixture(fixture, fakeClaudeBin)
+      expect(summary.reason).toBe("project-done")
+      const log = readLog(summary.runFolder)
+
+      // Confirmed on its pane there; the only key cools; worker-2 waits for it, paused (rate-limited), not moved.
+      expect(limiting.limitedKey()).toBe("key-1")
+      expect(log.filter((l) => l.event === "api.error-unconfirmed")).toEqual([])
+      const cooling = log.find((l) => l.event === "credential.cooling")
+      expect(cooling).toMatchObject({ credential: "key-1", reason: "rate limit" })
+      const until = Date.parse(String(cooling!.until))
+      expect(log.find((l) => l.event === "credentials.exhausted" && l.instance === "worker-2")).toMatchObject({ until: cooling!.until, cooling: ["key-1"] })
+      expect(log.some((l) => l.event === "instance.state" && l.instance === "worker-2" && l.to === "rate-limited")).toBe(true)
+      expect(log.filter((l) => l.event === "credential.rotated" || l.event === "host.down" || l.event === "instance.moved")).toEqual([])
+      expect(log.filter((l) => l.event === "instance.restarting" && l.instance === "worker-2")).toEqual([])
+
+      // Once the key is usable again, told so in its session there (the same one: launched once, on the host).
+      const launches = log.filter((l) => l.event === "instance.launched" && l.instance === "worker-2")
+      expect(launches).toEqual([expect.objectContaining({ generation: 0, credential: "key-1" })])
+      expect(String(launches[0]!.attach)).toContain(`tmux -L ${remoteTmux} `)
+      const resumed = log.find((l) => l.event === "prompt.delivered" && l.instance === "worker-2" && Date.parse(String(l.time)) >= until)
+      expect(resumed).toBeDefined()
+
+      // It sent nothing while it waited; after the reset it went on with its conversation, on the same key.
+      const mine = seen.filter((s) => s.who === "worker-2")
+      const limitedAt = mine.findIndex((s) => s.limited)
+      expect(limitedAt).toBeGreaterThan(0)
+      expect(mine.filter((s) => s.limited)).toHaveLength(1)
+      const after = mine.slice(limitedAt + 1)
+      expect(after.length).toBeGreaterThan(0)
+      expect(after.every((s) => s.key === "key-1" && s.at >= until - 1000)).toBe(true)
+      expect(after[0]!.toolResults).toBeGreaterThanOrEqual(1)
+
+      expect(fileOn(fixture.bare, "main", "src/em-1/worker-2.js")).toContain("written by worker-2")
+      expect(filesOn(fixture.bare, "main")).toContain("src/em-1/worker-1.js")
+      const state = JSON.parse(readFileSync(path.join(summary.runFolder, "state.json"), "utf8")) as {
+        instances: Array<{ name: string; host?: string; restarts: number; credential: string }>
+        credentials: Array<{ name: string; limits?: number }>
+      }
+      expect(state.instances.find((i) => i.name === "worker-2")).toMatchObject({ host: "box", restarts: 0, credential: "key-1" })
+      expect(state.credentials.find((c) => c.name === "key-1")?.limits).toBe(1)
+    }), { timeout: 300_000 })
 })
