@@ -324,6 +324,8 @@ export const withHosts = (
       if (moved !== undefined) return worktree.removeStaleLock(moved[1])
       const there = sites.find((s) => dir.startsWith(`${s.runDir}/`))
       if (there === undefined) return undefined
+      // A host that is down is not waited for (its worktree stays there).
+      if (moves.down.has(there.host.name)) return Effect.succeed(undefined)
       const q = shellQuote
       return Ssh.output(there.target, [
         `cd ${q(dir)} 2>/dev/null || exit 0`,
