@@ -1,6 +1,6 @@
 // Rotation and crash recovery for an instance on a remote host, with the fake agent: an sshd of the test's own on
 // 127.0.0.1 is the "remote" host "box" (its own workdir, tmux server and clone), this machine the local one. The
-// worker placed there hits a rate limit and is moved to the other key, or its claude is killed on the host; either
+// worker placed there hits a rate limit and is moved to another key (or waits for its only key), or its claude is killed on the host; either
 // way it is restarted there, in its session there, with its conversation, and its work lands.
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -89,7 +89,7 @@ const limitWorker2sKey = (brain: Brain, seen: Array<Seen>, limitSeconds = 600): 
 }
 
 describe("hosts: rotation and crash recovery for a remote instance", () => {
-  it.scopedLive("the remote worker hits a rate limit: moved to the other key and restarted on its host with --continue, the key in its environment there, the switch in state, log and costs", () =>
+  it.scopedLive("the remote worker hits a rate limit: moved to another key and restarted on its host with --continue, the key in its environment there, the switch in state, log and costs", () =>
     Effect.gen(function*() {
       const sshd = yield* useSshdWithOwnFiles
       const seen: Array<Seen> = []
@@ -141,7 +141,7 @@ describe("hosts: rotation and crash recovery for a remote instance", () => {
       const to = String(there.relaunch.credential)
       expect(["key-1", "key-2"]).toContain(to)
 
-      // The rate limit confirmed on worker-2's pane (on the host): its key cools, worker-2 moves to the other.
+      // The rate limit confirmed on worker-2's pane (on the host): its key cools, worker-2 moves to another.
       expect(log.filter((l) => l.event === "api.error-unconfirmed" && l.instance === "worker-2")).toEqual([])
       expect(log.filter((l) => l.event === "credential.cooling")).toEqual([expect.objectContaining({ credential: from, reason: "rate limit", instances: ["worker-2"] })])
       expect(log.find((l) => l.event === "credential.rotated" && l.instance === "worker-2")).toMatchObject({ from, to, reason: "rate limit" })
