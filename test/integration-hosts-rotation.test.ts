@@ -1,7 +1,8 @@
 // Rotation and crash recovery for an instance on a remote host, with the fake agent: an sshd of the test's own on
-// 127.0.0.1 is the "remote" host "box" (its own workdir, tmux server and clone), this machine the local one. The
-// worker placed there hits a rate limit and is moved to another key (or waits for its only key), or its claude is killed on the host; either
-// way it is restarted there, in its session there, with its conversation, and its work lands.
+// 127.0.0.1 is the "remote" host "box" (its own workdir, tmux server and clone, in files of its own), this machine the
+// local one. The worker placed there hits a rate limit and is moved to another key, or waits for its only key to cool,
+// or has its claude killed on the host: it goes on there, in its session there, with its conversation, and its work
+// lands.
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { execFileSync, spawnSync } from "node:child_process"
