@@ -409,6 +409,28 @@ export const withHosts = (
     }
     const git = yield* routedGit(localGit, localRepo, site.runId, sites, placed, runLog, moves)
     const worktree = Context.get(yield* Layer.build(Worktree.DefaultWithoutDependencies.pipe(Layer.provide(Layer.succeed(Git, git)))), Worktree)
+    // The git lock a killed claude left in its worktree (a commit cut short) is looked for where the worktree is: on
+    // its host over SSH (this machine's filesystem does not have it), here once its instance was moved here.
+    const removeStaleLockThere = (dir: string) => {
+      const moved = [...moves.moved].find(([i]) => dir === `${sites.find((s) => s.host.name === placed.get(i))?.runDir}/worktrees/${i}`)
+      if (moved !== undefined) return worktree.removeStaleLock(moved[1])
+      const there = sites.find((s) => dir.startsWith(`${s.runDir}/`))
+      if (there === undefined) return undefined
+      // A host that is down is not waited for (its worktree stays there).
+      if (moves.down.has(there.host.name)) return Effect.succeed(undefined)
+      const q = shellQuote
+      return Ssh.output(there.target, [
+        `cd ${q(dir)} 2>/dev/null || exit 0`,
+        `if [ -d .git ]; then g=.git; elif [ -f .git ]; then g=$(sed -n 's/^gitdir: *//p' .git | head -n 1); else exit 0; fi`,
+        `case "$g" in /*) ;; *) g="$PWD/$g" ;; esac`,
+        `[ -e "$g/index.lock" ] || exit 0`,
+        `rm -f "$g/index.lock" && printf %s "$g/index.lock"`
+      ].join("\n")).pipe(
+        Effect.map((out) => out === "" ? undefined : out),
+        Effect.provideService(CommandExecutor.CommandExecutor, executor),
+        Effect.mapError((e) => gitError("remove stale lock", `${there.host.name}:${dir}`, e.message))
+      )
+    }
 
     // A host that does not answer is looked at once more (its master connection, reopened if it went); if it
     // cannot be reached it is down: its sessions count as gone, and its instances are started here when restarted.
@@ -504,24 +526,14 @@ export const withHosts = (
         if ((yield* testThere(there.site, dir, `test -e ${shellQuote(index)}`)).exitCode !== 0) yield* git.output(dir, ["reset", "--hard", "--quiet"])
       })
     }
-    const removeStaleLock: typeof worktree.removeStaleLock = (dir) => {
-      const there = worktreeThere(dir)
-      if (there === undefined || "here" in there) return worktree.removeStaleLock(there?.here ?? dir)
-      return Effect.gen(function*() {
-        const lock = (yield* git.run(dir, ["rev-parse", "--path-format=absolute", "--git-path", "index.lock"])).stdout.trim()
-        if (lock === "") return undefined
-        const removed = yield* testThere(there.site, dir, `test -e ${shellQuote(lock)} || exit 1; rm -f ${shellQuote(lock)}`)
-        return removed.exitCode === 0 ? `${there.site.host.name}:${lock}` : undefined
-      })
-    }
     return Context.make(Tmux, routedTmux(localTmux, tmuxes, hostOfSession, isDown, downNow)).pipe(
       Context.add(Agent, routedAgent(localAgent, agents, hostOf, moveHere, configDirHere, fetchTranscripts, downNow, lost)),
       Context.add(Git, git),
       Context.add(Worktree, Worktree.make({
         ...worktree,
         addWorktree,
-        removeStaleLock,
         copyEnvFiles: (source, dir) => copyEnvFilesThere(source, dir) ?? worktree.copyEnvFiles(source, dir),
+        removeStaleLock: (dir) => removeStaleLockThere(dir) ?? worktree.removeStaleLock(dir),
         runCommand: (dir, command, options) => runCommandThere(dir, command, options) ?? worktree.runCommand(dir, command, options)
       })),
       Context.add(Events, events)

@@ -84,6 +84,9 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
   // A new run's team, all sessions started together (Agent.launchMany: one tmux call).
   const startTeam = Effect.gen(function*() {
     const credentials = yield* Effect.forEach(specs, (spec) => credentialFor(spec.name))
+    // Each counts on its credential from its first answer: the sessions started first (a lead here, say) may answer
+    // before the last ones are up (on a remote host).
+    yield* Effect.forEach(specs, (spec, i) => costTracker.setCredential(spec.name, credentials[i]!.name), { discard: true })
     const generations = yield* agent.launchMany(specs.map((spec, i) => ({
       instance: spec.name,
       worktree: worktrees.get(spec.name)!,
@@ -92,9 +95,7 @@ export const makeLaunch = (ctx: RunContext, deps: LaunchDeps) => {
     })))
     const launchedAt = yield* Clock.currentTimeMillis
     yield* Effect.forEach(specs, (spec, i) =>
-      update(spec.name, (inst) => Instances.relaunched(inst, generations.get(spec.name)!, credentials[i]!.name, launchedAt)).pipe(
-        Effect.zipRight(costTracker.setCredential(spec.name, credentials[i]!.name))
-      ), { discard: true })
+      update(spec.name, (inst) => Instances.relaunched(inst, generations.get(spec.name)!, credentials[i]!.name, launchedAt)), { discard: true })
   })
 
   /**

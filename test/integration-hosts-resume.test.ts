@@ -1,21 +1,27 @@
 // `cco run --resume` of a run with instances on a remote host (the fake agent; the "remote" host is an sshd of the
-// test's own on 127.0.0.1 with its own workdir and tmux server): the orchestrator is killed with -9, then resumed.
+// test's own on 127.0.0.1 with its own workdir, files and tmux server): the orchestrator is killed with -9, then
+// resumed. The host's files are its own (useSshdWithOwnFiles): they are looked at over SSH only.
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { spawnSync } from "node:child_process"
 import { existsSync, readFileSync, realpathSync } from "node:fs"
 import * as path from "node:path"
 import { startMockModel } from "../src/MockModel.js"
+import { shellQuote } from "../src/Shell.js"
 import { teamScript } from "../src/TeamScript.js"
 import { ccoRun, fakeClaudeBin, filesOn, git, latestRun, readLog, useFixture } from "./harness.js"
-import { remoteHost, useSshd } from "./sshd.js"
+import { onHost, remoteHost, type Sshd, useSshdWithOwnFiles } from "./sshd.js"
 import { killTmuxServer, waitFor } from "./support.js"
 
 const useRemoteTmux = (socket: string) => Effect.acquireRelease(Effect.succeed(`${socket}-box`), (s) => Effect.sync(() => killTmuxServer(s)))
 
-/** A branch's commit in a repository, or "" when it has none. */
+/** A branch's commit in a repository here, or "" when it has none. */
 const tipOf = (repo: string, branch: string) =>
   spawnSync("git", ["-C", repo, "rev-parse", "--verify", "--quiet", `refs/heads/${branch}^{commit}`], { encoding: "utf8" }).stdout.trim()
+
+/** A branch's commit in a repository on the host, or "" when it (or the repository) is not there. */
+const tipThere = (sshd: Sshd, repo: string, branch: string) =>
+  onHost(sshd, `git -C ${shellQuote(repo)} rev-parse --verify --quiet ${shellQuote(`refs/heads/${branch}^{commit}`)} 2>/dev/null || true`)
 
 /** The processes whose command line names `text` (the SSH connections of one run: their control path). */
 const processesNaming = (text: string) =>
@@ -27,7 +33,7 @@ const processesNaming = (text: string) =>
  */
 const killedWithUnfetchedWork = (between: (s: { sshd: { drop: () => void } }) => void = () => {}) =>
   Effect.gen(function*() {
-    const sshd = yield* useSshd
+    const sshd = yield* useSshdWithOwnFiles
     const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 400 })
     const fixture = yield* useFixture({
       workerCount: 2,
@@ -42,11 +48,11 @@ const killedWithUnfetchedWork = (between: (s: { sshd: { drop: () => void } }) =>
     const branch = `cco/${runId}/worker-2`
     const there = path.join(sshd.dir, "box", runId, "repo")
     // worker-2's first commit there, before cco took it here.
-    const start = yield* waitFor("worker-2's branch there", Effect.sync(() => existsSync(there) ? tipOf(there, branch) || undefined : undefined), 90_000, 20)
+    const start = yield* waitFor("worker-2's branch there", Effect.sync(() => tipThere(sshd, there, branch) || undefined), 90_000, 50)
     const unfetched = yield* waitFor("a commit of worker-2's not fetched here", Effect.sync(() => {
-      const tip = tipOf(there, branch)
+      const tip = tipThere(sshd, there, branch)
       return tip !== "" && tip !== start && tip !== tipOf(path.join(folder, "repo"), branch) ? tip : undefined
-    }), 90_000, 10)
+    }), 90_000, 20)
     process.kill(Number(readFileSync(path.join(folder, "cco.lock"), "utf8").trim()), "SIGKILL")
     first.child.kill("SIGKILL")
     yield* Effect.promise(() => first.exited)

@@ -45,6 +45,13 @@ const accepts = (port: number) =>
 export interface SshdOptions {
   /** The PATH its sessions get (sshd's SetEnv; the user's shell start-up files may add to it). */
   readonly path?: string
+  /**
+   * The host's files are its own: the server (and whatever runs through it: tmux, git, claude) runs in a mount
+   * namespace of its own where `<dir>/box` (the "box" host's workdir, see remoteHost) is a tmpfs. Here that folder
+   * stays empty, so whatever cco reads or writes under the workdir with this machine's filesystem instead of over
+   * SSH misses, as it would on another machine. (util-linux `unshare`; a user namespace when not root.)
+   */
+  readonly ownFiles?: boolean
 }
 
 export const startSshd = async (options: SshdOptions = {}): Promise<Sshd> => {
@@ -82,7 +89,24 @@ export const startSshd = async (options: SshdOptions = {}): Promise<Sshd> => {
   ].join("\n"))
   // sshd run by root wants its privilege separation directory.
   if (process.getuid?.() === 0) mkdirSync("/run/sshd", { recursive: true, mode: 0o755 })
-  const child = spawn(SSHD, ["-D", "-e", "-f", config, "-p", String(port)], { stdio: ["ignore", "ignore", "pipe"] })
+  const sshdArgs = ["-D", "-e", "-f", config, "-p", String(port)]
+  const box = path.join(dir, "box")
+  if (options.ownFiles === true) mkdirSync(box)
+  // With its own files: the tmpfs mounted in the new namespace, then sshd exec'd there (the same pid).
+  const child = options.ownFiles === true
+    ? spawn("unshare", [
+      ...(process.getuid?.() === 0 ? [] : ["--map-current-user"]),
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      'mount -t tmpfs -o mode=0755 cco-box "$0" && exec "$@"',
+      box,
+      SSHD,
+      ...sshdArgs
+    ], { stdio: ["ignore", "ignore", "pipe"] })
+    : spawn(SSHD, sshdArgs, { stdio: ["ignore", "ignore", "pipe"] })
   let said = ""
   child.stderr.on("data", (d) => (said += d))
   const pid = child.pid!
@@ -120,6 +144,8 @@ export const useSshd = Effect.acquireRelease(Effect.promise(() => startSshd()), 
 
 /** As useSshd, with options. */
 export const useSshdWith = (options: SshdOptions) => Effect.acquireRelease(Effect.promise(() => startSshd(options)), (s) => Effect.sync(() => s.stop()))
+/** The test's sshd with files of its own (see SshdOptions.ownFiles), stopped with the scope. */
+export const useSshdWithOwnFiles = Effect.acquireRelease(Effect.promise(() => startSshd({ ownFiles: true })), (s) => Effect.sync(() => s.stop()))
 
 /** The `hosts` entry of the "remote" host "box" behind the test's sshd, running `claudeCommand` there. */
 export const remoteHost = (sshd: Sshd, claudeCommand: string) => ({
@@ -132,3 +158,20 @@ export const remoteHost = (sshd: Sshd, claudeCommand: string) => ({
   nodeCommand: process.execPath,
   claudeCommand
 })
+
+/**
+ * A shell script run on the host, over SSH as a user would (its own connection, not cco's): its stdout. The host's
+ * files are its own (useSshdWithOwnFiles): its workdir is looked at only this way.
+ */
+export const onHost = (sshd: Sshd, script: string, input = "") =>
+  execFileSync("ssh", [
+    "-F", "/dev/null",
+    "-i", sshd.identityFile,
+    "-p", String(sshd.port),
+    "-o", `UserKnownHostsFile=${sshd.knownHostsFile}`,
+    "-o", "StrictHostKeyChecking=yes",
+    "-o", "BatchMode=yes",
+    sshd.destination,
+    "--",
+    script
+  ], { encoding: "utf8", input, stdio: ["pipe", "pipe", "pipe"] }).trim()
