@@ -9,300 +9,23 @@ import * as CommandExecutor from "@effect/platform/CommandExecutor"
 import * as FileSystem from "@effect/platform/FileSystem"
 import { Context, Effect, Layer, PubSub, Queue } from "effect"
 import * as AgentModule from "./Agent.js"
-import { Agent, type AgentSettings, type AgentShape, type LaunchRequest } from "./Agent.js"
+import { Agent, type AgentSettings, type LaunchRequest } from "./Agent.js"
 import { coalesced } from "./Coalesce.js"
 import { Events } from "./Events.js"
-import { exec } from "./Exec.js"
 import { Git, gitError } from "./Git.js"
-import * as H from "./Hierarchy.js"
-import { type HostConfig, isRemote, LOCAL, placement, remoteRunDir } from "./HostsConfig.js"
+import { LOCAL } from "./HostsConfig.js"
 import { routedGit } from "./HostsGit.js"
+import { type HostMoves, hostSite, placementOf, resumedPlacement, type RunHostSite, trackMoves, trackSandboxes, usedRemoteHosts } from "./HostsPlacement.js"
+import { connect, remoteAgent, sandboxOn, transcriptsBack, transportFor } from "./HostsRemote.js"
 import { routedAgent, routedTmux } from "./HostsRouting.js"
 import { RunError } from "./RunContext.js"
 import type { RunPlatform, RunServices, RunSite } from "./RunLayers.js"
-import type { RunState } from "./RunState.js"
 import { RunLog } from "./RunLog.js"
-import * as Sandbox from "./Sandbox.js"
 import { shellQuote } from "./Shell.js"
 import * as Ssh from "./Ssh.js"
-import { type SessionSpec, Tmux, type TmuxShape } from "./Tmux.js"
+import { Tmux, type TmuxShape } from "./Tmux.js"
 import * as TmuxLive from "./TmuxLive.js"
 import { envFileNames, Worktree } from "./Worktree.js"
-
-/** A remote host as one run uses it. */
-export interface RunHostSite {
-  readonly host: HostConfig
-  readonly target: Ssh.SshTarget
-  /** <workdir>/<runId> there. */
-  readonly runDir: string
-  /** cco's clone there. */
-  readonly repoDir: string
-  /** The control socket there, forwarded to the orchestrator's; in a directory of its own, which sandboxes show. */
-  readonly socketPath: string
-  /** The tmux server there: `<tmuxSocket>-<host>`. */
-  readonly tmuxSocket: string
-  /** Here: what the instances' files there are prepared in before they are copied over. */
-  readonly stagingDir: string
-}
-
-/** Each instance's host name ("local" for this machine), from the config alone. */
-export const placementOf = (config: RunSite["config"]): ReadonlyMap<string, string> => {
-  const specs = H.instances(H.topology(config.workerCount, config.engineerManagerGroupSize), { target: "target", prefix: "cco/run" })
-  const placed = placement(config.hosts, specs)
-  // resolveConfig refuses a team that does not fit.
-  return typeof placed === "string" ? new Map(specs.map((s) => [s.name, LOCAL])) : placed
-}
-
-/** The remote hosts that have instances placed on them. */
-export const usedRemoteHosts = (config: RunSite["config"]): ReadonlyArray<HostConfig> => {
-  const used = new Set(placementOf(config).values())
-  return (config.hosts ?? []).filter((h) => isRemote(h) && used.has(h.name))
-}
-
-export const hostSite = (folder: string, runId: string, tmuxSocket: string, host: HostConfig): RunHostSite => {
-  const runDir = remoteRunDir(host, runId)
-  return {
-    host,
-    target: { host, controlPath: Ssh.controlPathFor(folder, host.name) },
-    runDir,
-    repoDir: `${runDir}/repo`,
-    socketPath: `${runDir}/control/control.sock`,
-    tmuxSocket: `${tmuxSocket}-${host.name}`,
-    stagingDir: `${folder}/hosts/${host.name}`
-  }
-}
-
-/** The remote hosts of a run as state.json keeps them (what `cco cleanup` needs to reach them). */
-export const hostStates = (config: RunSite["config"], folder: string, runId: string) =>
-  usedRemoteHosts(config).map((h) => {
-    const s = hostSite(folder, runId, config.tmuxSocket, h)
-    return {
-      name: h.name,
-      ssh: h.ssh ?? h.name,
-      port: h.port,
-      ...(h.identityFile === undefined ? {} : { identityFile: h.identityFile }),
-      ...(h.knownHostsFile === undefined ? {} : { knownHostsFile: h.knownHostsFile }),
-      strictHostKeyChecking: h.strictHostKeyChecking,
-      runDir: s.runDir,
-      tmuxSocket: s.tmuxSocket,
-      controlPath: s.target.controlPath,
-      ...sandboxState(runSandboxes.get(folder)?.get(h.name))
-    }
-  })
-
-/**
- * A resumed run's instances stay where the run left them. One the run moved here (its host went down), or that ran
- * here before the config placed it on a host, stays here: those are returned. One that ran on a host the config now
- * places elsewhere cannot be resumed (its worktree, session and conversation are there): that is the string.
- */
-export const resumedPlacement = (config: RunSite["config"], previous: Pick<RunState, "instances">): ReadonlyArray<string> | string => {
-  const placed = placementOf(config)
-  const here: Array<string> = []
-  for (const i of previous.instances) {
-    const was = i.host ?? LOCAL
-    const now = placed.get(i.name) ?? LOCAL
-    if (was === now) continue
-    if (was === LOCAL) {
-      here.push(i.name)
-      continue
-    }
-    return `${i.name} ran on host ${was}, and the config now places it ${now === LOCAL ? "on this machine" : `on host ${now}`}; resume with the \`hosts\` the run started with (or \`cco cleanup\` it and start a new run)`
-  }
-  return here
-}
-
-// The sandbox each remote host of the runs going on in this process gave, by run folder (state.json shows it).
-const runSandboxes = new Map<string, ReadonlyMap<string, Sandbox.Sandbox>>()
-
-const sandboxState = (sandbox: Sandbox.Sandbox | undefined) =>
-  sandbox === undefined ? {} : sandbox._tag === "Bwrap" ? { sandbox: "bwrap" as const } : { sandbox: "none" as const, sandboxReason: sandbox.reason }
-
-/** An instance's worktree and the clone it belongs to when it runs on a remote host; undefined when local. */
-export const remoteWorktree = (config: RunSite["config"], runId: string, instance: string) => {
-  const hostName = placementOf(config).get(instance)
-  const host = (config.hosts ?? []).find((h) => h.name === hostName)
-  if (host === undefined || !isRemote(host)) return undefined
-  const runDir = remoteRunDir(host, runId)
-  return { host: host.name, repoDir: `${runDir}/repo`, worktree: `${runDir}/worktrees/${instance}` }
-}
-
-/**
- * A run's hosts as they stand: the hosts found down, and the instances moved from them to this machine (each
- * with its worktree here). Shared by the routed ports.
- */
-export interface HostMoves {
-  readonly down: Set<string>
-  /** instance → its worktree here */
-  readonly moved: Map<string, string>
-}
-
-// The moves of the runs going on in this process, by run folder: what state.json shows as each instance's host.
-const runMoves = new Map<string, HostMoves>()
-
-/** The worktree here of an instance moved here from a host that went down. */
-export const movedWorktree = (folder: string, instance: string): string | undefined => runMoves.get(folder)?.moved.get(instance)
-
-/** The host an instance runs on now ("local" once moved here); undefined when the run has no `hosts`. */
-export const hostNow = (config: RunSite["config"], folder: string, instance: string): string | undefined =>
-  config.hosts === undefined ? undefined : runMoves.get(folder)?.moved.has(instance) === true ? LOCAL : placementOf(config).get(instance)
-
-// --- files prepared here, used there ------------------------------------------------------------------------------
-
-/** A FileSystem that keeps everything under `from` (a path on the remote host) in `to` here. */
-const stagedFileSystem = (fs: FileSystem.FileSystem, from: string, to: string): FileSystem.FileSystem => {
-  const there = (p: string) => p === from || p.startsWith(`${from}/`) ? `${to}${p.slice(from.length)}` : p
-  const back = (p: string) => p === to || p.startsWith(`${to}/`) ? `${from}${p.slice(to.length)}` : p
-  const out: Record<string, unknown> = { ...fs }
-  const source = fs as unknown as Record<string, (...args: Array<unknown>) => unknown>
-  for (
-    const k of ["access", "chmod", "chown", "makeDirectory", "open", "readDirectory", "readFile", "readFileString", "readLink", "remove", "stat", "truncate", "utimes", "writeFile", "writeFileString", "exists", "sink", "stream", "watch"]
-  ) out[k] = (p: string, ...rest: Array<unknown>) => source[k]!(there(p), ...rest)
-  for (const k of ["copy", "copyFile", "link", "rename"]) out[k] = (a: string, b: string, ...rest: Array<unknown>) => source[k]!(there(a), there(b), ...rest)
-  out.symlink = (target: string, p: string) => fs.symlink(target, there(p))
-  out.realPath = (p: string) => Effect.map(fs.realPath(there(p)), back)
-  return out as unknown as FileSystem.FileSystem
-}
-
-/** Copies the staging dir over to the run's folder there (tar through ssh): config dirs, bin/, token digests. */
-const syncStaging = (site: RunHostSite) =>
-  // The transcripts (projects/) are the host's: only ever copied from there (transcriptsBack), never over them.
-  exec("sh", ["-c", `tar -C ${shellQuote(site.stagingDir)} --exclude=./instances/*/claude/projects --exclude=./.sync-* -cf - . | ssh ${Ssh.sshOptions(site.host, site.target.controlPath).map(shellQuote).join(" ")} ${shellQuote(site.host.ssh ?? site.host.name)} -- ${shellQuote(`sh -c ${shellQuote(`mkdir -p ${shellQuote(site.runDir)} && tar -C ${shellQuote(site.runDir)} -xf -`)}`)}`]).pipe(
-    Effect.flatMap((r) => r.exitCode === 0 ? Effect.void : Effect.fail(new Error(`copying files to ${site.host.name} failed: ${r.stderr.trim()}`)))
-  )
-
-/**
- * The instance's transcripts (its config dir's projects/) copied from the host into the staging dir, where cost
- * tracking reads them: each file replaced whole by a rename, so a reader sees the old copy or the new one.
- */
-const transcriptsBack = (site: RunHostSite, instance: string) => {
-  const q = shellQuote
-  const dest = `${site.stagingDir}/instances/${instance}/claude`
-  const remote = `sh -c ${q(`tar -C ${q(`${site.runDir}/instances/${instance}/claude`)} -cf - projects 2>/dev/null || true`)}`
-  const ssh = ["ssh", ...Ssh.sshOptions(site.host, site.target.controlPath), site.host.ssh ?? site.host.name, "--", remote].map(q).join(" ")
-  const script = [
-    `mkdir -p ${q(dest)} && T=$(mktemp -d ${q(site.stagingDir)}/.sync-XXXXXX) || exit 0`,
-    `${ssh} | tar -C "$T" -xf - 2>/dev/null`,
-    `(cd "$T" && find . -type f | while IFS= read -r f; do mkdir -p ${q(dest)}/"$(dirname "$f")" && mv -f "$f" ${q(dest)}/"$f"; done)`,
-    `rm -rf "$T"`
-  ].join("\n")
-  return exec("sh", ["-c", script]).pipe(Effect.ignore)
-}
-
-// --- tmux there ---------------------------------------------------------------------------------------------------
-
-const transportFor = (site: RunHostSite, executor: CommandExecutor.CommandExecutor): TmuxLive.RemoteTransport => ({
-  // An SSH session has no locale: tmux would print "_" for the tabs of its formats and for the CLI's "✳" titles.
-  exec: ([tmux, ...args], stdin) => Ssh.run(site.target, ["env", "LC_CTYPE=C.UTF-8", tmux!, "-u", ...args].map(shellQuote).join(" "), stdin).pipe(Effect.mapError((e) => new Error(e.message)), Effect.provideService(CommandExecutor.CommandExecutor, executor)),
-  // The launch script (credentials, the instance's token) goes over ssh's stdin into a 0600 file there.
-  privateFile: (content) =>
-    Ssh.output(site.target, 'umask 077 && d=$(mktemp -d "${TMPDIR:-/tmp}/cco-env-XXXXXXXX") && cat > "$d/env" && printf %s "$d"', content).pipe(
-      Effect.map((dir) => ({ dir: dir.trim(), file: `${dir.trim()}/env` })),
-      Effect.orDie,
-      Effect.provideService(CommandExecutor.CommandExecutor, executor)
-    ),
-  removeDir: (dir) => Ssh.run(site.target, `rm -rf ${shellQuote(dir)}`).pipe(Effect.ignore, Effect.provideService(CommandExecutor.CommandExecutor, executor)),
-  writeFile: (dir, name, content) =>
-    Ssh.run(site.target, `mkdir -p ${shellQuote(dir)} && t=$(mktemp ${shellQuote(`${dir}/.${name}.XXXXXX`)}) && cat > "$t" && chmod 644 "$t" && mv -f "$t" ${shellQuote(`${dir}/${name}`)}`, content).pipe(
-      Effect.ignore,
-      Effect.provideService(CommandExecutor.CommandExecutor, executor)
-    )
-})
-
-// --- connecting ---------------------------------------------------------------------------------------------------
-
-/**
- * The master connection to a host, its run folder there and the control socket forwarded; closed with the scope.
- * An unreachable host (or one without tmux, git, node or claude) is a config error: nothing has started yet.
- */
-const connect = (site: RunHostSite, localSocket: string, folder: string, claudePath: string, resuming: boolean) =>
-  Effect.gen(function*() {
-    const unreachable = (e: { readonly message: string }) =>
-      new RunError({ reason: "config", message: `host ${site.host.name} (${site.host.ssh}, port ${site.host.port}) cannot be used over SSH: ${e.message}` })
-    // The master connection an orchestrator that died left behind: ended, so the new one is the master.
-    if (resuming) yield* Ssh.stopMaster(site.target)
-    // Ended with the run's scope, whatever fails after it is up.
-    yield* Effect.acquireRelease(
-      Ssh.startMaster(site.target, `${folder}/ssh-${site.host.name}.log`).pipe(Effect.mapError(unreachable)),
-      () => Ssh.stopMaster(site.target)
-    )
-    yield* Ssh.output(site.target, [
-      `for p in tmux git ${shellQuote(site.host.nodeCommand)} ${shellQuote(claudePath)}; do command -v "$p" >/dev/null 2>&1 || { echo "missing on the host: $p" >&2; exit 3; }; done`,
-      `mkdir -p ${shellQuote(site.runDir)}`,
-      `(umask 077 && mkdir -p ${shellQuote(site.socketPath.slice(0, site.socketPath.lastIndexOf("/")))})`,
-      `rm -f ${shellQuote(site.socketPath)}`
-    ].join(" && ")).pipe(Effect.mapError(unreachable))
-    yield* Ssh.forwardSocket(site.target, site.socketPath, localSocket).pipe(Effect.mapError(unreachable))
-    return site
-  })
-
-/**
- * The run's `sandbox` mode on a host, decided there: bwrap as found on its PATH (over SSH) and tried there. "bwrap"
- * without a usable one is a config error naming the host (nothing has started yet); "auto" falls back to
- * unconfined there. Logged as host.sandbox.
- */
-const sandboxOn = (site: RunHostSite, mode: Sandbox.SandboxMode) =>
-  Effect.gen(function*() {
-    const runLog = yield* RunLog
-    const sandbox = yield* Sandbox.resolveWith(mode, Ssh.probeSandbox(site.target), (reason) => `sandbox "bwrap" is required but ${reason}; ${Sandbox.INSTALL_HINT.replace("install bubblewrap", `install bubblewrap there`)}`).pipe(
-      Effect.mapError((e) => new RunError({ reason: "config", message: `host ${site.host.name} (${site.host.ssh}, port ${site.host.port}): ${e.message}` }))
-    )
-    yield* runLog.log("host.sandbox", { host: site.host.name, ...Sandbox.logFields(sandbox) })
-    return sandbox
-  })
-
-/** The agent on a remote host: Agent.ts as is, over that host's tmux, its files staged here and copied over. */
-const remoteAgent = (site: RunHostSite, settings: AgentSettings, clientScript: string, sandbox: Sandbox.Sandbox) =>
-  Effect.gen(function*() {
-    const fs = yield* FileSystem.FileSystem
-    const executor = yield* CommandExecutor.CommandExecutor
-    const events = yield* Events
-    const runLog = yield* RunLog
-    yield* fs.makeDirectory(`${site.stagingDir}/bin`, { recursive: true, mode: 0o700 }).pipe(Effect.orDie)
-    yield* fs.copyFile(clientScript, `${site.stagingDir}/bin/cco-client.mjs`).pipe(Effect.orDie)
-    const tmux = yield* TmuxLive.makeLive(site.tmuxSocket, { remote: transportFor(site, executor) })
-    const synced = (spec: ReadonlyArray<SessionSpec>) =>
-      syncStaging(site).pipe(Effect.orDie, Effect.as(spec), Effect.provideService(CommandExecutor.CommandExecutor, executor))
-    const hostTmux: TmuxShape = {
-      ...tmux,
-      newSession: (spec) => Effect.flatMap(synced([spec]), () => tmux.newSession(spec)),
-      newSessions: (specs) => Effect.flatMap(synced(specs), () => tmux.newSessions(specs))
-    }
-    const remoteSettings: AgentSettings = {
-      runFolder: site.runDir,
-      runId: settings.runId,
-      sessionPrefix: settings.sessionPrefix,
-      claudePath: site.host.claudeCommand ?? settings.claudePath,
-      model: settings.model,
-      clientCommand: [site.host.nodeCommand, `${site.runDir}/bin/cco-client.mjs`],
-      basePath: settings.basePath,
-      ...(settings.extraEnv === undefined ? {} : { extraEnv: settings.extraEnv }),
-      sandbox,
-      remote: true
-    }
-    const agent = yield* AgentModule.make(remoteSettings).pipe(
-      Effect.provideService(Tmux, hostTmux),
-      Effect.provideService(Events, { ...events, socketPath: site.socketPath, hookUrl: undefined }),
-      Effect.provideService(RunLog, { ...runLog, sessionLogPath: (instance: string) => `${site.runDir}/session-${instance}.log` }),
-      Effect.provideService(FileSystem.FileSystem, stagedFileSystem(fs, site.runDir, site.stagingDir)),
-      Effect.provideService(CommandExecutor.CommandExecutor, Ssh.remoteExecutor(executor, site.target))
-    )
-    // A login kept in a file (~/.claude/.credentials.json, a login dir) stays on this machine: its refresh token is
-    // single-use, and a copy refreshed elsewhere would log out every instance here. There, a credential travels in
-    // the environment only: an API key, an auth token, or a CLAUDE_CODE_OAUTH_TOKEN from `claude setup-token`.
-    const usable = (request: LaunchRequest) =>
-      Object.keys(request.credential.env).length > 0 && request.credential.loginDir === undefined
-        ? Effect.void
-        : Effect.fail(new AgentModule.AgentError({
-          instance: request.instance,
-          operation: "launch",
-          message: `credential ${request.credential.name} is a login kept in a file, which cco does not copy to ${site.host.name}; instances there need an API key or a CLAUDE_CODE_OAUTH_TOKEN (claude setup-token)`
-        }))
-    return {
-      ...agent,
-      launch: (request) => Effect.zipRight(usable(request), agent.launch(request)),
-      launchMany: (requests) => Effect.zipRight(Effect.forEach(requests, usable, { discard: true }), agent.launchMany(requests))
-    } satisfies AgentShape
-  })
 
 /**
  * The run's services over its hosts: `local` (the one-machine services) as they are when no instance is placed on
@@ -336,7 +59,7 @@ export const withHosts = (
     const localGit = yield* Git
     const events = yield* Events
     const localRepo = `${site.folder}/repo`
-    yield* Effect.acquireRelease(Effect.sync(() => runMoves.set(site.folder, moves)), () => Effect.sync(() => runMoves.delete(site.folder)))
+    yield* trackMoves(site.folder, moves)
     // A host that cannot be reached when a run resumes is down: its instances start here, from their branches as
     // this machine has them (a new run does not start without it).
     const lostAtResume = (s: RunHostSite, e: RunError) =>
@@ -369,7 +92,7 @@ export const withHosts = (
     })
     // The run's sandbox mode applies on every host, each deciding for itself (before anything starts there).
     const sandboxes = new Map(yield* Effect.forEach(sites.filter((s) => !moves.down.has(s.host.name)), (s) => Effect.map(sandboxOn(s, site.config.sandbox), (sb) => [s.host.name, sb] as const)))
-    yield* Effect.acquireRelease(Effect.sync(() => runSandboxes.set(site.folder, sandboxes)), () => Effect.sync(() => runSandboxes.delete(site.folder)))
+    yield* trackSandboxes(site.folder, sandboxes)
     const clientScript = site.options.clientCommand[site.options.clientCommand.length - 1]!
     const agents = new Map(yield* Effect.forEach(sites, (s) => Effect.map(remoteAgent(s, settings, clientScript, sandboxes.get(s.host.name) ?? { _tag: "Unconfined", mode: site.config.sandbox, reason: `host ${s.host.name} is down` }), (a) => [s.host.name, a] as const)))
     const tmuxes = new Map<string, TmuxShape>()
