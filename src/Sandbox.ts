@@ -312,19 +312,25 @@ export const mountsFor = (p: InstancePaths) =>
     if (p.oauthCredentialsFile !== undefined && (yield* fs.exists(p.oauthCredentialsFile).pipe(Effect.orElseSucceed(() => false)))) {
       readWrite.push(p.oauthCredentialsFile)
     }
-    return {
-      worktree: p.worktree,
-      git,
-      configDir: p.configDir,
-      home: p.home,
-      binDir: p.binDir,
-      socketPath: p.socketPath,
-      readOnly,
-      readWrite,
-      system,
-      ...(resolv !== "/etc/resolv.conf" && !resolv.startsWith("/etc/") ? { resolvConf: resolv } : {})
-    } satisfies InstanceMounts
+    return mountsOf(p, { git, readOnly, readWrite, system, resolv })
   })
+
+/** An instance's mounts from its paths and what was found where it runs (here: mountsFor; on a host: mountsThere). */
+export const mountsOf = (
+  p: InstancePaths,
+  found: Pick<InstanceMounts, "git" | "readOnly" | "readWrite" | "system"> & { readonly resolv: string }
+): InstanceMounts => ({
+  worktree: p.worktree,
+  git: found.git,
+  configDir: p.configDir,
+  home: p.home,
+  binDir: p.binDir,
+  socketPath: p.socketPath,
+  readOnly: found.readOnly,
+  readWrite: found.readWrite,
+  system: found.system,
+  ...(found.resolv !== "/etc/resolv.conf" && !found.resolv.startsWith("/etc/") ? { resolvConf: found.resolv } : {})
+})
 
 /**
  * The git identity (a .gitconfig's [user] section) that git uses in `repoDir` outside, from the clone's config or

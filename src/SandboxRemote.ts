@@ -4,7 +4,7 @@
 import type * as CommandExecutor from "@effect/platform/CommandExecutor"
 import { Effect } from "effect"
 import { exec } from "./Exec.js"
-import { bwrapArgs, gitIdentity, type GitLayout, type InstanceMounts, type InstancePaths, nodeMountOf, programMountOf, type Sandbox, SYSTEM_DIRS } from "./Sandbox.js"
+import { bwrapArgs, gitIdentity, type GitLayout, type InstancePaths, mountsOf, nodeMountOf, programMountOf, type Sandbox, SYSTEM_DIRS } from "./Sandbox.js"
 
 // Reads, where it runs, what mountsFor reads from disk: the worktree's git layout (making its branch's ref and
 // reflog directories), the system dirs, the real paths of claude, node, the client and the named files; and makes
@@ -88,19 +88,14 @@ export const mountsThere = (p: InstancePaths) =>
     ]
     const oauth = p.oauthCredentialsFile
     const resolv = one("resolv") ?? "/etc/resolv.conf"
-    const mounts: InstanceMounts = {
-      worktree: p.worktree,
+    const mounts = mountsOf(p, {
       git,
-      configDir: p.configDir,
-      home: p.home,
-      binDir: p.binDir,
-      socketPath: p.socketPath,
       readOnly,
       readWrite: [...(p.extraDirs ?? []), ...(oauth !== undefined && found.has(oauth) ? [oauth] : [])],
       system: [...all("sys").map((path) => ({ path })), ...all("syslink").map(pair).map(([path, link]) => ({ path, link }))]
         .sort((a, b) => SYSTEM_DIRS.indexOf(a.path as typeof SYSTEM_DIRS[number]) - SYSTEM_DIRS.indexOf(b.path as typeof SYSTEM_DIRS[number])),
-      ...(resolv !== "/etc/resolv.conf" && !resolv.startsWith("/etc/") ? { resolvConf: resolv } : {})
-    }
+      resolv
+    })
     return { mounts, claude }
   })
 

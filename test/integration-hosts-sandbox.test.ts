@@ -13,7 +13,7 @@ import type { LogLine } from "../src/RunLog.js"
 import * as Sandbox from "../src/Sandbox.js"
 import * as Status from "../src/Status.js"
 import { teamScript } from "../src/TeamScript.js"
-import { ccoRun, fakeClaudeBin, fileOn, git, projectRoot, readLog, runFixture, useFixture } from "./harness.js"
+import { ccoRun, fakeClaudeBin, fileOn, type Fixture, git, projectRoot, readLog, runFixture, useFixture } from "./harness.js"
 import { remoteHost, useSshd, useSshdWith } from "./sshd.js"
 import { killTmuxServer } from "./support.js"
 
@@ -55,6 +55,18 @@ const doctor = (configDir: string) =>
   spawnSync(process.execPath, [path.join(projectRoot, "bin", "cco.js"), "doctor", "--config", configDir], { encoding: "utf8", env: { ...process.env, CCO_CLAUDE_PATH: fakeClaudeBin } }).stdout
 
 /** state.json's remote hosts. */
+/** The run, and the lines its terminal shows (as `cco run` prints them). */
+const runShowing = (fixture: Fixture) =>
+  Effect.gen(function*() {
+    const progress = makeProgress()
+    const shown: Array<string> = []
+    const summary = yield* runFixture(fixture, fakeClaudeBin, (line: LogLine) => {
+      const text = progress(line)
+      if (text !== undefined) shown.push(text)
+    })
+    return { summary, shown }
+  })
+
 const hostsInState = (folder: string) => (JSON.parse(readFileSync(path.join(folder, "state.json"), "utf8")) as { hosts?: Array<Record<string, unknown>> }).hosts
 
 /** The instance rows of `cco status`: NAME … up to the blank line before the next table. */
@@ -74,12 +86,7 @@ describe("sandbox on a remote host", () => {
       probe.home = fixture.home
       const remoteTmux = yield* useRemoteTmux(fixture.socket)
       expect(doctor(fixture.configDir)).toMatch(/ok +sandbox box +bubblewrap [\d.]+ \(\/usr\/bin\/bwrap\): instances confined to their own worktree \(sandbox "bwrap"\)/)
-      const progress = makeProgress()
-      const shown: Array<string> = []
-      const summary = yield* runFixture(fixture, fakeClaudeBin, (line: LogLine) => {
-        const text = progress(line)
-        if (text !== undefined) shown.push(text)
-      })
+      const { summary, shown } = yield* runShowing(fixture)
       expect(summary.reason).toBe("project-done")
       const folder = summary.runFolder
       const workdir = path.join(sshd.dir, "box", summary.runId)
@@ -166,12 +173,7 @@ describe("sandbox on a remote host", () => {
         input: JSON.stringify({ ...config, sandbox: "auto", hosts: [{ name: "local" }, remoteHost(sshd, fakeClaudeBin)] })
       })
       expect(doctor(fixture.configDir)).toMatch(/warn +sandbox box +bubblewrap \(bwrap\) is not on PATH on host box: instances would run UNCONFINED \(sandbox "auto"\)/)
-      const progress = makeProgress()
-      const shown: Array<string> = []
-      const summary = yield* runFixture(fixture, fakeClaudeBin, (line: LogLine) => {
-        const text = progress(line)
-        if (text !== undefined) shown.push(text)
-      })
+      const { summary, shown } = yield* runShowing(fixture)
       expect(summary.reason).toBe("project-done")
       const log = readLog(summary.runFolder)
       expect(log.find((l) => l.event === "run.sandbox")).toMatchObject({ sandbox: "bwrap", sandboxMode: "auto" })
