@@ -43,7 +43,7 @@ const accepts = (port: number) =>
   })
 
 export interface SshdOptions {
-  /** The PATH its sessions get (sshd's SetEnv; the user's shell start-up files may add to it). */
+  /** The PATH its sessions get (sshd's SetEnv). */
   readonly path?: string
   /**
    * The host's files are its own: the server (and whatever runs through it: tmux, git, claude) runs in a mount
@@ -66,6 +66,8 @@ export const startSshd = async (options: SshdOptions = {}): Promise<Sshd> => {
   writeFileSync(path.join(dir, "authorized_keys"), readFileSync(`${identityFile}.pub`))
   const knownHostsFile = path.join(dir, "known_hosts")
   writeFileSync(knownHostsFile, `[127.0.0.1]:${port} ${readFileSync(`${hostKey}.pub`, "utf8")}`)
+  const home = path.join(dir, "home")
+  mkdirSync(home, { mode: 0o700 })
   const config = path.join(dir, "sshd_config")
   writeFileSync(config, [
     "ListenAddress 127.0.0.1",
@@ -84,7 +86,9 @@ export const startSshd = async (options: SshdOptions = {}): Promise<Sshd> => {
     "MaxSessions 64",
     "MaxStartups 64:30:128",
     "LogLevel ERROR",
-    ...(options.path === undefined ? [] : [`SetEnv PATH=${options.path}`]),
+    // A home of the server's own: the user's shell start-up files (which bash runs for every command over ssh) are
+    // this machine's, and one of them may wait on a lock a killed session left (pyenv's rehash waits 60 s).
+    `SetEnv HOME=${home}${options.path === undefined ? "" : ` PATH=${options.path}`}`,
     ""
   ].join("\n"))
   // sshd run by root wants its privilege separation directory.
