@@ -404,9 +404,10 @@ describe("claude's http hooks reach cco", () => {
       const posted = yield* arrived("PostToolUse")
       expect(posted).toMatchObject({ instance: "worker-1", generation: 1, payload: { tool_name: "Bash" } })
       yield* arrived("Stop")
+      // Counted before the next turn: its Stop may come right after its PostToolUseFailure.
+      const stops = received.filter((e) => e.hook === "Stop").length
       yield* fx.prompt("good", "Run the failing check.")
       expect(yield* arrived("PostToolUseFailure")).toMatchObject({ payload: { tool_name: "Bash", error: expect.stringContaining("3") } })
-      const stops = received.filter((e) => e.hook === "Stop").length
       yield* waitFor("the second Stop", Effect.sync(() => (received.filter((e) => e.hook === "Stop").length > stops ? true : undefined)), 60_000)
       expect(new Set(received.map((e) => e.hook))).toEqual(new Set(["UserPromptSubmit", "PostToolUse", "PostToolUseFailure", "Stop"]))
       // Those came by http alone: the command hook ran for SessionStart only.
