@@ -15,6 +15,7 @@ import type { LogLine } from "../src/RunLog.js"
 import * as Sandbox from "../src/Sandbox.js"
 import { shellQuote } from "../src/Shell.js"
 import { agentHome, claudeBin, makeBareRepo } from "../test/harness.js"
+import { remoteHost, startSshd } from "../test/sshd.js"
 import { BENCH_KEY, DIRECTION, makeFixture, runInProcess } from "./fixture.js"
 import type { Measurement } from "./report.js"
 import {
@@ -143,16 +144,17 @@ interface CcoRound {
   readonly left: string
 }
 
-/** One cco start-up with the real claude, in this process; then its wind-down. */
+/** One cco start-up with the real claude, in this process; then its wind-down. `hosts`: the config's `hosts`. */
 const ccoRound = async (
   mockUrl: string,
   workers: number,
   names: ReadonlyArray<string>,
   promptWaitMs: number,
   sandbox: string | undefined,
-  work: boolean
+  work: boolean,
+  hosts?: ReadonlyArray<Record<string, unknown>>
 ): Promise<CcoRound> => {
-  const fixture = makeFixture(mockUrl, workers, sandbox === undefined ? {} : { sandbox })
+  const fixture = makeFixture(mockUrl, workers, { ...(sandbox === undefined ? {} : { sandbox }), ...(hosts === undefined ? {} : { hosts }) })
   const home = agentHome(fixture.root)
   const ready = new Map<string, number>()
   const prompted = new Map<string, number>()
@@ -255,6 +257,7 @@ const ccoRound = async (
   } finally {
     if (!finished) await run.stop(60_000)
     await stopTmuxServer(fixture.socket)
+    if (hosts !== undefined) await stopTmuxServer(`${fixture.socket}-box`)
     removeDir(fixture.root)
   }
 }
@@ -263,27 +266,40 @@ const ccoRound = async (
  * Rounds of floor, cco unconfined (sandbox "none": the floor confines nothing either) and, where bubblewrap works,
  * cco confined (its default here), in turn. 1a compares unconfined cco with the floor, 1f confined with
  * unconfined cco; first assignment (1b) and wind-down (1c) are measured on the default (confined) rounds.
- * `--sandbox MODE` measures cco with that setting alone.
+ * `--sandbox MODE` measures cco with that setting alone. With `hosts`, each round ends with a cco start-up of the
+ * same team with half its workers on a remote host (an sshd of the bench's own on 127.0.0.1 with a workdir of its
+ * own, test/sshd.ts): 1g compares it with the default round, all here. It measures what SSH adds (one master per
+ * host, files copied over, tmux and git through it), not another machine's speed.
  */
 export const realStartup = async (
   mockUrl: string,
-  options: { readonly rounds: number; readonly workers: number; readonly promptWaitSeconds: number; readonly sandbox?: string }
+  options: { readonly rounds: number; readonly workers: number; readonly promptWaitSeconds: number; readonly sandbox?: string; readonly hosts?: boolean }
 ): Promise<ReadonlyArray<Measurement>> => {
   const names = teamNames(options.workers)
   const confinable = (await Effect.runPromise(Sandbox.probe(process.env.PATH ?? "/usr/bin:/bin").pipe(Effect.provide(NodeContext.layer))))._tag === "Usable"
   const variants: ReadonlyArray<string> = options.sandbox !== undefined ? [options.sandbox] : confinable ? ["none", "auto"] : ["none"]
   if (options.sandbox === undefined && !confinable) log("  bubblewrap does not work here: cco runs unconfined, and the cost of confinement is not measured")
-  const rounds: Array<{ readonly floor: FloorRound; readonly cco: ReadonlyMap<string, CcoRound> }> = []
-  for (let r = 0; r < Math.max(1, options.rounds); r++) {
-    const f = await floor(mockUrl, names)
-    log(`  round ${r + 1}: floor ready ${f.ready.toFixed(2)} s (down ${f.down.toFixed(2)} s); load average ${loadAverage()}`)
-    const cco = new Map<string, CcoRound>()
-    for (const [i, sandbox] of variants.entries()) {
-      const c = await ccoRound(mockUrl, options.workers, names, options.promptWaitSeconds * 1000, sandbox, i === variants.length - 1)
-      log(`  round ${r + 1}: cco (sandbox ${sandbox}) ready ${c.ready.toFixed(2)} s = ${(c.ready / f.ready).toFixed(2)}× the floor; load average ${loadAverage()}`)
-      cco.set(sandbox, c)
+  const rounds: Array<{ readonly floor: FloorRound; readonly cco: ReadonlyMap<string, CcoRound>; readonly hosts?: CcoRound }> = []
+  const sshd = options.hosts === true ? await startSshd() : undefined
+  // Half the workers there: "local" has room for the leads and the other half.
+  const leads = names.length - options.workers
+  const hosts = sshd === undefined ? undefined : [{ name: "local", maxInstances: leads + Math.ceil(options.workers / 2) }, remoteHost(sshd, claudeBin)]
+  try {
+    for (let r = 0; r < Math.max(1, options.rounds); r++) {
+      const f = await floor(mockUrl, names)
+      log(`  round ${r + 1}: floor ready ${f.ready.toFixed(2)} s (down ${f.down.toFixed(2)} s); load average ${loadAverage()}`)
+      const cco = new Map<string, CcoRound>()
+      for (const [i, sandbox] of variants.entries()) {
+        const c = await ccoRound(mockUrl, options.workers, names, options.promptWaitSeconds * 1000, sandbox, i === variants.length - 1)
+        log(`  round ${r + 1}: cco (sandbox ${sandbox}) ready ${c.ready.toFixed(2)} s = ${(c.ready / f.ready).toFixed(2)}× the floor; load average ${loadAverage()}`)
+        cco.set(sandbox, c)
+      }
+      const h = hosts === undefined ? undefined : await ccoRound(mockUrl, options.workers, names, 0, variants.at(-1), false, hosts)
+      if (h !== undefined) log(`  round ${r + 1}: cco with ${Math.floor(options.workers / 2)} workers over SSH ready ${h.ready.toFixed(2)} s = ${(h.ready / cco.get(variants.at(-1)!)!.ready).toFixed(2)}× all here; load average ${loadAverage()}`)
+      rounds.push({ floor: f, cco, ...(h === undefined ? {} : { hosts: h }) })
     }
-    rounds.push({ floor: f, cco })
+  } finally {
+    sshd?.stop()
   }
   const [plain, main] = [variants[0]!, variants.at(-1)!]
   const list = (f: (r: typeof rounds[number]) => number) => rounds.map((r) => Number.isNaN(f(r)) ? "—" : f(r).toFixed(2)).join(", ")
@@ -321,6 +337,13 @@ export const realStartup = async (
       unit: "x" as const,
       target: 1.1,
       baseline: `median of ${rounds.length} rounds; confined ${list((r) => of(r, main).ready)} s vs unconfined ${list((r) => of(r, plain).ready)} s`
+    }]),
+    ...(hosts === undefined ? [] : [{
+      id: "1g",
+      name: `start-up with ${Math.floor(options.workers / 2)} of ${options.workers} workers on a remote host over SSH × all here`,
+      value: median(rounds.map((r) => r.hosts!.ready / of(r, main).ready)),
+      unit: "x" as const,
+      baseline: `sandbox ${main}; median of ${rounds.length} rounds; over SSH ${list((r) => r.hosts!.ready)} s vs all here ${list((r) => of(r, main).ready)} s (the "remote" host is this machine through an sshd on 127.0.0.1)`
     }])
   ]
 }

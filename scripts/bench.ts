@@ -30,6 +30,7 @@ if (args.includes("--help")) {
     "  --workers N         workerCount of the real-claude benchmark 1 (default 20: 26 instances; smaller while developing)",
     "  --prompt-wait S     real claude: before the wind-down, wait up to S seconds until all have their first prompt (default 30)",
     "  --sandbox MODE      real claude: cco's sandbox setting in benchmark 1 (auto, bwrap, none; default: the config default)",
+    "  --hosts             real claude: each round of benchmark 1 also starts the team with half its workers on a remote host (an sshd on 127.0.0.1)",
     "  --rounds N          baseline + cco start-ups in benchmark 1, the median ratio counts (default 3)",
     "  --deliveries N      messages delivered in benchmark 2 (default 500)",
     "  --idle-seconds N    idle window of benchmark 3 (default 60)",
@@ -49,6 +50,7 @@ const agents = new Set(value("--agent", "real").split(",").map((s) => s.trim()))
 const workers = Number(value("--workers", "20"))
 const promptWait = Number(value("--prompt-wait", "30"))
 const sandbox = args.includes("--sandbox") ? value("--sandbox", "") : undefined
+const overSsh = args.includes("--hosts")
 if ([...agents].some((a) => a !== "real" && a !== "fake") || !(workers >= 1)) {
   console.error("--agent takes real, fake or real,fake; --workers a number ≥ 1")
   process.exit(2)
@@ -76,7 +78,7 @@ const main = async () => {
     }
     if (only.has("1") && agents.has("real")) {
       log(`\n[1] real claude: start-up of ${teamNames(workers).length} instances, ${rounds} rounds against the bash floor; first assign; wind-down`)
-      results.push(...await realStartup(mock.mock.url, { rounds, workers, promptWaitSeconds: promptWait, ...(sandbox === undefined ? {} : { sandbox }) }))
+      results.push(...await realStartup(mock.mock.url, { rounds, workers, promptWaitSeconds: promptWait, hosts: overSsh, ...(sandbox === undefined ? {} : { sandbox }) }))
     }
     const fakeStartup = only.has("1") && agents.has("fake")
     if (fakeStartup || only.has("2")) {
