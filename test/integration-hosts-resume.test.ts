@@ -6,6 +6,7 @@ import { Effect } from "effect"
 import { spawnSync } from "node:child_process"
 import { existsSync, readFileSync, realpathSync } from "node:fs"
 import * as path from "node:path"
+import { userTexts } from "../src/MockBrain.js"
 import { startMockModel } from "../src/MockModel.js"
 import { shellQuote } from "../src/Shell.js"
 import { teamScript } from "../src/TeamScript.js"
@@ -28,13 +29,17 @@ const processesNaming = (text: string) =>
   spawnSync("ps", ["-eo", "pid=,args="], { encoding: "utf8" }).stdout.split("\n").filter((l) => l.includes(text) && !l.includes("ps -eo"))
 
 /**
- * A run with worker-2 on the remote host, its orchestrator killed (-9) once worker-2 has a commit on its branch there
- * that the run's clone here has not fetched yet; `between` runs before the resume.
+ * A run with worker-2 on the remote host, its orchestrator killed (-9) while worker-2 is at its task; worker-2 then
+ * commits on its branch there, which the run's clone here does not have; `between` runs before the resume.
  */
 const killedWithUnfetchedWork = (between: (s: { sshd: { drop: () => void } }) => void = () => {}) =>
   Effect.gen(function*() {
     const sshd = yield* useSshdWithOwnFiles
-    const mock = yield* startMockModel({ brain: teamScript(), latencyMs: 400 })
+    // What the instances were told, as the model received it.
+    const prompts: Array<string> = []
+    const brain = teamScript()
+    // Each answer takes 1.5 s: worker-2 commits well after state.json says it is at its task.
+    const mock = yield* startMockModel({ brain: (req) => (prompts.push(...userTexts(req)), brain(req)), latencyMs: 1_500 })
     const fixture = yield* useFixture({
       workerCount: 2,
       mockUrl: mock.url,
@@ -47,16 +52,21 @@ const killedWithUnfetchedWork = (between: (s: { sshd: { drop: () => void } }) =>
     const runId = yield* waitFor("the run's id", Effect.sync(() => readLog(folder).find((l) => l.event === "run.starting")?.runId as string | undefined), 60_000)
     const branch = `cco/${runId}/worker-2`
     const there = path.join(sshd.dir, "box", runId, "repo")
-    // worker-2's first commit there, before cco took it here.
-    const start = yield* waitFor("worker-2's branch there", Effect.sync(() => tipThere(sshd, there, branch) || undefined), 90_000, 50)
-    const unfetched = yield* waitFor("a commit of worker-2's not fetched here", Effect.sync(() => {
-      const tip = tipThere(sshd, there, branch)
-      return tip !== "" && tip !== start && tip !== tipOf(path.join(folder, "repo"), branch) ? tip : undefined
-    }), 90_000, 20)
+    // worker-2 at its task there, as state.json says (what a resume goes by): cco is killed before it commits (two
+    // model answers later), so what it commits then is on its branch there only.
+    yield* waitFor("worker-2 at its task", Effect.try(() => {
+      const state = JSON.parse(readFileSync(path.join(folder, "state.json"), "utf8")) as { instances: Array<{ name: string; prompted?: boolean; currentTask?: string }> }
+      const worker = state.instances.find((i) => i.name === "worker-2")
+      return worker?.prompted === true && worker.currentTask !== undefined ? true : undefined
+    }).pipe(Effect.orElseSucceed(() => undefined)), 90_000, 10)
     process.kill(Number(readFileSync(path.join(folder, "cco.lock"), "utf8").trim()), "SIGKILL")
     first.child.kill("SIGKILL")
     yield* Effect.promise(() => first.exited)
-    expect(tipOf(path.join(folder, "repo"), branch)).not.toBe(unfetched)
+    const here = tipOf(path.join(folder, "repo"), branch)
+    const unfetched = yield* waitFor("worker-2's commit there", Effect.sync(() => {
+      const tip = tipThere(sshd, there, branch)
+      return tip !== "" && tip !== here ? tip : undefined
+    }), 60_000, 100)
     const controlPath = (JSON.parse(readFileSync(path.join(folder, "state.json"), "utf8")) as { hosts: Array<{ controlPath: string }> }).hosts[0]!.controlPath
     between({ sshd })
 
@@ -71,7 +81,7 @@ const killedWithUnfetchedWork = (between: (s: { sshd: { drop: () => void } }) =>
     const files = filesOn(fixture.bare, "main")
     expect(files).toContain("src/em-1/worker-1.js")
     expect(files).toContain("src/em-1/worker-2.js")
-    return { fixture, folder: realpathSync(folder), runId, log, unfetched, remoteTmux, controlPath, resumedAt }
+    return { fixture, folder: realpathSync(folder), runId, prompts, log, unfetched, remoteTmux, controlPath, resumedAt }
   })
 
 describe("hosts: resuming a run", () => {
@@ -98,7 +108,7 @@ describe("hosts: resuming a run", () => {
 
   it.scopedLive("kill -9, the host gone when the run resumes: its worker started here from its branch, told its task again, the run completes", () =>
     Effect.gen(function*() {
-      const { fixture, folder, log, resumedAt } = yield* killedWithUnfetchedWork(({ sshd }) => sshd.drop())
+      const { fixture, folder, log, resumedAt, prompts } = yield* killedWithUnfetchedWork(({ sshd }) => sshd.drop())
       const after = log.slice(resumedAt)
       expect(after.find((l) => l.event === "host.down")).toMatchObject({ host: "box", instances: ["worker-2"] })
       const moved = after.find((l) => l.event === "instance.moved")
@@ -106,7 +116,7 @@ describe("hosts: resuming a run", () => {
       expect(String(moved?.lost)).toMatch(/uncommitted changes/)
       // Started here, afresh: its role and its task once more (its conversation stayed there).
       expect(after.find((l) => l.event === "instance.launched" && l.instance === "worker-2")?.attach).toContain(`tmux -L ${fixture.socket} `)
-      expect(readFileSync(path.join(folder, "session-worker-2.log"), "utf8")).toMatch(/your host could not be reached/)
+      expect(prompts.some((t) => t.startsWith("You are worker-2") && t.includes("cco restarted you on another machine (the orchestrator was restarted and your host could not be reached)"))).toBe(true)
       const state = JSON.parse(readFileSync(path.join(folder, "state.json"), "utf8")) as { instances: Array<{ name: string; host?: string; worktree: string }> }
       expect(state.instances.find((i) => i.name === "worker-2")).toMatchObject({ host: "local", worktree: path.join(folder, "worktrees", "worker-2") })
     }), { timeout: 240_000 })
