@@ -110,12 +110,14 @@ describe("merge gate (in memory)", () => {
       ])
       expect(summary.merges.map((m) => m.from.split("/").at(-1)).sort()).toEqual(["worker-1", "worker-2"])
       // The results reached em-1 as [cco] messages: pasted as prompts, or (a result that came as the run ended:
-      // nothing is pasted during the wind-down) still waiting in its outbox in state.json.
+      // nothing is pasted during the wind-down) still waiting in its outbox in state.json, or taken for a paste
+      // the wind-down stopped (in flight, not pasted: a resume sends it again).
       const prompts = (yield* Ref.get(run.control.prompts)).filter((p) => p.instance === "em-1").map((p) => p.text)
       const state = JSON.parse(readFileSync(path.join(summary.runFolder, "state.json"), "utf8")) as {
-        readonly instances: ReadonlyArray<{ readonly name: string; readonly outbox?: ReadonlyArray<string> }>
+        readonly instances: ReadonlyArray<{ readonly name: string; readonly outbox?: ReadonlyArray<string>; readonly inFlight?: ReadonlyArray<string>; readonly inFlightPasted?: boolean }>
       }
-      const waiting = state.instances.find((i) => i.name === "em-1")?.outbox ?? []
+      const em1 = state.instances.find((i) => i.name === "em-1")
+      const waiting = [...(em1?.outbox ?? []), ...(em1?.inFlightPasted === false ? em1.inFlight ?? [] : [])]
       // (Two messages that arrive while em-1 is busy reach it as one prompt.)
       const results = [...prompts, ...waiting].flatMap((t) => [...t.matchAll(/\[cco\] The result of your cco team merge (worker-\d): merged \1 into main/g)].map((m) => m[1]))
       expect(results.sort()).toEqual(["worker-1", "worker-2"])
