@@ -1,6 +1,7 @@
 // Sandbox: which mode gives what on this machine, and what an instance's bwrap lets it touch (a real bwrap around
 // git and sh in a clone laid out as cco lays out a run: repo/, worktrees/<name>, instances/<name>/).
 import { describe, expect, it } from "@effect/vitest"
+import { afterAll } from "vitest"
 import { NodeContext } from "@effect/platform-node"
 import { Effect, Either } from "effect"
 import { spawn } from "node:child_process"
@@ -21,9 +22,14 @@ const canConfine = probed._tag === "Usable" || process.env.CI !== undefined
 
 const tempDir = (prefix: string) => mkdtempSync(path.join(tmpdir(), prefix))
 
+// The fake bubblewraps' directories, removed when the file's tests are done (also when one fails).
+const fakes: Array<string> = []
+afterAll(() => fakes.forEach((dir) => rmSync(dir, { recursive: true, force: true })))
+
 /** A directory holding an executable `bwrap` that fails as it does in a container without user namespaces. */
 const brokenBwrap = () => {
   const dir = tempDir("cco-fake-bwrap-")
+  fakes.push(dir)
   writeFileSync(path.join(dir, "bwrap"), "#!/bin/sh\necho 'bwrap: No permissions to create new namespace, likely because the kernel does not allow non-privileged user namespaces.' >&2\nexit 1\n")
   chmodSync(path.join(dir, "bwrap"), 0o755)
   return dir
