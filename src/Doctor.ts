@@ -265,7 +265,7 @@ export const checkSandbox = (mode: SandboxMode, searchPath: string) =>
 
 /** The sandbox line for what a probe found (here, or on a remote host). */
 const sandboxCheck = (name: string, mode: SandboxMode, found: Sandbox.Probe) => {
-  const hint = name === "sandbox" ? Sandbox.INSTALL_HINT : Sandbox.INSTALL_HINT.replace("install bubblewrap", "install bubblewrap there")
+  const hint = name === "sandbox" ? Sandbox.INSTALL_HINT : Sandbox.INSTALL_HINT_THERE
   if (found._tag === "Usable") return ok(name, `${found.version} (${found.bwrap}): instances confined to their own worktree (sandbox "${mode}")`)
   return mode === "bwrap"
     ? fail(name, `sandbox "bwrap" is required but ${found.reason}: cco run will refuse to start`, hint)

@@ -52,6 +52,8 @@ export const withHosts = (
   const hostOf = (instance: string) => moves.moved.has(instance) ? LOCAL : placed.get(instance) ?? LOCAL
   const prefix = `cco-${site.runId}-`
   const hostOfSession = (session: string) => session.startsWith(prefix) ? hostOf(session.slice(prefix.length)) : LOCAL
+  // The host whose run folder a path is under.
+  const siteOfDir = (dir: string) => sites.find((s) => dir.startsWith(`${s.runDir}/`))
   const routed = Layer.scopedContext(Effect.gen(function*() {
     const runLog = yield* RunLog
     const localTmux = yield* Tmux
@@ -60,6 +62,19 @@ export const withHosts = (
     const events = yield* Events
     const localRepo = `${site.folder}/repo`
     yield* trackMoves(site.folder, moves)
+    // An instance of a host that went down, now here: its worktree here, and what stays there reported.
+    const movedHere = (instance: string, from: string, commit: string) => {
+      const here = `${site.folder}/worktrees/${instance}`
+      moves.moved.set(instance, here)
+      return runLog.log("instance.moved", {
+        instance,
+        from,
+        to: LOCAL,
+        worktree: here,
+        commit,
+        lost: `what ${instance} had not handed over on ${from} (uncommitted changes, commits after ${commit.slice(0, 10)}, its conversation) stays there`
+      })
+    }
     // A host that cannot be reached when a run resumes is down: its instances start here, from their branches as
     // this machine has them (a new run does not start without it).
     const lostAtResume = (s: RunHostSite, e: RunError) =>
@@ -68,18 +83,9 @@ export const withHosts = (
         const instances = instancesOn(s.host.name).filter((i) => !moves.moved.has(i))
         yield* runLog.log("host.down", { host: s.host.name, message: e.message, instances })
         for (const instance of instances) {
-          const here = `${site.folder}/worktrees/${instance}`
           const commit = (yield* localGit.output(localRepo, ["rev-parse", "--verify", "--quiet", `refs/heads/cco/${site.runId}/${instance}^{commit}`]).pipe(Effect.orElseSucceed(() => ""))).trim()
-          moves.moved.set(instance, here)
           lost.add(instance)
-          yield* runLog.log("instance.moved", {
-            instance,
-            from: s.host.name,
-            to: LOCAL,
-            worktree: here,
-            commit,
-            lost: `what ${instance} had not handed over on ${s.host.name} (uncommitted changes, commits after ${commit.slice(0, 10)}, its conversation) stays there`
-          })
+          yield* movedHere(instance, s.host.name, commit)
         }
       })
     yield* Effect.forEach(sites.filter((s) => !moves.down.has(s.host.name)), (s) => {
@@ -91,7 +97,7 @@ export const withHosts = (
       placement: Object.fromEntries([...placed.keys()].map((i) => [i, hostOf(i)]))
     })
     // The run's sandbox mode applies on every host, each deciding for itself (before anything starts there).
-    const sandboxes = new Map(yield* Effect.forEach(sites.filter((s) => !moves.down.has(s.host.name)), (s) => Effect.map(sandboxOn(s, site.config.sandbox), (sb) => [s.host.name, sb] as const)))
+    const sandboxes = new Map(yield* Effect.forEach(sites.filter((s) => !moves.down.has(s.host.name)), (s) => Effect.map(sandboxOn(s, site.config.sandbox), (sb) => [s.host.name, sb] as const), { concurrency: "unbounded" }))
     yield* trackSandboxes(site.folder, sandboxes)
     const clientScript = site.options.clientCommand[site.options.clientCommand.length - 1]!
     const agents = new Map(yield* Effect.forEach(sites, (s) => Effect.map(remoteAgent(s, settings, clientScript, sandboxes.get(s.host.name) ?? { _tag: "Unconfined", mode: site.config.sandbox, reason: `host ${s.host.name} is down` }), (a) => [s.host.name, a] as const)))
@@ -102,7 +108,7 @@ export const withHosts = (
     // .env / .env.local into a worktree there (their text over ssh's stdin), listed in that clone's info/exclude;
     // one that is committed comes with its branch and is left alone, as here.
     const copyEnvFilesThere = (source: string, dir: string) => {
-      const there = sites.find((s) => dir.startsWith(`${s.runDir}/`))
+      const there = siteOfDir(dir)
       if (there === undefined) return undefined
       return Effect.gen(function*() {
         const copied: Array<string> = []
@@ -127,22 +133,30 @@ export const withHosts = (
     }
     // setupCommand in a worktree there runs there, through the host's connection; its log is here.
     const runCommandThere = (dir: string, command: string, options: { readonly port: number; readonly logFile: string; readonly timeoutMs: number }) => {
-      const there = sites.find((s) => dir.startsWith(`${s.runDir}/`))
+      const there = siteOfDir(dir)
       return there === undefined ? undefined : Ssh.runShell(there.target, command, { cwd: dir, ...options })
     }
     const git = yield* routedGit(localGit, localRepo, site.runId, sites, placed, runLog, moves)
     const worktree = Context.get(yield* Layer.build(Worktree.DefaultWithoutDependencies.pipe(Layer.provide(Layer.succeed(Git, git)))), Worktree)
+    // A worktree's files there are looked at there: whether it is made already (a resumed run's), and a stale
+    // index.lock a killed git left in it. One moved here is the worktree here.
+    const worktreeThere = (dir: string): { readonly site: RunHostSite } | { readonly here: string } | undefined => {
+      const s = siteOfDir(dir)
+      if (s === undefined || !dir.startsWith(`${s.runDir}/worktrees/`)) return undefined
+      const here = moves.moved.get(dir.slice(`${s.runDir}/worktrees/`.length).split("/")[0]!)
+      return here === undefined ? { site: s } : { here }
+    }
     // The git lock a killed claude left in its worktree (a commit cut short) is looked for where the worktree is: on
     // its host over SSH (this machine's filesystem does not have it), here once its instance was moved here.
     const removeStaleLockThere = (dir: string) => {
-      const moved = [...moves.moved].find(([i]) => dir === `${sites.find((s) => s.host.name === placed.get(i))?.runDir}/worktrees/${i}`)
-      if (moved !== undefined) return worktree.removeStaleLock(moved[1])
-      const there = sites.find((s) => dir.startsWith(`${s.runDir}/`))
+      const there = worktreeThere(dir)
       if (there === undefined) return undefined
+      if ("here" in there) return worktree.removeStaleLock(there.here)
+      const { site: s } = there
       // A host that is down is not waited for (its worktree stays there).
-      if (moves.down.has(there.host.name)) return Effect.succeed(undefined)
+      if (moves.down.has(s.host.name)) return Effect.succeed(undefined)
       const q = shellQuote
-      return Ssh.output(there.target, [
+      return Ssh.output(s.target, [
         `cd ${q(dir)} 2>/dev/null || exit 0`,
         `if [ -d .git ]; then g=.git; elif [ -f .git ]; then g=$(sed -n 's/^gitdir: *//p' .git | head -n 1); else exit 0; fi`,
         `case "$g" in /*) ;; *) g="$PWD/$g" ;; esac`,
@@ -151,7 +165,7 @@ export const withHosts = (
       ].join("\n")).pipe(
         Effect.map((out) => out === "" ? undefined : out),
         Effect.provideService(CommandExecutor.CommandExecutor, executor),
-        Effect.mapError((e) => gitError("remove stale lock", `${there.host.name}:${dir}`, e.message))
+        Effect.mapError((e) => gitError("remove stale lock", `${s.host.name}:${dir}`, e.message))
       )
     }
 
@@ -191,15 +205,7 @@ export const withHosts = (
         const fail = (e: { readonly message: string }) => new AgentModule.AgentError({ instance: request.instance, operation: "move here", message: e.message })
         yield* worktree.addWorktree(localRepo, here, branch).pipe(Effect.mapError(fail))
         const commit = yield* worktree.headCommit(localRepo, `refs/heads/${branch}`).pipe(Effect.mapError(fail))
-        moves.moved.set(request.instance, here)
-        yield* runLog.log("instance.moved", {
-          instance: request.instance,
-          from,
-          to: LOCAL,
-          worktree: here,
-          commit,
-          lost: `what ${request.instance} had not handed over on ${from} (uncommitted changes, commits after ${commit.slice(0, 10)}, its conversation) stays there`
-        })
+        yield* movedHere(request.instance, from, commit)
         return yield* localAgent.launch({ ...request, worktree: here, continueSession: false })
       })
     }
@@ -222,14 +228,6 @@ export const withHosts = (
       return site === undefined || moves.moved.has(instance) ? undefined : `${site.stagingDir}/instances/${instance}/claude`
     }
     const downNow = (host: string) => moves.down.has(host)
-    // A worktree's files there are looked at there: whether it is made already (a resumed run's), and a stale
-    // index.lock a killed git left in it. One moved here is the worktree here.
-    const worktreeThere = (dir: string) => {
-      const s = sites.find((x) => dir.startsWith(`${x.runDir}/worktrees/`))
-      if (s === undefined) return undefined
-      const here = moves.moved.get(dir.slice(`${s.runDir}/worktrees/`.length).split("/")[0]!)
-      return here === undefined ? { site: s } : { here }
-    }
     const testThere = (s: RunHostSite, dir: string, script: string) =>
       Ssh.run(s.target, script).pipe(
         Effect.provideService(CommandExecutor.CommandExecutor, executor),

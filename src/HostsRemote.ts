@@ -114,7 +114,7 @@ export const connect = (site: RunHostSite, localSocket: string, folder: string, 
 export const sandboxOn = (site: RunHostSite, mode: Sandbox.SandboxMode) =>
   Effect.gen(function*() {
     const runLog = yield* RunLog
-    const sandbox = yield* Sandbox.resolveWith(mode, Ssh.probeSandbox(site.target), (reason) => `sandbox "bwrap" is required but ${reason}; ${Sandbox.INSTALL_HINT.replace("install bubblewrap", `install bubblewrap there`)}`).pipe(
+    const sandbox = yield* Sandbox.resolveWith(mode, Ssh.probeSandbox(site.target), (reason) => `sandbox "bwrap" is required but ${reason}; ${Sandbox.INSTALL_HINT_THERE}`).pipe(
       Effect.mapError((e) => new RunError({ reason: "config", message: `host ${site.host.name} (${site.host.ssh}, port ${site.host.port}): ${e.message}` }))
     )
     yield* runLog.log("host.sandbox", { host: site.host.name, ...Sandbox.logFields(sandbox) })

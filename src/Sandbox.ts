@@ -24,6 +24,8 @@ export class SandboxUnavailable extends Schema.TaggedError<SandboxUnavailable>()
 }) {}
 
 export const INSTALL_HINT = "install bubblewrap (apt-get install bubblewrap), or set \"sandbox\": \"none\" in orchestrator.json to run instances unconfined"
+/** The same for a remote host. */
+export const INSTALL_HINT_THERE = INSTALL_HINT.replace("install bubblewrap", "install bubblewrap there")
 
 const onPath = (name: string, searchPath: string, fs: FileSystem.FileSystem, path: Path.Path) =>
   Effect.gen(function*() {
